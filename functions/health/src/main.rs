@@ -1,0 +1,11 @@
+//! Lambda function `health`: the Health routes of the MMT API behind API Gateway.
+
+use mmt_core::{AppState, Config, http, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    let state = AppState::from_config(config)?;
+    lambda_http::run(http::router(&[http::RouteGroup::Health], state)).await
+}

@@ -1,0 +1,17 @@
+//! Lambda function `transcribe`: consumes the transcribe queue (SQS), reporting partial batch
+//! failures so one bad message never fails its neighbours.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use mmt_core::{AppState, Config, entrypoints::lambda::handle_sqs_event, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    let state = AppState::from_config(config)?;
+    let state = &state;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+        handle_sqs_event(state, event)
+    }))
+    .await
+}

@@ -1,0 +1,153 @@
+//! Embedded storage: one SQLite file holds the records and the durable job queue.
+
+mod queue;
+mod records;
+
+pub use queue::SqliteJobQueue;
+pub use records::SqliteRecordStore;
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rusqlite::Connection;
+
+use crate::ports::BoxError;
+
+/// Schema steps, applied in order and recorded in `PRAGMA user_version`.
+const MIGRATIONS: &[&str] = &[
+    // 1: records, the queue and its dead letters.
+    r#"
+    CREATE TABLE transcriptions (
+        id           TEXT PRIMARY KEY,
+        owner        TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        engine       TEXT NOT NULL,
+        language     TEXT,
+        prompt       TEXT,
+        file_name    TEXT,
+        audio_format TEXT NOT NULL,
+        audio_key    TEXT NOT NULL,
+        size_bytes   INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        transcript   TEXT,
+        error        TEXT
+    );
+    CREATE INDEX transcriptions_by_owner ON transcriptions (owner, created_at DESC, id DESC);
+    CREATE INDEX transcriptions_by_age ON transcriptions (created_at);
+
+    CREATE TABLE jobs (
+        id             TEXT PRIMARY KEY,
+        queue          TEXT NOT NULL,
+        body           TEXT NOT NULL,
+        correlation_id TEXT,
+        dedupe_key     TEXT,
+        enqueued_at    INTEGER NOT NULL,
+        visible_at     INTEGER NOT NULL,
+        receive_count  INTEGER NOT NULL DEFAULT 0,
+        lease_token    TEXT
+    );
+    CREATE INDEX jobs_ready ON jobs (queue, visible_at, enqueued_at);
+    CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key) WHERE dedupe_key IS NOT NULL;
+
+    CREATE TABLE dead_letter_jobs (
+        id               TEXT PRIMARY KEY,
+        queue            TEXT NOT NULL,
+        body             TEXT NOT NULL,
+        correlation_id   TEXT,
+        receive_count    INTEGER NOT NULL,
+        enqueued_at      INTEGER NOT NULL,
+        dead_lettered_at INTEGER NOT NULL,
+        reason           TEXT NOT NULL
+    );
+    "#,
+];
+
+/// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:
+/// SQLite has a single writer anyway, and this keeps the adapter free of lock-retry logic.
+#[derive(Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Database {
+    pub fn open(path: &Path) -> Result<Self, BoxError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL lets readers run beside the writer; FULL makes every commit survive power loss,
+        // which matters more here than write throughput.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, BoxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, BoxError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| "sqlite connection lock poisoned")?;
+            f(&mut guard)
+        })
+        .await?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), BoxError> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(format!(
+            "database schema version {current} is newer than this build understands ({})",
+            MIGRATIONS.len()
+        )
+        .into());
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Microseconds since the epoch: the one time representation in the database.
+pub(crate) fn to_micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(micros: i64) -> Result<chrono::DateTime<chrono::Utc>, BoxError> {
+    chrono::DateTime::from_timestamp_micros(micros).ok_or_else(|| "timestamp out of range".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/mmt.db");
+        drop(Database::open(&path).unwrap());
+        let db = Database::open(&path).unwrap();
+        let conn = db.conn.lock().unwrap();
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+}

@@ -1,0 +1,322 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use rusqlite::{OptionalExtension, params};
+use uuid::Uuid;
+
+use super::{Database, to_micros};
+use crate::{
+    domain::JobId,
+    ports::{BoxError, Job, JobQueue, QueueError, QueueStats, ReceivedJob},
+};
+
+/// A durable queue with SQS semantics in a SQLite table.
+///
+/// A receive leases messages for the visibility timeout and bumps their receive count; a
+/// crashed consumer's lease simply runs out and the message is delivered again. A message
+/// received `max_receive_count` times and still not acked moves to `dead_letter_jobs`.
+#[derive(Clone)]
+pub struct SqliteJobQueue {
+    db: Database,
+    queue: &'static str,
+    visibility_timeout: Duration,
+    max_receive_count: u32,
+}
+
+impl SqliteJobQueue {
+    pub fn new(
+        db: Database,
+        queue: &'static str,
+        visibility_timeout: Duration,
+        max_receive_count: u32,
+    ) -> Self {
+        Self {
+            db,
+            queue,
+            visibility_timeout,
+            max_receive_count,
+        }
+    }
+
+    /// The dead letters, newest first: `(message id, body, receive count, reason)`.
+    pub async fn dead_letters(&self) -> Result<Vec<(String, String, u32, String)>, QueueError> {
+        let queue = self.queue;
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT id, body, receive_count, reason FROM dead_letter_jobs
+                     WHERE queue = ?1 ORDER BY dead_lettered_at DESC",
+                )?;
+                let rows = stmt.query_map([queue], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .map_err(QueueError::Unavailable)
+    }
+}
+
+fn now_micros() -> i64 {
+    to_micros(Utc::now())
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A receipt is `<message id>:<lease token>`; a new lease makes older receipts stale.
+fn split_receipt(receipt: &str) -> Result<(String, String), QueueError> {
+    receipt
+        .split_once(':')
+        .map(|(id, token)| (id.to_owned(), token.to_owned()))
+        .ok_or(QueueError::StaleReceipt)
+}
+
+const MOVE_TO_DEAD_LETTERS: &str = "INSERT OR REPLACE INTO dead_letter_jobs
+        (id, queue, body, correlation_id, receive_count, enqueued_at, dead_lettered_at, reason)
+     SELECT id, queue, body, correlation_id, receive_count, enqueued_at, ?1, ?2 FROM jobs WHERE id = ?3";
+
+#[async_trait]
+impl JobQueue for SqliteJobQueue {
+    async fn enqueue(
+        &self,
+        job: &Job,
+        correlation_id: Option<&str>,
+        dedupe_key: Option<&str>,
+    ) -> Result<JobId, QueueError> {
+        let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.into()))?;
+        let queue = self.queue;
+        let correlation_id = correlation_id.map(str::to_owned);
+        let dedupe_key = dedupe_key.map(str::to_owned);
+        self.db
+            .call(move |conn| {
+                let id = JobId::new();
+                let now = now_micros();
+                let inserted = conn.execute(
+                    "INSERT INTO jobs (id, queue, body, correlation_id, dedupe_key, enqueued_at, visible_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                     ON CONFLICT (queue, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+                    params![id.as_str(), queue, body, correlation_id, dedupe_key, now],
+                )?;
+                if inserted == 1 {
+                    return Ok(id);
+                }
+                // Same work already queued: hand back the existing message's id.
+                let existing: String = conn.query_row(
+                    "SELECT id FROM jobs WHERE queue = ?1 AND dedupe_key = ?2",
+                    params![queue, dedupe_key],
+                    |r| r.get(0),
+                )?;
+                Ok(JobId::from_raw(existing))
+            })
+            .await
+            .map_err(QueueError::Unavailable)
+    }
+
+    async fn receive(&self, max: usize) -> Result<Vec<ReceivedJob>, QueueError> {
+        let (queue, visibility, max_receives) =
+            (self.queue, self.visibility_timeout, self.max_receive_count);
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let now = now_micros();
+                let mut leased = Vec::new();
+                {
+                    let mut ready = tx.prepare_cached(
+                        "SELECT id, body, correlation_id, receive_count FROM jobs
+                         WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, enqueued_at LIMIT ?3",
+                    )?;
+                    let rows = ready
+                        .query_map(params![queue, now, max.max(1) * 4], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, u32>(3)?))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for (id, body, correlation_id, receive_count) in rows {
+                        if leased.len() >= max {
+                            break;
+                        }
+                        if receive_count >= max_receives {
+                            // Its last lease ran out without an ack: the consumer died mid-attempt.
+                            tx.execute(
+                                MOVE_TO_DEAD_LETTERS,
+                                params![now, "maximum receive count reached without acknowledgement", id],
+                            )?;
+                            tx.execute("DELETE FROM jobs WHERE id = ?1", [&id])?;
+                            continue;
+                        }
+                        let token = Uuid::new_v4().simple().to_string();
+                        tx.execute(
+                            "UPDATE jobs SET receive_count = receive_count + 1, visible_at = ?1, lease_token = ?2 WHERE id = ?3",
+                            params![now + micros(visibility), token, id],
+                        )?;
+                        leased.push(ReceivedJob {
+                            receipt: format!("{id}:{token}"),
+                            message_id: JobId::from_raw(id),
+                            receive_count: receive_count + 1,
+                            body,
+                            correlation_id,
+                        });
+                    }
+                }
+                tx.commit()?;
+                Ok(leased)
+            })
+            .await
+            .map_err(QueueError::Unavailable)
+    }
+
+    async fn extend_lease(
+        &self,
+        job: &ReceivedJob,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        let (id, token) = split_receipt(&job.receipt)?;
+        let changed = self
+            .db
+            .call(move |conn| {
+                Ok(conn.execute(
+                    "UPDATE jobs SET visible_at = ?1 WHERE id = ?2 AND lease_token = ?3",
+                    params![now_micros() + micros(visibility), id, token],
+                )?)
+            })
+            .await
+            .map_err(QueueError::Unavailable)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::StaleReceipt)
+        }
+    }
+
+    async fn ack(&self, job: &ReceivedJob) -> Result<(), QueueError> {
+        let (id, token) = split_receipt(&job.receipt)?;
+        let changed = self
+            .db
+            .call(move |conn| {
+                Ok(conn.execute(
+                    "DELETE FROM jobs WHERE id = ?1 AND lease_token = ?2",
+                    params![id, token],
+                )?)
+            })
+            .await
+            .map_err(QueueError::Unavailable)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::StaleReceipt)
+        }
+    }
+
+    async fn retry_later(&self, job: &ReceivedJob, delay: Duration) -> Result<(), QueueError> {
+        let (id, token) = split_receipt(&job.receipt)?;
+        let max_receives = self.max_receive_count;
+        let changed = self
+            .db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let count: Option<u32> = tx
+                    .query_row(
+                        "SELECT receive_count FROM jobs WHERE id = ?1 AND lease_token = ?2",
+                        params![id, token],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(count) = count else { return Ok(0) };
+                if count >= max_receives {
+                    // No receive is left: dead-letter now rather than after another timeout.
+                    tx.execute(
+                        MOVE_TO_DEAD_LETTERS,
+                        params![now_micros(), "maximum receive count reached", id],
+                    )?;
+                    tx.execute("DELETE FROM jobs WHERE id = ?1", [&id])?;
+                } else {
+                    tx.execute(
+                        "UPDATE jobs SET visible_at = ?1, lease_token = NULL WHERE id = ?2",
+                        params![now_micros() + micros(delay), id],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(1)
+            })
+            .await
+            .map_err(QueueError::Unavailable)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::StaleReceipt)
+        }
+    }
+
+    async fn release(&self, job: &ReceivedJob) -> Result<(), QueueError> {
+        let (id, token) = split_receipt(&job.receipt)?;
+        let changed = self
+            .db
+            .call(move |conn| {
+                Ok(conn.execute(
+                    "UPDATE jobs SET visible_at = ?1, lease_token = NULL, receive_count = max(receive_count - 1, 0)
+                     WHERE id = ?2 AND lease_token = ?3",
+                    params![now_micros(), id, token],
+                )?)
+            })
+            .await
+            .map_err(QueueError::Unavailable)?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::StaleReceipt)
+        }
+    }
+
+    async fn dead_letter(&self, job: &ReceivedJob, reason: &str) -> Result<(), QueueError> {
+        let queue = self.queue;
+        let job = job.clone();
+        let reason = reason.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let now = now_micros();
+                let id = job.message_id.as_str().to_owned();
+                let moved = tx.execute(MOVE_TO_DEAD_LETTERS, params![now, reason, id])?;
+                if moved == 0 {
+                    // The message came from elsewhere (e.g. an SQS event): keep what we were given.
+                    tx.execute(
+                        "INSERT OR REPLACE INTO dead_letter_jobs
+                            (id, queue, body, correlation_id, receive_count, enqueued_at, dead_lettered_at, reason)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                        params![id, queue, job.body, job.correlation_id, job.receive_count, now, reason],
+                    )?;
+                }
+                tx.execute("DELETE FROM jobs WHERE id = ?1", [&id])?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+            .map_err(QueueError::Unavailable)
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let queue = self.queue;
+        self.db
+            .call(move |conn| {
+                let now = now_micros();
+                let (visible, in_flight, oldest): (u64, u64, Option<i64>) = conn.query_row(
+                    "SELECT coalesce(sum(visible_at <= ?2), 0), coalesce(sum(visible_at > ?2), 0), min(enqueued_at)
+                     FROM jobs WHERE queue = ?1",
+                    params![queue, now],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                let dead_lettered: u64 =
+                    conn.query_row("SELECT count(*) FROM dead_letter_jobs WHERE queue = ?1", [queue], |r| r.get(0))?;
+                Ok(QueueStats {
+                    visible,
+                    in_flight,
+                    dead_lettered,
+                    oldest_age_s: oldest.map(|t| (now - t) as f64 / 1e6),
+                })
+            })
+            .await
+            .map_err(|e: BoxError| QueueError::Unavailable(e))
+    }
+}

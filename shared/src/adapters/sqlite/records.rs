@@ -1,0 +1,272 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Database, from_micros, to_micros};
+use crate::{
+    domain::{BlobKey, OwnerId, Status, Transcript, TranscriptionId, TranscriptionRecord},
+    ports::{BoxError, Cursor, Page, PageRequest, RecordStore, StoreError},
+};
+
+/// [`RecordStore`] on SQLite.
+#[derive(Clone)]
+pub struct SqliteRecordStore {
+    db: Database,
+}
+
+impl SqliteRecordStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+const COLUMNS: &str = "id, owner, status, engine, language, prompt, file_name, audio_format, \
+                       audio_key, size_bytes, created_at, updated_at, attempts, transcript, error";
+
+fn read_record(row: &Row<'_>) -> Result<TranscriptionRecord, BoxError> {
+    let text = |i: usize| -> Result<String, BoxError> { Ok(row.get::<_, String>(i)?) };
+    let transcript: Option<String> = row.get(13)?;
+    Ok(TranscriptionRecord {
+        id: text(0)?.parse()?,
+        owner: OwnerId::parse(&text(1)?)?,
+        status: text(2)?.parse::<Status>()?,
+        engine: text(3)?.parse()?,
+        language: row.get(4)?,
+        prompt: row.get(5)?,
+        file_name: row.get(6)?,
+        audio_format: text(7)?.parse()?,
+        audio_key: BlobKey::parse(&text(8)?)?,
+        size_bytes: row.get::<_, i64>(9)?.try_into()?,
+        created_at: from_micros(row.get(10)?)?,
+        updated_at: from_micros(row.get(11)?)?,
+        attempts: row.get(12)?,
+        transcript: transcript
+            .map(|json| serde_json::from_str::<Transcript>(&json))
+            .transpose()?,
+        error: row.get(14)?,
+    })
+}
+
+/// Storage failures and unreadable rows are different problems for an operator.
+fn classify(err: BoxError) -> StoreError {
+    if err.is::<rusqlite::Error>()
+        || err.is::<tokio::task::JoinError>()
+        || err.is::<std::io::Error>()
+    {
+        StoreError::Unavailable(err)
+    } else {
+        StoreError::Corrupt(err.to_string())
+    }
+}
+
+impl SqliteRecordStore {
+    /// A conditional status change: only rows in `from` move, so a stale writer changes nothing.
+    async fn transition(
+        &self,
+        id: &TranscriptionId,
+        sql: &'static str,
+        values: Vec<rusqlite::types::Value>,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.db
+            .call(move |conn| {
+                let mut all = values;
+                all.push(id.into());
+                Ok(conn.execute(sql, rusqlite::params_from_iter(all))? == 1)
+            })
+            .await
+            .map_err(classify)
+    }
+}
+
+#[async_trait]
+impl RecordStore for SqliteRecordStore {
+    async fn insert(&self, r: &TranscriptionRecord) -> Result<(), StoreError> {
+        let r = r.clone();
+        self.db
+            .call(move |conn| {
+                let transcript = r.transcript.as_ref().map(serde_json::to_string).transpose()?;
+                conn.execute(
+                    &format!("INSERT INTO transcriptions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+                    params![
+                        r.id.to_string(),
+                        r.owner.as_str(),
+                        r.status.as_str(),
+                        r.engine.as_str(),
+                        r.language,
+                        r.prompt,
+                        r.file_name,
+                        r.audio_format.extension(),
+                        r.audio_key.as_str(),
+                        i64::try_from(r.size_bytes)?,
+                        to_micros(r.created_at),
+                        to_micros(r.updated_at),
+                        r.attempts,
+                        transcript,
+                        r.error,
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(classify)
+    }
+
+    async fn get(&self, id: &TranscriptionId) -> Result<Option<TranscriptionRecord>, StoreError> {
+        let id = id.to_string();
+        self.db
+            .call(move |conn| {
+                let row = conn
+                    .query_row(
+                        &format!("SELECT {COLUMNS} FROM transcriptions WHERE id = ?1"),
+                        [id],
+                        |row| Ok(read_record(row)),
+                    )
+                    .optional()?;
+                row.transpose()
+            })
+            .await
+            .map_err(classify)
+    }
+
+    async fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+        page: &PageRequest,
+    ) -> Result<Page<TranscriptionRecord>, StoreError> {
+        let owner = owner.as_str().to_owned();
+        let limit = page.limit.clamp(1, 100);
+        let after = page.after.clone();
+        self.db
+            .call(move |conn| {
+                // Fetch one extra row to learn whether another page follows.
+                let (at, id) = match &after {
+                    Some(c) => (to_micros(c.created_at), c.id.to_string()),
+                    None => (i64::MAX, String::new()),
+                };
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM transcriptions
+                     WHERE owner = ?1 AND (created_at < ?2 OR (created_at = ?2 AND id < ?3) OR ?4)
+                     ORDER BY created_at DESC, id DESC LIMIT ?5"
+                ))?;
+                let rows = stmt.query_map(
+                    params![owner, at, id, after.is_none(), i64::from(limit) + 1],
+                    |row| Ok(read_record(row)),
+                )?;
+                let mut items = Vec::new();
+                for row in rows {
+                    items.push(row??);
+                }
+                let next = if items.len() > limit as usize {
+                    items.truncate(limit as usize);
+                    items.last().map(|r| Cursor {
+                        created_at: r.created_at,
+                        id: r.id,
+                    })
+                } else {
+                    None
+                };
+                Ok(Page { items, next })
+            })
+            .await
+            .map_err(classify)
+    }
+
+    async fn mark_processing(
+        &self,
+        id: &TranscriptionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            id,
+            "UPDATE transcriptions SET status = 'processing', attempts = attempts + 1, updated_at = ?1
+             WHERE id = ?2 AND status IN ('queued', 'processing')",
+            vec![to_micros(now).into()],
+        )
+        .await
+    }
+
+    async fn complete(
+        &self,
+        id: &TranscriptionId,
+        transcript: &Transcript,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let json =
+            serde_json::to_string(transcript).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.transition(
+            id,
+            "UPDATE transcriptions SET status = 'completed', transcript = ?1, error = NULL,
+                    language = COALESCE(language, ?2), updated_at = ?3
+             WHERE id = ?4 AND status IN ('queued', 'processing')",
+            vec![
+                json.into(),
+                transcript.language.clone().into(),
+                to_micros(now).into(),
+            ],
+        )
+        .await
+    }
+
+    async fn fail(
+        &self,
+        id: &TranscriptionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            id,
+            "UPDATE transcriptions SET status = 'failed', error = ?1, updated_at = ?2
+             WHERE id = ?3 AND status IN ('queued', 'processing')",
+            vec![reason.to_owned().into(), to_micros(now).into()],
+        )
+        .await
+    }
+
+    async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.db
+            .call(move |conn| {
+                Ok(conn.execute("DELETE FROM transcriptions WHERE id = ?1", [id])? == 1)
+            })
+            .await
+            .map_err(classify)
+    }
+
+    async fn created_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TranscriptionId, BlobKey)>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, audio_key FROM transcriptions WHERE created_at < ?1 ORDER BY created_at LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![to_micros(cutoff), limit], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, key) = row?;
+                    out.push((id.parse()?, BlobKey::parse(&key)?));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(classify)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .call(|conn| {
+                Ok(conn.query_row(
+                    "SELECT count(*) FROM transcriptions LIMIT 1",
+                    [],
+                    |_| Ok(()),
+                )?)
+            })
+            .await
+            .map_err(classify)
+    }
+}

@@ -1,0 +1,113 @@
+//! Wiring: configuration in, adapters built once, shared by every route and worker.
+
+use std::sync::Arc;
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+
+use crate::{
+    adapters::{Database, DiskBlobStore, OpenAiTranscriber, SqliteJobQueue, SqliteRecordStore},
+    auth::TokenService,
+    config::Config,
+    domain::EngineKind,
+    ports::{BlobStore, BoxError, Clock, JobQueue, RecordStore, SystemClock, Transcriber},
+};
+
+/// The queue that carries transcription jobs.
+pub const TRANSCRIBE_QUEUE: &str = "transcribe";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the record database")]
+    Database(#[source] BoxError),
+    #[error("cannot use the audio directory")]
+    AudioDir(#[source] std::io::Error),
+    #[error("cannot build the cloud transcription client")]
+    CloudClient(#[source] reqwest::Error),
+    #[error(
+        "ENABLE_LOCAL_TRANSCRIPTION is on, but this build has no local Whisper engine yet; \
+         turn it off or use the cloud engine"
+    )]
+    NoLocalEngine,
+}
+
+/// The engines this process can run, by kind.
+#[derive(Clone, Default)]
+pub struct Engines {
+    pub cloud: Option<Arc<dyn Transcriber>>,
+    pub local: Option<Arc<dyn Transcriber>>,
+}
+
+impl Engines {
+    pub fn get(&self, kind: EngineKind) -> Option<&Arc<dyn Transcriber>> {
+        match kind {
+            EngineKind::Cloud => self.cloud.as_ref(),
+            EngineKind::Local => self.local.as_ref(),
+        }
+    }
+}
+
+/// Everything a handler or worker needs. Cheap to clone; built once per process (per Lambda
+/// cold start), never per request.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub records: Arc<dyn RecordStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub transcribe_queue: Arc<dyn JobQueue>,
+    pub engines: Engines,
+    pub tokens: Arc<TokenService>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    /// Builds the adapters the configuration names.
+    pub fn from_config(config: Config) -> Result<Self, StartupError> {
+        let db = Database::open(&config.database_path).map_err(StartupError::Database)?;
+        let blobs = DiskBlobStore::new(&config.audio_dir).map_err(StartupError::AudioDir)?;
+        let queue = SqliteJobQueue::new(
+            db.clone(),
+            TRANSCRIBE_QUEUE,
+            config.queue.visibility_timeout,
+            config.queue.max_receive_count,
+        );
+        let cloud = match &config.cloud {
+            Some(cloud) => Some(Arc::new(
+                OpenAiTranscriber::new(cloud.clone()).map_err(StartupError::CloudClient)?,
+            ) as Arc<dyn Transcriber>),
+            None => None,
+        };
+        if config.local_engine_enabled {
+            return Err(StartupError::NoLocalEngine);
+        }
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.expose_secret().as_bytes().to_vec(),
+            None => {
+                // Only reachable outside production (config refuses it there).
+                tracing::warn!(
+                    "INTERNAL_JWT_SECRET is not set: using a random secret for this process; \
+                     tokens will not survive a restart or work across functions"
+                );
+                let mut bytes = vec![0u8; 48];
+                rand::rng().fill_bytes(&mut bytes);
+                STANDARD.encode(bytes).into_bytes()
+            }
+        };
+        let tokens = TokenService::new(
+            &secret,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.access_token_ttl,
+        );
+        Ok(Self {
+            records: Arc::new(SqliteRecordStore::new(db)),
+            blobs: Arc::new(blobs),
+            transcribe_queue: Arc::new(queue),
+            engines: Engines { cloud, local: None },
+            tokens: Arc::new(tokens),
+            clock: Arc::new(SystemClock),
+            config: Arc::new(config),
+        })
+    }
+}

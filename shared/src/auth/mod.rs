@@ -1,0 +1,7 @@
+//! Who is calling: signed access tokens, scopes, and local password sign-in.
+
+mod passwords;
+mod tokens;
+
+pub use passwords::{hash_password, verify_password};
+pub use tokens::{AuthError, IssuedToken, Principal, Scope, TokenService};

@@ -1,0 +1,531 @@
+//! Typed settings, read from the environment once at start-up.
+//!
+//! Every key is documented in the README's configuration table. A bad value stops start-up
+//! with an error that names the key (never the value: some keys hold secrets).
+
+use std::{collections::HashMap, fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::EngineKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value for {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("{key} is required: {reason}")]
+    Missing { key: &'static str, reason: String },
+    #[error("unsafe configuration for ENV=prod: {key} {reason}")]
+    UnsafeForProduction { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Dev,
+    Test,
+    Staging,
+    Prod,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dev => "dev",
+            Self::Test => "test",
+            Self::Staging => "staging",
+            Self::Prod => "prod",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "dev" | "development" | "local" => Ok(Self::Dev),
+            "test" => Ok(Self::Test),
+            "staging" => Ok(Self::Staging),
+            "prod" | "production" => Ok(Self::Prod),
+            other => Err(format!("expected dev|test|staging|prod, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A user allowed to sign in with `POST /auth/login`: the name and an argon2 PHC hash.
+#[derive(Clone)]
+pub struct LocalUser {
+    pub username: String,
+    pub password_hash: String,
+}
+
+impl fmt::Debug for LocalUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalUser")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudEngineConfig {
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub model: String,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    pub retry_base_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub visibility_timeout: Duration,
+    pub max_receive_count: u32,
+    pub poll_interval: Duration,
+    pub retry_base_delay: Duration,
+    pub worker_concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub demo_mode: bool,
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_path: PathBuf,
+    pub audio_dir: PathBuf,
+    pub allow_guest_auth: bool,
+    pub allow_local_login: bool,
+    pub local_users: Vec<LocalUser>,
+    /// `None` means "generate an ephemeral secret at start-up" (dev and test only).
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub cloud: Option<CloudEngineConfig>,
+    pub local_engine_enabled: bool,
+    pub default_engine: Option<EngineKind>,
+    pub cors_allow_origins: Vec<String>,
+    pub retention_days: u32,
+    pub retention_sweep_interval: Duration,
+    pub store_phi: bool,
+    pub max_upload_bytes: u64,
+    pub json_body_limit_bytes: usize,
+    pub queue: QueueConfig,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+/// Reads keys from some source: the process environment, or a map in tests.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+struct Source<'a> {
+    lookup: Lookup<'a>,
+}
+
+impl Source<'_> {
+    fn raw(&self, key: &str) -> Option<String> {
+        (self.lookup)(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, key: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                key,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn flag(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(key) {
+            None => Ok(default),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::Invalid {
+                    key,
+                    reason: "expected true/false (or 1/0)".into(),
+                }),
+            },
+        }
+    }
+
+    fn secret(&self, key: &str) -> Option<SecretString> {
+        self.raw(key).map(SecretString::from)
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads from a map: tests describe a configuration exactly as the environment would.
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| map.get(k).cloned())
+    }
+
+    pub fn from_lookup<'a>(
+        lookup: impl Fn(&str) -> Option<String> + 'a,
+    ) -> Result<Self, ConfigError> {
+        let src = Source {
+            lookup: Box::new(lookup),
+        };
+        let environment: Environment = src.parse("ENV", Environment::Dev)?;
+        let is_prod = environment == Environment::Prod;
+
+        let data_dir: PathBuf = src.parse("DATA_DIR", PathBuf::from("./data"))?;
+        let database_path = src.parse("DATABASE_PATH", data_dir.join("mmt.db"))?;
+        let audio_dir = src.parse("AUDIO_DIR", data_dir.join("audio"))?;
+
+        let local_users = match src.raw("LOCAL_LOGIN_USERS") {
+            None => Vec::new(),
+            Some(v) => parse_local_users(&v)?,
+        };
+
+        let jwt_secret = src.secret("INTERNAL_JWT_SECRET");
+        if jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().len() < 32)
+        {
+            return Err(ConfigError::Invalid {
+                key: "INTERNAL_JWT_SECRET",
+                reason: "must be at least 32 bytes (generate one with `openssl rand -base64 48`)"
+                    .into(),
+            });
+        }
+
+        let cloud_enabled = src.flag("ENABLE_CLOUD_TRANSCRIPTION", false)?;
+        let cloud = if cloud_enabled {
+            let api_key = src.secret("OPENAI_API_KEY").ok_or(ConfigError::Missing {
+                key: "OPENAI_API_KEY",
+                reason: "ENABLE_CLOUD_TRANSCRIPTION is on".into(),
+            })?;
+            let base_url = src
+                .raw("OPENAI_BASE_URL")
+                .unwrap_or_else(|| "https://api.openai.com/v1".into());
+            let parsed = reqwest::Url::parse(&base_url).map_err(|e| ConfigError::Invalid {
+                key: "OPENAI_BASE_URL",
+                reason: e.to_string(),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid {
+                    key: "OPENAI_BASE_URL",
+                    reason: "must be an http(s) URL".into(),
+                });
+            }
+            Some(CloudEngineConfig {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                api_key,
+                model: src
+                    .raw("CLOUD_TRANSCRIPTION_MODEL")
+                    .unwrap_or_else(|| "whisper-1".into()),
+                request_timeout: Duration::from_secs(src.parse("OPENAI_TIMEOUT_SECS", 120u64)?),
+                max_retries: src.parse("OPENAI_MAX_RETRIES", 3u32)?,
+                retry_base_delay: Duration::from_millis(src.parse("OPENAI_RETRY_BASE_MS", 500u64)?),
+            })
+        } else {
+            None
+        };
+        let local_engine_enabled = src.flag("ENABLE_LOCAL_TRANSCRIPTION", false)?;
+        let default_engine = match src.raw("DEFAULT_ENGINE") {
+            Some(v) => Some(v.parse::<EngineKind>().map_err(|e| ConfigError::Invalid {
+                key: "DEFAULT_ENGINE",
+                reason: e,
+            })?),
+            None if cloud.is_some() => Some(EngineKind::Cloud),
+            None if local_engine_enabled => Some(EngineKind::Local),
+            None => None,
+        };
+        match default_engine {
+            Some(EngineKind::Cloud) if cloud.is_none() => {
+                return Err(ConfigError::Invalid {
+                    key: "DEFAULT_ENGINE",
+                    reason: "cloud is not enabled (ENABLE_CLOUD_TRANSCRIPTION)".into(),
+                });
+            }
+            Some(EngineKind::Local) if !local_engine_enabled => {
+                return Err(ConfigError::Invalid {
+                    key: "DEFAULT_ENGINE",
+                    reason: "local is not enabled (ENABLE_LOCAL_TRANSCRIPTION)".into(),
+                });
+            }
+            _ => {}
+        }
+
+        let cors_allow_origins: Vec<String> = src
+            .raw("CORS_ALLOW_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for origin in &cors_allow_origins {
+            if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "CORS_ALLOW_ORIGINS",
+                    reason: "each origin must be a valid header value".into(),
+                });
+            }
+        }
+
+        let max_upload_bytes: u64 = src.parse("MAX_UPLOAD_BYTES", 100 * 1024 * 1024)?;
+        if max_upload_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "MAX_UPLOAD_BYTES",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        let max_receive_count: u32 = src.parse("MAX_RECEIVE_COUNT", 3)?;
+        if max_receive_count == 0 {
+            return Err(ConfigError::Invalid {
+                key: "MAX_RECEIVE_COUNT",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let visibility_secs: f64 = src.parse("QUEUE_VISIBILITY_TIMEOUT_SECS", 300.0)?;
+        if !(visibility_secs.is_finite() && visibility_secs >= 0.5) {
+            return Err(ConfigError::Invalid {
+                key: "QUEUE_VISIBILITY_TIMEOUT_SECS",
+                reason: "must be at least 0.5 seconds".into(),
+            });
+        }
+        let worker_concurrency: usize = src.parse("WORKER_CONCURRENCY", 1)?;
+        if worker_concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                key: "WORKER_CONCURRENCY",
+                reason: "must be at least 1".into(),
+            });
+        }
+
+        let config = Config {
+            environment,
+            demo_mode: src.flag("DEMO_MODE", environment == Environment::Dev)?,
+            host: src.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: src.parse("PORT", 8080)?,
+            database_path,
+            audio_dir,
+            allow_guest_auth: src.flag("ALLOW_GUEST_AUTH", !is_prod)?,
+            allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
+            local_users,
+            jwt_secret,
+            jwt_issuer: src.raw("JWT_ISSUER").unwrap_or_else(|| "mmt".into()),
+            jwt_audience: src.raw("JWT_AUDIENCE").unwrap_or_else(|| "mmt-api".into()),
+            access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
+            cloud,
+            local_engine_enabled,
+            default_engine,
+            cors_allow_origins,
+            retention_days: src.parse("RETENTION_DAYS", 30)?,
+            retention_sweep_interval: Duration::from_secs(
+                src.parse("RETENTION_SWEEP_INTERVAL_SECS", 3600u64)?.max(1),
+            ),
+            store_phi: src.flag("STORE_PHI", true)?,
+            max_upload_bytes,
+            json_body_limit_bytes: src.parse("JSON_BODY_LIMIT_BYTES", 64 * 1024)?,
+            queue: QueueConfig {
+                visibility_timeout: Duration::from_secs_f64(visibility_secs),
+                max_receive_count,
+                poll_interval: Duration::from_millis(src.parse("QUEUE_POLL_INTERVAL_MS", 500u64)?),
+                retry_base_delay: Duration::from_millis(
+                    src.parse("JOB_RETRY_BASE_DELAY_MS", 2000u64)?,
+                ),
+                worker_concurrency,
+            },
+            shutdown_grace: Duration::from_secs(src.parse("SHUTDOWN_GRACE_SECS", 20u64)?),
+            log_format: match src.raw("LOG_FORMAT").as_deref() {
+                None => {
+                    if environment == Environment::Dev {
+                        LogFormat::Text
+                    } else {
+                        LogFormat::Json
+                    }
+                }
+                Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        key: "LOG_FORMAT",
+                        reason: "expected text or json".into(),
+                    });
+                }
+            },
+        };
+        config.refuse_unsafe_production()?;
+        Ok(config)
+    }
+
+    /// Production must not run on demo conveniences. (Issue 5 widens this list.)
+    fn refuse_unsafe_production(&self) -> Result<(), ConfigError> {
+        if self.environment != Environment::Prod {
+            return Ok(());
+        }
+        let unsafe_setting = |key, reason: &str| {
+            Err(ConfigError::UnsafeForProduction {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.jwt_secret.is_none() {
+            return unsafe_setting("INTERNAL_JWT_SECRET", "must be set");
+        }
+        if self.demo_mode {
+            return unsafe_setting("DEMO_MODE", "must be off");
+        }
+        if self.cors_allow_origins.iter().any(|o| o == "*") {
+            return unsafe_setting("CORS_ALLOW_ORIGINS", "must not be *");
+        }
+        Ok(())
+    }
+
+    pub fn engine_enabled(&self, engine: EngineKind) -> bool {
+        match engine {
+            EngineKind::Cloud => self.cloud.is_some(),
+            EngineKind::Local => self.local_engine_enabled,
+        }
+    }
+
+    pub fn retention(&self) -> Option<chrono::Duration> {
+        (self.retention_days > 0).then(|| chrono::Duration::days(i64::from(self.retention_days)))
+    }
+}
+
+fn parse_local_users(raw: &str) -> Result<Vec<LocalUser>, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        key: "LOCAL_LOGIN_USERS",
+        reason: reason.to_owned(),
+    };
+    raw.split(';')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (username, hash) = entry
+                .split_once(':')
+                .ok_or_else(|| invalid("expected name:argon2-hash entries separated by ';'"))?;
+            if username.is_empty()
+                || !username
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+            {
+                return Err(invalid("user names may hold letters, digits and . _ - @"));
+            }
+            argon2::PasswordHash::new(hash).map_err(|_| {
+                invalid("password hashes must be argon2 PHC strings (see `mmt hash-password`)")
+            })?;
+            Ok(LocalUser {
+                username: username.to_owned(),
+                password_hash: hash.to_owned(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_are_a_working_demo() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.environment, Environment::Dev);
+        assert!(c.demo_mode && c.allow_guest_auth);
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.retention_days, 30);
+        assert!(c.cloud.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = config(&[("PORT", "eighty")]).unwrap_err().to_string();
+        assert!(err.contains("PORT"), "{err}");
+        let err = config(&[("ALLOW_GUEST_AUTH", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ALLOW_GUEST_AUTH"), "{err}");
+        let err = config(&[("ENABLE_CLOUD_TRANSCRIPTION", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OPENAI_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused_without_echoing_it() {
+        let err = config(&[("INTERNAL_JWT_SECRET", "hunter2")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("INTERNAL_JWT_SECRET"));
+        assert!(!err.contains("hunter2"));
+    }
+
+    #[test]
+    fn production_refuses_demo_defaults() {
+        let err = config(&[("ENV", "prod")]).unwrap_err().to_string();
+        assert!(err.contains("INTERNAL_JWT_SECRET"), "{err}");
+        let secret = "x".repeat(40);
+        let err = config(&[
+            ("ENV", "prod"),
+            ("INTERNAL_JWT_SECRET", &secret),
+            ("DEMO_MODE", "1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("DEMO_MODE"), "{err}");
+        let ok = config(&[("ENV", "prod"), ("INTERNAL_JWT_SECRET", &secret)]).unwrap();
+        assert!(
+            !ok.allow_guest_auth,
+            "guests are off by default in production"
+        );
+    }
+
+    #[test]
+    fn default_engine_must_be_enabled() {
+        let err = config(&[("DEFAULT_ENGINE", "cloud")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DEFAULT_ENGINE"));
+        let c = config(&[
+            ("ENABLE_CLOUD_TRANSCRIPTION", "true"),
+            ("OPENAI_API_KEY", "sk-test"),
+        ])
+        .unwrap();
+        assert_eq!(c.default_engine, Some(EngineKind::Cloud));
+    }
+
+    #[test]
+    fn local_users_need_argon2_hashes() {
+        let err = config(&[("LOCAL_LOGIN_USERS", "alice:plaintext")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LOCAL_LOGIN_USERS") && !err.contains("plaintext"),
+            "{err}"
+        );
+        let hash = crate::auth::hash_password("correct horse").unwrap();
+        let c = config(&[("LOCAL_LOGIN_USERS", &format!("alice:{hash}; bob:{hash}"))]).unwrap();
+        assert_eq!(c.local_users.len(), 2);
+        assert_eq!(c.local_users[1].username, "bob");
+    }
+}

@@ -1,0 +1,162 @@
+//! The domain: what a transcription is and how it moves through its life. Names no vendor.
+
+mod audio;
+mod ids;
+mod transcript;
+
+pub use audio::{AudioFormat, sniff_audio_format};
+pub use ids::{BlobKey, InvalidId, JobId, OwnerId, TranscriptionId};
+pub use transcript::{ResponseFormat, Segment, Transcript, render_transcript};
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Which engine turns audio into text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// An OpenAI-compatible transcription API.
+    Cloud,
+    /// Whisper running in this process (CPU or GPU).
+    Local,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cloud => "cloud",
+            Self::Local => "local",
+        }
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cloud" => Ok(Self::Cloud),
+            "local" => Ok(Self::Local),
+            _ => Err("expected cloud or local".into()),
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a transcription is in its life. `Completed` and `Failed` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "queued" => Ok(Self::Queued),
+            "processing" => Ok(Self::Processing),
+            "completed" => Ok(Self::Completed),
+            "failed" => Ok(Self::Failed),
+            other => Err(format!("unknown status {other:?}")),
+        }
+    }
+}
+
+/// One uploaded recording and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptionRecord {
+    pub id: TranscriptionId,
+    pub owner: OwnerId,
+    pub status: Status,
+    pub engine: EngineKind,
+    /// The language the client asked for (ISO 639-1), or the one the engine detected.
+    pub language: Option<String>,
+    /// Vocabulary hints for the engine (e.g. drug names). PHI-adjacent: never logged.
+    pub prompt: Option<String>,
+    /// The client's file name. PHI-adjacent: never logged.
+    pub file_name: Option<String>,
+    pub audio_format: AudioFormat,
+    pub audio_key: BlobKey,
+    pub size_bytes: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub transcript: Option<Transcript>,
+    pub error: Option<String>,
+}
+
+impl TranscriptionRecord {
+    /// A freshly uploaded recording, waiting for the worker.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_queued(
+        id: TranscriptionId,
+        owner: OwnerId,
+        engine: EngineKind,
+        language: Option<String>,
+        prompt: Option<String>,
+        file_name: Option<String>,
+        audio_format: AudioFormat,
+        size_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            audio_key: BlobKey::for_transcription(&id),
+            id,
+            owner,
+            status: Status::Queued,
+            engine,
+            language,
+            prompt,
+            file_name,
+            audio_format,
+            size_bytes,
+            created_at: now,
+            updated_at: now,
+            attempts: 0,
+            transcript: None,
+            error: None,
+        }
+    }
+
+    /// The name to hand an engine: the client's, or one made from the id and sniffed format.
+    /// Engines such as OpenAI's infer the container from the extension.
+    pub fn engine_file_name(&self) -> String {
+        format!("{}.{}", self.id, self.audio_format.extension())
+    }
+}
+
+/// A validated language code (ISO 639-1, two or three lowercase letters).
+pub fn parse_language(raw: &str) -> Result<String, String> {
+    let lang = raw.trim().to_ascii_lowercase();
+    if (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_lowercase()) {
+        Ok(lang)
+    } else {
+        Err("language must be an ISO 639-1 code such as \"en\"".into())
+    }
+}

@@ -1,0 +1,75 @@
+//! Lambda event handlers. The function binaries build [`AppState`] once per cold start and
+//! hand these to `lambda_runtime::run`; HTTP functions hand [`crate::http::router`] to
+//! `lambda_http::run` instead.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::{Error, LambdaEvent};
+
+use crate::{
+    AppState,
+    domain::JobId,
+    http::sanitize_correlation_id,
+    jobs::{Disposition, RetentionReport, handle_transcribe_message, sweep_retention},
+    ports::ReceivedJob,
+};
+
+/// The SQS message attribute that carries the HTTP request's correlation id.
+pub const CORRELATION_ATTRIBUTE: &str = "correlation_id";
+
+fn received_job(message: &SqsMessage) -> ReceivedJob {
+    ReceivedJob {
+        message_id: JobId::from_raw(message.message_id.clone().unwrap_or_default()),
+        receipt: message.receipt_handle.clone().unwrap_or_default(),
+        receive_count: message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+        body: message.body.clone().unwrap_or_default(),
+        correlation_id: message
+            .message_attributes
+            .get(CORRELATION_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref())
+            .and_then(sanitize_correlation_id),
+    }
+}
+
+/// Handles a batch from the transcribe queue. Messages run concurrently and fail alone: only
+/// the ids that should be delivered again are returned in `batchItemFailures`.
+pub async fn handle_sqs_event(
+    state: &AppState,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let outcomes = futures::future::join_all(event.payload.records.iter().map(|message| async move {
+        let job = received_job(message);
+        let retry = match handle_transcribe_message(state, &job).await {
+            Disposition::Ack => false,
+            Disposition::Retry { .. } => true,
+            Disposition::DeadLetter { reason } => match state.transcribe_queue.dead_letter(&job, &reason).await {
+                Ok(()) => false,
+                Err(err) => {
+                    tracing::error!(message_id = %job.message_id, error = %err, "could not dead-letter; leaving it to redrive");
+                    true
+                }
+            },
+        };
+        retry.then(|| job.message_id.to_string())
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for id in outcomes.into_iter().flatten() {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
+}
+
+/// The scheduled retention sweep. Accepts an EventBridge rule event or an EventBridge
+/// Scheduler payload alike: the payload's content does not change what a sweep does.
+pub async fn handle_scheduled_sweep(
+    state: &AppState,
+    _event: LambdaEvent<serde_json::Value>,
+) -> Result<RetentionReport, Error> {
+    Ok(sweep_retention(state).await?)
+}

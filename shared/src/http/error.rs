@@ -1,0 +1,196 @@
+//! The one mapping from failures to HTTP responses.
+//!
+//! Body: `{"error":{"code","message"},"correlation_id"}`. Codes are stable; messages for 5xx
+//! are generic. The cause of a 5xx travels in a response extension so the request middleware
+//! logs it once, inside the request span, and it never reaches the client.
+
+use axum::{
+    Json,
+    extract::rejection::{JsonRejection, QueryRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::correlation::current_correlation_id;
+use crate::ports::{BlobError, QueueError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("wrong user name or password")]
+    InvalidCredentials,
+    #[error("{1}")]
+    Forbidden(&'static str, &'static str),
+    #[error("no such transcription")]
+    NotFound,
+    #[error("no route for this path")]
+    RouteNotFound,
+    #[error("method not allowed for this path")]
+    MethodNotAllowed,
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("upload exceeds the {limit}-byte limit")]
+    PayloadTooLarge { limit: u64 },
+    #[error("the file is not audio MMT can transcribe (wav, mp3, flac, ogg, webm, m4a/mp4, aac)")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the service is temporarily unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::Forbidden(code, _) => (StatusCode::FORBIDDEN, code),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// The documented error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: unauthorized, forbidden, not_found, invalid_request, ...
+    pub code: String,
+    pub message: String,
+}
+
+/// The cause chain of a server-side failure, for the request log only.
+#[derive(Debug, Clone)]
+pub struct ErrorReport(pub String);
+
+fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: self.to_string(),
+            },
+            correlation_id: current_correlation_id(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        match &self {
+            Self::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::PayloadTooLarge { .. } => {
+                // The unread rest of an oversized body is not worth keeping the connection for.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::Unavailable(cause) | Self::Internal(cause) => {
+                response
+                    .extensions_mut()
+                    .insert(ErrorReport(cause_chain(cause.as_ref())));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable(err.into()),
+            StoreError::Corrupt(_) => Self::Internal(err.into()),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(err: QueueError) -> Self {
+        Self::Unavailable(err.into())
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(err: BlobError) -> Self {
+        match err {
+            BlobError::TooLarge { limit } => Self::PayloadTooLarge { limit },
+            BlobError::Body(_) => {
+                Self::bad_request("invalid_request", "the upload body could not be read")
+            }
+            BlobError::NotFound => Self::Internal(err.into()),
+            BlobError::Unavailable(_) => Self::Unavailable(err.into()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::bad_request("invalid_request", "expected Content-Type: application/json")
+            }
+            JsonRejection::JsonSyntaxError(_) => {
+                Self::bad_request("invalid_request", "the body is not valid JSON")
+            }
+            // serde's text can quote the offending value (a password, a name): not echoed.
+            JsonRejection::JsonDataError(_) => Self::bad_request(
+                "invalid_request",
+                "the JSON body is missing a field or has a field of the wrong type",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::bad_request("invalid_request", "the JSON body is too large")
+            }
+            _ => Self::bad_request("invalid_request", "the body could not be read"),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request("invalid_request", rejection.body_text())
+    }
+}

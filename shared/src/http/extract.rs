@@ -1,0 +1,69 @@
+//! Extractors that turn raw requests into typed, validated values or an [`ApiError`].
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Query},
+    http::{header, request::Parts},
+};
+
+use super::error::ApiError;
+use crate::{
+    AppState,
+    auth::{Principal, Scope},
+    domain::TranscriptionId,
+};
+
+/// `Json<T>` whose rejections speak the API's error format.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `Query<T>` whose rejections speak the API's error format.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The verified caller of an authenticated route.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    pub fn require(&self, scope: Scope) -> Result<&Principal, ApiError> {
+        if self.0.has(scope) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::Forbidden(
+                "insufficient_scope",
+                "the token lacks the scope this route needs",
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        let principal = state
+            .tokens
+            .verify(token)
+            .map_err(|_| ApiError::Unauthorized)?;
+        Ok(Self(principal))
+    }
+}
+
+/// Parses a path id; a malformed one is a 404 like any id the caller cannot see.
+pub fn parse_transcription_id(raw: &str) -> Result<TranscriptionId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound)
+}

@@ -1,0 +1,158 @@
+//! The HTTP API: one router, split into groups so each Lambda function serves its own routes
+//! and the local server serves them all. The OpenAPI document is generated from the same
+//! route definitions, so it cannot drift from what the server does.
+
+mod correlation;
+mod error;
+mod extract;
+pub mod routes;
+
+pub use correlation::{
+    CORRELATION_HEADER, CorrelationId, current_correlation_id, sanitize_correlation_id,
+};
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, HeaderValue, Method, header},
+    middleware,
+};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+/// The routes each Lambda function serves. The local server serves every group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteGroup {
+    /// `GET /health/live`, `GET /health/ready` — function `health`.
+    Health,
+    /// `GET /demo/status` — function `demo-status`.
+    DemoStatus,
+    /// `POST /auth/guest`, `POST /auth/login` — function `auth`.
+    Auth,
+    /// `POST /v1/transcriptions` — function `upload`.
+    Upload,
+    /// `GET /v1/transcriptions`, `GET|DELETE /v1/transcriptions/{id}`,
+    /// `GET /v1/transcriptions/{id}/transcript` — function `transcriptions`.
+    Transcriptions,
+    /// `GET /openapi.json`, `GET /docs` — function `docs`.
+    Docs,
+}
+
+impl RouteGroup {
+    pub const ALL: [RouteGroup; 6] = [
+        Self::Health,
+        Self::DemoStatus,
+        Self::Auth,
+        Self::Upload,
+        Self::Transcriptions,
+        Self::Docs,
+    ];
+
+    fn routes(self) -> OpenApiRouter<AppState> {
+        match self {
+            Self::Health => routes::health::routes(),
+            Self::DemoStatus => routes::demo::routes(),
+            Self::Auth => routes::auth::routes(),
+            Self::Upload => routes::upload::routes(),
+            Self::Transcriptions => routes::transcriptions::routes(),
+            Self::Docs => routes::docs::routes(),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "MMT — medical transcription API",
+        description = "Upload a recording, get an owner-only transcript. Every route except health, \
+                       demo status and docs needs a bearer token from /auth/guest or /auth/login.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn merged(groups: &[RouteGroup]) -> OpenApiRouter<AppState> {
+    groups.iter().fold(
+        OpenApiRouter::with_openapi(ApiDoc::openapi()),
+        |router, group| router.merge(group.routes()),
+    )
+}
+
+/// The OpenAPI document for the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = merged(&RouteGroup::ALL).split_for_parts().1;
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// The router for some groups, with the middleware every route shares.
+pub fn router(groups: &[RouteGroup], state: AppState) -> Router {
+    let (routes, _) = merged(groups).split_for_parts();
+    let cors = cors_layer(&state.config.cors_allow_origins);
+    let router = routes
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.config.json_body_limit_bytes))
+        .layer(middleware::from_fn(correlation::correlate))
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// Every route, for the one-process server.
+pub fn full_router(state: AppState) -> Router {
+    router(&RouteGroup::ALL, state)
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static(CORRELATION_HEADER),
+            ])
+            .expose_headers([
+                header::LOCATION,
+                HeaderName::from_static(CORRELATION_HEADER),
+            ]),
+    )
+}

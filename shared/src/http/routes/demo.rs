@@ -1,0 +1,39 @@
+use axum::{Json, extract::State};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{AppState, domain::EngineKind};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DemoStatus {
+    demo_mode: bool,
+    /// dev, test, staging or prod.
+    environment: &'static str,
+    version: &'static str,
+    cloud_enabled: bool,
+    local_enabled: bool,
+    guest_auth: bool,
+    local_login: bool,
+    default_engine: Option<EngineKind>,
+}
+
+/// What this deployment is: demo or production, which engines and sign-in methods are on.
+#[utoipa::path(get, path = "/demo/status", tag = "status", responses((status = 200, body = DemoStatus)))]
+async fn status(State(state): State<AppState>) -> Json<DemoStatus> {
+    let c = &state.config;
+    Json(DemoStatus {
+        demo_mode: c.demo_mode,
+        environment: c.environment.as_str(),
+        version: env!("CARGO_PKG_VERSION"),
+        cloud_enabled: c.engine_enabled(EngineKind::Cloud),
+        local_enabled: c.engine_enabled(EngineKind::Local),
+        guest_auth: c.allow_guest_auth,
+        local_login: c.allow_local_login,
+        default_engine: c.default_engine,
+    })
+}

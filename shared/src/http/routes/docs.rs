@@ -1,0 +1,31 @@
+use std::sync::LazyLock;
+
+use axum::{
+    Json,
+    response::{Html, IntoResponse},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs_page))
+}
+
+static DOCUMENT: LazyLock<serde_json::Value> = LazyLock::new(|| {
+    serde_json::to_value(crate::http::openapi()).expect("the OpenAPI document serialises")
+});
+
+/// The OpenAPI 3.1 document, generated from the route definitions.
+#[utoipa::path(get, path = "/openapi.json", tag = "docs", responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> impl IntoResponse {
+    Json(DOCUMENT.clone())
+}
+
+/// A browsable page over `/openapi.json` (self-contained: no CDN).
+#[utoipa::path(get, path = "/docs", tag = "docs", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+async fn docs_page() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}

@@ -1,0 +1,11 @@
+//! Route handlers, one module per route group.
+
+pub mod auth;
+pub mod demo;
+pub mod docs;
+pub mod health;
+pub mod transcriptions;
+pub mod upload;
+mod views;
+
+pub use views::{TranscriptionList, TranscriptionSummary, TranscriptionView};

@@ -1,0 +1,392 @@
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::{FromRequest, Multipart, Request, State, multipart::Field},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt, stream};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    AppState,
+    auth::Scope,
+    domain::{
+        AudioFormat, BlobKey, EngineKind, Status, TranscriptionId, TranscriptionRecord,
+        parse_language, sniff_audio_format,
+    },
+    http::{ApiError, ErrorBody, correlation::current_correlation_id, extract::Caller},
+    ports::Job,
+};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    // The body is streamed and counted by the handler itself, against MAX_UPLOAD_BYTES.
+    OpenApiRouter::new()
+        .routes(routes!(create_transcription))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// Room for multipart boundaries, part headers and the small text fields.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+const MAX_PROMPT_CHARS: usize = 2000;
+/// After refusing an upload, read at most this much more so the client can see the answer.
+const DRAIN_LIMIT_BYTES: u64 = 8 * 1024 * 1024;
+const DRAIN_LIMIT_TIME: Duration = Duration::from_secs(5);
+
+/// The form, as documented. The handler reads it as a stream.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The recording: wav, mp3, flac, ogg, webm, m4a/mp4 or aac (recognised by content).
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+    /// ISO 639-1 language code, e.g. `en`; omitted = detect.
+    language: Option<String>,
+    /// Vocabulary hints for the engine (drug names, clinician names), at most 2000 characters.
+    prompt: Option<String>,
+    /// `cloud` or `local`; omitted = the deployment's default engine.
+    engine: Option<EngineKind>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    pub status: Status,
+    pub engine: EngineKind,
+    pub created_at: DateTime<Utc>,
+    pub size_bytes: u64,
+    /// Poll this for status and the transcript.
+    pub url: String,
+}
+
+#[derive(Default)]
+struct FormFields {
+    language: Option<String>,
+    prompt: Option<String>,
+    engine: Option<EngineKind>,
+    file_name: Option<String>,
+    stored: Option<(AudioFormat, u64)>,
+}
+
+/// Upload a recording for transcription. Answers 202 at once; poll the returned URL.
+#[utoipa::path(
+    post,
+    path = "/v1/transcriptions",
+    tag = "transcriptions",
+    security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Stored and queued", body = Accepted,
+         headers(("Location" = String, description = "The new transcription's URL"))),
+        (status = 400, description = "Missing file, bad field, or engine not enabled", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 413, description = "Larger than MAX_UPLOAD_BYTES; nothing is kept", body = ErrorBody),
+        (status = 415, description = "The file is not audio MMT accepts", body = ErrorBody)
+    )
+)]
+async fn create_transcription(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<(StatusCode, HeaderMap, Json<Accepted>), ApiError> {
+    let principal = caller.require(Scope::Write)?.clone();
+    let limit = state.config.max_upload_bytes;
+
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit.saturating_add(MULTIPART_OVERHEAD)) {
+        drain_body(request).await;
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+
+    let mut multipart = Multipart::from_request(request, &state)
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_request",
+                "expected a multipart/form-data body with a `file` field",
+            )
+        })?;
+
+    let id = TranscriptionId::new();
+    let key = BlobKey::for_transcription(&id);
+    let mut fields = FormFields::default();
+    let read = read_form(&state, &mut multipart, &key, &mut fields).await;
+    if let Err(err) = read {
+        if fields.stored.is_some() {
+            discard(&state, &key).await;
+        }
+        if matches!(
+            err,
+            ApiError::PayloadTooLarge { .. } | ApiError::UnsupportedMediaType
+        ) {
+            drain_multipart(multipart).await;
+        }
+        return Err(err);
+    }
+    drop(multipart);
+    let Some((format, size_bytes)) = fields.stored else {
+        return Err(ApiError::bad_request(
+            "missing_file",
+            "the form has no `file` field",
+        ));
+    };
+
+    let accepted = async {
+        let engine = match fields.engine.or(state.config.default_engine) {
+            Some(engine) if state.config.engine_enabled(engine) => engine,
+            Some(engine) => {
+                return Err(ApiError::bad_request(
+                    "engine_unavailable",
+                    format!("the {engine} engine is not enabled on this deployment"),
+                ));
+            }
+            None => {
+                return Err(ApiError::bad_request(
+                    "engine_unavailable",
+                    "no transcription engine is enabled",
+                ));
+            }
+        };
+        let record = TranscriptionRecord::new_queued(
+            id,
+            principal.owner.clone(),
+            engine,
+            fields.language,
+            fields.prompt,
+            fields.file_name.filter(|_| state.config.store_phi),
+            format,
+            size_bytes,
+            state.clock.now(),
+        );
+        state.records.insert(&record).await?;
+        let job = Job::Transcribe {
+            transcription_id: id,
+        };
+        let correlation_id = current_correlation_id();
+        if let Err(err) = state
+            .transcribe_queue
+            .enqueue(&job, correlation_id.as_deref(), Some(&job.dedupe_key()))
+            .await
+        {
+            // Nothing half-done: a record no worker will ever see is worse than a clear 503.
+            let _ = state.records.delete(&id).await;
+            return Err(err.into());
+        }
+        Ok(record)
+    }
+    .await;
+
+    let record = match accepted {
+        Ok(record) => record,
+        Err(err) => {
+            discard(&state, &key).await;
+            return Err(err);
+        }
+    };
+    tracing::info!(transcription_id = %id, engine = %record.engine, format = %format, size_bytes, "transcription queued");
+    let url = format!("/v1/transcriptions/{id}");
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&url).map_err(ApiError::internal)?,
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        headers,
+        Json(Accepted {
+            id: id.to_string(),
+            status: record.status,
+            engine: record.engine,
+            created_at: record.created_at,
+            size_bytes,
+            url,
+        }),
+    ))
+}
+
+async fn read_form(
+    state: &AppState,
+    multipart: &mut Multipart,
+    key: &BlobKey,
+    fields: &mut FormFields,
+) -> Result<(), ApiError> {
+    let malformed = |_| ApiError::bad_request("invalid_request", "the multipart body is malformed");
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" if fields.stored.is_some() => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "send exactly one `file`",
+                ));
+            }
+            "file" => {
+                fields.file_name = field.file_name().and_then(clean_file_name);
+                // Mark as stored before writing so any later failure removes what was written.
+                fields.stored = Some((AudioFormat::Wav, 0));
+                fields.stored = Some(store_audio(state, key, field).await?);
+            }
+            "language" => {
+                let raw = small_text(field, 16).await?;
+                fields.language = Some(
+                    parse_language(&raw)
+                        .map_err(|e| ApiError::bad_request("invalid_request", e))?,
+                );
+            }
+            "prompt" => {
+                let prompt = small_text(field, MAX_PROMPT_CHARS * 4).await?;
+                if prompt.chars().count() > MAX_PROMPT_CHARS {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        format!("prompt is limited to {MAX_PROMPT_CHARS} characters"),
+                    ));
+                }
+                fields.prompt = Some(prompt).filter(|p| !p.trim().is_empty());
+            }
+            "engine" => {
+                let raw = small_text(field, 16).await?;
+                fields.engine = Some(
+                    raw.parse()
+                        .map_err(|e| ApiError::bad_request("invalid_request", e))?,
+                );
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!(
+                        "unknown form field {:?}",
+                        other.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sniffs the first bytes, then streams the whole field into the blob store.
+async fn store_audio(
+    state: &AppState,
+    key: &BlobKey,
+    mut field: Field<'_>,
+) -> Result<(AudioFormat, u64), ApiError> {
+    let unreadable =
+        |_| ApiError::bad_request("invalid_request", "the upload body could not be read");
+    let mut head = Vec::with_capacity(AudioFormat::SNIFF_LEN);
+    let mut head_chunks: Vec<Bytes> = Vec::new();
+    while head.len() < AudioFormat::SNIFF_LEN {
+        match field.chunk().await.map_err(unreadable)? {
+            Some(chunk) => {
+                head.extend_from_slice(
+                    &chunk[..chunk.len().min(AudioFormat::SNIFF_LEN - head.len())],
+                );
+                head_chunks.push(chunk);
+            }
+            None => break,
+        }
+    }
+    let format = sniff_audio_format(&head).ok_or(ApiError::UnsupportedMediaType)?;
+    let rest = field.map_err(std::io::Error::other);
+    let body = stream::iter(head_chunks.into_iter().map(Ok))
+        .chain(rest)
+        .boxed();
+    let size = state
+        .blobs
+        .put(key, body, state.config.max_upload_bytes)
+        .await?;
+    Ok((format, size))
+}
+
+/// Reads a short text field without ever buffering more than `max_bytes`.
+async fn small_text(mut field: Field<'_>, max_bytes: usize) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut buf = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|_| ApiError::bad_request("invalid_request", "the multipart body is malformed"))?
+    {
+        if buf.len() + chunk.len() > max_bytes {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("field `{name}` is too long"),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| {
+        ApiError::bad_request("invalid_request", format!("field `{name}` is not UTF-8"))
+    })
+}
+
+/// The client's file name without any path, control characters, or excess length.
+fn clean_file_name(raw: &str) -> Option<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned = cleaned.trim();
+    (!cleaned.is_empty()).then(|| cleaned.to_owned())
+}
+
+async fn discard(state: &AppState, key: &BlobKey) {
+    if let Err(err) = state.blobs.delete(key).await {
+        tracing::error!(error = %err, "could not remove the audio of a refused upload");
+    }
+}
+
+/// Reads (and drops) a bounded amount of a refused body, so the client gets to read our answer
+/// instead of a reset connection.
+async fn drain_body(request: Request) {
+    let mut body = request.into_body().into_data_stream();
+    let _ = tokio::time::timeout(DRAIN_LIMIT_TIME, async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_LIMIT_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn drain_multipart(mut multipart: Multipart) {
+    let _ = tokio::time::timeout(DRAIN_LIMIT_TIME, async {
+        let mut seen = 0u64;
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                seen += chunk.len() as u64;
+                if seen > DRAIN_LIMIT_BYTES {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_file_name;
+
+    #[test]
+    fn file_names_lose_paths_and_controls() {
+        assert_eq!(
+            clean_file_name("C:\\Users\\dr\\visit.wav").as_deref(),
+            Some("visit.wav")
+        );
+        assert_eq!(
+            clean_file_name("../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(clean_file_name("a\u{0}b\n.wav").as_deref(), Some("ab.wav"));
+        assert_eq!(clean_file_name("   ").as_deref(), None);
+    }
+}

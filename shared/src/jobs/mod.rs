@@ -1,0 +1,12 @@
+//! Background work: transcription jobs and the retention sweep. Each entry point (local worker
+//! pool, SQS-triggered Lambda, scheduled Lambda) calls into these same functions.
+
+mod retention;
+mod transcribe;
+#[cfg(feature = "local")]
+mod worker;
+
+pub use retention::{RetentionReport, sweep_retention};
+pub use transcribe::{Disposition, handle_transcribe_message};
+#[cfg(feature = "local")]
+pub use worker::{run_once, run_retention_timer, run_transcribe_workers};

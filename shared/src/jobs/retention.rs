@@ -1,0 +1,63 @@
+use serde::Serialize;
+
+use crate::{AppState, ports::StoreError};
+
+/// What a sweep did. Counts only: ids are in the audit log lines, never PHI.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RetentionReport {
+    /// Retention in days; 0 means keep forever (nothing was swept).
+    pub retention_days: u32,
+    pub deleted_records: u64,
+    pub deleted_audio: u64,
+    /// Records whose audio could not be removed this time; the next sweep tries again.
+    pub failed: u64,
+}
+
+const BATCH: u32 = 100;
+
+/// Deletes audio and records older than `RETENTION_DAYS`. Audio goes first, so an
+/// interruption leaves a record that the next sweep finds again, never orphaned audio.
+pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreError> {
+    let mut report = RetentionReport {
+        retention_days: state.config.retention_days,
+        ..Default::default()
+    };
+    let Some(retention) = state.config.retention() else {
+        return Ok(report);
+    };
+    let cutoff = state.clock.now() - retention;
+    let mut skipped = std::collections::HashSet::new();
+    loop {
+        let batch = state
+            .records
+            .created_before(cutoff, BATCH + skipped.len() as u32)
+            .await?;
+        let batch: Vec<_> = batch
+            .into_iter()
+            .filter(|(id, _)| !skipped.contains(id))
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        for (id, audio_key) in batch {
+            if let Err(err) = state.blobs.delete(&audio_key).await {
+                tracing::error!(transcription_id = %id, error = %err, "retention: audio not deleted; will retry next sweep");
+                report.failed += 1;
+                skipped.insert(id);
+                continue;
+            }
+            report.deleted_audio += 1;
+            if state.records.delete(&id).await? {
+                report.deleted_records += 1;
+            }
+            tracing::info!(transcription_id = %id, "retention: deleted audio and record");
+        }
+    }
+    tracing::info!(
+        retention_days = report.retention_days,
+        deleted_records = report.deleted_records,
+        failed = report.failed,
+        "retention sweep finished"
+    );
+    Ok(report)
+}

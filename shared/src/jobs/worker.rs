@@ -1,0 +1,150 @@
+//! In-process consumers for the one-process server.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Disposition, handle_transcribe_message, sweep_retention};
+use crate::{
+    AppState,
+    ports::{JobQueue, ReceivedJob},
+};
+
+/// Runs `WORKER_CONCURRENCY` transcription consumers until `shutdown` is cancelled.
+///
+/// On shutdown a consumer stops receiving, gives its current job up to `SHUTDOWN_GRACE_SECS`
+/// to finish, and otherwise releases the lease so the job is delivered again at once on the
+/// next start (a crash is covered by the lease simply running out).
+pub async fn run_transcribe_workers(state: AppState, shutdown: CancellationToken) {
+    let workers: Vec<_> = (0..state.config.queue.worker_concurrency)
+        .map(|n| tokio::spawn(consume(state.clone(), shutdown.clone(), n)))
+        .collect();
+    for worker in workers {
+        let _ = worker.await;
+    }
+}
+
+async fn consume(state: AppState, shutdown: CancellationToken, worker: usize) {
+    tracing::info!(worker, "transcribe worker started");
+    let queue = state.transcribe_queue.clone();
+    while !shutdown.is_cancelled() {
+        let received = match queue.receive(1).await {
+            Ok(received) => received,
+            Err(err) => {
+                tracing::error!(worker, error = %err, "could not poll the job queue");
+                Vec::new()
+            }
+        };
+        if received.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(state.config.queue.poll_interval) => continue,
+            }
+        }
+        for message in received {
+            process(&state, &queue, message, &shutdown).await;
+        }
+    }
+    tracing::info!(worker, "transcribe worker stopped");
+}
+
+async fn process(
+    state: &AppState,
+    queue: &Arc<dyn JobQueue>,
+    message: ReceivedJob,
+    shutdown: &CancellationToken,
+) {
+    let visibility = state.config.queue.visibility_timeout;
+    let heartbeat = {
+        let (queue, message) = (queue.clone(), message.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(visibility / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(err) = queue.extend_lease(&message, visibility).await {
+                    tracing::warn!(error = %err, "could not extend the job lease");
+                }
+            }
+        })
+    };
+    // A spawned task is a panic boundary: a bug in one job cannot take the worker down.
+    let mut task = {
+        let (state, message) = (state.clone(), message.clone());
+        tokio::spawn(async move { handle_transcribe_message(&state, &message).await })
+    };
+    let outcome = tokio::select! {
+        joined = &mut task => Some(joined),
+        _ = shutdown.cancelled() => {
+            match tokio::time::timeout(state.config.shutdown_grace, &mut task).await {
+                Ok(joined) => Some(joined),
+                Err(_) => {
+                    task.abort();
+                    None
+                }
+            }
+        }
+    };
+    heartbeat.abort();
+
+    let applied = match outcome {
+        None => {
+            tracing::warn!(message_id = %message.message_id, "shutting down mid-job; releasing the lease");
+            queue.release(&message).await
+        }
+        Some(Err(join_error)) => {
+            tracing::error!(message_id = %message.message_id, panicked = join_error.is_panic(), "job task failed");
+            queue
+                .retry_later(&message, state.config.queue.retry_base_delay)
+                .await
+        }
+        Some(Ok(disposition)) => apply(queue.as_ref(), &message, disposition).await,
+    };
+    if let Err(err) = applied {
+        tracing::error!(message_id = %message.message_id, error = %err, "could not settle the job; the lease will expire and it will be redelivered");
+    }
+}
+
+async fn apply(
+    queue: &dyn JobQueue,
+    message: &ReceivedJob,
+    disposition: Disposition,
+) -> Result<(), crate::ports::QueueError> {
+    match disposition {
+        Disposition::Ack => queue.ack(message).await,
+        Disposition::Retry { delay, .. } => queue.retry_later(message, delay).await,
+        Disposition::DeadLetter { reason } => queue.dead_letter(message, &reason).await,
+    }
+}
+
+/// Receives and handles at most one transcription job, returning what was done with it.
+/// For tests and tools that want to drive the pipeline step by step.
+pub async fn run_once(state: &AppState) -> Option<Disposition> {
+    let queue = state.transcribe_queue.clone();
+    let message = queue.receive(1).await.ok()?.into_iter().next()?;
+    let disposition = handle_transcribe_message(state, &message).await;
+    if let Err(err) = apply(queue.as_ref(), &message, disposition.clone()).await {
+        tracing::error!(error = %err, "could not settle the job");
+    }
+    Some(disposition)
+}
+
+/// Runs the retention sweep now and then every `RETENTION_SWEEP_INTERVAL_SECS`.
+pub async fn run_retention_timer(state: AppState, shutdown: CancellationToken) {
+    if state.config.retention().is_none() {
+        tracing::info!("RETENTION_DAYS=0: records are kept; no retention sweep");
+        return;
+    }
+    let mut tick = tokio::time::interval(state.config.retention_sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(err) = sweep_retention(&state).await {
+                    tracing::error!(error = %err, "retention sweep failed; will retry at the next interval");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! MMT core: everything the Lambda functions and the local server share.
+//!
+//! * [`domain`] — transcription records, ids, transcript formats; names no vendor.
+//! * [`ports`] — the small traits the domain talks to (records, blobs, jobs, engines, clock).
+//! * [`adapters`] — SQLite, disk and OpenAI-compatible implementations of those traits.
+//! * [`http`] — the axum router (grouped per Lambda function), errors, correlation ids.
+//! * [`jobs`] — the transcribe worker and the retention sweep.
+//! * [`entrypoints`] — the Lambda event handlers and the local single-process server.
+
+pub mod adapters;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod entrypoints;
+pub mod http;
+pub mod jobs;
+pub mod ports;
+pub mod telemetry;
+
+pub use app::AppState;
+pub use config::Config;

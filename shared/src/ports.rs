@@ -1,0 +1,336 @@
+//! The small traits the core talks to. Adapters live in [`crate::adapters`]; the domain and
+//! the HTTP routes see only these.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    AudioFormat, BlobKey, EngineKind, JobId, OwnerId, Transcript, TranscriptionId,
+    TranscriptionRecord,
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// ---------------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("record store unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Opaque position in an owner's newest-first listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: TranscriptionId,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (micros, id) = text.split_once('|')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+/// Transcription records. Status changes are conditional: a late or repeated writer can never
+/// move a record backwards (a redelivered job after completion changes nothing).
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    async fn insert(&self, record: &TranscriptionRecord) -> Result<(), StoreError>;
+    async fn get(&self, id: &TranscriptionId) -> Result<Option<TranscriptionRecord>, StoreError>;
+    async fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+        page: &PageRequest,
+    ) -> Result<Page<TranscriptionRecord>, StoreError>;
+    /// `queued|processing → processing`, counting the attempt. `false` when final or missing.
+    async fn mark_processing(
+        &self,
+        id: &TranscriptionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// `queued|processing → completed`. `false` when already final or missing.
+    async fn complete(
+        &self,
+        id: &TranscriptionId,
+        transcript: &Transcript,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// `queued|processing → failed`. `false` when already final or missing.
+    async fn fail(
+        &self,
+        id: &TranscriptionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// `true` when a record was removed.
+    async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError>;
+    /// Records created before `cutoff`, oldest first, at most `limit`.
+    async fn created_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TranscriptionId, BlobKey)>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blobs
+// ---------------------------------------------------------------------------------------------
+
+/// A body of bytes. Uploads borrow the request (`'a`); reads from the store are `'static`.
+pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, std::io::Error>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob not found")]
+    NotFound,
+    #[error("upload exceeds the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("upload body could not be read")]
+    Body(#[source] std::io::Error),
+    #[error("blob store unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+/// Audio storage. `put` streams: memory use does not grow with the file.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Writes `body` under `key`. Over `max_bytes`, or if the body fails, nothing is kept.
+    async fn put(
+        &self,
+        key: &BlobKey,
+        body: ByteStream<'_>,
+        max_bytes: u64,
+    ) -> Result<u64, BlobError>;
+    async fn get(&self, key: &BlobKey) -> Result<ByteStream<'static>, BlobError>;
+    /// Idempotent: deleting a missing blob succeeds.
+    async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
+    async fn ping(&self) -> Result<(), BlobError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------------
+
+/// Work handed between functions. JSON only at the queue boundary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Job {
+    Transcribe { transcription_id: TranscriptionId },
+}
+
+impl Job {
+    /// Two enqueues of the same work collapse into one message.
+    pub fn dedupe_key(&self) -> String {
+        match self {
+            Job::Transcribe { transcription_id } => format!("transcribe:{transcription_id}"),
+        }
+    }
+}
+
+/// A message as a consumer receives it (from the local queue or from an SQS event).
+#[derive(Debug, Clone)]
+pub struct ReceivedJob {
+    pub message_id: JobId,
+    /// Names this delivery; stale after the lease runs out and the message is redelivered.
+    pub receipt: String,
+    /// 1 on first delivery.
+    pub receive_count: u32,
+    pub body: String,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct QueueStats {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub dead_lettered: u64,
+    pub oldest_age_s: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("job queue unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("the lease on this message has expired or moved to another consumer")]
+    StaleReceipt,
+}
+
+/// SQS semantics: receive leases a message for the visibility timeout and counts the receive;
+/// a message not acked reappears; past the maximum receive count it goes to the dead letters.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn enqueue(
+        &self,
+        job: &Job,
+        correlation_id: Option<&str>,
+        dedupe_key: Option<&str>,
+    ) -> Result<JobId, QueueError>;
+    async fn receive(&self, max: usize) -> Result<Vec<ReceivedJob>, QueueError>;
+    /// Heartbeat: keeps the lease while long work runs.
+    async fn extend_lease(&self, job: &ReceivedJob, visibility: Duration)
+    -> Result<(), QueueError>;
+    /// Done: the message is deleted.
+    async fn ack(&self, job: &ReceivedJob) -> Result<(), QueueError>;
+    /// Failed this attempt: visible again after `delay`.
+    async fn retry_later(&self, job: &ReceivedJob, delay: Duration) -> Result<(), QueueError>;
+    /// Not attempted (shutting down): visible again now, and this receive does not count.
+    async fn release(&self, job: &ReceivedJob) -> Result<(), QueueError>;
+    /// Failed for good: kept in the dead-letter store with the reason, never silently dropped.
+    async fn dead_letter(&self, job: &ReceivedJob, reason: &str) -> Result<(), QueueError>;
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engines
+// ---------------------------------------------------------------------------------------------
+
+/// The audio an engine should transcribe. Opened as a stream, possibly more than once
+/// (an engine that retries opens it again).
+#[derive(Clone)]
+pub struct AudioInput {
+    pub file_name: String,
+    pub format: AudioFormat,
+    pub size_bytes: u64,
+    pub key: BlobKey,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl AudioInput {
+    pub async fn open(&self) -> Result<ByteStream<'static>, BlobError> {
+        self.blobs.get(&self.key).await
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TranscribeOptions {
+    pub language: Option<String>,
+    pub prompt: Option<String>,
+}
+
+/// Reasons are shown to the record's owner and logged: they must never carry PHI.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Worth another attempt later (rate limit, 5xx, timeout, network).
+    #[error("{0}")]
+    Transient(String),
+    /// Will fail the same way again (bad audio, rejected credentials, file too large).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+#[async_trait]
+pub trait Transcriber: Send + Sync {
+    fn kind(&self) -> EngineKind;
+    /// A short label for health checks and logs, e.g. the model name.
+    fn describe(&self) -> String;
+    async fn transcribe(
+        &self,
+        audio: &AudioInput,
+        options: &TranscribeOptions,
+    ) -> Result<Transcript, EngineError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+// ---------------------------------------------------------------------------------------------
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock tests move by hand (retention, token expiry).
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(start))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.0.lock().expect("clock lock");
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let c = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: TranscriptionId::new(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("not-a-cursor"), None);
+    }
+
+    #[test]
+    fn jobs_serialise_with_a_type_tag() {
+        let id = TranscriptionId::new();
+        let job = Job::Transcribe {
+            transcription_id: id,
+        };
+        let json = serde_json::to_string(&job).unwrap();
+        assert_eq!(
+            json,
+            format!(r#"{{"type":"transcribe","transcription_id":"{id}"}}"#)
+        );
+        assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), job);
+    }
+}
