@@ -1,6 +1,8 @@
 //! Logging set-up. Spans carry route templates and opaque ids; never names, transcripts,
 //! file names or tokens.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
@@ -24,6 +26,12 @@ pub fn init(format: LogFormat) {
                     .with_span_list(false),
             )
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
+            .try_init(),
     };
 }

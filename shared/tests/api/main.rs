@@ -1,1 +1,13 @@
+//! Black-box tests of the MMT API, its job pipeline, the Lambda handlers and the local binary.
 
+mod auth;
+mod health;
+mod helpers;
+mod isolation;
+mod lambda;
+mod openapi;
+mod pipeline;
+mod process;
+mod retention;
+mod transcriptions;
+mod upload;

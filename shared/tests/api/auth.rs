@@ -1,0 +1,126 @@
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn guest_tokens_carry_the_standard_claims() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/auth/guest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    let c = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(c["iss"], "mmt");
+    assert_eq!(c["aud"], "mmt-api");
+    assert!(c["sub"].as_str().unwrap().starts_with("guest:"));
+    assert!(c["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let (iat, exp) = (c["iat"].as_u64().unwrap(), c["exp"].as_u64().unwrap());
+    assert_eq!(exp - iat, 3600);
+    assert_eq!(c["scope"], "transcriptions:read transcriptions:write");
+    // Two guests are two subjects.
+    let other = app.guest_token().await;
+    assert_ne!(claims(&other)["sub"], c["sub"]);
+}
+
+#[tokio::test]
+async fn guest_sign_in_can_be_turned_off() {
+    let app = spawn_app_with(&[("ALLOW_GUEST_AUTH", "false")]).await;
+    let response = app
+        .client
+        .post(app.url("/auth/guest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "guest_auth_disabled");
+}
+
+#[tokio::test]
+async fn local_login_checks_argon2_hashes() {
+    let hash = mmt_core::auth::hash_password("correct horse battery").unwrap();
+    let users = format!("alice:{hash}");
+    let app = spawn_app_with(&[("ALLOW_LOCAL_LOGIN", "true"), ("LOCAL_LOGIN_USERS", &users)]).await;
+    let login = |username: &str, password: &str| {
+        app.client
+            .post(app.url("/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+    };
+    let ok = login("alice", "correct horse battery").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["sub"],
+        "user:alice"
+    );
+
+    for (user, password) in [("alice", "wrong"), ("mallory", "correct horse battery")] {
+        let response = login(user, password).await.unwrap();
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_credentials");
+    }
+
+    let malformed = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&json!({"username": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+}
+
+#[tokio::test]
+async fn local_login_is_off_unless_enabled() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/auth/login"))
+        .json(&json!({"username": "a", "password": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn protected_routes_need_a_valid_token() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/v1/transcriptions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+
+    for bad in ["garbage", "a.b.c", &"x".repeat(5000)] {
+        let response = app.get(bad, "/v1/transcriptions").await;
+        assert_eq!(response.status(), 401, "{bad:.20}");
+    }
+
+    // A token signed with another secret is refused.
+    let other = spawn_app_with(&[(
+        "INTERNAL_JWT_SECRET",
+        "another-secret-another-secret-another-1",
+    )])
+    .await;
+    let foreign = other.guest_token().await;
+    assert_eq!(app.get(&foreign, "/v1/transcriptions").await.status(), 401);
+}

@@ -1,0 +1,133 @@
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn live_answers_live() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "live"}));
+}
+
+#[tokio::test]
+async fn ready_reports_each_dependency() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    for check in ["store", "blob_store", "queue", "engine"] {
+        assert_eq!(body["checks"][check]["ok"], true, "{check}: {body}");
+        assert!(body["checks"][check]["latency_ms"].as_f64().is_some());
+    }
+    assert_eq!(body["checks"]["engine"]["detail"], "cloud: whisper-1");
+}
+
+#[tokio::test]
+async fn ready_is_503_and_names_the_failing_dependency() {
+    let app = spawn_app_with(&[("ENABLE_CLOUD_TRANSCRIPTION", "false")]).await;
+    let response = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["engine"]));
+
+    // A blob store that cannot be written is not ready either.
+    let app = spawn_app().await;
+    let audio = app.dir.path().join("audio");
+    std::fs::remove_dir_all(&audio).unwrap();
+    std::fs::write(&audio, b"not a directory").unwrap();
+    let body: Value = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["blob_store"]));
+}
+
+#[tokio::test]
+async fn demo_status_uses_real_booleans() {
+    let app = spawn_app_with(&[("DEMO_MODE", "true")]).await;
+    let body: Value = app
+        .client
+        .get(app.url("/demo/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["demo_mode"], true);
+    assert_eq!(body["environment"], "test");
+    assert_eq!(body["cloud_enabled"], true);
+    assert_eq!(body["local_enabled"], false);
+    assert_eq!(body["guest_auth"], true);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_json_with_a_correlation_id() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let header = response.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "route_not_found");
+    assert_eq!(body["correlation_id"], header.as_str());
+
+    let response = app
+        .client
+        .put(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn correlation_ids_are_echoed_when_sane_and_replaced_when_not() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/health/live"))
+        .header("X-Correlation-ID", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-correlation-id"], "abc-123");
+
+    let response = app
+        .client
+        .get(app.url("/health/live"))
+        .header("X-Correlation-ID", "has spaces and <html>")
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-correlation-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}

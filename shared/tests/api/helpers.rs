@@ -1,0 +1,214 @@
+//! Black-box harness: the real router on a random port, a temp SQLite file and audio
+//! directory, and an OpenAI-contract server for the cloud engine.
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use mmt_core::{
+    AppState, Config,
+    http::full_router,
+    jobs::{Disposition, run_once},
+};
+use mmt_testkit::OpenAiContractServer;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const OPENAI_KEY: &str = "sk-test-key";
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub openai: OpenAiContractServer,
+    pub dir: TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The environment a test app starts with; `overrides` win.
+pub fn test_env(
+    dir: &TempDir,
+    openai: &OpenAiContractServer,
+    overrides: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = [
+        ("ENV", "test"),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("INTERNAL_JWT_SECRET", JWT_SECRET),
+        ("ALLOW_GUEST_AUTH", "true"),
+        ("ENABLE_CLOUD_TRANSCRIPTION", "true"),
+        ("OPENAI_API_KEY", OPENAI_KEY),
+        ("OPENAI_RETRY_BASE_MS", "10"),
+        ("OPENAI_MAX_RETRIES", "2"),
+        ("OPENAI_TIMEOUT_SECS", "5"),
+        ("JOB_RETRY_BASE_DELAY_MS", "0"),
+        ("QUEUE_POLL_INTERVAL_MS", "50"),
+        ("LOG_FORMAT", "text"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.insert("DATA_DIR".into(), dir.path().display().to_string());
+    env.insert("OPENAI_BASE_URL".into(), openai.base_url());
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    env
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Serves the full router; workers are not started: tests drive jobs with [`TestApp::drain_jobs`].
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_customised(overrides, |_| {}).await
+}
+
+pub async fn spawn_app_customised(
+    overrides: &[(&str, &str)],
+    customise: impl FnOnce(&mut AppState),
+) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        mmt_core::telemetry::init(mmt_core::config::LogFormat::Text);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let openai = OpenAiContractServer::start(OPENAI_KEY).await.unwrap();
+    let config = Config::from_map(&test_env(&dir, &openai, overrides)).expect("test config");
+    let mut state = AppState::from_config(config).expect("app state");
+    customise(&mut state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let router = full_router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        state,
+        openai,
+        dir,
+        server,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn guest_token(&self) -> String {
+        let response = self
+            .client
+            .post(self.url("/auth/guest"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn upload(
+        &self,
+        token: &str,
+        audio: Vec<u8>,
+        file_name: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = Form::new().part("file", Part::bytes(audio).file_name(file_name.to_owned()));
+        for (k, v) in fields {
+            form = form.text((*k).to_owned(), (*v).to_owned());
+        }
+        self.client
+            .post(self.url("/v1/transcriptions"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Uploads a short WAV and returns the new id.
+    pub async fn upload_wav(&self, token: &str) -> String {
+        let response = self.upload(token, tone(), "visit.wav", &[]).await;
+        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, token: &str, path: &str) -> (u16, Value) {
+        let response = self.get(token, path).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Runs queued jobs until none is visible.
+    pub async fn drain_jobs(&self) -> Vec<Disposition> {
+        let mut done = Vec::new();
+        while let Some(d) = run_once(&self.state).await {
+            done.push(d);
+            assert!(done.len() < 100, "jobs keep coming back");
+        }
+        done
+    }
+
+    pub fn audio_files(&self) -> Vec<PathBuf> {
+        files_under(&self.dir.path().join("audio"))
+    }
+}
+
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// 1.5 s of tone at 16 kHz: a real, small WAV.
+pub fn tone() -> Vec<u8> {
+    mmt_testkit::tone_wav(1.5, 16_000)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,94 @@
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+const EXPECTED: &[(&str, &str)] = &[
+    ("get", "/health/live"),
+    ("get", "/health/ready"),
+    ("get", "/demo/status"),
+    ("post", "/auth/guest"),
+    ("post", "/auth/login"),
+    ("post", "/v1/transcriptions"),
+    ("get", "/v1/transcriptions"),
+    ("get", "/v1/transcriptions/{id}"),
+    ("delete", "/v1/transcriptions/{id}"),
+    ("get", "/v1/transcriptions/{id}/transcript"),
+    ("get", "/openapi.json"),
+    ("get", "/docs"),
+];
+
+#[tokio::test]
+async fn the_document_lists_every_route_and_every_listed_route_exists() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = EXPECTED
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected);
+
+    for (method, path) in EXPECTED {
+        let url = app.url(&path.replace("{id}", &uuid::Uuid::now_v7().to_string()));
+        let response = app
+            .client
+            .request(method.to_uppercase().parse().unwrap(), url)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("route_not_found") && status != 405,
+            "{method} {path}: {status} {body}"
+        );
+    }
+
+    // Authenticated operations say so; public ones don't.
+    assert!(doc["paths"]["/v1/transcriptions/{id}"]["get"]["security"].is_array());
+    assert!(
+        doc["paths"]["/health/live"]["get"]
+            .get("security")
+            .is_none()
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn the_docs_page_is_self_contained() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = response.text().await.unwrap();
+    assert!(html.contains("openapi.json"));
+    assert!(!html.contains("https://"), "no CDN or remote assets");
+}

@@ -1,0 +1,194 @@
+use std::time::Duration;
+
+use mmt_core::{
+    adapters::{Database, SqliteJobQueue},
+    app::TRANSCRIBE_QUEUE,
+    jobs::Disposition,
+    ports::Job,
+};
+use mmt_testkit::Failure;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+fn dead_letter_view(app: &TestApp) -> SqliteJobQueue {
+    let db = Database::open(&app.dir.path().join("mmt.db")).unwrap();
+    SqliteJobQueue::new(db, TRANSCRIBE_QUEUE, Duration::from_secs(30), 3)
+}
+
+async fn record(app: &TestApp, token: &str, id: &str) -> serde_json::Value {
+    app.get_json(token, &format!("/v1/transcriptions/{id}"))
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_within_the_attempt() {
+    let app = spawn_app().await;
+    app.openai.script([
+        Failure::RateLimited {
+            retry_after_s: Some(0),
+        },
+        Failure::ServerError(503),
+    ]);
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    assert_eq!(app.drain_jobs().await, vec![Disposition::Ack]);
+    let r = record(&app, &token, &id).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["attempts"], 1);
+    assert_eq!(app.openai.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried() {
+    let app = spawn_app_with(&[("OPENAI_TIMEOUT_SECS", "1")]).await;
+    app.openai.script([Failure::Stall(Duration::from_secs(3))]);
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    assert_eq!(record(&app, &token, &id).await["status"], "completed");
+    assert_eq!(app.openai.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn an_engine_that_always_fails_ends_failed_and_dead_lettered_after_max_receives() {
+    let app = spawn_app_with(&[("MAX_RECEIVE_COUNT", "3")]).await;
+    app.openai.always(Some(Failure::ServerError(500)));
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+
+    let done = app.drain_jobs().await;
+    assert_eq!(done.len(), 3, "{done:?}");
+    assert!(matches!(done[0], Disposition::Retry { .. }));
+    assert!(matches!(done[1], Disposition::Retry { .. }));
+    assert!(matches!(done[2], Disposition::DeadLetter { .. }));
+
+    let r = record(&app, &token, &id).await;
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["attempts"], 3);
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("HTTP 500") && error.contains("gave up after 3 attempts"),
+        "{error}"
+    );
+    // Each attempt made the initial request plus OPENAI_MAX_RETRIES=2 retries.
+    assert_eq!(app.openai.requests().len(), 9);
+
+    let dead = dead_letter_view(&app).dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].1.contains(&id),
+        "the dead letter keeps the job body"
+    );
+    assert_eq!(dead[0].2, 3);
+    let stats = app.state.transcribe_queue.stats().await.unwrap();
+    assert_eq!(
+        (stats.visible, stats.in_flight, stats.dead_lettered),
+        (0, 0, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_api_key_fails_at_once_without_retries() {
+    let app = spawn_app().await;
+    app.openai.always(Some(Failure::Unauthorized));
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    let done = app.drain_jobs().await;
+    assert!(
+        matches!(done.as_slice(), [Disposition::DeadLetter { .. }]),
+        "{done:?}"
+    );
+    let r = record(&app, &token, &id).await;
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("rejected the API key (HTTP 401"),
+        "{r}"
+    );
+    assert_eq!(app.openai.requests().len(), 1);
+    assert!(!r["error"].as_str().unwrap().contains("sk-test-key"));
+}
+
+#[tokio::test]
+async fn exhausted_quota_is_not_hammered() {
+    let app = spawn_app_with(&[("MAX_RECEIVE_COUNT", "2")]).await;
+    app.openai.always(Some(Failure::QuotaExhausted));
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    let r = record(&app, &token, &id).await;
+    assert_eq!(r["status"], "failed");
+    assert!(r["error"].as_str().unwrap().contains("quota"), "{r}");
+    // One request per job attempt: no in-attempt retries against an empty quota.
+    assert_eq!(app.openai.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn redelivery_after_completion_changes_nothing() {
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    let before = record(&app, &token, &id).await;
+    assert_eq!(before["status"], "completed");
+
+    // The same job arrives again (an SQS redelivery, a duplicate enqueue).
+    let job = Job::Transcribe {
+        transcription_id: id.parse().unwrap(),
+    };
+    app.state
+        .transcribe_queue
+        .enqueue(&job, None, None)
+        .await
+        .unwrap();
+    assert_eq!(app.drain_jobs().await, vec![Disposition::Ack]);
+    assert_eq!(record(&app, &token, &id).await, before);
+    assert_eq!(app.openai.requests().len(), 1, "no second engine call");
+}
+
+#[tokio::test]
+async fn duplicate_enqueues_collapse_while_queued() {
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    let job = Job::Transcribe {
+        transcription_id: id.parse().unwrap(),
+    };
+    let queue = &app.state.transcribe_queue;
+    let first = queue
+        .enqueue(&job, None, Some(&job.dedupe_key()))
+        .await
+        .unwrap();
+    let second = queue
+        .enqueue(&job, None, Some(&job.dedupe_key()))
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(queue.stats().await.unwrap().visible, 1);
+}
+
+#[tokio::test]
+async fn unreadable_jobs_are_dead_lettered_not_dropped() {
+    let app = spawn_app().await;
+    let db = Database::open(&app.dir.path().join("mmt.db")).unwrap();
+    db.call(|conn| {
+        conn.execute(
+            "INSERT INTO jobs (id, queue, body, enqueued_at, visible_at) VALUES ('junk', 'transcribe', '{oops', 0, 0)",
+            [],
+        )?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let done = app.drain_jobs().await;
+    assert!(
+        matches!(done.as_slice(), [Disposition::DeadLetter { .. }]),
+        "{done:?}"
+    );
+    let dead = dead_letter_view(&app).dead_letters().await.unwrap();
+    assert_eq!(dead[0].0, "junk");
+    assert_eq!(dead[0].3, "unreadable job body");
+}

@@ -1,0 +1,307 @@
+//! The real `mmt` binary as a separate process: crash recovery, graceful shutdown, and what
+//! its logs contain.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use mmt_testkit::OpenAiContractServer;
+use serde_json::Value;
+
+use crate::helpers::{OPENAI_KEY, test_env};
+
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
+    let port = free_port();
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mmt"))
+        .env_clear()
+        .envs(env)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health/live")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not start: {}",
+            std::fs::read_to_string(log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Server {
+        child,
+        base,
+        log: log.to_owned(),
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit: {}",
+                std::fs::read_to_string(&self.log).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Client {
+    async fn guest(base: &str) -> Self {
+        let http = reqwest::Client::new();
+        let body: Value = http
+            .post(format!("{base}/auth/guest"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self {
+            http,
+            token: body["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn upload(&self, base: &str, file_name: &str, prompt: &str) -> (String, String) {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(mmt_testkit::tone_wav(1.0, 16_000))
+                    .file_name(file_name.to_owned()),
+            )
+            .text("prompt", prompt.to_owned());
+        let response = self
+            .http
+            .post(format!("{base}/v1/transcriptions"))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let correlation = response.headers()["x-correlation-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: Value = response.json().await.unwrap();
+        (body["id"].as_str().unwrap().to_owned(), correlation)
+    }
+
+    async fn record(&self, base: &str, id: &str) -> Value {
+        self.http
+            .get(format!("{base}/v1/transcriptions/{id}"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_for(&self, base: &str, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let record = self.record(base, id).await;
+            if record["status"] == status {
+                return record;
+            }
+            assert!(Instant::now() < deadline, "still {record} after {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_interrupted_by_kill_9_completes_after_restart_and_logs_hold_no_phi() {
+    let dir = tempfile::tempdir().unwrap();
+    let openai = OpenAiContractServer::start(OPENAI_KEY).await.unwrap();
+    openai.set_latency(Duration::from_secs(3));
+    openai.set_transcript("Patient Jane Doe reports chest pain since Tuesday.");
+    let env = test_env(
+        &dir,
+        &openai,
+        &[
+            ("QUEUE_VISIBILITY_TIMEOUT_SECS", "2"),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
+    let log = dir.path().join("server.log");
+
+    let mut server = start(&env, &log).await;
+    let client = Client::guest(&server.base).await;
+    let (id, correlation_id) = client
+        .upload(
+            &server.base,
+            "Jane-Doe-intake.wav",
+            "Jane Doe, nitroglycerin",
+        )
+        .await;
+    client
+        .wait_for(&server.base, &id, "processing", Duration::from_secs(20))
+        .await;
+    server.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    server.child.wait().unwrap();
+
+    openai.set_latency(Duration::ZERO);
+    let server = start(&env, &log).await;
+    let record = client
+        .wait_for(&server.base, &id, "completed", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        record["text"],
+        "Patient Jane Doe reports chest pain since Tuesday."
+    );
+    assert_eq!(
+        record["attempts"], 2,
+        "the interrupted attempt and the one that finished"
+    );
+    assert_eq!(openai.requests().len(), 2);
+    drop(server);
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    for secret in [
+        "Jane",
+        "Doe",
+        "chest pain",
+        "nitroglycerin",
+        &client.token,
+        OPENAI_KEY,
+        crate::helpers::JWT_SECRET,
+    ] {
+        assert!(!logs.contains(secret), "logs leak {secret:?}");
+    }
+    // The worker's lines carry the upload request's correlation id.
+    let job_lines = logs
+        .lines()
+        .filter(|l| l.contains("transcription completed"))
+        .collect::<Vec<_>>();
+    assert_eq!(job_lines.len(), 1, "{logs}");
+    assert!(job_lines[0].contains(&correlation_id), "{}", job_lines[0]);
+    for line in logs.lines().filter(|l| l.starts_with('{')) {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_running_job_finish_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let openai = OpenAiContractServer::start(OPENAI_KEY).await.unwrap();
+    openai.set_latency(Duration::from_millis(1500));
+    let env = test_env(&dir, &openai, &[("SHUTDOWN_GRACE_SECS", "20")]);
+    let log = dir.path().join("server.log");
+
+    let mut server = start(&env, &log).await;
+    let client = Client::guest(&server.base).await;
+    let (id, _) = client.upload(&server.base, "a.wav", "x").await;
+    client
+        .wait_for(&server.base, &id, "processing", Duration::from_secs(20))
+        .await;
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}");
+
+    // The job finished before exit: a fresh server has nothing left to do.
+    openai.set_latency(Duration::ZERO);
+    let server = start(&env, &log).await;
+    let record = client.record(&server.base, &id).await;
+    assert_eq!(record["status"], "completed");
+    assert_eq!(
+        openai.requests().len(),
+        1,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_past_the_grace_period_releases_the_lease_for_an_immediate_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let openai = OpenAiContractServer::start(OPENAI_KEY).await.unwrap();
+    openai.set_latency(Duration::from_secs(60));
+    // A long lease: only an explicit release lets the restarted server take the job at once.
+    let env = test_env(
+        &dir,
+        &openai,
+        &[
+            ("SHUTDOWN_GRACE_SECS", "1"),
+            ("QUEUE_VISIBILITY_TIMEOUT_SECS", "600"),
+        ],
+    );
+    let log = dir.path().join("server.log");
+
+    let mut server = start(&env, &log).await;
+    let client = Client::guest(&server.base).await;
+    let (id, _) = client.upload(&server.base, "a.wav", "x").await;
+    client
+        .wait_for(&server.base, &id, "processing", Duration::from_secs(20))
+        .await;
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(15)).await.success());
+
+    openai.set_latency(Duration::ZERO);
+    let server = start(&env, &log).await;
+    let record = client
+        .wait_for(&server.base, &id, "completed", Duration::from_secs(15))
+        .await;
+    assert_eq!(record["status"], "completed");
+}

@@ -1,0 +1,68 @@
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use mmt_core::{jobs::sweep_retention, ports::ManualClock};
+
+use crate::helpers::spawn_app_customised;
+
+#[tokio::test]
+async fn the_sweep_deletes_what_is_past_retention_and_nothing_else() {
+    let clock = Arc::new(ManualClock::new(Utc::now() - Duration::days(40)));
+    let app = {
+        let clock = clock.clone();
+        spawn_app_customised(&[("RETENTION_DAYS", "30")], move |state| {
+            state.clock = clock
+        })
+        .await
+    };
+    let token = app.guest_token().await;
+    let old = app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    clock.advance(Duration::days(20)); // `old` is now 20 days old
+    let recent = app.upload_wav(&token).await;
+    assert_eq!(app.audio_files().len(), 2);
+
+    let report = sweep_retention(&app.state).await.unwrap();
+    assert_eq!(
+        (report.deleted_records, report.deleted_audio, report.failed),
+        (0, 0, 0)
+    );
+
+    clock.advance(Duration::days(11)); // `old` is 31 days old, `recent` 11
+    let report = sweep_retention(&app.state).await.unwrap();
+    assert_eq!((report.deleted_records, report.deleted_audio), (1, 1));
+    assert_eq!(
+        app.get(&token, &format!("/v1/transcriptions/{old}"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.get(&token, &format!("/v1/transcriptions/{recent}"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.audio_files().len(), 1);
+    assert!(app.audio_files()[0].ends_with(&recent));
+}
+
+#[tokio::test]
+async fn retention_zero_keeps_everything() {
+    let clock = Arc::new(ManualClock::new(Utc::now() - Duration::days(4000)));
+    let app = {
+        let clock = clock.clone();
+        spawn_app_customised(&[("RETENTION_DAYS", "0")], move |state| state.clock = clock).await
+    };
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    clock.advance(Duration::days(3999));
+    let report = sweep_retention(&app.state).await.unwrap();
+    assert_eq!(report.deleted_records, 0);
+    assert_eq!(
+        app.get(&token, &format!("/v1/transcriptions/{id}"))
+            .await
+            .status(),
+        200
+    );
+}

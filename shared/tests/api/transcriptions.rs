@@ -1,0 +1,158 @@
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn transcripts_download_in_every_format_with_the_right_type() {
+    let app = spawn_app().await;
+    app.openai
+        .set_transcript("Patient reports mild headache. Advised rest and fluids.");
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+
+    // Not ready yet.
+    let response = app
+        .get(
+            &token,
+            &format!("/v1/transcriptions/{id}/transcript?format=txt"),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+
+    app.drain_jobs().await;
+    let cases = [
+        ("txt", "text/plain; charset=utf-8", "Patient reports mild headache. Advised rest and fluids.\n".to_owned()),
+        (
+            "srt",
+            "application/x-subrip; charset=utf-8",
+            "1\n00:00:00,000 --> 00:00:00,750\nPatient reports mild headache.\n\n2\n00:00:00,750 --> 00:00:01,500\nAdvised rest and fluids.\n\n".to_owned(),
+        ),
+        (
+            "vtt",
+            "text/vtt; charset=utf-8",
+            "WEBVTT\n\n00:00:00.000 --> 00:00:00.750\nPatient reports mild headache.\n\n00:00:00.750 --> 00:00:01.500\nAdvised rest and fluids.\n\n".to_owned(),
+        ),
+    ];
+    for (format, content_type, expected) in cases {
+        let response = app
+            .get(
+                &token,
+                &format!("/v1/transcriptions/{id}/transcript?format={format}"),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{format}");
+        assert_eq!(response.headers()["content-type"], content_type);
+        assert_eq!(
+            response.headers()["content-disposition"],
+            format!("attachment; filename=\"{id}.{format}\"").as_str()
+        );
+        assert_eq!(response.text().await.unwrap(), expected, "{format}");
+    }
+    let response = app
+        .get(&token, &format!("/v1/transcriptions/{id}/transcript"))
+        .await;
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["segments"].as_array().unwrap().len(), 2);
+    assert_eq!(json["language"], "en");
+
+    let response = app
+        .get(
+            &token,
+            &format!("/v1/transcriptions/{id}/transcript?format=docx"),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn listing_is_newest_first_with_cursor_pages() {
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.upload_wav(&token).await);
+    }
+    ids.reverse();
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/transcriptions?limit=2".to_owned();
+    loop {
+        let (status, page) = app.get_json(&token, &path).await;
+        assert_eq!(status, 200);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        assert!(
+            items.iter().all(|i| i.get("text").is_none()),
+            "listings carry no transcript text"
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/transcriptions?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+
+    assert_eq!(
+        app.get(&token, "/v1/transcriptions?cursor=bogus")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.get(&token, "/v1/transcriptions?limit=0").await.status(),
+        400
+    );
+    assert_eq!(
+        app.get(&token, "/v1/transcriptions?limit=101")
+            .await
+            .status(),
+        400
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_audio_and_record() {
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    assert_eq!(app.audio_files().len(), 1);
+
+    let response = app
+        .delete(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(response.status(), 204);
+    assert!(app.audio_files().is_empty());
+    assert_eq!(
+        app.get(&token, &format!("/v1/transcriptions/{id}"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.delete(&token, &format!("/v1/transcriptions/{id}"))
+            .await
+            .status(),
+        404
+    );
+
+    // Its queued job finds nothing to do and goes away quietly.
+    let done = app.drain_jobs().await;
+    assert_eq!(done, vec![mmt_core::jobs::Disposition::Ack]);
+    assert!(app.openai.requests().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_ids_are_plain_404s() {
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    for path in [
+        "/v1/transcriptions/not-a-uuid",
+        "/v1/transcriptions/..%2F..%2Fetc",
+    ] {
+        let (status, body) = app.get_json(&token, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+}
