@@ -47,10 +47,10 @@ async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("{base}/health/live")).send().await {
-            if r.status() == 200 {
-                break;
-            }
+        if let Ok(r) = client.get(format!("{base}/health/live")).send().await
+            && r.status() == 200
+        {
+            break;
         }
         assert!(
             Instant::now() < deadline,
