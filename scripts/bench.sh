@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# `make bench`: prints the performance figures the project tracks. Figures, not assertions:
+# targets are compared and reported, never used to fail a test run.
+#   * start-up time to the first successful request
+#   * requests/s and p99 latency of GET /health/live under concurrency (wrk)
+#   * server RSS idle and under load
+#   * peak server RSS while streaming a 300 MB upload (target < 100 MB), and the 413 path
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10s}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+UPLOAD_MB=${BENCH_UPLOAD_MB:-300}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build -q --release -p mmt-core --bin mmt
+cargo build -q --release -p mmt-testkit --bin openai-contract-server
+PORT=18390 OPENAI_API_KEY=sk-bench target/release/openai-contract-server >/dev/null 2>&1 &
+pids+=($!)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+hwm_mb() { awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+# start_server <data dir> <max upload bytes> -> sets SERVER_PID, SERVER_PORT, STARTUP_MS
+start_server() {
+  SERVER_PORT=$(free_port)
+  local t0 t1
+  t0=$(date +%s%N)
+  env ENV=test HOST=127.0.0.1 PORT="$SERVER_PORT" DATA_DIR="$1" MAX_UPLOAD_BYTES="$2" LOG_FORMAT=json RUST_LOG=warn \
+    INTERNAL_JWT_SECRET=bench-secret-bench-secret-bench-secret-00 ENABLE_CLOUD_TRANSCRIPTION=true \
+    OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 target/release/mmt serve >"$1.log" 2>&1 &
+  SERVER_PID=$!
+  pids+=("$SERVER_PID")
+  until curl -sf -o /dev/null "http://127.0.0.1:$SERVER_PORT/health/live"; do sleep 0.002; done
+  t1=$(date +%s%N)
+  STARTUP_MS=$(( (t1 - t0) / 1000000 ))
+}
+
+echo "== MMT benchmark ($(nproc) cores; release build) =="
+
+start_server "$work/a" $((400 * 1024 * 1024))
+sleep 1
+idle=$(rss_mb "$SERVER_PID")
+wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$SERVER_PORT/health/live" >"$work/wrk.txt"
+rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.txt")
+p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
+p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
+loaded=$(hwm_mb "$SERVER_PID")
+printf '%-48s %s ms\n' "start-up to first successful request" "$STARTUP_MS"
+printf '%-48s %s MB\n' "RSS idle" "$idle"
+printf '%-48s %s req/s (p50 %s, p99 %s; %s connections, %s)\n' "GET /health/live" "$rps" "$p50" "$p99" "$CONNECTIONS" "$DURATION"
+printf '%-48s %s MB\n' "peak RSS under that load" "$loaded"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+
+# A WAV header followed by silence: real audio, made without holding it in memory.
+big="$work/big.wav"
+python3 - "$big" "$UPLOAD_MB" <<'PY'
+import struct, sys
+path, mb = sys.argv[1], int(sys.argv[2])
+data = mb * 1024 * 1024 - 44
+with open(path, "wb") as f:
+    f.write(b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16) + b"data" + struct.pack("<I", data))
+    f.truncate(44 + data)
+PY
+
+start_server "$work/b" $((400 * 1024 * 1024))
+token=$(curl -sf -X POST "http://127.0.0.1:$SERVER_PORT/auth/guest" | jq -r .access_token)
+before=$(hwm_mb "$SERVER_PID")
+t0=$(date +%s%N)
+code=$(curl -s -o "$work/upload.json" -w '%{http_code}' -H "Authorization: Bearer $token" -F "file=@$big" \
+  "http://127.0.0.1:$SERVER_PORT/v1/transcriptions")
+t1=$(date +%s%N)
+peak=$(hwm_mb "$SERVER_PID")
+secs=$(awk -v n=$((t1 - t0)) 'BEGIN {printf "%.2f", n / 1e9}')
+verdict=$(awk -v p="$peak" 'BEGIN {print (p < 100) ? "within" : "OVER"}')
+printf '%-48s HTTP %s in %s s (%s MB/s)\n' "upload ${UPLOAD_MB} MB (multipart, streamed)" "$code" "$secs" \
+  "$(awk -v s="$secs" -v m="$UPLOAD_MB" 'BEGIN {printf "%.0f", m / s}')"
+printf '%-48s %s MB (before upload %s MB; target < 100 MB: %s)\n' "peak RSS during the upload" "$peak" "$before" "$verdict"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+
+start_server "$work/c" $((100 * 1024 * 1024))
+token=$(curl -sf -X POST "http://127.0.0.1:$SERVER_PORT/auth/guest" | jq -r .access_token)
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" -F "file=@$big" \
+  "http://127.0.0.1:$SERVER_PORT/v1/transcriptions" || true)
+left=$(find "$work/c/audio" -type f | wc -l)
+printf '%-48s HTTP %s, %s files left in the audio directory; peak RSS %s MB\n' \
+  "upload ${UPLOAD_MB} MB over a 100 MB limit" "$code" "$left" "$(hwm_mb "$SERVER_PID")"

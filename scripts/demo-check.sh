@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Starts `make demo` on a scratch data directory, runs the README walk-through against it,
+# and stops it with SIGTERM (checking it shuts down cleanly).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+port=${DEMO_CHECK_PORT:-18080}
+export PORT=$port DATA_DIR="$work/data" MOCK_OPENAI_PORT=$((port + 10))
+unset OPENAI_API_KEY
+setsid scripts/demo.sh >"$work/demo.log" 2>&1 &
+demo=$!
+trap 'kill -TERM -- -$demo 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 600); do
+  curl -sf -o /dev/null "http://127.0.0.1:$port/health/ready" && break
+  sleep 0.5
+done
+if BASE="http://127.0.0.1:$port" scripts/walkthrough.sh; then
+  result=0
+else
+  result=1
+  cat "$work/demo.log"
+fi
+kill -TERM -- -"$demo"
+wait "$demo" || true
+echo "demo walk-through: $((1 - result)) passed, $result failed"
+exit "$result"

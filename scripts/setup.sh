@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One idempotent set-up for every README command: system packages, Python tools, and a
+# check of the Rust toolchain. Safe to run again; it only installs what is missing.
+set -euo pipefail
+
+APT_PACKAGES=(curl jq procps wrk espeak-ng sox)
+PIP_PACKAGES=(cargo-lambda)
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+missing_apt=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing_apt+=("$pkg")
+done
+if ((${#missing_apt[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    SUDO=sudo
+  else
+    SUDO=
+  fi
+  log "installing system packages: ${missing_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+fi
+
+for tool in "${PIP_PACKAGES[@]}"; do
+  if ! python3 -m pip show -q "$tool" >/dev/null 2>&1; then
+    log "installing $tool from PyPI"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$tool"
+  fi
+done
+
+for component in "cargo fmt" "cargo clippy"; do
+  if ! $component --version >/dev/null 2>&1; then
+    echo "error: '$component' is missing: install the rustfmt and clippy components of the Rust toolchain" >&2
+    exit 1
+  fi
+done
+log "ready"
