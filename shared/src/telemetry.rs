@@ -35,3 +35,15 @@ pub fn init(format: LogFormat) {
             .try_init(),
     };
 }
+
+/// An error and its sources on one line ("a: b: c"), for logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

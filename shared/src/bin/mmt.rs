@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use mmt_core::{
     AppState, Config,
     entrypoints::local::{Application, shutdown_on_signal},
-    telemetry,
+    telemetry::{self, error_chain},
 };
 
 const USAGE: &str = "usage: mmt [serve | hash-password | help]
@@ -79,15 +79,4 @@ fn hash_password() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::correlation::current_correlation_id;
 use crate::ports::{BlobError, QueueError, StoreError};
+use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -94,17 +95,6 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone)]
 pub struct ErrorReport(pub String);
 
-fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -131,7 +121,7 @@ impl IntoResponse for ApiError {
             Self::Unavailable(cause) | Self::Internal(cause) => {
                 response
                     .extensions_mut()
-                    .insert(ErrorReport(cause_chain(cause.as_ref())));
+                    .insert(ErrorReport(error_chain(cause.as_ref())));
             }
             _ => {}
         }

@@ -39,6 +39,40 @@ impl SqliteJobQueue {
         }
     }
 
+    /// Runs `change` on the message only while `job`'s receipt still holds its lease: a consumer
+    /// whose lease ran out (and whose message went to someone else) cannot ack or move it.
+    async fn with_lease<F>(&self, job: &ReceivedJob, change: F) -> Result<(), QueueError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<(), BoxError> + Send + 'static,
+    {
+        let (id, token) = split_receipt(&job.receipt)?;
+        let held = self
+            .db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let held = tx
+                    .query_row(
+                        "SELECT 1 FROM jobs WHERE id = ?1 AND lease_token = ?2",
+                        params![id, token],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                if held {
+                    change(&tx, &id)?;
+                }
+                tx.commit()?;
+                Ok(held)
+            })
+            .await
+            .map_err(QueueError::Unavailable)?;
+        if held {
+            Ok(())
+        } else {
+            Err(QueueError::StaleReceipt)
+        }
+    }
+
     /// The dead letters, newest first: `(message id, body, receive count, reason)`.
     pub async fn dead_letters(&self) -> Result<Vec<(String, String, u32, String)>, QueueError> {
         let queue = self.queue;
@@ -172,101 +206,59 @@ impl JobQueue for SqliteJobQueue {
         job: &ReceivedJob,
         visibility: Duration,
     ) -> Result<(), QueueError> {
-        let (id, token) = split_receipt(&job.receipt)?;
-        let changed = self
-            .db
-            .call(move |conn| {
-                Ok(conn.execute(
-                    "UPDATE jobs SET visible_at = ?1 WHERE id = ?2 AND lease_token = ?3",
-                    params![now_micros() + micros(visibility), id, token],
-                )?)
-            })
-            .await
-            .map_err(QueueError::Unavailable)?;
-        if changed == 1 {
+        self.with_lease(job, move |tx, id| {
+            tx.execute(
+                "UPDATE jobs SET visible_at = ?1 WHERE id = ?2",
+                params![now_micros() + micros(visibility), id],
+            )?;
             Ok(())
-        } else {
-            Err(QueueError::StaleReceipt)
-        }
+        })
+        .await
     }
 
     async fn ack(&self, job: &ReceivedJob) -> Result<(), QueueError> {
-        let (id, token) = split_receipt(&job.receipt)?;
-        let changed = self
-            .db
-            .call(move |conn| {
-                Ok(conn.execute(
-                    "DELETE FROM jobs WHERE id = ?1 AND lease_token = ?2",
-                    params![id, token],
-                )?)
-            })
-            .await
-            .map_err(QueueError::Unavailable)?;
-        if changed == 1 {
+        self.with_lease(job, |tx, id| {
+            tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
             Ok(())
-        } else {
-            Err(QueueError::StaleReceipt)
-        }
+        })
+        .await
     }
 
     async fn retry_later(&self, job: &ReceivedJob, delay: Duration) -> Result<(), QueueError> {
-        let (id, token) = split_receipt(&job.receipt)?;
         let max_receives = self.max_receive_count;
-        let changed = self
-            .db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let count: Option<u32> = tx
-                    .query_row(
-                        "SELECT receive_count FROM jobs WHERE id = ?1 AND lease_token = ?2",
-                        params![id, token],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let Some(count) = count else { return Ok(0) };
-                if count >= max_receives {
-                    // No receive is left: dead-letter now rather than after another timeout.
-                    tx.execute(
-                        MOVE_TO_DEAD_LETTERS,
-                        params![now_micros(), "maximum receive count reached", id],
-                    )?;
-                    tx.execute("DELETE FROM jobs WHERE id = ?1", [&id])?;
-                } else {
-                    tx.execute(
-                        "UPDATE jobs SET visible_at = ?1, lease_token = NULL WHERE id = ?2",
-                        params![now_micros() + micros(delay), id],
-                    )?;
-                }
-                tx.commit()?;
-                Ok(1)
-            })
-            .await
-            .map_err(QueueError::Unavailable)?;
-        if changed == 1 {
+        self.with_lease(job, move |tx, id| {
+            let count: u32 =
+                tx.query_row("SELECT receive_count FROM jobs WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+            if count >= max_receives {
+                // No receive is left: dead-letter now rather than after another timeout.
+                tx.execute(
+                    MOVE_TO_DEAD_LETTERS,
+                    params![now_micros(), "maximum receive count reached", id],
+                )?;
+                tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+            } else {
+                tx.execute(
+                    "UPDATE jobs SET visible_at = ?1, lease_token = NULL WHERE id = ?2",
+                    params![now_micros() + micros(delay), id],
+                )?;
+            }
             Ok(())
-        } else {
-            Err(QueueError::StaleReceipt)
-        }
+        })
+        .await
     }
 
     async fn release(&self, job: &ReceivedJob) -> Result<(), QueueError> {
-        let (id, token) = split_receipt(&job.receipt)?;
-        let changed = self
-            .db
-            .call(move |conn| {
-                Ok(conn.execute(
-                    "UPDATE jobs SET visible_at = ?1, lease_token = NULL, receive_count = max(receive_count - 1, 0)
-                     WHERE id = ?2 AND lease_token = ?3",
-                    params![now_micros(), id, token],
-                )?)
-            })
-            .await
-            .map_err(QueueError::Unavailable)?;
-        if changed == 1 {
+        self.with_lease(job, |tx, id| {
+            tx.execute(
+                "UPDATE jobs SET visible_at = ?1, lease_token = NULL, receive_count = max(receive_count - 1, 0)
+                 WHERE id = ?2",
+                params![now_micros(), id],
+            )?;
             Ok(())
-        } else {
-            Err(QueueError::StaleReceipt)
-        }
+        })
+        .await
     }
 
     async fn dead_letter(&self, job: &ReceivedJob, reason: &str) -> Result<(), QueueError> {
@@ -318,5 +310,121 @@ impl JobQueue for SqliteJobQueue {
             })
             .await
             .map_err(|e: BoxError| QueueError::Unavailable(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TranscriptionId;
+
+    fn queue(visibility_ms: u64, max_receives: u32) -> (tempfile::TempDir, SqliteJobQueue) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("q.db")).unwrap();
+        (
+            dir,
+            SqliteJobQueue::new(
+                db,
+                "test",
+                Duration::from_millis(visibility_ms),
+                max_receives,
+            ),
+        )
+    }
+
+    fn job() -> Job {
+        Job::Transcribe {
+            transcription_id: TranscriptionId::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lease_hides_the_message_until_it_runs_out() {
+        let (_dir, q) = queue(1000, 5);
+        q.enqueue(&job(), Some("corr-1"), None).await.unwrap();
+        let first = q.receive(10).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].receive_count, 1);
+        assert_eq!(first[0].correlation_id.as_deref(), Some("corr-1"));
+        assert!(
+            q.receive(10).await.unwrap().is_empty(),
+            "leased messages are invisible"
+        );
+
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let second = q.receive(10).await.unwrap();
+        assert_eq!(
+            second.len(),
+            1,
+            "an expired lease makes the message visible again"
+        );
+        assert_eq!(second[0].receive_count, 2);
+        assert!(
+            matches!(q.ack(&first[0]).await, Err(QueueError::StaleReceipt)),
+            "the old receipt is stale"
+        );
+        q.ack(&second[0]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(
+            q.receive(10).await.unwrap().is_empty(),
+            "acked messages are gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn heartbeats_keep_the_lease() {
+        let (_dir, q) = queue(1000, 5);
+        q.enqueue(&job(), None, None).await.unwrap();
+        let leased = q.receive(1).await.unwrap().remove(0);
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            q.extend_lease(&leased, Duration::from_millis(1000))
+                .await
+                .unwrap();
+        }
+        assert!(q.receive(1).await.unwrap().is_empty());
+        q.ack(&leased).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unacked_message_goes_to_the_dead_letters_after_max_receives() {
+        let (_dir, q) = queue(50, 2);
+        q.enqueue(&job(), None, None).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(q.receive(1).await.unwrap().len(), 1);
+            tokio::time::sleep(Duration::from_millis(80)).await;
+        }
+        assert!(q.receive(1).await.unwrap().is_empty());
+        let dead = q.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].2, 2);
+        let stats = q.stats().await.unwrap();
+        assert_eq!(
+            (stats.visible, stats.in_flight, stats.dead_lettered),
+            (0, 0, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_later_delays_and_release_does_not_count() {
+        let (_dir, q) = queue(10_000, 3);
+        q.enqueue(&job(), None, None).await.unwrap();
+        let leased = q.receive(1).await.unwrap().remove(0);
+        q.retry_later(&leased, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(
+            q.receive(1).await.unwrap().is_empty(),
+            "not before the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let again = q.receive(1).await.unwrap().remove(0);
+        assert_eq!(again.receive_count, 2);
+        q.release(&again).await.unwrap();
+        let after_release = q.receive(1).await.unwrap().remove(0);
+        assert_eq!(
+            after_release.receive_count, 2,
+            "a released receive is not counted"
+        );
     }
 }

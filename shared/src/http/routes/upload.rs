@@ -69,6 +69,8 @@ struct FormFields {
     prompt: Option<String>,
     engine: Option<EngineKind>,
     file_name: Option<String>,
+    /// Set before the file is written, so a failure anywhere after removes what was written.
+    file_seen: bool,
     stored: Option<(AudioFormat, u64)>,
 }
 
@@ -120,7 +122,7 @@ async fn create_transcription(
     let mut fields = FormFields::default();
     let read = read_form(&state, &mut multipart, &key, &mut fields).await;
     if let Err(err) = read {
-        if fields.stored.is_some() {
+        if fields.file_seen {
             discard(&state, &key).await;
         }
         if matches!(
@@ -222,7 +224,7 @@ async fn read_form(
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
-            "file" if fields.stored.is_some() => {
+            "file" if fields.file_seen => {
                 return Err(ApiError::bad_request(
                     "invalid_request",
                     "send exactly one `file`",
@@ -230,8 +232,7 @@ async fn read_form(
             }
             "file" => {
                 fields.file_name = field.file_name().and_then(clean_file_name);
-                // Mark as stored before writing so any later failure removes what was written.
-                fields.stored = Some((AudioFormat::Wav, 0));
+                fields.file_seen = true;
                 fields.stored = Some(store_audio(state, key, field).await?);
             }
             "language" => {
