@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep
 
-.PHONY: help setup build demo demo-check walkthrough test lint test-rust lambda-smoke watch bench \
+.PHONY: help setup model build demo demo-check walkthrough test lint test-rust lambda-smoke watch bench \
         clean $(addprefix invoke-,$(FUNCTIONS))
 
 help: ## List the targets
@@ -17,10 +17,13 @@ setup: ## Install what the project needs (apt packages, cargo-lambda); idempoten
 build: setup ## Build every crate
 	cargo build --workspace
 
-demo: setup ## Run MMT in one process on http://localhost:8080 (embedded defaults)
+model: setup ## Obtain and verify a Whisper model under models/ (MODEL=tiny.en | base)
+	@scripts/model.sh >/dev/null
+
+demo: setup ## Run MMT in one process on http://localhost:8080 (embedded defaults, local Whisper)
 	@scripts/demo.sh
 
-test: setup lint test-rust lambda-smoke demo-check ## Everything CI runs: lint, tests, Lambda fixtures, demo walk-through
+test: setup model lint test-rust lambda-smoke demo-check ## Everything CI runs: lint, tests, Lambda fixtures, demo walk-through
 
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check

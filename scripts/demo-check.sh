@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 port=${DEMO_CHECK_PORT:-18080}
-export PORT=$port DATA_DIR="$work/data" MOCK_OPENAI_PORT=$((port + 10))
+export PORT=$port DATA_DIR="$work/data"
 unset OPENAI_API_KEY
 setsid scripts/demo.sh >"$work/demo.log" 2>&1 &
 demo=$!

@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the one-process server on embedded defaults (SQLite + files under ./data).
-#
-# With no OPENAI_API_KEY in the environment, the cloud engine points at the bundled
-# OpenAI-contract server, so the whole flow (upload -> queue -> engine -> transcript) runs
-# with no external service. That server does not recognise speech: its transcript describes
-# the audio it received. Set OPENAI_API_KEY (and optionally OPENAI_BASE_URL) for real text.
+# `make demo`: the one-process server on embedded defaults (SQLite + files under ./data) with
+# the local Whisper engine (tiny.en by default; MODEL=base for the multilingual base model).
+# Set OPENAI_API_KEY (and optionally OPENAI_BASE_URL) to enable the cloud engine as well.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +10,14 @@ export DATA_DIR=${DATA_DIR:-./data}
 export DEMO_MODE=${DEMO_MODE:-true}
 mkdir -p "$DATA_DIR"
 
+model=$(MODEL=${MODEL:-tiny.en} scripts/model.sh)
+export ENABLE_LOCAL_TRANSCRIPTION=${ENABLE_LOCAL_TRANSCRIPTION:-true}
+export WHISPER_MODEL_PATH=${WHISPER_MODEL_PATH:-$model}
+if [[ -n "${OPENAI_API_KEY:-}" ]]; then
+  export ENABLE_CLOUD_TRANSCRIPTION=${ENABLE_CLOUD_TRANSCRIPTION:-true}
+fi
+
 cargo build -q -p mmt-core --bin mmt
-cargo build -q -p mmt-testkit --bin openai-contract-server
 
 # Tokens survive restarts of the demo: keep its signing secret beside its data (never in git).
 if [[ -z "${INTERNAL_JWT_SECRET:-}" ]]; then
@@ -24,23 +27,5 @@ if [[ -z "${INTERNAL_JWT_SECRET:-}" ]]; then
   export INTERNAL_JWT_SECRET
 fi
 
-mock_pid=""
-cleanup() { [[ -n "$mock_pid" ]] && kill "$mock_pid" 2>/dev/null || true; }
-trap cleanup EXIT
-
-if [[ -z "${OPENAI_API_KEY:-}" ]]; then
-  mock_port=${MOCK_OPENAI_PORT:-8090}
-  PORT="$mock_port" OPENAI_API_KEY=sk-local-demo target/debug/openai-contract-server >"$DATA_DIR/openai-contract-server.log" 2>&1 &
-  mock_pid=$!
-  export ENABLE_CLOUD_TRANSCRIPTION=true OPENAI_API_KEY=sk-local-demo OPENAI_BASE_URL="http://127.0.0.1:$mock_port/v1"
-  echo "demo: no OPENAI_API_KEY set; the cloud engine uses the local OpenAI-contract server on port $mock_port"
-  echo "demo: (it answers with a description of the audio, not recognised speech)"
-else
-  export ENABLE_CLOUD_TRANSCRIPTION=${ENABLE_CLOUD_TRANSCRIPTION:-true}
-fi
-
-echo "demo: MMT on http://localhost:$PORT  (API docs: http://localhost:$PORT/docs)"
-target/debug/mmt serve &
-server_pid=$!
-trap 'kill -TERM $server_pid 2>/dev/null; wait $server_pid; cleanup' INT TERM
-wait $server_pid
+echo "demo: MMT on http://localhost:$PORT with $(basename "$WHISPER_MODEL_PATH")  (API docs: http://localhost:$PORT/docs)"
+exec target/debug/mmt serve

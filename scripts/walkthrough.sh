@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# The README's curl walk-through, as a script: guest token -> upload -> poll -> transcript.
+# The README's curl walk-through, as a script: speech from espeak-ng -> guest token -> upload
+# -> poll (with progress) -> transcript; then the word error rate against what was spoken.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-http://localhost:8080}
+SPOKEN="The patient has had a mild headache for two days. She should drink plenty of water and rest at home."
+WAV=$(mktemp --suffix=.wav)
+trap 'rm -f "$WAV"' EXIT
+
+espeak-ng -v en-us -s 130 -w "$WAV" "$SPOKEN"
 
 TOKEN=$(curl -sf -X POST "$BASE/auth/guest" | jq -r .access_token)
 
-ID=$(curl -sf -H "Authorization: Bearer $TOKEN" \
-  -F file=@events/sample-visit.wav -F language=en \
+ID=$(curl -sf -H "Authorization: Bearer $TOKEN" -F "file=@$WAV" -F language=en \
   "$BASE/v1/transcriptions" | jq -r .id)
 echo "uploaded: $ID"
 
-for _ in $(seq 1 120); do
-  STATUS=$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/v1/transcriptions/$ID" | jq -r .status)
-  echo "status: $STATUS"
+for _ in $(seq 1 300); do
+  RECORD=$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/v1/transcriptions/$ID")
+  STATUS=$(jq -r .status <<<"$RECORD")
+  echo "status: $STATUS ($(jq -r .progress <<<"$RECORD")%)"
   [[ "$STATUS" == completed || "$STATUS" == failed ]] && break
   sleep 1
 done
 
-curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/v1/transcriptions/$ID" | jq '{status, text, error, duration_s}'
+curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/v1/transcriptions/$ID" | jq '{status, text, error, duration_s, engine}'
 curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/v1/transcriptions/$ID/transcript?format=srt"
 [[ "$STATUS" == completed ]]
+TEXT=$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/v1/transcriptions/$ID" | jq -r .text)
+echo "word error rate: $(python3 scripts/wer.py "$SPOKEN" "$TEXT")"
+python3 scripts/wer.py "$SPOKEN" "$TEXT" "${MAX_WER:-0.10}" >/dev/null

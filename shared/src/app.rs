@@ -26,10 +26,12 @@ pub enum StartupError {
     #[error("cannot build the cloud transcription client")]
     CloudClient(#[source] reqwest::Error),
     #[error(
-        "ENABLE_LOCAL_TRANSCRIPTION is on, but this build has no local Whisper engine yet; \
-         turn it off or use the cloud engine"
+        "ENABLE_LOCAL_TRANSCRIPTION is on, but this build has no local engine (build with the `whisper` feature)"
     )]
     NoLocalEngine,
+    #[cfg(feature = "whisper")]
+    #[error(transparent)]
+    LocalModel(#[from] crate::adapters::whisper::LoadError),
 }
 
 /// The engines this process can run, by kind.
@@ -78,9 +80,11 @@ impl AppState {
             ) as Arc<dyn Transcriber>),
             None => None,
         };
-        if config.local_engine_enabled {
-            return Err(StartupError::NoLocalEngine);
-        }
+        let local = if config.local_engine_enabled {
+            Some(load_local_engine(&config)?)
+        } else {
+            None
+        };
         let secret = match &config.jwt_secret {
             Some(secret) => secret.expose_secret().as_bytes().to_vec(),
             None => {
@@ -104,10 +108,22 @@ impl AppState {
             records: Arc::new(SqliteRecordStore::new(db)),
             blobs: Arc::new(blobs),
             transcribe_queue: Arc::new(queue),
-            engines: Engines { cloud, local: None },
+            engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
             config: Arc::new(config),
         })
     }
+}
+
+#[cfg(feature = "whisper")]
+fn load_local_engine(config: &Config) -> Result<Arc<dyn Transcriber>, StartupError> {
+    let engine = crate::adapters::whisper::WhisperTranscriber::load(&config.local)?;
+    tracing::info!(engine = %engine.describe(), threads = config.local.threads, "local engine loaded");
+    Ok(Arc::new(engine))
+}
+
+#[cfg(not(feature = "whisper"))]
+fn load_local_engine(_config: &Config) -> Result<Arc<dyn Transcriber>, StartupError> {
+    Err(StartupError::NoLocalEngine)
 }

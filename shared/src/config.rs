@@ -82,6 +82,27 @@ pub struct CloudEngineConfig {
     pub retry_base_delay: Duration,
 }
 
+/// The local Whisper engine (whisper.cpp).
+#[derive(Debug, Clone)]
+pub struct LocalEngineConfig {
+    pub model_path: PathBuf,
+    pub threads: usize,
+    /// ISO 639-1 code, or `None` to detect (multilingual models) / English (`.en` models).
+    pub language: Option<String>,
+    /// Vocabulary hints used when an upload gives no prompt.
+    pub initial_prompt: Option<String>,
+    /// 1 = greedy decoding; more = beam search of this width.
+    pub beam_size: usize,
+    pub temperature: f32,
+    /// Temperature fallback step when decoding fails its quality checks; 0 disables it.
+    pub temperature_increment: f32,
+    /// Size whisper's audio context to short clips instead of a full 30 s window.
+    pub fit_audio_context: bool,
+    /// Long recordings are transcribed in pieces of about this length (bounded memory).
+    pub chunk: Duration,
+    pub use_gpu: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
     pub visibility_timeout: Duration,
@@ -109,6 +130,7 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub cloud: Option<CloudEngineConfig>,
     pub local_engine_enabled: bool,
+    pub local: LocalEngineConfig,
     pub default_engine: Option<EngineKind>,
     pub cors_allow_origins: Vec<String>,
     pub retention_days: u32,
@@ -241,13 +263,38 @@ impl Config {
             None
         };
         let local_engine_enabled = src.flag("ENABLE_LOCAL_TRANSCRIPTION", false)?;
+        let models_dir: PathBuf = src.parse("MODELS_DIR", PathBuf::from("./models"))?;
+        let default_threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8);
+        let local = LocalEngineConfig {
+            model_path: src.parse("WHISPER_MODEL_PATH", models_dir.join("ggml-tiny.en.bin"))?,
+            threads: src.parse("WHISPER_THREADS", default_threads)?.max(1),
+            language: match src.raw("WHISPER_LANGUAGE").as_deref() {
+                None | Some("auto") => None,
+                Some(raw) => Some(crate::domain::parse_language(raw).map_err(|reason| {
+                    ConfigError::Invalid {
+                        key: "WHISPER_LANGUAGE",
+                        reason,
+                    }
+                })?),
+            },
+            initial_prompt: src.raw("WHISPER_INITIAL_PROMPT"),
+            beam_size: src.parse("WHISPER_BEAM_SIZE", 1usize)?.clamp(1, 16),
+            temperature: src.parse("WHISPER_TEMPERATURE", 0.0f32)?,
+            temperature_increment: src.parse("WHISPER_TEMPERATURE_INCREMENT", 0.2f32)?,
+            fit_audio_context: src.flag("WHISPER_FIT_AUDIO_CONTEXT", true)?,
+            chunk: Duration::from_secs(src.parse("WHISPER_CHUNK_SECS", 300u64)?.clamp(30, 3600)),
+            use_gpu: src.flag("WHISPER_USE_GPU", true)?,
+        };
         let default_engine = match src.raw("DEFAULT_ENGINE") {
             Some(v) => Some(v.parse::<EngineKind>().map_err(|e| ConfigError::Invalid {
                 key: "DEFAULT_ENGINE",
                 reason: e,
             })?),
-            None if cloud.is_some() => Some(EngineKind::Cloud),
+            // Local first: audio that never leaves the box is the safer default for PHI.
             None if local_engine_enabled => Some(EngineKind::Local),
+            None if cloud.is_some() => Some(EngineKind::Cloud),
             None => None,
         };
         match default_engine {
@@ -329,6 +376,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
             cloud,
             local_engine_enabled,
+            local,
             default_engine,
             cors_allow_origins,
             retention_days: src.parse("RETENTION_DAYS", 30)?,

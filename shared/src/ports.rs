@@ -99,6 +99,8 @@ pub trait RecordStore: Send + Sync {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Records how far a `processing` transcription has got (0–100).
+    async fn set_progress(&self, id: &TranscriptionId, percent: u8) -> Result<(), StoreError>;
     /// `true` when a record was removed.
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError>;
     /// Records created before `cutoff`, oldest first, at most `limit`.
@@ -256,6 +258,31 @@ pub enum EngineError {
     Permanent(String),
 }
 
+/// Where an engine reports how far it has got (0–100). Cheap to call often.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(u8) + Send + Sync>);
+
+impl Progress {
+    pub fn new(report: impl Fn(u8) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(report))
+    }
+
+    /// For callers that do not track progress.
+    pub fn ignore() -> Self {
+        Self::new(|_| {})
+    }
+
+    pub fn report(&self, percent: u8) {
+        (self.0)(percent.min(100));
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
 #[async_trait]
 pub trait Transcriber: Send + Sync {
     fn kind(&self) -> EngineKind;
@@ -265,6 +292,7 @@ pub trait Transcriber: Send + Sync {
         &self,
         audio: &AudioInput,
         options: &TranscribeOptions,
+        progress: &Progress,
     ) -> Result<Transcript, EngineError>;
 }
 

@@ -1,8 +1,12 @@
 //! Implementations of the [`crate::ports`] traits.
 
+#[cfg(feature = "whisper")]
+pub mod audio;
 pub mod disk_blob;
 pub mod openai;
 pub mod sqlite;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 
 pub use disk_blob::DiskBlobStore;
 pub use openai::OpenAiTranscriber;

@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use crate::{
     config::CloudEngineConfig,
-    domain::{EngineKind, Segment, Transcript},
-    ports::{AudioInput, EngineError, TranscribeOptions, Transcriber},
+    domain::{EngineKind, Segment, Transcript, language_code},
+    ports::{AudioInput, EngineError, Progress, TranscribeOptions, Transcriber},
 };
 
 /// OpenAI's documented upload limit.
@@ -245,44 +245,6 @@ fn parse_success(body: &[u8]) -> Result<Transcript, AttemptFailure> {
     })
 }
 
-/// `verbose_json` names the language ("english"); records keep ISO 639-1 codes.
-fn language_code(name: &str) -> Option<String> {
-    let name = name.trim().to_ascii_lowercase();
-    if name.len() == 2 {
-        return Some(name);
-    }
-    let code = match name.as_str() {
-        "english" => "en",
-        "spanish" => "es",
-        "french" => "fr",
-        "german" => "de",
-        "italian" => "it",
-        "portuguese" => "pt",
-        "dutch" => "nl",
-        "polish" => "pl",
-        "russian" => "ru",
-        "ukrainian" => "uk",
-        "chinese" => "zh",
-        "japanese" => "ja",
-        "korean" => "ko",
-        "arabic" => "ar",
-        "hindi" => "hi",
-        "turkish" => "tr",
-        "vietnamese" => "vi",
-        "swedish" => "sv",
-        "norwegian" => "no",
-        "danish" => "da",
-        "finnish" => "fi",
-        "greek" => "el",
-        "hebrew" => "he",
-        "czech" => "cs",
-        "romanian" => "ro",
-        "hungarian" => "hu",
-        _ => return None,
-    };
-    Some(code.to_owned())
-}
-
 #[async_trait]
 impl Transcriber for OpenAiTranscriber {
     fn kind(&self) -> EngineKind {
@@ -297,6 +259,7 @@ impl Transcriber for OpenAiTranscriber {
         &self,
         audio: &AudioInput,
         options: &TranscribeOptions,
+        _progress: &Progress,
     ) -> Result<Transcript, EngineError> {
         if audio.size_bytes > MAX_CLOUD_FILE_BYTES {
             return Err(EngineError::Permanent(format!(

@@ -2,10 +2,12 @@
 
 mod audio;
 mod ids;
+mod languages;
 mod transcript;
 
 pub use audio::{AudioFormat, sniff_audio_format};
 pub use ids::{BlobKey, InvalidId, JobId, OwnerId, TranscriptionId};
+pub use languages::{language_code, language_name};
 pub use transcript::{ResponseFormat, Segment, Transcript, render_transcript};
 
 use std::{fmt, str::FromStr};
@@ -107,6 +109,8 @@ pub struct TranscriptionRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub attempts: u32,
+    /// How far the engine has got, 0–100 (100 once completed).
+    pub progress: u8,
     pub transcript: Option<Transcript>,
     pub error: Option<String>,
 }
@@ -139,6 +143,7 @@ impl TranscriptionRecord {
             created_at: now,
             updated_at: now,
             attempts: 0,
+            progress: 0,
             transcript: None,
             error: None,
         }

@@ -5,7 +5,8 @@ use tracing::Instrument;
 
 use crate::{
     AppState,
-    ports::{AudioInput, EngineError, Job, ReceivedJob, TranscribeOptions},
+    domain::TranscriptionId,
+    ports::{AudioInput, EngineError, Job, Progress, ReceivedJob, TranscribeOptions},
 };
 
 /// What the consumer should do with a message after handling it.
@@ -80,9 +81,11 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         language: record.language.clone(),
         prompt: record.prompt.clone(),
     };
+    let (progress, progress_writer) = progress_to_record(state, id);
     let started = std::time::Instant::now();
-    let outcome = engine.transcribe(&audio, &options).await;
+    let outcome = engine.transcribe(&audio, &options, &progress).await;
     let elapsed_s = started.elapsed().as_secs_f64();
+    progress_writer.abort();
 
     match outcome {
         Ok(transcript) => {
@@ -128,6 +131,35 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         }
         Err(EngineError::Permanent(reason)) => give_up(state, &id, reason).await,
     }
+}
+
+/// Engines report progress often; the record is written at most twice a second, and only when
+/// the figure moved.
+fn progress_to_record(
+    state: &AppState,
+    id: TranscriptionId,
+) -> (Progress, tokio::task::JoinHandle<()>) {
+    let (sender, mut receiver) = tokio::sync::watch::channel(0u8);
+    let progress = Progress::new(move |percent| {
+        sender.send_if_modified(|current| {
+            let moved = percent > *current;
+            if moved {
+                *current = percent;
+            }
+            moved
+        });
+    });
+    let records = state.records.clone();
+    let writer = tokio::spawn(async move {
+        while receiver.changed().await.is_ok() {
+            let percent = *receiver.borrow_and_update();
+            if let Err(err) = records.set_progress(&id, percent).await {
+                tracing::warn!(error = %err, "could not record progress");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    });
+    (progress, writer)
 }
 
 async fn give_up(

@@ -5,6 +5,8 @@ mod health;
 mod helpers;
 mod isolation;
 mod lambda;
+#[cfg(feature = "whisper")]
+mod local_engine;
 mod openapi;
 mod pipeline;
 mod process;

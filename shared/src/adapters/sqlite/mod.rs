@@ -65,6 +65,8 @@ const MIGRATIONS: &[&str] = &[
         reason           TEXT NOT NULL
     );
     "#,
+    // 2: engine progress, for progress bars.
+    "ALTER TABLE transcriptions ADD COLUMN progress INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:

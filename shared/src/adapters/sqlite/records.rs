@@ -21,7 +21,7 @@ impl SqliteRecordStore {
 }
 
 const COLUMNS: &str = "id, owner, status, engine, language, prompt, file_name, audio_format, \
-                       audio_key, size_bytes, created_at, updated_at, attempts, transcript, error";
+                       audio_key, size_bytes, created_at, updated_at, attempts, transcript, error, progress";
 
 fn read_record(row: &Row<'_>) -> Result<TranscriptionRecord, BoxError> {
     let text = |i: usize| -> Result<String, BoxError> { Ok(row.get::<_, String>(i)?) };
@@ -44,6 +44,7 @@ fn read_record(row: &Row<'_>) -> Result<TranscriptionRecord, BoxError> {
             .map(|json| serde_json::from_str::<Transcript>(&json))
             .transpose()?,
         error: row.get(14)?,
+        progress: row.get(15)?,
     })
 }
 
@@ -87,7 +88,7 @@ impl RecordStore for SqliteRecordStore {
             .call(move |conn| {
                 let transcript = r.transcript.as_ref().map(serde_json::to_string).transpose()?;
                 conn.execute(
-                    &format!("INSERT INTO transcriptions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+                    &format!("INSERT INTO transcriptions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
                     params![
                         r.id.to_string(),
                         r.owner.as_str(),
@@ -104,6 +105,7 @@ impl RecordStore for SqliteRecordStore {
                         r.attempts,
                         transcript,
                         r.error,
+                        r.progress,
                     ],
                 )?;
                 Ok(())
@@ -196,7 +198,7 @@ impl RecordStore for SqliteRecordStore {
             serde_json::to_string(transcript).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.transition(
             id,
-            "UPDATE transcriptions SET status = 'completed', transcript = ?1, error = NULL,
+            "UPDATE transcriptions SET status = 'completed', transcript = ?1, error = NULL, progress = 100,
                     language = COALESCE(language, ?2), updated_at = ?3
              WHERE id = ?4 AND status IN ('queued', 'processing')",
             vec![
@@ -221,6 +223,16 @@ impl RecordStore for SqliteRecordStore {
             vec![reason.to_owned().into(), to_micros(now).into()],
         )
         .await
+    }
+
+    async fn set_progress(&self, id: &TranscriptionId, percent: u8) -> Result<(), StoreError> {
+        self.transition(
+            id,
+            "UPDATE transcriptions SET progress = ?1 WHERE id = ?2 AND status = 'processing'",
+            vec![i64::from(percent.min(100)).into()],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {

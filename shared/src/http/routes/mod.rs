@@ -4,6 +4,7 @@ pub mod auth;
 pub mod demo;
 pub mod docs;
 pub mod health;
+pub mod openai_compat;
 pub mod transcriptions;
 pub mod upload;
 mod views;

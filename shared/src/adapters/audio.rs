@@ -1,0 +1,468 @@
+//! Any recording a browser, phone or dictation device makes → 16 kHz mono f32, in chunks.
+//!
+//! Containers and codecs come from symphonia (WAV/PCM of every width and float, MP3, FLAC,
+//! AAC in MP4/M4A, Ogg Vorbis; Ogg and WebM/Matroska demuxing). symphonia has no Opus decoder,
+//! so Opus packets — what browsers record, in Ogg or WebM — go to libopus. Channels are mixed
+//! down and the result resampled to 16 kHz as it streams: the caller receives bounded chunks
+//! and never has to hold the whole recording.
+
+use std::{fs::File, io::ErrorKind, path::Path};
+
+use rubato::{FftFixedIn, Resampler};
+use symphonia::core::{
+    audio::SampleBuffer,
+    codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, CodecParameters, DecoderOptions},
+    errors::Error as SymphoniaError,
+    formats::{FormatOptions, FormatReader},
+    io::MediaSourceStream,
+    meta::MetadataOptions,
+    probe::Hint,
+};
+
+/// Whisper's sample rate.
+pub const TARGET_RATE: u32 = 16_000;
+/// Packets that fail to decode are skipped; this many in a row means the file is broken.
+const MAX_CONSECUTIVE_BAD_PACKETS: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("the file is not in an audio format MMT can decode")]
+    Unsupported,
+    #[error("the audio is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the file holds no audio")]
+    Empty,
+    #[error("audio could not be read: {0}")]
+    Io(#[from] std::io::Error),
+    /// The consumer asked to stop (e.g. it failed).
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// What the container says about the audio, before decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioInfo {
+    pub sample_rate: u32,
+    pub channels: usize,
+    /// Known for most files; absent for streamed WebM and the like.
+    pub duration_s: Option<f64>,
+}
+
+enum PacketDecoder {
+    Symphonia(Box<dyn symphonia::core::codecs::Decoder>),
+    Opus {
+        decoder: opus::Decoder,
+        channels: usize,
+        /// Samples per channel still to drop at the start (the encoder's pre-skip).
+        skip: usize,
+    },
+}
+
+/// Decodes `path`, calling `sink` with 16 kHz mono samples in chunks of at most a few
+/// thousand. Returns the number of 16 kHz samples produced.
+pub fn decode_file(
+    path: &Path,
+    extension: Option<&str>,
+    mut on_info: impl FnMut(AudioInfo),
+    mut sink: impl FnMut(&[f32]) -> Result<(), AudioError>,
+) -> Result<u64, AudioError> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Err(AudioError::Empty);
+    }
+    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            stream,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|e| match e {
+            SymphoniaError::Unsupported(_) => AudioError::Unsupported,
+            SymphoniaError::IoError(e) if e.kind() == ErrorKind::UnexpectedEof => AudioError::Empty,
+            other => AudioError::Corrupt(other.to_string()),
+        })?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or(AudioError::Empty)?;
+    let track_id = track.id;
+    let params = track.codec_params.clone();
+    let (mut decoder, source_rate, channels) = make_decoder(&params)?;
+    on_info(AudioInfo {
+        sample_rate: source_rate,
+        channels,
+        duration_s: params
+            .n_frames
+            .zip(params.sample_rate)
+            .map(|(frames, rate)| frames as f64 / f64::from(rate)),
+    });
+
+    let mut resampler = MonoResampler::new(source_rate)?;
+    let mut produced: u64 = 0;
+    let mut bad_in_a_row = 0usize;
+    let mut mono = Vec::new();
+    loop {
+        let packet = match next_packet(format.as_mut()) {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            Err(err) if produced > 0 || !mono.is_empty() => {
+                // A truncated tail: keep what decoded.
+                tracing::debug!(error = %err, "audio stream ended early");
+                break;
+            }
+            Err(err) => return Err(err),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        mono.clear();
+        match decoder.decode_into_mono(&packet.data, &packet, &mut mono) {
+            Ok(()) => bad_in_a_row = 0,
+            Err(err) => {
+                bad_in_a_row += 1;
+                if bad_in_a_row >= MAX_CONSECUTIVE_BAD_PACKETS {
+                    return Err(AudioError::Corrupt(err));
+                }
+                continue;
+            }
+        }
+        let out = resampler.push(&mono)?;
+        emit(&out, &mut sink, &mut produced)?;
+    }
+    let tail = resampler.finish()?;
+    emit(&tail, &mut sink, &mut produced)?;
+    if produced == 0 {
+        return Err(AudioError::Empty);
+    }
+    Ok(produced)
+}
+
+fn emit(
+    samples: &[f32],
+    sink: &mut impl FnMut(&[f32]) -> Result<(), AudioError>,
+    produced: &mut u64,
+) -> Result<(), AudioError> {
+    *produced += samples.len() as u64;
+    if samples.is_empty() {
+        Ok(())
+    } else {
+        sink(samples)
+    }
+}
+
+fn next_packet(
+    format: &mut dyn FormatReader,
+) -> Result<Option<symphonia::core::formats::Packet>, AudioError> {
+    loop {
+        match format.next_packet() {
+            Ok(packet) => return Ok(Some(packet)),
+            Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+                return Ok(None);
+            }
+            Err(SymphoniaError::ResetRequired) => continue,
+            Err(SymphoniaError::DecodeError(e)) => return Err(AudioError::Corrupt(e.to_string())),
+            Err(SymphoniaError::IoError(e)) => return Err(AudioError::Io(e)),
+            Err(other) => return Err(AudioError::Corrupt(other.to_string())),
+        }
+    }
+}
+
+fn make_decoder(params: &CodecParameters) -> Result<(PacketDecoder, u32, usize), AudioError> {
+    let channels = params.channels.map(|c| c.count()).unwrap_or(1).max(1);
+    if params.codec == CODEC_TYPE_OPUS {
+        // Opus always decodes at 48 kHz, whatever rate the header says the input had.
+        let layout = if channels >= 2 {
+            opus::Channels::Stereo
+        } else {
+            opus::Channels::Mono
+        };
+        let decoder =
+            opus::Decoder::new(48_000, layout).map_err(|e| AudioError::Corrupt(e.to_string()))?;
+        let skip = params.delay.unwrap_or(0) as usize;
+        return Ok((
+            PacketDecoder::Opus {
+                decoder,
+                channels: channels.min(2),
+                skip,
+            },
+            48_000,
+            channels.min(2),
+        ));
+    }
+    let decoder = symphonia::default::get_codecs()
+        .make(params, &DecoderOptions::default())
+        .map_err(|_| AudioError::Unsupported)?;
+    let rate = params
+        .sample_rate
+        .ok_or_else(|| AudioError::Corrupt("no sample rate".into()))?;
+    Ok((PacketDecoder::Symphonia(decoder), rate, channels))
+}
+
+impl PacketDecoder {
+    /// Decodes one packet and appends its samples, channels averaged, to `mono`.
+    fn decode_into_mono(
+        &mut self,
+        data: &[u8],
+        packet: &symphonia::core::formats::Packet,
+        mono: &mut Vec<f32>,
+    ) -> Result<(), String> {
+        match self {
+            PacketDecoder::Symphonia(decoder) => {
+                let decoded = decoder.decode(packet).map_err(|e| e.to_string())?;
+                let spec = *decoded.spec();
+                let channels = spec.channels.count().max(1);
+                let mut buffer = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
+                buffer.copy_interleaved_ref(decoded);
+                mix_down(buffer.samples(), channels, mono);
+                Ok(())
+            }
+            PacketDecoder::Opus {
+                decoder,
+                channels,
+                skip,
+            } => {
+                // 120 ms at 48 kHz is the longest Opus frame.
+                let mut pcm = vec![0f32; 5760 * *channels];
+                let frames = decoder
+                    .decode_float(data, &mut pcm, false)
+                    .map_err(|e| e.to_string())?;
+                let dropped = (*skip).min(frames);
+                *skip -= dropped;
+                mix_down(
+                    &pcm[dropped * *channels..frames * *channels],
+                    *channels,
+                    mono,
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+fn mix_down(interleaved: &[f32], channels: usize, mono: &mut Vec<f32>) {
+    if channels == 1 {
+        mono.extend_from_slice(interleaved);
+        return;
+    }
+    let scale = 1.0 / channels as f32;
+    mono.extend(
+        interleaved
+            .chunks_exact(channels)
+            .map(|frame| frame.iter().sum::<f32>() * scale),
+    );
+}
+
+/// Streaming conversion of mono audio at any rate to 16 kHz.
+struct MonoResampler {
+    inner: Option<FftFixedIn<f32>>,
+    pending: Vec<f32>,
+    /// Output samples still to drop: the filter's delay, so timestamps stay exact.
+    delay: usize,
+    source_rate: u32,
+    frames_in: u64,
+    frames_out: u64,
+}
+
+impl MonoResampler {
+    const CHUNK: usize = 1024;
+
+    fn new(source_rate: u32) -> Result<Self, AudioError> {
+        if source_rate == 0 {
+            return Err(AudioError::Corrupt("sample rate 0".into()));
+        }
+        if source_rate == TARGET_RATE {
+            return Ok(Self {
+                inner: None,
+                pending: Vec::new(),
+                delay: 0,
+                source_rate,
+                frames_in: 0,
+                frames_out: 0,
+            });
+        }
+        let inner = FftFixedIn::<f32>::new(
+            source_rate as usize,
+            TARGET_RATE as usize,
+            Self::CHUNK,
+            2,
+            1,
+        )
+        .map_err(|e| AudioError::Corrupt(format!("cannot resample from {source_rate} Hz: {e}")))?;
+        let delay = inner.output_delay();
+        Ok(Self {
+            inner: Some(inner),
+            pending: Vec::new(),
+            delay,
+            source_rate,
+            frames_in: 0,
+            frames_out: 0,
+        })
+    }
+
+    fn trim(&mut self, mut out: Vec<f32>) -> Vec<f32> {
+        let drop = self.delay.min(out.len());
+        self.delay -= drop;
+        out.drain(..drop);
+        self.frames_out += out.len() as u64;
+        out
+    }
+
+    fn push(&mut self, samples: &[f32]) -> Result<Vec<f32>, AudioError> {
+        self.frames_in += samples.len() as u64;
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(samples.to_vec());
+        };
+        self.pending.extend_from_slice(samples);
+        let mut out = Vec::new();
+        let mut consumed = 0;
+        while self.pending.len() - consumed >= inner.input_frames_next() {
+            let need = inner.input_frames_next();
+            let block = &self.pending[consumed..consumed + need];
+            let resampled = inner
+                .process(&[block], None)
+                .map_err(|e| AudioError::Corrupt(e.to_string()))?;
+            out.extend_from_slice(&resampled[0]);
+            consumed += need;
+        }
+        self.pending.drain(..consumed);
+        Ok(self.trim(out))
+    }
+
+    fn finish(&mut self) -> Result<Vec<f32>, AudioError> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let pending = std::mem::take(&mut self.pending);
+        if !pending.is_empty() {
+            let resampled = inner
+                .process_partial(Some(&[pending.as_slice()]), None)
+                .map_err(|e| AudioError::Corrupt(e.to_string()))?;
+            out.extend_from_slice(&resampled[0]);
+        }
+        // Flush the filter so the last few milliseconds are not lost.
+        let flushed = inner
+            .process_partial(None::<&[&[f32]]>, None)
+            .map_err(|e| AudioError::Corrupt(e.to_string()))?;
+        out.extend_from_slice(&flushed[0]);
+        let mut out = self.trim(out);
+        // The last block was zero-padded to the filter's size: keep exactly the input's length.
+        let expected =
+            (self.frames_in * u64::from(TARGET_RATE)).div_ceil(u64::from(self.source_rate));
+        let excess = self.frames_out.saturating_sub(expected) as usize;
+        out.truncate(out.len().saturating_sub(excess));
+        self.frames_out -= excess.min(self.frames_out as usize) as u64;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A PCM WAV with `channels` channels of a `freq` Hz tone at `rate`.
+    fn wav(rate: u32, channels: u16, seconds: f64, freq: f64) -> Vec<u8> {
+        let frames = (seconds * f64::from(rate)) as u32;
+        let data_len = frames * u32::from(channels) * 2;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data_len).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&channels.to_le_bytes());
+        out.extend_from_slice(&rate.to_le_bytes());
+        out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+        out.extend_from_slice(&(channels * 2).to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&data_len.to_le_bytes());
+        for i in 0..frames {
+            let v =
+                ((f64::from(i) / f64::from(rate)) * freq * std::f64::consts::TAU).sin() * 16000.0;
+            for _ in 0..channels {
+                out.extend_from_slice(&(v as i16).to_le_bytes());
+            }
+        }
+        out
+    }
+
+    fn decode_bytes(bytes: &[u8], ext: &str) -> Result<(Vec<f32>, AudioInfo), AudioError> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(bytes).unwrap();
+        let mut info = None;
+        let mut samples = Vec::new();
+        decode_file(
+            file.path(),
+            Some(ext),
+            |i| info = Some(i),
+            |chunk| {
+                samples.extend_from_slice(chunk);
+                Ok(())
+            },
+        )?;
+        Ok((samples, info.unwrap()))
+    }
+
+    #[test]
+    fn stereo_44k_becomes_16k_mono_of_the_same_length() {
+        let (samples, info) = decode_bytes(&wav(44_100, 2, 2.0, 440.0), "wav").unwrap();
+        assert_eq!((info.sample_rate, info.channels), (44_100, 2));
+        assert!((info.duration_s.unwrap() - 2.0).abs() < 1e-3);
+        assert!(
+            (samples.len() as i64 - 32_000).abs() < 200,
+            "{}",
+            samples.len()
+        );
+        // The tone survives: energy in the middle is close to a full-scale-ish sine's.
+        let mid = &samples[8000..24000];
+        let rms = (mid.iter().map(|s| s * s).sum::<f32>() / mid.len() as f32).sqrt();
+        assert!((rms - 0.345).abs() < 0.05, "rms {rms}");
+    }
+
+    #[test]
+    fn eight_khz_is_upsampled() {
+        let (samples, _) = decode_bytes(&wav(8_000, 1, 1.0, 300.0), "wav").unwrap();
+        assert!(
+            (samples.len() as i64 - 16_000).abs() < 200,
+            "{}",
+            samples.len()
+        );
+    }
+
+    #[test]
+    fn sixteen_khz_mono_passes_through_untouched() {
+        let (samples, _) = decode_bytes(&wav(16_000, 1, 0.5, 300.0), "wav").unwrap();
+        assert_eq!(samples.len(), 8000);
+    }
+
+    #[test]
+    fn broken_inputs_fail_cleanly() {
+        assert!(matches!(decode_bytes(b"", "wav"), Err(AudioError::Empty)));
+        assert!(matches!(
+            decode_bytes(b"%PDF-1.7 definitely not audio at all", "wav"),
+            Err(AudioError::Unsupported)
+        ));
+        // A WAV header that promises data that is not there.
+        let header_only = &wav(16_000, 1, 1.0, 300.0)[..44];
+        assert!(decode_bytes(header_only, "wav").is_err());
+        // Truncated mid-stream: what decoded is kept.
+        let full = wav(16_000, 1, 1.0, 300.0);
+        let (samples, _) = decode_bytes(&full[..full.len() / 2], "wav").unwrap();
+        assert!(
+            samples.len() > 7000 && samples.len() < 8100,
+            "{}",
+            samples.len()
+        );
+    }
+}

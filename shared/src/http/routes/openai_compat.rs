@@ -1,0 +1,271 @@
+//! `POST /v1/audio/transcriptions`: OpenAI's transcription contract, so existing OpenAI SDK
+//! clients can point their base URL at MMT. Synchronous; the caller's bearer token is the
+//! "API key"; the transcription is also kept as an owner-only record like any other.
+
+use axum::{
+    Json,
+    extract::{Request, State},
+    http::header,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::upload::{
+    MAX_PROMPT_CHARS, ReceivedUpload, discard, parse_prompt, receive_upload, resolve_engine,
+};
+use crate::{
+    AppState,
+    auth::Scope,
+    domain::{
+        ResponseFormat, Transcript, TranscriptionRecord, language_name, parse_language,
+        render_transcript,
+    },
+    http::{ApiError, ErrorBody, extract::Caller},
+    ports::{AudioInput, EngineError, Progress, TranscribeOptions},
+};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_audio_transcription))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+const TEXT_FIELDS: &[(&str, usize)] = &[
+    ("model", 64),
+    ("language", 16),
+    ("prompt", MAX_PROMPT_CHARS * 4),
+    ("response_format", 16),
+    ("temperature", 16),
+    ("timestamp_granularities[]", 16),
+];
+
+/// OpenAI's form, as documented.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OpenAiTranscriptionForm {
+    /// The audio file (wav, mp3, flac, ogg, webm, m4a/mp4, aac).
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+    /// Required by the contract; MMT transcribes with its configured engine whatever the name.
+    model: String,
+    language: Option<String>,
+    prompt: Option<String>,
+    /// json (default), text, srt, vtt or verbose_json.
+    response_format: Option<String>,
+    /// 0–1. MMT's engines decode deterministically from 0 with their own fallback.
+    temperature: Option<f32>,
+    /// Only `segment` is supported.
+    #[schema(rename = "timestamp_granularities[]")]
+    timestamp_granularities: Option<Vec<String>>,
+}
+
+/// `response_format=json`.
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiTranscription {
+    text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    Json,
+    Text,
+    Srt,
+    Vtt,
+    VerboseJson,
+}
+
+struct Params {
+    format: Format,
+    language: Option<String>,
+    prompt: Option<String>,
+}
+
+fn parse_params(upload: &ReceivedUpload) -> Result<Params, ApiError> {
+    let invalid = |m: String| ApiError::bad_request("invalid_request", m);
+    if upload.field("model").is_none_or(|m| m.trim().is_empty()) {
+        return Err(invalid("you must provide a model parameter".into()));
+    }
+    let format = match upload.field("response_format").unwrap_or("json") {
+        "json" => Format::Json,
+        "text" => Format::Text,
+        "srt" => Format::Srt,
+        "vtt" => Format::Vtt,
+        "verbose_json" => Format::VerboseJson,
+        _ => {
+            return Err(invalid(
+                "response_format must be one of json, text, srt, vtt, verbose_json".into(),
+            ));
+        }
+    };
+    if let Some(t) = upload.field("temperature") {
+        let t: f32 = t
+            .parse()
+            .map_err(|_| invalid("temperature must be a number".into()))?;
+        if !(0.0..=1.0).contains(&t) {
+            return Err(invalid("temperature must be between 0 and 1".into()));
+        }
+    }
+    for (name, value) in &upload.fields {
+        if name == "timestamp_granularities[]" {
+            if value != "segment" {
+                return Err(invalid("only segment timestamps are supported".into()));
+            }
+            if format != Format::VerboseJson {
+                return Err(invalid(
+                    "timestamp_granularities requires response_format=verbose_json".into(),
+                ));
+            }
+        }
+    }
+    Ok(Params {
+        format,
+        language: upload
+            .field("language")
+            .map(parse_language)
+            .transpose()
+            .map_err(invalid)?,
+        prompt: parse_prompt(upload.field("prompt"))?,
+    })
+}
+
+/// Transcribe a file and answer with the transcript (OpenAI's contract).
+#[utoipa::path(
+    post,
+    path = "/v1/audio/transcriptions",
+    tag = "openai-compatible",
+    security(("bearer" = [])),
+    request_body(content = OpenAiTranscriptionForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The transcript in the requested format", content(
+            (OpenAiTranscription = "application/json"), (String = "text/plain")
+        )),
+        (status = 400, description = "Bad field, or audio that cannot be transcribed", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 413, description = "Larger than MAX_UPLOAD_BYTES", body = ErrorBody),
+        (status = 415, description = "Not audio", body = ErrorBody),
+        (status = 503, description = "The engine is unavailable; retry later", body = ErrorBody)
+    )
+)]
+async fn create_audio_transcription(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let principal = caller.require(Scope::Write)?.clone();
+    let upload = receive_upload(&state, request, TEXT_FIELDS).await?;
+    let prepared = async {
+        let params = parse_params(&upload)?;
+        let engine_kind = resolve_engine(&state, None)?;
+        let engine = state.engines.get(engine_kind).cloned().ok_or_else(|| {
+            ApiError::EngineUnavailable(format!("the {engine_kind} engine is not available"))
+        })?;
+        let record = TranscriptionRecord::new_queued(
+            upload.id,
+            principal.owner.clone(),
+            engine_kind,
+            params.language.clone(),
+            params.prompt.clone(),
+            upload.file_name.clone().filter(|_| state.config.store_phi),
+            upload.format,
+            upload.size_bytes,
+            state.clock.now(),
+        );
+        state.records.insert(&record).await?;
+        Ok((params, engine, record))
+    }
+    .await;
+    let (params, engine, record) = match prepared {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            discard(&state, &upload.key).await;
+            return Err(err);
+        }
+    };
+
+    state
+        .records
+        .mark_processing(&record.id, state.clock.now())
+        .await?;
+    let audio = AudioInput {
+        file_name: record.engine_file_name(),
+        format: record.audio_format,
+        size_bytes: record.size_bytes,
+        key: record.audio_key.clone(),
+        blobs: state.blobs.clone(),
+    };
+    let options = TranscribeOptions {
+        language: params.language.clone(),
+        prompt: params.prompt.clone(),
+    };
+    let transcript = match engine
+        .transcribe(&audio, &options, &Progress::ignore())
+        .await
+    {
+        Ok(transcript) => transcript,
+        Err(err) => {
+            let reason = err.to_string();
+            state
+                .records
+                .fail(&record.id, &reason, state.clock.now())
+                .await?;
+            tracing::warn!(transcription_id = %record.id, reason = %reason, "synchronous transcription failed");
+            return Err(match err {
+                EngineError::Permanent(reason) => ApiError::bad_request("invalid_audio", reason),
+                EngineError::Transient(reason) => ApiError::EngineUnavailable(reason),
+            });
+        }
+    };
+    state
+        .records
+        .complete(&record.id, &transcript, state.clock.now())
+        .await?;
+    if !state.config.store_phi {
+        discard(&state, &record.audio_key).await;
+    }
+    tracing::info!(transcription_id = %record.id, engine = %engine.describe(), "synchronous transcription completed");
+    Ok(render(&transcript, params.format))
+}
+
+fn render(transcript: &Transcript, format: Format) -> Response {
+    let text_body = |format: ResponseFormat| {
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            render_transcript(transcript, format),
+        )
+            .into_response()
+    };
+    match format {
+        Format::Json => Json(OpenAiTranscription {
+            text: transcript.text.clone(),
+        })
+        .into_response(),
+        Format::Text => text_body(ResponseFormat::Txt),
+        Format::Srt => text_body(ResponseFormat::Srt),
+        Format::Vtt => text_body(ResponseFormat::Vtt),
+        Format::VerboseJson => {
+            let segments: Vec<_> = transcript
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    json!({
+                        "id": i, "seek": 0, "start": s.start, "end": s.end, "text": format!(" {}", s.text),
+                        "tokens": [], "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0,
+                        "no_speech_prob": 0.0,
+                    })
+                })
+                .collect();
+            Json(json!({
+                "task": "transcribe",
+                "language": transcript.language.as_deref().map(language_name).unwrap_or_else(|| "unknown".into()),
+                "duration": transcript.duration_s.unwrap_or(0.0),
+                "text": transcript.text,
+                "segments": segments,
+            }))
+            .into_response()
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The local Whisper engine with a real model (tiny.en from `make model`) on real speech
+//! (espeak-ng), in every container a browser, phone or dictation device produces.
+//!
+//! whisper.cpp's worker threads busy-wait, so these tests take a lock and run one at a time.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+static WHISPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const SPOKEN: &str =
+    "Good morning. I have been feeling tired for two weeks and I sleep badly at night.";
+const ADVICE: &str = "She should drink plenty of water and rest at home for three days.";
+
+fn model_path() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ggml-tiny.en.bin");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make model` first (make test does)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+async fn local_app(extra: &[(&str, &str)]) -> TestApp {
+    let model = model_path();
+    let mut env = vec![
+        ("ENABLE_LOCAL_TRANSCRIPTION", "true"),
+        ("DEFAULT_ENGINE", "local"),
+        ("WHISPER_MODEL_PATH", model.as_str()),
+        ("WHISPER_THREADS", "2"),
+    ];
+    env.extend_from_slice(extra);
+    spawn_app_with(&env).await
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (make setup installs it)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Speech from espeak-ng, re-encoded by ffmpeg with `codec_args` into `name`.
+fn speech(dir: &std::path::Path, text: &str, name: &str, codec_args: &[&str]) -> Vec<u8> {
+    let raw = dir.join(format!("{name}.espeak.wav"));
+    run(Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "130", "-w"])
+        .arg(&raw)
+        .arg(text));
+    let out = dir.join(name);
+    run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&raw)
+        .args(codec_args)
+        .arg(&out));
+    std::fs::read(out).unwrap()
+}
+
+/// Word error rate: word-level edit distance over the reference length, ignoring case and
+/// punctuation.
+pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    let words = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .collect::<String>()
+                    .to_lowercase()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut row: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, hw) in h.iter().enumerate() {
+            let substitution = prev + usize::from(rw != hw);
+            prev = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[h.len()] as f64 / r.len().max(1) as f64
+}
+
+async fn transcribe(app: &TestApp, token: &str, bytes: Vec<u8>, name: &str) -> Value {
+    let response = app.upload(token, bytes, name, &[]).await;
+    assert_eq!(
+        response.status(),
+        202,
+        "{name}: {}",
+        response.text().await.unwrap()
+    );
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_jobs().await;
+    app.get_json(token, &format!("/v1/transcriptions/{id}"))
+        .await
+        .1
+}
+
+#[test]
+fn word_error_rate_counts_edits() {
+    assert_eq!(word_error_rate("a b c d", "a b c d"), 0.0);
+    assert_eq!(word_error_rate("a b c d", "A, b. c d!"), 0.0);
+    assert_eq!(word_error_rate("a b c d", "a x c"), 0.5);
+    assert_eq!(word_error_rate("a b", "a b c d"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_in_every_browser_and_phone_format_is_transcribed() {
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "stereo-8k.wav",
+            &["-ar", "8000", "-ac", "2", "-c:a", "pcm_s16le"],
+        ),
+        ("float-48k.wav", &["-ar", "48000", "-c:a", "pcm_f32le"]),
+        ("24bit-44k.wav", &["-ar", "44100", "-c:a", "pcm_s24le"]),
+        ("speech.mp3", &["-c:a", "libmp3lame", "-b:a", "64k"]),
+        ("speech.flac", &["-c:a", "flac"]),
+        ("speech.m4a", &["-c:a", "aac", "-b:a", "64k"]),
+        ("vorbis.ogg", &["-c:a", "libvorbis"]),
+        ("opus.ogg", &["-c:a", "libopus", "-b:a", "32k"]),
+        ("opus.webm", &["-c:a", "libopus", "-b:a", "32k"]),
+    ];
+    for (name, codec) in cases {
+        let audio = speech(dir.path(), SPOKEN, name, codec);
+        let record = transcribe(&app, &token, audio, name).await;
+        assert_eq!(record["status"], "completed", "{name}: {record}");
+        let text = record["text"].as_str().unwrap();
+        let wer = word_error_rate(SPOKEN, text);
+        assert!(wer <= 0.15, "{name}: WER {wer:.2} for {text:?}");
+        assert_eq!(record["engine"], "local");
+        assert_eq!(record["language"], "en");
+        assert_eq!(record["progress"], 100);
+        let duration = record["duration_s"].as_f64().unwrap();
+        assert!(
+            (4.0..12.0).contains(&duration),
+            "{name}: duration {duration}"
+        );
+        let segments = record["segments"].as_array().unwrap();
+        assert!(!segments.is_empty());
+        assert!(
+            segments
+                .iter()
+                .all(|s| s["end"].as_f64() >= s["start"].as_f64())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_audio_fails_cleanly_with_a_reason() {
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Refused at the door: empty, and not audio.
+    assert_eq!(
+        app.upload(&token, Vec::new(), "empty.wav", &[])
+            .await
+            .status(),
+        415
+    );
+    assert_eq!(
+        app.upload(&token, b"just some text, not audio".to_vec(), "x.mp3", &[])
+            .await
+            .status(),
+        415
+    );
+
+    // Audio-looking headers with nothing decodable behind them.
+    let mut garbage = b"RIFF\x24\x10\x00\x00WAVEfmt ".to_vec();
+    garbage.extend(std::iter::repeat_n(0xAB, 4000));
+    let mut ogg_garbage = b"OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00".to_vec();
+    ogg_garbage.extend(std::iter::repeat_n(0x5A, 4000));
+    // An M4A cut in half loses its index; an MP3 cut in half keeps what it has.
+    let m4a = speech(
+        dir.path(),
+        SPOKEN,
+        "cut.m4a",
+        &["-c:a", "aac", "-movflags", "+faststart"],
+    );
+    let mp3 = speech(dir.path(), SPOKEN, "cut.mp3", &["-c:a", "libmp3lame"]);
+    for (name, bytes) in [
+        ("garbage.wav", garbage),
+        ("garbage.ogg", ogg_garbage),
+        ("truncated.m4a", m4a[..m4a.len() / 3].to_vec()),
+        ("truncated.mp3", mp3[..mp3.len() / 2].to_vec()),
+    ] {
+        let record = tokio::time::timeout(
+            Duration::from_secs(120),
+            transcribe(&app, &token, bytes, name),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: the worker hung"));
+        match record["status"].as_str().unwrap() {
+            "failed" => {
+                let error = record["error"].as_str().unwrap();
+                assert!(!error.is_empty(), "{name}");
+                assert_eq!(
+                    record["attempts"], 1,
+                    "{name}: bad audio is not retried: {record}"
+                );
+            }
+            "completed" => assert!(
+                name == "truncated.mp3" || name == "truncated.m4a",
+                "{name}: {record}"
+            ),
+            other => panic!("{name}: {other}: {record}"),
+        }
+    }
+    // The worker is still healthy afterwards.
+    let fine = speech(dir.path(), SPOKEN, "after.wav", &["-c:a", "pcm_s16le"]);
+    assert_eq!(
+        transcribe(&app, &token, fine, "after.wav").await["status"],
+        "completed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_audio_is_transcribed_in_pieces_with_progress() {
+    let _serial = WHISPER.lock().await;
+    // 30 s pieces force the chunked path on a ~70 s recording.
+    let app = local_app(&[("WHISPER_CHUNK_SECS", "30")]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let long_text = [SPOKEN, ADVICE].repeat(6).join(" ");
+    let audio = speech(dir.path(), &long_text, "long.flac", &["-c:a", "flac"]);
+    let response = app.upload(&token, audio, "long.flac", &[]).await;
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let worker = {
+        let state = app.state.clone();
+        tokio::spawn(async move { mmt_core::jobs::run_once(&state).await })
+    };
+    let mut seen = Vec::new();
+    while !worker.is_finished() {
+        let (_, record) = app
+            .get_json(&token, &format!("/v1/transcriptions/{id}"))
+            .await;
+        seen.push(record["progress"].as_u64().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.await.unwrap();
+    let (_, record) = app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert!(
+        seen.iter().any(|p| (1..100).contains(p)),
+        "progress between 0 and 100 was visible: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {seen:?}"
+    );
+    let text = record["text"].as_str().unwrap();
+    let wer = word_error_rate(&long_text, text);
+    assert!(wer <= 0.15, "WER {wer:.2}: {text}");
+    let segments = record["segments"].as_array().unwrap();
+    let last_end = segments.last().unwrap()["end"].as_f64().unwrap();
+    let duration = record["duration_s"].as_f64().unwrap();
+    assert!(
+        duration > 60.0 && last_end > 50.0 && last_end <= duration + 0.01,
+        "{last_end} / {duration}"
+    );
+    assert!(
+        segments
+            .windows(2)
+            .all(|w| w[1]["start"].as_f64() >= w[0]["start"].as_f64())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_python_sdk_works_against_mmt() {
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    speech(dir.path(), SPOKEN, "sdk.wav", &["-c:a", "pcm_s16le"]);
+    let script = r#"
+import json, sys
+from openai import OpenAI
+base, token, path = sys.argv[1:4]
+client = OpenAI(base_url=base, api_key=token, max_retries=0)
+out = {}
+for fmt in ["json", "text", "srt", "vtt", "verbose_json"]:
+    with open(path, "rb") as f:
+        kwargs = {"timestamp_granularities": ["segment"]} if fmt == "verbose_json" else {}
+        r = client.audio.transcriptions.create(model="whisper-1", file=f, response_format=fmt, language="en", **kwargs)
+    if fmt == "json":
+        out[fmt] = r.text
+    elif fmt == "verbose_json":
+        out[fmt] = {"text": r.text, "language": r.language, "duration": r.duration,
+                    "segments": [[s.start, s.end, s.text] for s in (r.segments or [])]}
+    else:
+        out[fmt] = r
+print(json.dumps(out))
+"#;
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("{}/v1", app.address))
+        .arg(&token)
+        .arg(dir.path().join("sdk.wav"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for fmt in ["json", "text"] {
+        let wer = word_error_rate(SPOKEN, out[fmt].as_str().unwrap());
+        assert!(wer <= 0.15, "{fmt}: {wer}: {out}");
+    }
+    assert!(
+        out["srt"]
+            .as_str()
+            .unwrap()
+            .starts_with("1\n00:00:00,000 --> "),
+        "{out}"
+    );
+    assert!(
+        out["vtt"]
+            .as_str()
+            .unwrap()
+            .starts_with("WEBVTT\n\n00:00:00.000 --> "),
+        "{out}"
+    );
+    let verbose = &out["verbose_json"];
+    assert_eq!(verbose["language"], "english");
+    assert!(verbose["duration"].as_f64().unwrap() > 4.0);
+    assert!(!verbose["segments"].as_array().unwrap().is_empty());
+
+    // Each call also left an owner-only record.
+    let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "completed")
+    );
+
+    // A wrong "API key" is refused the way the SDK expects (401).
+    let denied = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys\nfrom openai import OpenAI, AuthenticationError\nc = OpenAI(base_url=sys.argv[1], api_key='nope', max_retries=0)\ntry:\n    c.audio.transcriptions.create(model='whisper-1', file=open(sys.argv[2], 'rb'))\nexcept AuthenticationError:\n    print('denied')\n")
+        .arg(format!("{}/v1", app.address))
+        .arg(dir.path().join("sdk.wav"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&denied.stdout).trim(),
+        "denied",
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+}
