@@ -299,7 +299,8 @@ impl MelFilters {
 }
 
 /// The byte-level BPE tokens, in rank order, from a `.tiktoken` file (`base64 rank` lines).
-/// whisper.cpp's files also carry `<|endoftext|>` as the last regular token.
+/// whisper.cpp's files carry 50,257 entries: `gpt2.tiktoken` has 50,256 and the official
+/// English files add `<|endoftext|>`; `multilingual.tiktoken` already has the 50,257th (empty).
 pub fn read_tiktoken(text: &str) -> Result<Vec<Vec<u8>>> {
     let mut ranked = Vec::new();
     for (n, line) in text
@@ -314,9 +315,14 @@ pub fn read_tiktoken(text: &str) -> Result<Vec<Vec<u8>>> {
                 n + 1
             )));
         };
-        let bytes = STANDARD
-            .decode(token)
-            .map_err(|_| ConvertError::Vocabulary(format!("line {} is not base64", n + 1)))?;
+        // multilingual.tiktoken ends with a token written as a bare "=": the empty string.
+        let bytes = if token.trim_end_matches('=').is_empty() {
+            Vec::new()
+        } else {
+            STANDARD
+                .decode(token)
+                .map_err(|_| ConvertError::Vocabulary(format!("line {} is not base64", n + 1)))?
+        };
         let rank: usize = rank
             .parse()
             .map_err(|_| ConvertError::Vocabulary(format!("line {} has a bad rank", n + 1)))?;
@@ -327,9 +333,14 @@ pub fn read_tiktoken(text: &str) -> Result<Vec<Vec<u8>>> {
         return Err(ConvertError::Vocabulary("ranks are not 0..n".into()));
     }
     let mut tokens: Vec<Vec<u8>> = ranked.into_iter().map(|(_, b)| b).collect();
-    tokens.push(b"<|endoftext|>".to_vec());
+    if tokens.len() < GPT2_VOCABULARY {
+        tokens.push(b"<|endoftext|>".to_vec());
+    }
     Ok(tokens)
 }
+
+/// Byte-level BPE tokens plus `<|endoftext|>`.
+const GPT2_VOCABULARY: usize = 50_257;
 
 /// One tensor as whisper.cpp reads it.
 struct Tensor {
@@ -922,5 +933,10 @@ mod tests {
             vec![b"!".to_vec(), b"\"".to_vec(), b"<|endoftext|>".to_vec()]
         );
         assert!(read_tiktoken("IQ== 1\n").is_err(), "ranks must start at 0");
+        assert_eq!(
+            read_tiktoken("IQ== 0\n= 1\n").unwrap()[1],
+            Vec::<u8>::new(),
+            "a bare = is the empty token"
+        );
     }
 }
