@@ -89,3 +89,60 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" 
 left=$(find "$work/c/audio" -type f | wc -l)
 printf '%-48s HTTP %s, %s files left in the audio directory; peak RSS %s MB\n' \
   "upload ${UPLOAD_MB} MB over a 100 MB limit" "$code" "$left" "$(hwm_mb "$SERVER_PID")"
+
+# ---------------------------------------------------------------------------------------------
+# Local Whisper: MMT's engine against whisper.cpp itself, built from the same sources.
+# ---------------------------------------------------------------------------------------------
+echo
+echo "== Local Whisper ($(nproc) cores, WHISPER_THREADS=${BENCH_THREADS:-2}, greedy) =="
+threads=${BENCH_THREADS:-2}
+src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/whisper-rs-sys-*/whisper.cpp | sort -V | tail -n 1)
+if [[ ! -x target/whisper-ref/whisper-ref ]]; then
+  cmake -S benches/whisper-ref -B target/whisper-ref -DWHISPER_SRC="$src" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build target/whisper-ref --target whisper-ref -j"$(nproc)" >/dev/null
+fi
+
+spoken="The patient has had a mild headache for two days. She should drink plenty of water and rest at home. Good morning. I have been feeling tired for two weeks and I sleep badly at night."
+for i in 1 2 3 4; do espeak-ng -v en-us -s 130 -w "$work/part$i.wav" "$spoken"; done
+sox "$work"/part*.wav -r 16000 -c 1 -b 16 "$work/clip.wav"
+reference_text=$(for i in 1 2 3 4; do printf '%s ' "$spoken"; done)
+clip_s=$(soxi -D "$work/clip.wav")
+
+for model in tiny.en base; do
+  path=$(MODEL=$model scripts/model.sh)
+  mmt=$(WHISPER_MODEL_PATH="$path" WHISPER_THREADS=$threads RUST_LOG=error target/release/mmt transcribe "$work/clip.wav")
+  /usr/bin/time -f '%M' -o "$work/ref.rss" target/whisper-ref/whisper-ref "$path" "$work/clip.wav" "$threads" \
+    >"$work/ref.json" 2>"$work/ref.err"
+  ref_rss_kb=$(tail -n 1 "$work/ref.rss")
+  ref=$(cat "$work/ref.json")
+  wer=$(python3 scripts/wer.py "$reference_text" "$(jq -r .text <<<"$mmt")")
+  printf '%-10s %5.1f s clip: MMT %6.2f s (RTF %.3f, peak RSS %4.0f MB, WER %s) | whisper.cpp %6.2f s (RTF %.3f, peak RSS %4.0f MB) | MMT/whisper.cpp %.2f\n' \
+    "$model" "$clip_s" "$(jq .transcribe_s <<<"$mmt")" "$(jq .real_time_factor <<<"$mmt")" "$(jq .peak_rss_mb <<<"$mmt")" "$wer" \
+    "$(jq .transcribe_s <<<"$ref")" "$(jq .real_time_factor <<<"$ref")" "$(awk -v k="$ref_rss_kb" 'BEGIN {print k / 1024}')" \
+    "$(awk -v a="$(jq .transcribe_s <<<"$mmt")" -v b="$(jq .transcribe_s <<<"$ref")" 'BEGIN {print a / b}')"
+done
+
+# Long recordings (the clip repeated, as FLAC): memory is bounded by WHISPER_CHUNK_SECS, not
+# by the length — compare the peaks at 10 and 30 minutes.
+for minutes in 10 ${BENCH_LONG_MINUTES:-30}; do
+  copies=$(awk -v m="$minutes" -v c="$clip_s" 'BEGIN {print int(m * 60 / c + 0.999)}')
+  list=()
+  for _ in $(seq 1 "$copies"); do list+=("$work/clip.wav"); done
+  sox "${list[@]}" "$work/long.flac"
+  long=$(WHISPER_MODEL_PATH="$(MODEL=tiny.en scripts/model.sh)" WHISPER_THREADS=$threads RUST_LOG=error target/release/mmt transcribe "$work/long.flac")
+  printf '%-10s %5.1f min FLAC: %6.1f s (RTF %.3f), peak RSS %.0f MB, %s segments\n' "tiny.en" \
+    "$(jq '.audio_s / 60' <<<"$long")" "$(jq .transcribe_s <<<"$long")" "$(jq .real_time_factor <<<"$long")" \
+    "$(jq .peak_rss_mb <<<"$long")" "$(jq .segments <<<"$long")"
+done
+
+# Short clips: the encoder window sized to the clip (default) against the full 30 s window.
+short_text="The patient has had a mild headache for two days. She should drink plenty of water and rest at home."
+espeak-ng -v en-us -s 130 -w "$work/short-raw.wav" "$short_text"
+sox "$work/short-raw.wav" -r 16000 -c 1 -b 16 "$work/short.wav"
+for fit in true false; do
+  out=$(WHISPER_FIT_AUDIO_CONTEXT=$fit WHISPER_MODEL_PATH="$(MODEL=tiny.en scripts/model.sh)" WHISPER_THREADS=$threads \
+    RUST_LOG=error target/release/mmt transcribe "$work/short.wav")
+  printf '%-10s %5.1f s clip, fitted audio context %-5s: %5.2f s (RTF %.3f), WER %s\n' "tiny.en" \
+    "$(jq .audio_s <<<"$out")" "$fit" "$(jq .transcribe_s <<<"$out")" "$(jq .real_time_factor <<<"$out")" \
+    "$(python3 scripts/wer.py "$short_text" "$(jq -r .text <<<"$out")")"
+done

@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Build: cmake/clang/libclang for whisper.cpp, libopus for browser audio. Tests and demo:
 # espeak-ng (speech), ffmpeg (every container and codec), sox, wrk, jq, curl.
-APT_PACKAGES=(curl jq procps wrk espeak-ng sox ffmpeg cmake clang libclang-dev libopus-dev pkg-config)
+APT_PACKAGES=(curl jq procps time wrk espeak-ng sox ffmpeg cmake clang libclang-dev libopus-dev pkg-config)
 PIP_PACKAGES=(cargo-lambda openai)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }

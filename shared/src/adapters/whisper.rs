@@ -78,6 +78,42 @@ impl WhisperTranscriber {
     }
 }
 
+impl WhisperTranscriber {
+    fn job(
+        &self,
+        extension: &'static str,
+        options: &TranscribeOptions,
+        progress: &Progress,
+    ) -> Job {
+        Job {
+            context: self.context.clone(),
+            config: self.config.clone(),
+            language: options
+                .language
+                .clone()
+                .or_else(|| self.config.language.clone())
+                .or_else(|| (!self.multilingual).then(|| "en".to_owned())),
+            prompt: options
+                .prompt
+                .clone()
+                .or_else(|| self.config.initial_prompt.clone()),
+            extension,
+            progress: progress.clone(),
+        }
+    }
+
+    /// Transcribes a local file on the calling thread (the `mmt transcribe` command, benchmarks).
+    pub fn transcribe_file(
+        &self,
+        path: &Path,
+        format: crate::domain::AudioFormat,
+        options: &TranscribeOptions,
+        progress: &Progress,
+    ) -> Result<Transcript, EngineError> {
+        self.job(format.extension(), options, progress).run(path)
+    }
+}
+
 #[async_trait]
 impl Transcriber for WhisperTranscriber {
     fn kind(&self) -> EngineKind {
@@ -96,21 +132,7 @@ impl Transcriber for WhisperTranscriber {
     ) -> Result<Transcript, EngineError> {
         // Containers such as MP4 keep their index at the end: decoding needs a seekable file.
         let spilled = spill(audio).await?;
-        let job = Job {
-            context: self.context.clone(),
-            config: self.config.clone(),
-            language: options
-                .language
-                .clone()
-                .or_else(|| self.config.language.clone())
-                .or_else(|| (!self.multilingual).then(|| "en".to_owned())),
-            prompt: options
-                .prompt
-                .clone()
-                .or_else(|| self.config.initial_prompt.clone()),
-            extension: audio.format.extension(),
-            progress: progress.clone(),
-        };
+        let job = self.job(audio.format.extension(), options, progress);
         tokio::task::spawn_blocking(move || job.run(&spilled))
             .await
             .map_err(|e| {

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     AppState,
-    http::full_router,
+    http::{RouteGroup, full_router, router},
     jobs::{run_retention_timer, run_transcribe_workers},
 };
 
@@ -55,6 +55,27 @@ impl Application {
         tracing::info!("MMT stopped");
         served
     }
+}
+
+/// A transcription worker without the API: consumes the transcribe queue (the GPU worker's
+/// mode) and answers only the health routes on its port, for the orchestrator's checks.
+pub async fn run_worker_until_stopped(
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = SocketAddr::new(state.config.host, state.config.port);
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(
+        port = listener.local_addr()?.port(),
+        "MMT worker running (health routes only)"
+    );
+    let workers = tokio::spawn(run_transcribe_workers(state.clone(), shutdown.clone()));
+    let health = axum::serve(listener, router(&[RouteGroup::Health], state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let served = health.await;
+    let _ = workers.await;
+    tracing::info!("MMT worker stopped");
+    served
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

@@ -305,3 +305,69 @@ async fn sigterm_past_the_grace_period_releases_the_lease_for_an_immediate_retry
         .await;
     assert_eq!(record["status"], "completed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_mode_consumes_the_queue_and_serves_only_health() {
+    // The API in this process (no workers), the worker as a separate process on the same data.
+    let app = crate::helpers::spawn_app().await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+
+    let env = test_env(&app.dir, &app.openai, &[]);
+    let port = free_port();
+    let log = app.dir.path().join("worker.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_mmt"))
+        .arg("worker")
+        .env_clear()
+        .envs(&env)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, record) = app
+            .get_json(&token, &format!("/v1/transcriptions/{id}"))
+            .await;
+        if record["status"] == "completed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{record}: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = reqwest::Client::new();
+    let live = client
+        .get(format!("{base}/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let api = client
+        .get(format!("{base}/v1/transcriptions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404, "the worker serves no API routes");
+
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(worker.id().to_string())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "worker did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success());
+}
