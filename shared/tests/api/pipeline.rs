@@ -41,8 +41,8 @@ async fn rate_limits_and_server_errors_are_retried_within_the_attempt() {
 
 #[tokio::test]
 async fn a_timeout_is_retried() {
-    let app = spawn_app_with(&[("OPENAI_TIMEOUT_SECS", "1")]).await;
-    app.openai.script([Failure::Stall(Duration::from_secs(3))]);
+    let app = spawn_app_with(&[("OPENAI_TIMEOUT_SECS", "2")]).await;
+    app.openai.script([Failure::Stall(Duration::from_secs(5))]);
     let token = app.guest_token().await;
     let id = app.upload_wav(&token).await;
     app.drain_jobs().await;
