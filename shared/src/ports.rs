@@ -236,6 +236,17 @@ pub struct AudioInput {
 }
 
 impl AudioInput {
+    /// The stored audio of a record.
+    pub fn of(record: &TranscriptionRecord, blobs: Arc<dyn BlobStore>) -> Self {
+        Self {
+            file_name: record.engine_file_name(),
+            format: record.audio_format,
+            size_bytes: record.size_bytes,
+            key: record.audio_key.clone(),
+            blobs,
+        }
+    }
+
     pub async fn open(&self) -> Result<ByteStream<'static>, BlobError> {
         self.blobs.get(&self.key).await
     }
@@ -245,6 +256,16 @@ impl AudioInput {
 pub struct TranscribeOptions {
     pub language: Option<String>,
     pub prompt: Option<String>,
+}
+
+impl TranscribeOptions {
+    /// What the record's owner asked for.
+    pub fn of(record: &TranscriptionRecord) -> Self {
+        Self {
+            language: record.language.clone(),
+            prompt: record.prompt.clone(),
+        }
+    }
 }
 
 /// Reasons are shown to the record's owner and logged: they must never carry PHI.

@@ -70,17 +70,8 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         Err(err) => return retry(format!("record store: {err}")),
     }
 
-    let audio = AudioInput {
-        file_name: record.engine_file_name(),
-        format: record.audio_format,
-        size_bytes: record.size_bytes,
-        key: record.audio_key.clone(),
-        blobs: state.blobs.clone(),
-    };
-    let options = TranscribeOptions {
-        language: record.language.clone(),
-        prompt: record.prompt.clone(),
-    };
+    let audio = AudioInput::of(&record, state.blobs.clone());
+    let options = TranscribeOptions::of(&record);
     let (progress, progress_writer) = progress_to_record(state, id);
     let started = std::time::Instant::now();
     let outcome = engine.transcribe(&audio, &options, &progress).await;

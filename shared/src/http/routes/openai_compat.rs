@@ -189,17 +189,8 @@ async fn create_audio_transcription(
         .records
         .mark_processing(&record.id, state.clock.now())
         .await?;
-    let audio = AudioInput {
-        file_name: record.engine_file_name(),
-        format: record.audio_format,
-        size_bytes: record.size_bytes,
-        key: record.audio_key.clone(),
-        blobs: state.blobs.clone(),
-    };
-    let options = TranscribeOptions {
-        language: params.language.clone(),
-        prompt: params.prompt.clone(),
-    };
+    let audio = AudioInput::of(&record, state.blobs.clone());
+    let options = TranscribeOptions::of(&record);
     let transcript = match engine
         .transcribe(&audio, &options, &Progress::ignore())
         .await
