@@ -6,7 +6,9 @@ set -euo pipefail
 # Build: cmake/clang/libclang for whisper.cpp, libopus for browser audio. Tests and demo:
 # espeak-ng (speech), ffmpeg (every container and codec), sox, wrk, jq, curl.
 APT_PACKAGES=(curl jq procps time wrk espeak-ng sox ffmpeg cmake clang libclang-dev libopus-dev pkg-config)
-PIP_PACKAGES=(cargo-lambda openai)
+# name==version: pinned so a new release cannot change what the tests see (moto before 5.2.5
+# answers CompleteMultipartUpload with an XML root the AWS SDK rejects).
+PIP_PACKAGES=("cargo-lambda==1.9.2" "openai==3.57.0" "moto[server]==5.2.5")
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
@@ -25,10 +27,12 @@ if ((${#missing_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
 fi
 
-for tool in "${PIP_PACKAGES[@]}"; do
-  if ! python3 -m pip show -q "$tool" >/dev/null 2>&1; then
-    log "installing $tool from PyPI"
-    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$tool"
+for spec in "${PIP_PACKAGES[@]}"; do
+  name=${spec%%[*}; name=${name%%==*}; version=${spec##*==}
+  installed=$(python3 -m pip show "$name" 2>/dev/null | awk '/^Version:/ {print $2}')
+  if [[ "$installed" != "$version" ]]; then
+    log "installing $spec from PyPI"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$spec"
   fi
 done
 

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use crate::{
     adapters::{Database, DiskBlobStore, OpenAiTranscriber, SqliteJobQueue, SqliteRecordStore},
     auth::TokenService,
-    config::Config,
+    config::{BlobBackend, Config},
     domain::EngineKind,
     ports::{BlobStore, BoxError, Clock, JobQueue, RecordStore, SystemClock, Transcriber},
 };
@@ -23,6 +23,8 @@ pub enum StartupError {
     Database(#[source] BoxError),
     #[error("cannot use the audio directory")]
     AudioDir(#[source] std::io::Error),
+    #[error("BLOB_STORE=s3 needs a build with the `aws` feature")]
+    NoAwsSupport,
     #[error("cannot build the cloud transcription client")]
     CloudClient(#[source] reqwest::Error),
     #[error(
@@ -64,10 +66,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the adapters the configuration names.
-    pub fn from_config(config: Config) -> Result<Self, StartupError> {
+    /// Builds the adapters the configuration names. Called once per process (per Lambda cold
+    /// start); network clients made here are reused by every request.
+    pub async fn from_config(config: Config) -> Result<Self, StartupError> {
         let db = Database::open(&config.database_path).map_err(StartupError::Database)?;
-        let blobs = DiskBlobStore::new(&config.audio_dir).map_err(StartupError::AudioDir)?;
+        let blobs = blob_store(&config).await?;
         let queue = SqliteJobQueue::new(
             db.clone(),
             TRANSCRIBE_QUEUE,
@@ -106,13 +109,36 @@ impl AppState {
         );
         Ok(Self {
             records: Arc::new(SqliteRecordStore::new(db)),
-            blobs: Arc::new(blobs),
+            blobs,
             transcribe_queue: Arc::new(queue),
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
             config: Arc::new(config),
         })
+    }
+}
+
+async fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, StartupError> {
+    match &config.blob_backend {
+        BlobBackend::Disk => Ok(Arc::new(
+            DiskBlobStore::new(&config.audio_dir).map_err(StartupError::AudioDir)?,
+        )),
+        #[cfg(feature = "aws")]
+        BlobBackend::S3 {
+            bucket,
+            kms_key_id,
+            force_path_style,
+        } => {
+            let client = crate::adapters::s3::client(*force_path_style).await;
+            Ok(Arc::new(crate::adapters::s3::S3BlobStore::new(
+                client,
+                bucket.clone(),
+                kms_key_id.clone(),
+            )))
+        }
+        #[cfg(not(feature = "aws"))]
+        BlobBackend::S3 { .. } => Err(StartupError::NoAwsSupport),
     }
 }
 

@@ -72,6 +72,20 @@ impl fmt::Debug for LocalUser {
     }
 }
 
+/// Where audio is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlobBackend {
+    /// A local directory (`AUDIO_DIR`).
+    Disk,
+    /// An S3 bucket, encrypted with SSE-KMS when a key is given (SSE-S3 otherwise).
+    S3 {
+        bucket: String,
+        kms_key_id: Option<String>,
+        /// Path-style addressing, for emulators (on by default when `AWS_ENDPOINT_URL` is set).
+        force_path_style: bool,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct CloudEngineConfig {
     pub base_url: String,
@@ -120,6 +134,7 @@ pub struct Config {
     pub port: u16,
     pub database_path: PathBuf,
     pub audio_dir: PathBuf,
+    pub blob_backend: BlobBackend,
     pub allow_guest_auth: bool,
     pub allow_local_login: bool,
     pub local_users: Vec<LocalUser>,
@@ -212,6 +227,25 @@ impl Config {
         let data_dir: PathBuf = src.parse("DATA_DIR", PathBuf::from("./data"))?;
         let database_path = src.parse("DATABASE_PATH", data_dir.join("mmt.db"))?;
         let audio_dir = src.parse("AUDIO_DIR", data_dir.join("audio"))?;
+
+        let blob_backend = match src.raw("BLOB_STORE").as_deref() {
+            None | Some("disk") => BlobBackend::Disk,
+            Some("s3") => BlobBackend::S3 {
+                bucket: src.raw("S3_BUCKET").ok_or(ConfigError::Missing {
+                    key: "S3_BUCKET",
+                    reason: "BLOB_STORE=s3".into(),
+                })?,
+                kms_key_id: src.raw("S3_KMS_KEY_ID"),
+                force_path_style: src
+                    .flag("S3_FORCE_PATH_STYLE", src.raw("AWS_ENDPOINT_URL").is_some())?,
+            },
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "BLOB_STORE",
+                    reason: "expected disk or s3".into(),
+                });
+            }
+        };
 
         let local_users = match src.raw("LOCAL_LOGIN_USERS") {
             None => Vec::new(),
@@ -367,6 +401,7 @@ impl Config {
             port: src.parse("PORT", 8080)?,
             database_path,
             audio_dir,
+            blob_backend,
             allow_guest_auth: src.flag("ALLOW_GUEST_AUTH", !is_prod)?,
             allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
             local_users,

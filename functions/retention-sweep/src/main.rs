@@ -8,7 +8,7 @@ use mmt_core::{AppState, Config, entrypoints::lambda::handle_scheduled_sweep, te
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let state = AppState::from_config(config)?;
+    let state = AppState::from_config(config).await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
         handle_scheduled_sweep(state, event)

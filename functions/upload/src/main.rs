@@ -6,6 +6,6 @@ use mmt_core::{AppState, Config, http, telemetry};
 async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let state = AppState::from_config(config)?;
+    let state = AppState::from_config(config).await?;
     lambda_http::run(http::router(&[http::RouteGroup::Upload], state)).await
 }

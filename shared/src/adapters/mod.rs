@@ -4,6 +4,8 @@
 pub mod audio;
 pub mod disk_blob;
 pub mod openai;
+#[cfg(feature = "aws")]
+pub mod s3;
 pub mod sqlite;
 #[cfg(feature = "whisper")]
 pub mod whisper;

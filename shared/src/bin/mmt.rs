@@ -54,7 +54,7 @@ async fn serve(mode: Mode) -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    let state = match AppState::from_config(config) {
+    let state = match AppState::from_config(config).await {
         Ok(state) => state,
         Err(err) => {
             tracing::error!(error = %error_chain(&err), "start-up failed");

@@ -82,7 +82,7 @@ pub async fn spawn_app_customised(
     let dir = tempfile::tempdir().unwrap();
     let openai = OpenAiContractServer::start(OPENAI_KEY).await.unwrap();
     let config = Config::from_map(&test_env(&dir, &openai, overrides)).expect("test config");
-    let mut state = AppState::from_config(config).expect("app state");
+    let mut state = AppState::from_config(config).await.expect("app state");
     customise(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());

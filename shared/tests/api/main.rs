@@ -1,6 +1,8 @@
 //! Black-box tests of the MMT API, its job pipeline, the Lambda handlers and the local binary.
 
 mod auth;
+#[cfg(feature = "aws")]
+mod blob_contract;
 mod health;
 mod helpers;
 mod isolation;
