@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use crate::{
     adapters::{Database, DiskBlobStore, OpenAiTranscriber, SqliteJobQueue, SqliteRecordStore},
     auth::TokenService,
-    config::{BlobBackend, Config},
+    config::{BlobBackend, Config, QueueBackend},
     domain::EngineKind,
     ports::{BlobStore, BoxError, Clock, JobQueue, RecordStore, SystemClock, Transcriber},
 };
@@ -23,7 +23,7 @@ pub enum StartupError {
     Database(#[source] BoxError),
     #[error("cannot use the audio directory")]
     AudioDir(#[source] std::io::Error),
-    #[error("BLOB_STORE=s3 needs a build with the `aws` feature")]
+    #[error("BLOB_STORE=s3 and JOB_QUEUE=sqs need a build with the `aws` feature")]
     NoAwsSupport,
     #[error("cannot build the cloud transcription client")]
     CloudClient(#[source] reqwest::Error),
@@ -71,12 +71,7 @@ impl AppState {
     pub async fn from_config(config: Config) -> Result<Self, StartupError> {
         let db = Database::open(&config.database_path).map_err(StartupError::Database)?;
         let blobs = blob_store(&config).await?;
-        let queue = SqliteJobQueue::new(
-            db.clone(),
-            TRANSCRIBE_QUEUE,
-            config.queue.visibility_timeout,
-            config.queue.max_receive_count,
-        );
+        let queue = transcribe_queue(&config, &db).await?;
         let cloud = match &config.cloud {
             Some(cloud) => Some(Arc::new(
                 OpenAiTranscriber::new(cloud.clone()).map_err(StartupError::CloudClient)?,
@@ -110,7 +105,7 @@ impl AppState {
         Ok(Self {
             records: Arc::new(SqliteRecordStore::new(db)),
             blobs,
-            transcribe_queue: Arc::new(queue),
+            transcribe_queue: queue,
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
@@ -139,6 +134,34 @@ async fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, StartupError>
         }
         #[cfg(not(feature = "aws"))]
         BlobBackend::S3 { .. } => Err(StartupError::NoAwsSupport),
+    }
+}
+
+async fn transcribe_queue(
+    config: &Config,
+    db: &Database,
+) -> Result<Arc<dyn JobQueue>, StartupError> {
+    match &config.queue.backend {
+        QueueBackend::Sqlite => Ok(Arc::new(SqliteJobQueue::new(
+            db.clone(),
+            TRANSCRIBE_QUEUE,
+            config.queue.visibility_timeout,
+            config.queue.max_receive_count,
+        ))),
+        #[cfg(feature = "aws")]
+        QueueBackend::Sqs {
+            transcribe_queue_url,
+            transcribe_dead_letter_url,
+            wait,
+        } => Ok(Arc::new(crate::adapters::sqs::SqsJobQueue::new(
+            crate::adapters::sqs::client().await,
+            transcribe_queue_url.clone(),
+            transcribe_dead_letter_url.clone(),
+            config.queue.visibility_timeout,
+            *wait,
+        ))),
+        #[cfg(not(feature = "aws"))]
+        QueueBackend::Sqs { .. } => Err(StartupError::NoAwsSupport),
     }
 }
 

@@ -86,6 +86,20 @@ pub enum BlobBackend {
     },
 }
 
+/// Which queue carries jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueBackend {
+    /// The durable SQLite queue in `DATABASE_PATH`.
+    Sqlite,
+    /// Amazon SQS with its dead-letter queue.
+    Sqs {
+        transcribe_queue_url: String,
+        transcribe_dead_letter_url: String,
+        /// Long-polling wait of an idle receive.
+        wait: Duration,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct CloudEngineConfig {
     pub base_url: String,
@@ -119,6 +133,7 @@ pub struct LocalEngineConfig {
 
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
+    pub backend: QueueBackend,
     pub visibility_timeout: Duration,
     pub max_receive_count: u32,
     pub poll_interval: Duration,
@@ -243,6 +258,31 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "BLOB_STORE",
                     reason: "expected disk or s3".into(),
+                });
+            }
+        };
+
+        let queue_backend = match src.raw("JOB_QUEUE").as_deref() {
+            None | Some("sqlite") => QueueBackend::Sqlite,
+            Some("sqs") => QueueBackend::Sqs {
+                transcribe_queue_url: src.raw("SQS_TRANSCRIBE_QUEUE_URL").ok_or(
+                    ConfigError::Missing {
+                        key: "SQS_TRANSCRIBE_QUEUE_URL",
+                        reason: "JOB_QUEUE=sqs".into(),
+                    },
+                )?,
+                transcribe_dead_letter_url: src.raw("SQS_TRANSCRIBE_DLQ_URL").ok_or(
+                    ConfigError::Missing {
+                        key: "SQS_TRANSCRIBE_DLQ_URL",
+                        reason: "JOB_QUEUE=sqs".into(),
+                    },
+                )?,
+                wait: Duration::from_secs(src.parse("SQS_WAIT_SECS", 10u64)?.min(20)),
+            },
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "JOB_QUEUE",
+                    reason: "expected sqlite or sqs".into(),
                 });
             }
         };
@@ -422,6 +462,7 @@ impl Config {
             max_upload_bytes,
             json_body_limit_bytes: src.parse("JSON_BODY_LIMIT_BYTES", 64 * 1024)?,
             queue: QueueConfig {
+                backend: queue_backend,
                 visibility_timeout: Duration::from_secs_f64(visibility_secs),
                 max_receive_count,
                 poll_interval: Duration::from_millis(src.parse("QUEUE_POLL_INTERVAL_MS", 500u64)?),

@@ -167,6 +167,9 @@ impl Job {
     }
 }
 
+/// The message attribute (SQS) that carries the HTTP request's correlation id with a job.
+pub const CORRELATION_ATTRIBUTE: &str = "correlation_id";
+
 /// A message as a consumer receives it (from the local queue or from an SQS event).
 #[derive(Debug, Clone)]
 pub struct ReceivedJob {

@@ -7,6 +7,8 @@ pub mod openai;
 #[cfg(feature = "aws")]
 pub mod s3;
 pub mod sqlite;
+#[cfg(feature = "aws")]
+pub mod sqs;
 #[cfg(feature = "whisper")]
 pub mod whisper;
 

@@ -10,11 +10,8 @@ use crate::{
     domain::JobId,
     http::sanitize_correlation_id,
     jobs::{Disposition, RetentionReport, handle_transcribe_message, sweep_retention},
-    ports::ReceivedJob,
+    ports::{CORRELATION_ATTRIBUTE, ReceivedJob},
 };
-
-/// The SQS message attribute that carries the HTTP request's correlation id.
-pub const CORRELATION_ATTRIBUTE: &str = "correlation_id";
 
 fn received_job(message: &SqsMessage) -> ReceivedJob {
     ReceivedJob {

@@ -12,6 +12,8 @@ mod local_engine;
 mod openapi;
 mod pipeline;
 mod process;
+#[cfg(feature = "aws")]
+mod queue_contract;
 mod retention;
 mod transcriptions;
 mod upload;
