@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use crate::{
     adapters::{Database, DiskBlobStore, OpenAiTranscriber, SqliteJobQueue, SqliteRecordStore},
     auth::TokenService,
-    config::{BlobBackend, Config, QueueBackend},
+    config::{BlobBackend, Config, QueueBackend, RecordBackend},
     domain::EngineKind,
     ports::{BlobStore, BoxError, Clock, JobQueue, RecordStore, SystemClock, Transcriber},
 };
@@ -23,7 +23,9 @@ pub enum StartupError {
     Database(#[source] BoxError),
     #[error("cannot use the audio directory")]
     AudioDir(#[source] std::io::Error),
-    #[error("BLOB_STORE=s3 and JOB_QUEUE=sqs need a build with the `aws` feature")]
+    #[error(
+        "BLOB_STORE=s3, JOB_QUEUE=sqs and RECORD_STORE=dynamodb need a build with the `aws` feature"
+    )]
     NoAwsSupport,
     #[error("cannot build the cloud transcription client")]
     CloudClient(#[source] reqwest::Error),
@@ -103,7 +105,7 @@ impl AppState {
             config.access_token_ttl,
         );
         Ok(Self {
-            records: Arc::new(SqliteRecordStore::new(db)),
+            records: record_store(&config, db).await?,
             blobs,
             transcribe_queue: queue,
             engines: Engines { cloud, local },
@@ -134,6 +136,22 @@ async fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, StartupError>
         }
         #[cfg(not(feature = "aws"))]
         BlobBackend::S3 { .. } => Err(StartupError::NoAwsSupport),
+    }
+}
+
+async fn record_store(config: &Config, db: Database) -> Result<Arc<dyn RecordStore>, StartupError> {
+    match &config.record_backend {
+        RecordBackend::Sqlite => Ok(Arc::new(SqliteRecordStore::new(db))),
+        #[cfg(feature = "aws")]
+        RecordBackend::DynamoDb { table } => {
+            Ok(Arc::new(crate::adapters::dynamodb::DynamoRecordStore::new(
+                crate::adapters::dynamodb::client().await,
+                table.clone(),
+                config.retention(),
+            )))
+        }
+        #[cfg(not(feature = "aws"))]
+        RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
     }
 }
 

@@ -86,6 +86,15 @@ pub enum BlobBackend {
     },
 }
 
+/// Where transcription records live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordBackend {
+    /// The SQLite file `DATABASE_PATH`.
+    Sqlite,
+    /// A DynamoDB table (see `adapters::dynamodb` for the key design).
+    DynamoDb { table: String },
+}
+
 /// Which queue carries jobs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueueBackend {
@@ -150,6 +159,7 @@ pub struct Config {
     pub database_path: PathBuf,
     pub audio_dir: PathBuf,
     pub blob_backend: BlobBackend,
+    pub record_backend: RecordBackend,
     pub allow_guest_auth: bool,
     pub allow_local_login: bool,
     pub local_users: Vec<LocalUser>,
@@ -258,6 +268,22 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "BLOB_STORE",
                     reason: "expected disk or s3".into(),
+                });
+            }
+        };
+
+        let record_backend = match src.raw("RECORD_STORE").as_deref() {
+            None | Some("sqlite") => RecordBackend::Sqlite,
+            Some("dynamodb") => RecordBackend::DynamoDb {
+                table: src.raw("DYNAMODB_TABLE").ok_or(ConfigError::Missing {
+                    key: "DYNAMODB_TABLE",
+                    reason: "RECORD_STORE=dynamodb".into(),
+                })?,
+            },
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "RECORD_STORE",
+                    reason: "expected sqlite or dynamodb".into(),
                 });
             }
         };
@@ -442,6 +468,7 @@ impl Config {
             database_path,
             audio_dir,
             blob_backend,
+            record_backend,
             allow_guest_auth: src.flag("ALLOW_GUEST_AUTH", !is_prod)?,
             allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
             local_users,

@@ -3,6 +3,8 @@
 #[cfg(feature = "whisper")]
 pub mod audio;
 pub mod disk_blob;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod openai;
 #[cfg(feature = "aws")]
 pub mod s3;

@@ -129,6 +129,8 @@ impl TranscriptionRecord {
         size_bytes: u64,
         now: DateTime<Utc>,
     ) -> Self {
+        // Stores keep microseconds: a record reads back exactly as it was made.
+        let now = chrono::SubsecRound::trunc_subsecs(now, 6);
         Self {
             audio_key: BlobKey::for_transcription(&id),
             id,

@@ -14,6 +14,8 @@ mod pipeline;
 mod process;
 #[cfg(feature = "aws")]
 mod queue_contract;
+#[cfg(feature = "aws")]
+mod record_contract;
 mod retention;
 mod transcriptions;
 mod upload;

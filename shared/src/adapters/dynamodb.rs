@@ -1,0 +1,443 @@
+//! [`RecordStore`] on Amazon DynamoDB.
+//!
+//! Key design (one table, on-demand):
+//! * `pk` (S, partition key) = `T#<transcription id>`: lookup by id.
+//! * GSI `by_owner`: partition `owner` (S), sort `created_sort` (S) =
+//!   `<created_at micros, 20 digits>#<id>`, queried newest first; the cursor is the last item's
+//!   (created_at, id), so pages are stable while new records arrive.
+//! * `expires_at` (N, epoch seconds): the table's TTL attribute, `created_at + RETENTION_DAYS`,
+//!   the second line of defence behind the retention sweep.
+//!
+//! Status changes are conditional writes (`#status IN (:queued, :processing)`): a stale or
+//! redelivered job can never overwrite a final record.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::{
+    Client,
+    types::{AttributeValue, ReturnValue},
+};
+use chrono::{DateTime, Utc};
+
+use crate::{
+    domain::{BlobKey, OwnerId, Transcript, TranscriptionId, TranscriptionRecord},
+    ports::{BoxError, Cursor, Page, PageRequest, RecordStore, StoreError},
+};
+
+pub const OWNER_INDEX: &str = "by_owner";
+
+#[derive(Debug, Clone)]
+pub struct DynamoRecordStore {
+    client: Client,
+    table: String,
+    retention: Option<chrono::Duration>,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(err))
+}
+
+fn pk(id: &TranscriptionId) -> AttributeValue {
+    AttributeValue::S(format!("T#{id}"))
+}
+
+fn created_sort(at: DateTime<Utc>, id: &TranscriptionId) -> String {
+    format!("{:020}#{id}", at.timestamp_micros())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn to_item(
+    r: &TranscriptionRecord,
+    retention: Option<chrono::Duration>,
+) -> Result<Item, StoreError> {
+    let mut item = Item::new();
+    item.insert("pk".into(), pk(&r.id));
+    item.insert("id".into(), s(r.id.to_string()));
+    item.insert("owner".into(), s(r.owner.as_str()));
+    item.insert("created_sort".into(), s(created_sort(r.created_at, &r.id)));
+    item.insert("status".into(), s(r.status.as_str()));
+    item.insert("engine".into(), s(r.engine.as_str()));
+    item.insert("audio_format".into(), s(r.audio_format.extension()));
+    item.insert("audio_key".into(), s(r.audio_key.as_str()));
+    item.insert("size_bytes".into(), n(r.size_bytes));
+    item.insert("created_at".into(), n(r.created_at.timestamp_micros()));
+    item.insert("updated_at".into(), n(r.updated_at.timestamp_micros()));
+    item.insert("attempts".into(), n(r.attempts));
+    item.insert("progress".into(), n(r.progress));
+    for (name, value) in [
+        ("language", &r.language),
+        ("prompt", &r.prompt),
+        ("file_name", &r.file_name),
+        ("error", &r.error),
+    ] {
+        if let Some(v) = value {
+            item.insert(name.into(), s(v.clone()));
+        }
+    }
+    if let Some(t) = &r.transcript {
+        item.insert(
+            "transcript".into(),
+            s(serde_json::to_string(t).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+        );
+    }
+    if let Some(retention) = retention {
+        item.insert(
+            "expires_at".into(),
+            n((r.created_at + retention).timestamp()),
+        );
+    }
+    Ok(item)
+}
+
+fn from_item(item: &Item) -> Result<TranscriptionRecord, BoxError> {
+    let text = |name: &str| -> Result<String, BoxError> {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| format!("attribute {name} missing").into())
+    };
+    let optional = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let number = |name: &str| -> Result<i64, BoxError> {
+        Ok(item
+            .get(name)
+            .and_then(|v| v.as_n().ok())
+            .ok_or_else(|| format!("attribute {name} missing"))?
+            .parse()?)
+    };
+    let micros = |name: &str| -> Result<DateTime<Utc>, BoxError> {
+        DateTime::from_timestamp_micros(number(name)?)
+            .ok_or_else(|| "timestamp out of range".into())
+    };
+    Ok(TranscriptionRecord {
+        id: text("id")?.parse()?,
+        owner: OwnerId::parse(&text("owner")?)?,
+        status: text("status")?.parse()?,
+        engine: text("engine")?.parse()?,
+        language: optional("language"),
+        prompt: optional("prompt"),
+        file_name: optional("file_name"),
+        audio_format: text("audio_format")?.parse()?,
+        audio_key: BlobKey::parse(&text("audio_key")?)?,
+        size_bytes: number("size_bytes")?.try_into()?,
+        created_at: micros("created_at")?,
+        updated_at: micros("updated_at")?,
+        attempts: number("attempts")?.try_into()?,
+        progress: number("progress")?.try_into()?,
+        transcript: optional("transcript")
+            .map(|json| serde_json::from_str::<Transcript>(&json))
+            .transpose()?,
+        error: optional("error"),
+    })
+}
+
+impl DynamoRecordStore {
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        retention: Option<chrono::Duration>,
+    ) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            retention,
+        }
+    }
+
+    /// An update that applies only while the record is queued or processing.
+    async fn transition(
+        &self,
+        id: &TranscriptionId,
+        set: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(id))
+            .update_expression(set)
+            .condition_expression("attribute_exists(pk) AND #status IN (:queued, :processing)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":processing", s("processing"));
+        for (placeholder, name) in names {
+            update = update.expression_attribute_names(*placeholder, *name);
+        }
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                let service = err.into_service_error();
+                if service.is_conditional_check_failed_exception() {
+                    Ok(false)
+                } else {
+                    Err(unavailable(service))
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RecordStore for DynamoRecordStore {
+    async fn insert(&self, record: &TranscriptionRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record, self.retention)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &TranscriptionId) -> Result<Option<TranscriptionRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item()
+            .map(from_item)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+        page: &PageRequest,
+    ) -> Result<Page<TranscriptionRecord>, StoreError> {
+        let limit = page.limit.clamp(1, 100) as usize;
+        let mut items = Vec::new();
+        let mut start: Option<Item> = page.after.as_ref().map(|c| {
+            Item::from([
+                ("pk".to_owned(), pk(&c.id)),
+                ("owner".to_owned(), s(owner.as_str())),
+                (
+                    "created_sort".to_owned(),
+                    s(created_sort(c.created_at, &c.id)),
+                ),
+            ])
+        });
+        // One more than asked, to learn whether another page follows.
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(owner.as_str()))
+                .scan_index_forward(false)
+                .limit((limit + 1 - items.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                items.push(from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            }
+            match out.last_evaluated_key() {
+                Some(key) if items.len() <= limit => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| Cursor {
+                created_at: r.created_at,
+                id: r.id,
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn mark_processing(
+        &self,
+        id: &TranscriptionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            id,
+            "SET #status = :processing_to, attempts = attempts + :one, updated_at = :now",
+            &[],
+            vec![
+                (":processing_to", s("processing")),
+                (":one", n(1)),
+                (":now", n(now.timestamp_micros())),
+            ],
+        )
+        .await
+    }
+
+    async fn complete(
+        &self,
+        id: &TranscriptionId,
+        transcript: &Transcript,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let json =
+            serde_json::to_string(transcript).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut set = "SET #status = :completed, transcript = :transcript, progress = :hundred, updated_at = :now".to_owned();
+        let mut names = Vec::new();
+        let mut values = vec![
+            (":completed", s("completed")),
+            (":transcript", s(json)),
+            (":hundred", n(100)),
+            (":now", n(now.timestamp_micros())),
+        ];
+        if let Some(language) = &transcript.language {
+            // The language the owner asked for wins over the detected one.
+            set.push_str(", #language = if_not_exists(#language, :language)");
+            names.push(("#language", "language"));
+            values.push((":language", s(language.clone())));
+        }
+        self.transition(id, &set, &names, values).await
+    }
+
+    async fn fail(
+        &self,
+        id: &TranscriptionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            id,
+            "SET #status = :failed, #error = :reason, updated_at = :now",
+            &[("#error", "error")],
+            vec![
+                (":failed", s("failed")),
+                (":reason", s(reason)),
+                (":now", n(now.timestamp_micros())),
+            ],
+        )
+        .await
+    }
+
+    async fn set_progress(&self, id: &TranscriptionId, percent: u8) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(id))
+            .update_expression("SET progress = :p")
+            .condition_expression("#status = :processing")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":processing", s("processing"))
+            .expression_attribute_values(":p", n(percent.min(100)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let service = err.into_service_error();
+                if service.is_conditional_check_failed_exception() {
+                    Ok(())
+                } else {
+                    Err(unavailable(service))
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", pk(id))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn created_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TranscriptionId, BlobKey)>, StoreError> {
+        // The sweep runs daily: a filtered scan is acceptable; TTL removes stragglers anyway.
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("created_at < :cutoff")
+                .expression_attribute_values(":cutoff", n(cutoff.timestamp_micros()))
+                .projection_expression("#id, audio_key, created_at")
+                .expression_attribute_names("#id", "id")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                let id = item.get("id").and_then(|v| v.as_s().ok());
+                let key = item.get("audio_key").and_then(|v| v.as_s().ok());
+                let created = item
+                    .get("created_at")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok());
+                if let (Some(id), Some(key), Some(created)) = (id, key, created) {
+                    let id = id.parse().map_err(|e: crate::domain::InvalidId| {
+                        StoreError::Corrupt(e.to_string())
+                    })?;
+                    let key =
+                        BlobKey::parse(key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    out.push((created, id, key));
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => break,
+            }
+        }
+        out.sort_by_key(|(created, _, _)| *created);
+        Ok(out
+            .into_iter()
+            .take(limit as usize)
+            .map(|(_, id, key)| (id, key))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// A DynamoDB client from the standard AWS configuration chain, built once per process.
+pub async fn client() -> Client {
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Client::new(&shared)
+}

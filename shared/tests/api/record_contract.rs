@@ -1,0 +1,266 @@
+//! One contract for every [`RecordStore`]: SQLite always, DynamoDB against a real AWS emulator
+//! (moto_server) with the table, index and TTL the adapter documents.
+
+use chrono::{Duration, Utc};
+use mmt_core::{
+    adapters::{Database, SqliteRecordStore, dynamodb::DynamoRecordStore},
+    domain::{
+        AudioFormat, EngineKind, OwnerId, Segment, Status, Transcript, TranscriptionId,
+        TranscriptionRecord,
+    },
+    ports::{PageRequest, RecordStore},
+};
+use mmt_testkit::MotoServer;
+
+fn record(owner: &OwnerId, minutes_ago: i64) -> TranscriptionRecord {
+    TranscriptionRecord::new_queued(
+        TranscriptionId::new(),
+        owner.clone(),
+        EngineKind::Local,
+        None,
+        Some("metformin".into()),
+        Some("visit.wav".into()),
+        AudioFormat::Wav,
+        1234,
+        Utc::now() - Duration::minutes(minutes_ago),
+    )
+}
+
+fn transcript(text: &str) -> Transcript {
+    Transcript {
+        text: text.into(),
+        segments: vec![Segment {
+            start: 0.0,
+            end: 1.0,
+            text: text.into(),
+        }],
+        language: Some("en".into()),
+        duration_s: Some(1.0),
+    }
+}
+
+async fn meets_the_contract(store: &dyn RecordStore) {
+    store.ping().await.unwrap();
+    let alice = OwnerId::new_guest();
+    let bob = OwnerId::new_guest();
+
+    // Insert and read back exactly.
+    let first = record(&alice, 30);
+    store.insert(&first).await.unwrap();
+    assert_eq!(store.get(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get(&TranscriptionId::new()).await.unwrap(), None);
+
+    // Listing: newest first, paginated, owner only.
+    let mut mine = vec![first.clone()];
+    for minutes in [20, 10, 5, 1] {
+        let r = record(&alice, minutes);
+        store.insert(&r).await.unwrap();
+        mine.push(r);
+    }
+    store.insert(&record(&bob, 2)).await.unwrap();
+    mine.reverse();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_by_owner(
+                &alice,
+                &PageRequest {
+                    limit: 2,
+                    after: after.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|r| r.id));
+        match page.next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, mine.iter().map(|r| r.id).collect::<Vec<_>>());
+    assert_eq!(
+        store
+            .list_by_owner(
+                &bob,
+                &PageRequest {
+                    limit: 10,
+                    after: None
+                }
+            )
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    // Transitions are conditional: nothing moves a final record.
+    let now = Utc::now();
+    assert!(store.mark_processing(&first.id, now).await.unwrap());
+    store.set_progress(&first.id, 40).await.unwrap();
+    assert_eq!(store.get(&first.id).await.unwrap().unwrap().progress, 40);
+    assert!(
+        store
+            .complete(&first.id, &transcript("first result"), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .complete(&first.id, &transcript("late duplicate"), now)
+            .await
+            .unwrap()
+    );
+    assert!(!store.fail(&first.id, "stale failure", now).await.unwrap());
+    assert!(!store.mark_processing(&first.id, now).await.unwrap());
+    store.set_progress(&first.id, 10).await.unwrap();
+    let done = store.get(&first.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Completed);
+    assert_eq!(done.transcript.unwrap().text, "first result");
+    assert_eq!((done.attempts, done.progress, done.error), (1, 100, None));
+    assert_eq!(done.language.as_deref(), Some("en"));
+
+    let second = &mine[0];
+    assert!(store.fail(&second.id, "bad audio", now).await.unwrap());
+    assert!(
+        !store
+            .complete(&second.id, &transcript("too late"), now)
+            .await
+            .unwrap()
+    );
+    let failed = store.get(&second.id).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref()),
+        (Status::Failed, Some("bad audio"))
+    );
+    assert!(
+        !store
+            .mark_processing(&TranscriptionId::new(), now)
+            .await
+            .unwrap(),
+        "missing records do not appear"
+    );
+
+    // Retention reads oldest first; delete reports whether something went.
+    let old = store
+        .created_before(Utc::now() - Duration::minutes(15), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        old.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![first.id, mine[3].id]
+    );
+    assert_eq!(old[0].1, first.audio_key);
+    assert!(store.delete(&first.id).await.unwrap());
+    assert!(!store.delete(&first.id).await.unwrap());
+    assert_eq!(store.get(&first.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_sqlite_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    meets_the_contract(&SqliteRecordStore::new(
+        Database::open(&dir.path().join("r.db")).unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_store_meets_the_contract_on_the_emulator() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    };
+    let moto = MotoServer::start()
+        .await
+        .expect("moto_server (make setup installs it)");
+    let config = aws_sdk_dynamodb::config::Builder::new()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "moto",
+        ))
+        .endpoint_url(moto.endpoint())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name("mmt-records")
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("owner"))
+        .attribute_definitions(attribute("created_sort"))
+        .key_schema(key("pk", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(mmt_core::adapters::dynamodb::OWNER_INDEX)
+                .key_schema(key("owner", KeyType::Hash))
+                .key_schema(key("created_sort", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .update_time_to_live()
+        .table_name("mmt-records")
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("expires_at")
+                .enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let store = DynamoRecordStore::new(client.clone(), "mmt-records", Some(Duration::days(30)));
+    meets_the_contract(&store).await;
+
+    // The TTL attribute is set from the retention period.
+    let r = record(&OwnerId::new_guest(), 0);
+    store.insert(&r).await.unwrap();
+    let item = client
+        .get_item()
+        .table_name("mmt-records")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("T#{}", r.id)),
+        )
+        .send()
+        .await
+        .unwrap();
+    let expires: i64 = item.item().unwrap()["expires_at"]
+        .as_n()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(expires, (r.created_at + Duration::days(30)).timestamp());
+
+    // A missing table is not ready.
+    let nowhere = DynamoRecordStore::new(client, "no-such-table", None);
+    assert!(nowhere.ping().await.is_err());
+}
