@@ -28,6 +28,11 @@ fn free_port() -> u16 {
 }
 
 async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
+    start_mode("serve", env, log).await
+}
+
+/// Runs `mmt <mode>` and waits until its `/health/live` answers.
+async fn start_mode(mode: &str, env: &HashMap<String, String>, log: &Path) -> Server {
     let port = free_port();
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -35,6 +40,7 @@ async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
         .open(log)
         .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_mmt"))
+        .arg(mode)
         .env_clear()
         .envs(env)
         .env("PORT", port.to_string())
@@ -314,19 +320,8 @@ async fn the_worker_mode_consumes_the_queue_and_serves_only_health() {
     let id = app.upload_wav(&token).await;
 
     let env = test_env(&app.dir, &app.openai, &[]);
-    let port = free_port();
     let log = app.dir.path().join("worker.log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_mmt"))
-        .arg("worker")
-        .env_clear()
-        .envs(&env)
-        .env("PORT", port.to_string())
-        .stdout(Stdio::from(log_file.try_clone().unwrap()))
-        .stderr(Stdio::from(log_file))
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let mut worker = start_mode("worker", &env, &log).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, record) = app
@@ -342,32 +337,11 @@ async fn the_worker_mode_consumes_the_queue_and_serves_only_health() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let client = reqwest::Client::new();
-    let live = client
-        .get(format!("{base}/health/live"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-    let api = client
-        .get(format!("{base}/v1/transcriptions"))
-        .send()
+    let api = reqwest::get(format!("{}/v1/transcriptions", worker.base))
         .await
         .unwrap();
     assert_eq!(api.status(), 404, "the worker serves no API routes");
 
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(worker.id().to_string())
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = worker.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "worker did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success());
+    worker.sigterm();
+    assert!(worker.wait_exit(Duration::from_secs(20)).await.success());
 }
