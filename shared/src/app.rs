@@ -27,6 +27,8 @@ pub enum StartupError {
         "BLOB_STORE=s3, JOB_QUEUE=sqs and RECORD_STORE=dynamodb need a build with the `aws` feature"
     )]
     NoAwsSupport,
+    #[error("an AWS backend is configured but no AWS SDK configuration was loaded")]
+    NoAwsConfig,
     #[error("cannot build the cloud transcription client")]
     CloudClient(#[source] reqwest::Error),
     #[error(
@@ -67,13 +69,50 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
 }
 
+/// The AWS SDK's shared configuration (region, credentials, endpoint), when built with AWS
+/// support. Loaded once; every AWS client of the process is made from it.
+#[cfg(feature = "aws")]
+pub type AwsSdkConfig = aws_config::SdkConfig;
+#[cfg(not(feature = "aws"))]
+pub type AwsSdkConfig = ();
+
 impl AppState {
     /// Builds the adapters the configuration names. Called once per process (per Lambda cold
-    /// start); network clients made here are reused by every request.
+    /// start); network clients made here are reused by every request. AWS settings come from
+    /// the standard chain (environment, profile, the function's role), honouring
+    /// `AWS_ENDPOINT_URL` for emulators.
     pub async fn from_config(config: Config) -> Result<Self, StartupError> {
-        let db = Database::open(&config.database_path).map_err(StartupError::Database)?;
-        let blobs = blob_store(&config).await?;
-        let queue = transcribe_queue(&config, &db).await?;
+        #[cfg(feature = "aws")]
+        let aws = if config.uses_aws() {
+            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "aws"))]
+        let aws = None;
+        Self::with_aws_config(config, aws).await
+    }
+
+    /// As [`AppState::from_config`], with the AWS SDK configuration given (tests point it at
+    /// the emulator with fixed credentials).
+    pub async fn with_aws_config(
+        config: Config,
+        aws: Option<AwsSdkConfig>,
+    ) -> Result<Self, StartupError> {
+        // The SQLite file exists only where something lives in it.
+        let db = if config.uses_sqlite() {
+            Some(Database::open(&config.database_path).map_err(StartupError::Database)?)
+        } else {
+            None
+        };
+        let backends = Backends {
+            config: &config,
+            db: db.as_ref(),
+            aws: aws.as_ref(),
+        };
+        let blobs = backends.blob_store()?;
+        let queue = backends.transcribe_queue()?;
+        let records = backends.record_store()?;
         let cloud = match &config.cloud {
             Some(cloud) => Some(Arc::new(
                 OpenAiTranscriber::new(cloud.clone()).map_err(StartupError::CloudClient)?,
@@ -105,7 +144,7 @@ impl AppState {
             config.access_token_ttl,
         );
         Ok(Self {
-            records: record_store(&config, db).await?,
+            records,
             blobs,
             transcribe_queue: queue,
             engines: Engines { cloud, local },
@@ -116,70 +155,86 @@ impl AppState {
     }
 }
 
-async fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, StartupError> {
-    match &config.blob_backend {
-        BlobBackend::Disk => Ok(Arc::new(
-            DiskBlobStore::new(&config.audio_dir).map_err(StartupError::AudioDir)?,
-        )),
-        #[cfg(feature = "aws")]
-        BlobBackend::S3 {
-            bucket,
-            kms_key_id,
-            force_path_style,
-        } => {
-            let client = crate::adapters::s3::client(*force_path_style).await;
-            Ok(Arc::new(crate::adapters::s3::S3BlobStore::new(
-                client,
+/// What the adapters are built from.
+struct Backends<'a> {
+    config: &'a Config,
+    db: Option<&'a Database>,
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    aws: Option<&'a AwsSdkConfig>,
+}
+
+impl Backends<'_> {
+    fn db(&self) -> Database {
+        self.db
+            .cloned()
+            .expect("the database is opened whenever a backend is sqlite")
+    }
+
+    #[cfg(feature = "aws")]
+    fn aws(&self) -> Result<&aws_config::SdkConfig, StartupError> {
+        self.aws.ok_or(StartupError::NoAwsConfig)
+    }
+
+    fn blob_store(&self) -> Result<Arc<dyn BlobStore>, StartupError> {
+        match &self.config.blob_backend {
+            BlobBackend::Disk => Ok(Arc::new(
+                DiskBlobStore::new(&self.config.audio_dir).map_err(StartupError::AudioDir)?,
+            )),
+            #[cfg(feature = "aws")]
+            BlobBackend::S3 {
+                bucket,
+                kms_key_id,
+                force_path_style,
+            } => Ok(Arc::new(crate::adapters::s3::S3BlobStore::new(
+                crate::adapters::s3::client(self.aws()?, *force_path_style),
                 bucket.clone(),
                 kms_key_id.clone(),
-            )))
+            ))),
+            #[cfg(not(feature = "aws"))]
+            BlobBackend::S3 { .. } => Err(StartupError::NoAwsSupport),
         }
-        #[cfg(not(feature = "aws"))]
-        BlobBackend::S3 { .. } => Err(StartupError::NoAwsSupport),
     }
-}
 
-async fn record_store(config: &Config, db: Database) -> Result<Arc<dyn RecordStore>, StartupError> {
-    match &config.record_backend {
-        RecordBackend::Sqlite => Ok(Arc::new(SqliteRecordStore::new(db))),
-        #[cfg(feature = "aws")]
-        RecordBackend::DynamoDb { table } => {
-            Ok(Arc::new(crate::adapters::dynamodb::DynamoRecordStore::new(
-                crate::adapters::dynamodb::client().await,
-                table.clone(),
-                config.retention(),
-            )))
+    fn record_store(&self) -> Result<Arc<dyn RecordStore>, StartupError> {
+        match &self.config.record_backend {
+            RecordBackend::Sqlite => Ok(Arc::new(SqliteRecordStore::new(self.db()))),
+            #[cfg(feature = "aws")]
+            RecordBackend::DynamoDb { table } => {
+                Ok(Arc::new(crate::adapters::dynamodb::DynamoRecordStore::new(
+                    aws_sdk_dynamodb::Client::new(self.aws()?),
+                    table.clone(),
+                    self.config.retention(),
+                )))
+            }
+            #[cfg(not(feature = "aws"))]
+            RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
         }
-        #[cfg(not(feature = "aws"))]
-        RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
     }
-}
 
-async fn transcribe_queue(
-    config: &Config,
-    db: &Database,
-) -> Result<Arc<dyn JobQueue>, StartupError> {
-    match &config.queue.backend {
-        QueueBackend::Sqlite => Ok(Arc::new(SqliteJobQueue::new(
-            db.clone(),
-            TRANSCRIBE_QUEUE,
-            config.queue.visibility_timeout,
-            config.queue.max_receive_count,
-        ))),
-        #[cfg(feature = "aws")]
-        QueueBackend::Sqs {
-            transcribe_queue_url,
-            transcribe_dead_letter_url,
-            wait,
-        } => Ok(Arc::new(crate::adapters::sqs::SqsJobQueue::new(
-            crate::adapters::sqs::client().await,
-            transcribe_queue_url.clone(),
-            transcribe_dead_letter_url.clone(),
-            config.queue.visibility_timeout,
-            *wait,
-        ))),
-        #[cfg(not(feature = "aws"))]
-        QueueBackend::Sqs { .. } => Err(StartupError::NoAwsSupport),
+    fn transcribe_queue(&self) -> Result<Arc<dyn JobQueue>, StartupError> {
+        let queue = &self.config.queue;
+        match &queue.backend {
+            QueueBackend::Sqlite => Ok(Arc::new(SqliteJobQueue::new(
+                self.db(),
+                TRANSCRIBE_QUEUE,
+                queue.visibility_timeout,
+                queue.max_receive_count,
+            ))),
+            #[cfg(feature = "aws")]
+            QueueBackend::Sqs {
+                transcribe_queue_url,
+                transcribe_dead_letter_url,
+                wait,
+            } => Ok(Arc::new(crate::adapters::sqs::SqsJobQueue::new(
+                aws_sdk_sqs::Client::new(self.aws()?),
+                transcribe_queue_url.clone(),
+                transcribe_dead_letter_url.clone(),
+                queue.visibility_timeout,
+                *wait,
+            ))),
+            #[cfg(not(feature = "aws"))]
+            QueueBackend::Sqs { .. } => Err(StartupError::NoAwsSupport),
+        }
     }
 }
 

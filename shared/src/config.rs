@@ -177,6 +177,8 @@ pub struct Config {
     pub retention_sweep_interval: Duration,
     pub store_phi: bool,
     pub max_upload_bytes: u64,
+    /// How long a `POST /v1/uploads` URL stays valid.
+    pub direct_upload_ttl: Duration,
     pub json_body_limit_bytes: usize,
     pub queue: QueueConfig,
     pub shutdown_grace: Duration,
@@ -487,6 +489,10 @@ impl Config {
             ),
             store_phi: src.flag("STORE_PHI", true)?,
             max_upload_bytes,
+            direct_upload_ttl: Duration::from_secs(
+                src.parse("DIRECT_UPLOAD_TTL_SECS", 900u64)?
+                    .clamp(60, 7 * 24 * 3600),
+            ),
             json_body_limit_bytes: src.parse("JSON_BODY_LIMIT_BYTES", 64 * 1024)?,
             queue: QueueConfig {
                 backend: queue_backend,
@@ -549,6 +555,19 @@ impl Config {
             EngineKind::Cloud => self.cloud.is_some(),
             EngineKind::Local => self.local_engine_enabled,
         }
+    }
+
+    /// Whether any adapter lives on AWS (and the SDK configuration must be loaded).
+    pub fn uses_aws(&self) -> bool {
+        matches!(self.blob_backend, BlobBackend::S3 { .. })
+            || matches!(self.record_backend, RecordBackend::DynamoDb { .. })
+            || matches!(self.queue.backend, QueueBackend::Sqs { .. })
+    }
+
+    /// Whether any adapter lives in the SQLite file.
+    pub fn uses_sqlite(&self) -> bool {
+        matches!(self.record_backend, RecordBackend::Sqlite)
+            || matches!(self.queue.backend, QueueBackend::Sqlite)
     }
 
     pub fn retention(&self) -> Option<chrono::Duration> {

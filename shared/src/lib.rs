@@ -18,5 +18,5 @@ pub mod jobs;
 pub mod ports;
 pub mod telemetry;
 
-pub use app::AppState;
+pub use app::{AppState, AwsSdkConfig};
 pub use config::Config;

@@ -79,6 +79,15 @@ pub trait RecordStore: Send + Sync {
         owner: &OwnerId,
         page: &PageRequest,
     ) -> Result<Page<TranscriptionRecord>, StoreError>;
+    /// `awaiting_upload → queued` once a direct upload has arrived, with the format sniffed
+    /// from its bytes and its real size. `false` when it was not awaiting an upload.
+    async fn confirm_upload(
+        &self,
+        id: &TranscriptionId,
+        format: AudioFormat,
+        size_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// `queued|processing → processing`, counting the attempt. `false` when final or missing.
     async fn mark_processing(
         &self,
@@ -92,7 +101,7 @@ pub trait RecordStore: Send + Sync {
         transcript: &Transcript,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// `queued|processing → failed`. `false` when already final or missing.
+    /// `awaiting_upload|queued|processing → failed`. `false` when already final or missing.
     async fn fail(
         &self,
         id: &TranscriptionId,
@@ -131,9 +140,28 @@ pub enum BlobError {
     Unavailable(#[source] BoxError),
 }
 
+/// Where and how a client uploads one object straight to the store, bypassing the API.
+#[derive(Debug, Clone)]
+pub struct PresignedUpload {
+    pub url: String,
+    /// Headers the client must send with its `PUT`, exactly as given (they are signed).
+    pub headers: Vec<(String, String)>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Audio storage. `put` streams: memory use does not grow with the file.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
+    /// A URL the client can `PUT` the object to directly (large files, and Lambda's 6 MB
+    /// request limit). `Ok(None)` when this store cannot hand out upload URLs.
+    async fn presign_upload(
+        &self,
+        _key: &BlobKey,
+        _content_type: &str,
+        _expires_in: Duration,
+    ) -> Result<Option<PresignedUpload>, BlobError> {
+        Ok(None)
+    }
     /// Writes `body` under `key`. Over `max_bytes`, or if the body fails, nothing is kept.
     async fn put(
         &self,

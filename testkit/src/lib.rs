@@ -67,6 +67,8 @@ struct Behaviour {
     scripted: VecDeque<Failure>,
     /// Served to every request once the script is used up.
     always: Option<Failure>,
+    /// Served to every request whose file has this SHA-256 (hex), before the script.
+    by_file: std::collections::HashMap<String, Failure>,
     /// Delay before each successful answer.
     latency: Duration,
     /// Fixed transcript text; `None` describes the received audio.
@@ -124,6 +126,12 @@ impl OpenAiContractServer {
     /// Every request (after the script) fails like this; `None` restores success.
     pub fn always(&self, failure: Option<Failure>) {
         self.behaviour().always = failure;
+    }
+
+    /// Every request carrying this exact file (SHA-256, hex) fails like this: one poisoned
+    /// recording among healthy ones.
+    pub fn fail_file(&self, sha256_hex: impl Into<String>, failure: Failure) {
+        self.behaviour().by_file.insert(sha256_hex.into(), failure);
     }
 
     /// Successful answers wait this long first.
@@ -185,7 +193,13 @@ async fn transcribe(
     let (failure, latency, fixed_text) = {
         let mut b = shared.behaviour.lock().expect("behaviour lock");
         b.requests.push(recorded.clone());
-        let failure = b.scripted.pop_front().or_else(|| b.always.clone());
+        let for_file = recorded
+            .file_sha256
+            .as_ref()
+            .and_then(|sha| b.by_file.get(sha).cloned());
+        let failure = for_file
+            .or_else(|| b.scripted.pop_front())
+            .or_else(|| b.always.clone());
         (failure, b.latency, b.transcript.clone())
     };
 

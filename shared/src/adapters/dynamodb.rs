@@ -8,8 +8,8 @@
 //! * `expires_at` (N, epoch seconds): the table's TTL attribute, `created_at + RETENTION_DAYS`,
 //!   the second line of defence behind the retention sweep.
 //!
-//! Status changes are conditional writes (`#status IN (:queued, :processing)`): a stale or
-//! redelivered job can never overwrite a final record.
+//! Status changes are conditional writes (e.g. `#status IN (:queued, :processing)`): a stale
+//! or redelivered job can never overwrite a final record or move one backwards.
 
 use std::collections::HashMap;
 
@@ -21,11 +21,16 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{BlobKey, OwnerId, Transcript, TranscriptionId, TranscriptionRecord},
+    domain::{
+        AudioFormat, BlobKey, OwnerId, Status, Transcript, TranscriptionId, TranscriptionRecord,
+    },
     ports::{BoxError, Cursor, Page, PageRequest, RecordStore, StoreError},
 };
 
 pub const OWNER_INDEX: &str = "by_owner";
+
+/// The statuses a worker may move on from.
+const ACTIVE: &[Status] = &[Status::Queued, Status::Processing];
 
 #[derive(Debug, Clone)]
 pub struct DynamoRecordStore {
@@ -153,24 +158,30 @@ impl DynamoRecordStore {
         }
     }
 
-    /// An update that applies only while the record is queued or processing.
+    /// An update that applies only while the record's status is one of `from`.
     async fn transition(
         &self,
         id: &TranscriptionId,
+        from: &[Status],
         set: &str,
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", pk(id))
             .update_expression(set)
-            .condition_expression("attribute_exists(pk) AND #status IN (:queued, :processing)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":queued", s("queued"))
-            .expression_attribute_values(":processing", s("processing"));
+            .condition_expression(format!(
+                "attribute_exists(pk) AND #status IN ({})",
+                placeholders.join(", ")
+            ))
+            .expression_attribute_names("#status", "status");
+        for (placeholder, status) in placeholders.iter().zip(from) {
+            update = update.expression_attribute_values(placeholder, s(status.as_str()));
+        }
         for (placeholder, name) in names {
             update = update.expression_attribute_names(*placeholder, *name);
         }
@@ -274,6 +285,28 @@ impl RecordStore for DynamoRecordStore {
         Ok(Page { items, next })
     }
 
+    async fn confirm_upload(
+        &self,
+        id: &TranscriptionId,
+        format: AudioFormat,
+        size_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            id,
+            &[Status::AwaitingUpload],
+            "SET #status = :queued_to, audio_format = :format, size_bytes = :size, updated_at = :now",
+            &[],
+            vec![
+                (":queued_to", s("queued")),
+                (":format", s(format.extension())),
+                (":size", n(size_bytes)),
+                (":now", n(now.timestamp_micros())),
+            ],
+        )
+        .await
+    }
+
     async fn mark_processing(
         &self,
         id: &TranscriptionId,
@@ -281,6 +314,7 @@ impl RecordStore for DynamoRecordStore {
     ) -> Result<bool, StoreError> {
         self.transition(
             id,
+            ACTIVE,
             "SET #status = :processing_to, attempts = attempts + :one, updated_at = :now",
             &[],
             vec![
@@ -314,7 +348,7 @@ impl RecordStore for DynamoRecordStore {
             names.push(("#language", "language"));
             values.push((":language", s(language.clone())));
         }
-        self.transition(id, &set, &names, values).await
+        self.transition(id, ACTIVE, &set, &names, values).await
     }
 
     async fn fail(
@@ -325,6 +359,7 @@ impl RecordStore for DynamoRecordStore {
     ) -> Result<bool, StoreError> {
         self.transition(
             id,
+            &[Status::AwaitingUpload, Status::Queued, Status::Processing],
             "SET #status = :failed, #error = :reason, updated_at = :now",
             &[("#error", "error")],
             vec![
@@ -434,10 +469,4 @@ impl RecordStore for DynamoRecordStore {
             .map_err(unavailable)?;
         Ok(())
     }
-}
-
-/// A DynamoDB client from the standard AWS configuration chain, built once per process.
-pub async fn client() -> Client {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Client::new(&shared)
 }

@@ -5,9 +5,12 @@
 //! the limit, or when the client's body fails, the multipart upload is aborted and nothing is
 //! kept. Every object is encrypted at rest: SSE-KMS with the configured key, SSE-S3 otherwise.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_sdk_s3::{
     Client,
+    presigning::PresigningConfig,
     primitives::ByteStream as S3Body,
     types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption},
 };
@@ -16,7 +19,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::{
     domain::BlobKey,
-    ports::{BlobError, BlobStore, ByteStream},
+    ports::{BlobError, BlobStore, ByteStream, PresignedUpload},
 };
 
 /// S3's minimum part size is 5 MiB; 8 MiB keeps the part count low for long recordings.
@@ -169,6 +172,39 @@ impl S3BlobStore {
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
+    /// A SigV4 presigned `PutObject`. Encryption comes from the bucket's default (SSE-KMS in
+    /// `infra/`), so the client needs no encryption headers; the size is checked when the
+    /// upload's ObjectCreated event arrives.
+    async fn presign_upload(
+        &self,
+        key: &BlobKey,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<Option<PresignedUpload>, BlobError> {
+        let config = PresigningConfig::expires_in(expires_in).map_err(unavailable)?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .presigned(config)
+            .await
+            .map_err(unavailable)?;
+        let headers = request
+            .headers()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let expires_at =
+            chrono::Utc::now() + chrono::Duration::from_std(expires_in).map_err(unavailable)?;
+        Ok(Some(PresignedUpload {
+            url: request.uri().to_owned(),
+            headers,
+            expires_at,
+        }))
+    }
+
     async fn put(
         &self,
         key: &BlobKey,
@@ -241,11 +277,9 @@ impl BlobStore for S3BlobStore {
     }
 }
 
-/// An S3 client from the standard AWS configuration chain (environment, profile, IMDS/ECS
-/// role), honouring `AWS_ENDPOINT_URL` for emulators, built once per process.
-pub async fn client(force_path_style: bool) -> Client {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let config = aws_sdk_s3::config::Builder::from(&shared)
+/// An S3 client from the process's AWS configuration. Path-style addressing for emulators.
+pub fn client(shared: &aws_config::SdkConfig, force_path_style: bool) -> Client {
+    let config = aws_sdk_s3::config::Builder::from(shared)
         .force_path_style(force_path_style)
         .build();
     Client::from_conf(config)

@@ -236,9 +236,3 @@ impl JobQueue for SqsJobQueue {
         })
     }
 }
-
-/// An SQS client from the standard AWS configuration chain, built once per process.
-pub async fn client() -> Client {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Client::new(&shared)
-}

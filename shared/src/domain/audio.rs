@@ -46,6 +46,24 @@ impl AudioFormat {
     }
 }
 
+impl AudioFormat {
+    /// The format a client declares with a MIME type (parameters such as `codecs=` ignored),
+    /// before any bytes arrive. The bytes are sniffed again once they do.
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        let essence = content_type.split(';').next()?.trim().to_ascii_lowercase();
+        Some(match essence.as_str() {
+            "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => Self::Wav,
+            "audio/mpeg" | "audio/mp3" => Self::Mp3,
+            "audio/flac" | "audio/x-flac" => Self::Flac,
+            "audio/ogg" | "audio/opus" | "application/ogg" => Self::Ogg,
+            "audio/webm" | "video/webm" => Self::Webm,
+            "audio/mp4" | "audio/x-m4a" | "audio/m4a" | "video/mp4" => Self::Mp4,
+            "audio/aac" | "audio/x-aac" => Self::Aac,
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for AudioFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.extension())
@@ -126,6 +144,20 @@ mod tests {
         for (bytes, want) in cases {
             assert_eq!(sniff_audio_format(&padded(bytes)), Some(*want), "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn declared_content_types_map_to_formats() {
+        assert_eq!(
+            AudioFormat::from_content_type("audio/webm;codecs=opus"),
+            Some(AudioFormat::Webm)
+        );
+        assert_eq!(
+            AudioFormat::from_content_type("Audio/X-WAV"),
+            Some(AudioFormat::Wav)
+        );
+        assert_eq!(AudioFormat::from_content_type("text/plain"), None);
+        assert_eq!(AudioFormat::from_content_type(""), None);
     }
 
     #[test]

@@ -54,8 +54,10 @@ impl fmt::Display for EngineKind {
 
 /// Where a transcription is in its life. `Completed` and `Failed` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Created by `POST /v1/uploads`; the client has not finished its direct upload yet.
+    AwaitingUpload,
     Queued,
     Processing,
     Completed,
@@ -65,6 +67,7 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AwaitingUpload => "awaiting_upload",
             Self::Queued => "queued",
             Self::Processing => "processing",
             Self::Completed => "completed",
@@ -81,6 +84,7 @@ impl FromStr for Status {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "awaiting_upload" => Ok(Self::AwaitingUpload),
             "queued" => Ok(Self::Queued),
             "processing" => Ok(Self::Processing),
             "completed" => Ok(Self::Completed),
@@ -148,6 +152,37 @@ impl TranscriptionRecord {
             progress: 0,
             transcript: None,
             error: None,
+        }
+    }
+
+    /// A record for a direct upload: the audio will arrive in the blob store later, and its
+    /// format and size are confirmed then.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_awaiting_upload(
+        id: TranscriptionId,
+        owner: OwnerId,
+        engine: EngineKind,
+        language: Option<String>,
+        prompt: Option<String>,
+        file_name: Option<String>,
+        declared_format: AudioFormat,
+        declared_size: u64,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            status: Status::AwaitingUpload,
+            audio_key: BlobKey::for_direct_upload(&id),
+            ..Self::new_queued(
+                id,
+                owner,
+                engine,
+                language,
+                prompt,
+                file_name,
+                declared_format,
+                declared_size,
+                now,
+            )
         }
     }
 

@@ -39,6 +39,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Conflict(String),
+    #[error(
+        "this deployment's storage cannot issue upload URLs; upload with POST /v1/transcriptions"
+    )]
+    DirectUploadUnsupported,
     /// The engine could not transcribe now; the reason carries no PHI.
     #[error("{0}")]
     EngineUnavailable(String),
@@ -74,6 +78,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
+            Self::DirectUploadUnsupported => {
+                (StatusCode::NOT_IMPLEMENTED, "direct_upload_unsupported")
+            }
             Self::EngineUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -36,8 +36,8 @@ pub enum RouteGroup {
     DemoStatus,
     /// `POST /auth/guest`, `POST /auth/login` — function `auth`.
     Auth,
-    /// `POST /v1/transcriptions`, `POST /v1/audio/transcriptions` (OpenAI-compatible,
-    /// synchronous) — function `upload`.
+    /// `POST /v1/transcriptions`, `POST /v1/uploads` (presigned direct upload),
+    /// `POST /v1/audio/transcriptions` (OpenAI-compatible, synchronous) — function `upload`.
     Upload,
     /// `GET /v1/transcriptions`, `GET|DELETE /v1/transcriptions/{id}`,
     /// `GET /v1/transcriptions/{id}/transcript` — function `transcriptions`.
@@ -61,7 +61,9 @@ impl RouteGroup {
             Self::Health => routes::health::routes(),
             Self::DemoStatus => routes::demo::routes(),
             Self::Auth => routes::auth::routes(),
-            Self::Upload => routes::upload::routes().merge(routes::openai_compat::routes()),
+            Self::Upload => routes::upload::routes()
+                .merge(routes::direct_upload::routes())
+                .merge(routes::openai_compat::routes()),
             Self::Transcriptions => routes::transcriptions::routes(),
             Self::Docs => routes::docs::routes(),
         }

@@ -1,6 +1,7 @@
 //! Background work: transcription jobs and the retention sweep. Each entry point (local worker
 //! pool, SQS-triggered Lambda, scheduled Lambda) calls into these same functions.
 
+mod messages;
 mod retention;
 mod transcribe;
 #[cfg(feature = "local")]

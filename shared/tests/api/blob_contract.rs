@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::emulator::Emulator;
 use bytes::Bytes;
 use futures::StreamExt;
 use mmt_core::{
@@ -10,7 +11,6 @@ use mmt_core::{
     domain::{BlobKey, TranscriptionId},
     ports::{BlobError, BlobStore, ByteStream},
 };
-use mmt_testkit::MotoServer;
 
 use crate::helpers::spawn_app_customised;
 
@@ -92,26 +92,6 @@ async fn meets_the_contract(store: &dyn BlobStore) {
     assert!(matches!(store.get(&k).await, Err(BlobError::NotFound)));
 }
 
-async fn moto_bucket(moto: &MotoServer, bucket: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "moto",
-        ))
-        .endpoint_url(moto.endpoint())
-        .force_path_style(true)
-        .build();
-    let client = aws_sdk_s3::Client::from_conf(config);
-    client
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("create bucket");
-    client
-}
-
 #[tokio::test]
 async fn the_disk_store_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,10 +104,9 @@ async fn the_disk_store_meets_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_s3_store_meets_the_contract_on_the_emulator() {
-    let moto = MotoServer::start()
-        .await
-        .expect("moto_server (make setup installs it)");
-    let client = moto_bucket(&moto, "mmt-audio").await;
+    let aws = Emulator::start().await;
+    aws.bucket("mmt-audio").await;
+    let client = aws.s3.clone();
     meets_the_contract(&S3BlobStore::new(client.clone(), "mmt-audio", None)).await;
 
     // No multipart upload is left dangling by the refused ones.
@@ -180,10 +159,9 @@ async fn the_s3_store_meets_the_contract_on_the_emulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_runs_with_audio_in_s3() {
-    let moto = MotoServer::start()
-        .await
-        .expect("moto_server (make setup installs it)");
-    let client = moto_bucket(&moto, "mmt-pipeline").await;
+    let aws = Emulator::start().await;
+    aws.bucket("mmt-pipeline").await;
+    let client = aws.s3.clone();
     let store = Arc::new(S3BlobStore::new(client.clone(), "mmt-pipeline", None));
     let app = spawn_app_customised(&[], move |state| state.blobs = store).await;
     let token = app.guest_token().await;

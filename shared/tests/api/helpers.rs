@@ -4,7 +4,7 @@
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use mmt_core::{
-    AppState, Config,
+    AppState, AwsSdkConfig, Config,
     http::full_router,
     jobs::{Disposition, run_once},
 };
@@ -76,13 +76,29 @@ pub async fn spawn_app_customised(
     overrides: &[(&str, &str)],
     customise: impl FnOnce(&mut AppState),
 ) -> TestApp {
+    spawn(overrides, None, customise).await
+}
+
+/// An app whose AWS clients talk to `aws` (the emulator); `overrides` choose the backends.
+#[cfg(feature = "aws")]
+pub async fn spawn_app_on_aws(overrides: &[(&str, &str)], aws: AwsSdkConfig) -> TestApp {
+    spawn(overrides, Some(aws), |_| {}).await
+}
+
+async fn spawn(
+    overrides: &[(&str, &str)],
+    aws: Option<AwsSdkConfig>,
+    customise: impl FnOnce(&mut AppState),
+) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         mmt_core::telemetry::init(mmt_core::config::LogFormat::Text);
     }
     let dir = tempfile::tempdir().unwrap();
     let openai = OpenAiContractServer::start(OPENAI_KEY).await.unwrap();
     let config = Config::from_map(&test_env(&dir, &openai, overrides)).expect("test config");
-    let mut state = AppState::from_config(config).await.expect("app state");
+    let mut state = AppState::with_aws_config(config, aws)
+        .await
+        .expect("app state");
     customise(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());

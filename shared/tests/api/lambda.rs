@@ -12,16 +12,16 @@ use tower::ServiceExt;
 
 use crate::helpers::{TestApp, spawn_app_with};
 
-const FIXTURE_ID: &str = "0193a5f0-0000-7000-8000-000000000001";
+pub const FIXTURE_ID: &str = "0193a5f0-0000-7000-8000-000000000001";
 
-fn fixture(name: &str) -> String {
+pub fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../events")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-async fn invoke(
+pub async fn invoke(
     app: &TestApp,
     group: RouteGroup,
     event: &str,
@@ -41,7 +41,7 @@ async fn invoke(
     (status, headers, body)
 }
 
-fn json(body: &[u8]) -> Value {
+pub fn json(body: &[u8]) -> Value {
     serde_json::from_slice(body).unwrap()
 }
 

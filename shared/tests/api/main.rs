@@ -2,7 +2,11 @@
 
 mod auth;
 #[cfg(feature = "aws")]
+mod aws_pipeline;
+#[cfg(feature = "aws")]
 mod blob_contract;
+#[cfg(feature = "aws")]
+mod emulator;
 mod health;
 mod helpers;
 mod isolation;

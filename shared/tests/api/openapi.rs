@@ -11,6 +11,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/auth/guest"),
     ("post", "/auth/login"),
     ("post", "/v1/transcriptions"),
+    ("post", "/v1/uploads"),
     ("post", "/v1/audio/transcriptions"),
     ("get", "/v1/transcriptions"),
     ("get", "/v1/transcriptions/{id}"),

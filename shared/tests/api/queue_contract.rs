@@ -8,7 +8,8 @@ use mmt_core::{
     domain::TranscriptionId,
     ports::{Job, JobQueue},
 };
-use mmt_testkit::MotoServer;
+
+use crate::emulator::Emulator;
 
 const VISIBILITY: Duration = Duration::from_secs(2);
 
@@ -82,63 +83,12 @@ async fn the_sqlite_queue_meets_the_contract() {
     meets_the_contract(&SqliteJobQueue::new(db, "transcribe", VISIBILITY, 5)).await;
 }
 
-async fn sqs_client(moto: &MotoServer) -> aws_sdk_sqs::Client {
-    let config = aws_sdk_sqs::config::Builder::new()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "moto",
-        ))
-        .endpoint_url(moto.endpoint())
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
-}
-
-/// A queue with a dead-letter queue and the redrive policy Terraform gives it.
-async fn queue_pair(
-    client: &aws_sdk_sqs::Client,
-    name: &str,
-    max_receives: u32,
-) -> (String, String) {
-    let dlq = client
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .unwrap();
-    let dlq_url = dlq.queue_url().unwrap().to_owned();
-    let dlq_arn = client
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let queue = client
-        .create_queue()
-        .queue_name(name)
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#),
-        )
-        .send()
-        .await
-        .unwrap();
-    (queue.queue_url().unwrap().to_owned(), dlq_url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqs_queue_meets_the_contract_on_the_emulator() {
-    let moto = MotoServer::start()
-        .await
-        .expect("moto_server (make setup installs it)");
-    let client = sqs_client(&moto).await;
-    let (url, dlq) = queue_pair(&client, "mmt-transcribe", 5).await;
+    let aws = Emulator::start().await;
+    let (url, dlq) = aws.queue_pair("mmt-transcribe", 5, 30).await;
     meets_the_contract(&SqsJobQueue::new(
-        client,
+        aws.sqs.clone(),
         url,
         dlq,
         VISIBILITY,
@@ -149,12 +99,15 @@ async fn the_sqs_queue_meets_the_contract_on_the_emulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_never_acked_is_redriven_to_the_dlq_after_max_receive_count() {
-    let moto = MotoServer::start()
-        .await
-        .expect("moto_server (make setup installs it)");
-    let client = sqs_client(&moto).await;
-    let (url, dlq) = queue_pair(&client, "mmt-poison", 2).await;
-    let queue = SqsJobQueue::new(client, url, dlq, Duration::from_secs(1), Duration::ZERO);
+    let aws = Emulator::start().await;
+    let (url, dlq) = aws.queue_pair("mmt-poison", 2, 30).await;
+    let queue = SqsJobQueue::new(
+        aws.sqs.clone(),
+        url,
+        dlq,
+        Duration::from_secs(1),
+        Duration::ZERO,
+    );
     let poison = job();
     queue.enqueue(&poison, None, None).await.unwrap();
     let healthy = job();

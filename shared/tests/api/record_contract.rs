@@ -1,6 +1,7 @@
 //! One contract for every [`RecordStore`]: SQLite always, DynamoDB against a real AWS emulator
 //! (moto_server) with the table, index and TTL the adapter documents.
 
+use crate::emulator::Emulator;
 use chrono::{Duration, Utc};
 use mmt_core::{
     adapters::{Database, SqliteRecordStore, dynamodb::DynamoRecordStore},
@@ -10,7 +11,6 @@ use mmt_core::{
     },
     ports::{PageRequest, RecordStore},
 };
-use mmt_testkit::MotoServer;
 
 fn record(owner: &OwnerId, minutes_ago: i64) -> TranscriptionRecord {
     TranscriptionRecord::new_queued(
@@ -143,6 +143,50 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         "missing records do not appear"
     );
 
+    // A direct upload: awaiting until confirmed once, with the sniffed format and real size;
+    // a worker cannot start it early, and a confirmation never moves a later status back.
+    let direct = TranscriptionRecord::new_awaiting_upload(
+        TranscriptionId::new(),
+        alice.clone(),
+        EngineKind::Cloud,
+        None,
+        None,
+        None,
+        AudioFormat::Mp3,
+        5000,
+        Utc::now(),
+    );
+    store.insert(&direct).await.unwrap();
+    assert!(!store.mark_processing(&direct.id, now).await.unwrap());
+    assert!(
+        store
+            .confirm_upload(&direct.id, AudioFormat::Wav, 4321, now)
+            .await
+            .unwrap()
+    );
+    let confirmed = store.get(&direct.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            confirmed.status,
+            confirmed.audio_format,
+            confirmed.size_bytes
+        ),
+        (Status::Queued, AudioFormat::Wav, 4321)
+    );
+    assert!(store.mark_processing(&direct.id, now).await.unwrap());
+    assert!(
+        !store
+            .confirm_upload(&direct.id, AudioFormat::Mp3, 1, now)
+            .await
+            .unwrap(),
+        "a redelivered upload notice does not reset a running job"
+    );
+    assert_eq!(
+        store.get(&direct.id).await.unwrap().unwrap().status,
+        Status::Processing
+    );
+    store.delete(&direct.id).await.unwrap();
+
     // Retention reads oldest first; delete reports whether something went.
     let old = store
         .created_before(Utc::now() - Duration::minutes(15), 10)
@@ -169,73 +213,9 @@ async fn the_sqlite_store_meets_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dynamodb_store_meets_the_contract_on_the_emulator() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-        Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
-    };
-    let moto = MotoServer::start()
-        .await
-        .expect("moto_server (make setup installs it)");
-    let config = aws_sdk_dynamodb::config::Builder::new()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "moto",
-        ))
-        .endpoint_url(moto.endpoint())
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name("mmt-records")
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("owner"))
-        .attribute_definitions(attribute("created_sort"))
-        .key_schema(key("pk", KeyType::Hash))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(mmt_core::adapters::dynamodb::OWNER_INDEX)
-                .key_schema(key("owner", KeyType::Hash))
-                .key_schema(key("created_sort", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    client
-        .update_time_to_live()
-        .table_name("mmt-records")
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name("expires_at")
-                .enabled(true)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let aws = Emulator::start().await;
+    aws.records_table("mmt-records").await;
+    let client = aws.dynamodb.clone();
 
     let store = DynamoRecordStore::new(client.clone(), "mmt-records", Some(Duration::days(30)));
     meets_the_contract(&store).await;

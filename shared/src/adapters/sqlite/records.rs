@@ -4,7 +4,9 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Database, from_micros, to_micros};
 use crate::{
-    domain::{BlobKey, OwnerId, Status, Transcript, TranscriptionId, TranscriptionRecord},
+    domain::{
+        AudioFormat, BlobKey, OwnerId, Status, Transcript, TranscriptionId, TranscriptionRecord,
+    },
     ports::{BoxError, Cursor, Page, PageRequest, RecordStore, StoreError},
 };
 
@@ -174,6 +176,26 @@ impl RecordStore for SqliteRecordStore {
             .map_err(classify)
     }
 
+    async fn confirm_upload(
+        &self,
+        id: &TranscriptionId,
+        format: AudioFormat,
+        size_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            id,
+            "UPDATE transcriptions SET status = 'queued', audio_format = ?1, size_bytes = ?2, updated_at = ?3
+             WHERE id = ?4 AND status = 'awaiting_upload'",
+            vec![
+                format.extension().to_owned().into(),
+                i64::try_from(size_bytes).unwrap_or(i64::MAX).into(),
+                to_micros(now).into(),
+            ],
+        )
+        .await
+    }
+
     async fn mark_processing(
         &self,
         id: &TranscriptionId,
@@ -219,7 +241,7 @@ impl RecordStore for SqliteRecordStore {
         self.transition(
             id,
             "UPDATE transcriptions SET status = 'failed', error = ?1, updated_at = ?2
-             WHERE id = ?3 AND status IN ('queued', 'processing')",
+             WHERE id = ?3 AND status IN ('awaiting_upload', 'queued', 'processing')",
             vec![reason.to_owned().into(), to_micros(now).into()],
         )
         .await

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod demo;
+pub mod direct_upload;
 pub mod docs;
 pub mod health;
 pub mod openai_compat;

@@ -386,7 +386,7 @@ async fn small_text(mut field: Field<'_>, max_bytes: usize) -> Result<String, Ap
 }
 
 /// The client's file name without any path, control characters, or excess length.
-fn clean_file_name(raw: &str) -> Option<String> {
+pub(crate) fn clean_file_name(raw: &str) -> Option<String> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
     let cleaned = cleaned.trim();

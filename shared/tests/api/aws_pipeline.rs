@@ -1,0 +1,454 @@
+//! The serverless deployment end to end, with no AWS account: the Lambda handlers fed with the
+//! `events/` fixtures, and S3, SQS and DynamoDB played by a real emulator (moto_server),
+//! provisioned as `infra/` provisions them.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Context, LambdaEvent};
+use mmt_core::{
+    entrypoints::lambda::{handle_scheduled_sweep, handle_sqs_event},
+    http::RouteGroup,
+};
+use mmt_testkit::Failure;
+use serde_json::Value;
+
+use crate::{
+    emulator::{Deployment, Emulator, sqs_event},
+    helpers::{TestApp, sha256_hex, spawn_app_on_aws},
+    lambda::{FIXTURE_ID, fixture, invoke, json},
+};
+
+struct Stack {
+    aws: Emulator,
+    deployment: Deployment,
+    app: TestApp,
+}
+
+async fn stack(max_receives: u32, visibility_s: u32, overrides: &[(&str, &str)]) -> Stack {
+    let aws = Emulator::start().await;
+    let deployment = aws.deployment(max_receives, visibility_s).await;
+    let env = deployment.env();
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(overrides);
+    let app = spawn_app_on_aws(&all, aws.sdk.clone()).await;
+    let stack = Stack {
+        aws,
+        deployment,
+        app,
+    };
+    // Configuring the notification makes S3 send a test event; the function lets it go.
+    let test_event = stack.aws.receive(&stack.deployment.queue_url).await;
+    assert_eq!(test_event.len(), 1);
+    assert!(test_event[0].body().unwrap().contains("s3:TestEvent"));
+    let response = stack.deliver(sqs_event(&test_event)).await;
+    assert!(response.batch_item_failures.is_empty());
+    stack.delete(&test_event).await;
+    assert!(stack.app.openai.requests().is_empty());
+    stack
+}
+
+impl Stack {
+    /// What the Lambda event source mapping does with one poll: receive, invoke the
+    /// function, delete the messages it did not report as failed.
+    async fn poll_transcribe_function(&self) -> (usize, SqsBatchResponse) {
+        let messages = self.aws.receive(&self.deployment.queue_url).await;
+        let response = self.deliver(sqs_event(&messages)).await;
+        let succeeded: Vec<_> = messages
+            .iter()
+            .filter(|m| {
+                !response
+                    .batch_item_failures
+                    .iter()
+                    .any(|f| Some(f.item_identifier.as_str()) == m.message_id())
+            })
+            .cloned()
+            .collect();
+        self.delete(&succeeded).await;
+        (messages.len(), response)
+    }
+
+    async fn delete(&self, messages: &[aws_sdk_sqs::types::Message]) {
+        for m in messages {
+            // The function may have removed it already (a dead letter); as on AWS, a second
+            // delete is harmless.
+            let _ = self
+                .aws
+                .sqs
+                .delete_message()
+                .queue_url(&self.deployment.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await;
+        }
+    }
+
+    async fn deliver(&self, event: SqsEvent) -> SqsBatchResponse {
+        handle_sqs_event(&self.app.state, LambdaEvent::new(event, Context::default()))
+            .await
+            .unwrap()
+    }
+
+    async fn record(&self, token: &str, id: &str) -> Value {
+        let (status, body) = self
+            .app
+            .get_json(token, &format!("/v1/transcriptions/{id}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn dead_letters(&self) -> Vec<String> {
+        self.aws
+            .receive(&self.deployment.dead_letter_url)
+            .await
+            .iter()
+            .filter_map(|m| m.body().map(str::to_owned))
+            .collect()
+    }
+
+    async fn guest_token(&self) -> String {
+        let (status, _, body) = invoke(
+            &self.app,
+            RouteGroup::Auth,
+            &fixture("apigw-auth-guest.json"),
+        )
+        .await;
+        assert_eq!(status, 201);
+        json(&body)["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /v1/uploads` through the upload function, then the client's `PUT`.
+    async fn direct_upload(&self, token: &str, audio: Vec<u8>) -> String {
+        let event = fixture("apigw-create-upload.json")
+            .replace("__TOKEN__", token)
+            .replace("8044", &audio.len().to_string());
+        let (status, headers, body) = invoke(&self.app, RouteGroup::Upload, &event).await;
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        let ticket = json(&body);
+        let id = ticket["id"].as_str().unwrap().to_owned();
+        assert_eq!(ticket["status"], "awaiting_upload");
+        assert_eq!(
+            headers["location"],
+            format!("/v1/transcriptions/{id}").as_str()
+        );
+        assert_eq!(ticket["upload_method"], "PUT");
+        let mut put = self
+            .app
+            .client
+            .put(ticket["upload_url"].as_str().unwrap())
+            .body(audio);
+        for (name, value) in ticket["upload_headers"].as_object().unwrap() {
+            put = put.header(name, value.as_str().unwrap());
+        }
+        let response = put.send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
+        id
+    }
+
+    /// Waits for the store's notification(s) to reach the queue.
+    async fn wait_for_messages(&self, n: usize) {
+        for _ in 0..50 {
+            let stats = self
+                .aws
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.deployment.queue_url)
+                .attribute_names(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                )
+                .send()
+                .await
+                .unwrap();
+            let visible: usize = stats.attributes().unwrap()
+                [&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages]
+                .parse()
+                .unwrap();
+            if visible >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{n} message(s) never reached the transcribe queue");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_runs_through_the_lambda_handlers_on_the_emulator() {
+    let s = stack(3, 30, &[]).await;
+    let token = s.guest_token().await;
+    let with_token = |name: &str| fixture(name).replace("__TOKEN__", &token);
+
+    // The upload function streams the file to S3, writes the record to DynamoDB and the job
+    // to SQS, with the request's correlation id as a message attribute.
+    let (status, _, body) =
+        invoke(&s.app, RouteGroup::Upload, &with_token("apigw-upload.json")).await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let id = json(&body)["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.aws.object_keys(&s.deployment.bucket).await,
+        vec![format!("audio/{id}")]
+    );
+    let messages = s.aws.receive(&s.deployment.queue_url).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].message_attributes().unwrap()["correlation_id"].string_value(),
+        Some("fixture-v1-transcriptions")
+    );
+
+    // The transcribe function gets it as the event source mapping delivers it.
+    let response = s.deliver(sqs_event(&messages)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let with_id = |name: &str| with_token(name).replace("__ID__", &id);
+    let (status, _, body) = invoke(
+        &s.app,
+        RouteGroup::Transcriptions,
+        &with_id("apigw-get.json"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let record = json(&body);
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["attempts"], 1);
+    let (status, _, body) = invoke(
+        &s.app,
+        RouteGroup::Transcriptions,
+        &with_id("apigw-transcript.json"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let srt = String::from_utf8(body).unwrap();
+    assert!(srt.starts_with("1\n00:00:00,000 --> "), "{srt}");
+
+    // A stale redelivery of the same message (SQS is at-least-once) changes nothing.
+    let response = s.deliver(sqs_event(&messages)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let again = s.record(&token, &id).await;
+    assert_eq!(again["attempts"], 1, "no second attempt was made");
+    assert_eq!(again["updated_at"], record["updated_at"]);
+    assert_eq!(s.app.openai.requests().len(), 1, "the engine ran once");
+
+    // The list and delete functions on DynamoDB and S3.
+    let (status, _, body) = invoke(
+        &s.app,
+        RouteGroup::Transcriptions,
+        &with_token("apigw-list.json"),
+    )
+    .await;
+    assert_eq!(
+        (status, json(&body)["items"][0]["id"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    let (status, _, _) = invoke(
+        &s.app,
+        RouteGroup::Transcriptions,
+        &with_id("apigw-delete.json"),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(s.aws.object_keys(&s.deployment.bucket).await.is_empty());
+    let (status, _, _) = invoke(
+        &s.app,
+        RouteGroup::Transcriptions,
+        &with_id("apigw-get.json"),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The retention function on the same stores, from both schedule payloads.
+    for name in ["eventbridge-retention.json", "scheduler-retention.json"] {
+        let payload: Value = serde_json::from_str(&fixture(name)).unwrap();
+        let report =
+            handle_scheduled_sweep(&s.app.state, LambdaEvent::new(payload, Context::default()))
+                .await
+                .unwrap();
+        assert_eq!(report.deleted_records, 0, "{name}: nothing is old enough");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presigned_upload_starts_its_transcription_through_the_bucket_event() {
+    let s = stack(3, 30, &[]).await;
+    let token = s.guest_token().await;
+    let audio = mmt_testkit::tone_wav(2.0, 16_000);
+    let id = s.direct_upload(&token, audio.clone()).await;
+
+    // The bytes went straight to S3, under the prefix whose events start work.
+    assert_eq!(
+        s.aws.object_keys(&s.deployment.bucket).await,
+        vec![format!("uploads/{id}")]
+    );
+    assert!(s.app.openai.requests().is_empty());
+    s.wait_for_messages(1).await;
+    let (received, response) = s.poll_transcribe_function().await;
+    assert_eq!(received, 1);
+    assert!(response.batch_item_failures.is_empty());
+
+    let record = s.record(&token, &id).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["size_bytes"], audio.len());
+    let sent = s.app.openai.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].file_sha256.as_deref(),
+        Some(sha256_hex(&audio).as_str()),
+        "the engine got exactly the uploaded bytes"
+    );
+
+    // The notification as the fixture describes it, redelivered: nothing changes.
+    let redelivered: SqsEvent =
+        serde_json::from_str(&fixture("sqs-s3-object-created.json").replace(FIXTURE_ID, &id))
+            .unwrap();
+    let response = s.deliver(redelivered).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(s.app.openai.requests().len(), 1);
+    assert_eq!(s.record(&token, &id).await["attempts"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_upload_that_is_not_audio_fails_and_is_removed() {
+    let s = stack(3, 30, &[]).await;
+    let token = s.guest_token().await;
+    let id = s
+        .direct_upload(&token, b"%PDF-1.7 not a recording at all".to_vec())
+        .await;
+    s.wait_for_messages(1).await;
+    let (_, response) = s.poll_transcribe_function().await;
+    assert!(response.batch_item_failures.is_empty());
+    let record = s.record(&token, &id).await;
+    assert_eq!(record["status"], "failed");
+    assert!(
+        record["error"].as_str().unwrap().contains("not audio"),
+        "{record}"
+    );
+    assert!(s.aws.object_keys(&s.deployment.bucket).await.is_empty());
+    assert!(s.app.openai.requests().is_empty());
+    assert!(
+        s.dead_letters().await.is_empty(),
+        "a client mistake is not a dead letter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_tickets_are_checked_before_any_url_is_issued() {
+    let s = stack(3, 30, &[("MAX_UPLOAD_BYTES", "1000000")]).await;
+    let token = s.guest_token().await;
+    for (body, want) in [
+        (
+            r#"{"filename":"a.wav","content_type":"audio/wav","size":2000000}"#,
+            413,
+        ),
+        (
+            r#"{"filename":"a.pdf","content_type":"application/pdf","size":100}"#,
+            415,
+        ),
+        (
+            r#"{"filename":"a.wav","content_type":"audio/wav","size":0}"#,
+            400,
+        ),
+        (
+            r#"{"filename":"a.wav","content_type":"audio/wav","size":10,"engine":"local"}"#,
+            400,
+        ),
+        (r#"{"filename":"a.wav","content_type":"audio/wav"}"#, 400),
+    ] {
+        let response = s
+            .app
+            .client
+            .post(s.app.url("/v1/uploads"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), want, "{body}");
+    }
+    let unauthenticated = s
+        .app
+        .client
+        .post(s.app.url("/v1/uploads"))
+        .json(&serde_json::json!({"filename":"a.wav","content_type":"audio/wav","size":10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let (_, list) = s.app.get_json(&token, "/v1/transcriptions").await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "no record was made"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_message_is_dead_lettered_after_max_receives_while_its_batch_succeeds() {
+    // Visibility 1 s so a failed message comes back quickly; three receives at most.
+    let s = stack(
+        3,
+        1,
+        &[("OPENAI_MAX_RETRIES", "0"), ("MAX_RECEIVE_COUNT", "3")],
+    )
+    .await;
+    let token = s.guest_token().await;
+    let poisoned = mmt_testkit::tone_wav(2.0, 16_000);
+    s.app
+        .openai
+        .fail_file(sha256_hex(&poisoned), Failure::ServerError(503));
+    let bad = s.direct_upload(&token, poisoned).await;
+    let mut good = Vec::new();
+    for _ in 0..3 {
+        good.push(s.app.upload_wav(&token).await);
+    }
+    s.wait_for_messages(4).await;
+
+    let mut polls = 0;
+    let mut reported = Vec::new();
+    loop {
+        let (received, response) = s.poll_transcribe_function().await;
+        reported.extend(
+            response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone()),
+        );
+        polls += 1;
+        let bad_record = s.record(&token, &bad).await;
+        if received == 0 && bad_record["status"] == "failed" {
+            break;
+        }
+        assert!(
+            polls < 30,
+            "the poisoned message never settled: {bad_record}"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+
+    for id in &good {
+        assert_eq!(s.record(&token, id).await["status"], "completed");
+    }
+    let bad_record = s.record(&token, &bad).await;
+    assert_eq!(bad_record["attempts"], 3, "{bad_record}");
+    assert!(
+        bad_record["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{bad_record}"
+    );
+    assert_eq!(
+        reported.len(),
+        2,
+        "reported alone, on its first two receives"
+    );
+    let dead = s.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].contains(&bad),
+        "the DLQ holds the upload's notification"
+    );
+}
