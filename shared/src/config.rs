@@ -17,7 +17,18 @@ pub enum ConfigError {
     Missing { key: &'static str, reason: String },
     #[error("unsafe configuration for ENV=prod: {key} {reason}")]
     UnsafeForProduction { key: &'static str, reason: String },
+    #[error("cannot read {key} from SSM parameter {parameter}: {reason}")]
+    SecretUnavailable {
+        key: &'static str,
+        parameter: String,
+        reason: String,
+    },
 }
+
+/// Settings that may be given as `<KEY>_SSM_PARAMETER` (the name of an SSM SecureString)
+/// instead of a value, so the secret never sits in the function's configuration or in
+/// Terraform state.
+pub const SECRET_KEYS: &[&str] = &["INTERNAL_JWT_SECRET", "OPENAI_API_KEY"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -170,6 +181,9 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub cloud: Option<CloudEngineConfig>,
     pub local_engine_enabled: bool,
+    /// The local engine runs on a separate worker (the GPU service) that consumes the queue:
+    /// this process accepts `engine=local` uploads without loading a model.
+    pub local_engine_on_worker: bool,
     pub local: LocalEngineConfig,
     pub default_engine: Option<EngineKind>,
     pub cors_allow_origins: Vec<String>,
@@ -235,6 +249,14 @@ impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the process environment, fetching the secrets given as `<KEY>_SSM_PARAMETER`.
+    /// What every binary calls at start-up (once per Lambda cold start).
+    pub async fn load() -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let env = resolve_secret_parameters(env, None).await?;
+        Self::from_map(&env)
     }
 
     /// Reads from a map: tests describe a configuration exactly as the environment would.
@@ -365,6 +387,8 @@ impl Config {
             None
         };
         let local_engine_enabled = src.flag("ENABLE_LOCAL_TRANSCRIPTION", false)?;
+        let local_engine_on_worker = src.flag("LOCAL_ENGINE_ON_WORKER", false)?;
+        let local_available = local_engine_enabled || local_engine_on_worker;
         let models_dir: PathBuf = src.parse("MODELS_DIR", PathBuf::from("./models"))?;
         let default_threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
@@ -395,7 +419,7 @@ impl Config {
                 reason: e,
             })?),
             // Local first: audio that never leaves the box is the safer default for PHI.
-            None if local_engine_enabled => Some(EngineKind::Local),
+            None if local_available => Some(EngineKind::Local),
             None if cloud.is_some() => Some(EngineKind::Cloud),
             None => None,
         };
@@ -406,10 +430,11 @@ impl Config {
                     reason: "cloud is not enabled (ENABLE_CLOUD_TRANSCRIPTION)".into(),
                 });
             }
-            Some(EngineKind::Local) if !local_engine_enabled => {
+            Some(EngineKind::Local) if !local_available => {
                 return Err(ConfigError::Invalid {
                     key: "DEFAULT_ENGINE",
-                    reason: "local is not enabled (ENABLE_LOCAL_TRANSCRIPTION)".into(),
+                    reason: "local is not enabled (ENABLE_LOCAL_TRANSCRIPTION or LOCAL_ENGINE_ON_WORKER)"
+                        .into(),
                 });
             }
             _ => {}
@@ -480,6 +505,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
             cloud,
             local_engine_enabled,
+            local_engine_on_worker,
             local,
             default_engine,
             cors_allow_origins,
@@ -553,7 +579,7 @@ impl Config {
     pub fn engine_enabled(&self, engine: EngineKind) -> bool {
         match engine {
             EngineKind::Cloud => self.cloud.is_some(),
-            EngineKind::Local => self.local_engine_enabled,
+            EngineKind::Local => self.local_engine_enabled || self.local_engine_on_worker,
         }
     }
 
@@ -572,6 +598,77 @@ impl Config {
 
     pub fn retention(&self) -> Option<chrono::Duration> {
         (self.retention_days > 0).then(|| chrono::Duration::days(i64::from(self.retention_days)))
+    }
+}
+
+/// The `(KEY, parameter name)` pairs to fetch: keys given by parameter and not by value.
+fn secret_parameters(env: &HashMap<String, String>) -> Vec<(&'static str, String)> {
+    SECRET_KEYS
+        .iter()
+        .filter(|key| env.get(**key).is_none_or(|v| v.trim().is_empty()))
+        .filter_map(|key| {
+            env.get(&format!("{key}_SSM_PARAMETER"))
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .map(|name| (*key, name))
+        })
+        .collect()
+}
+
+/// Fills in the secrets given as `<KEY>_SSM_PARAMETER` from SSM Parameter Store (decrypted).
+/// `sdk`: the AWS configuration to use; `None` loads the standard chain, only if needed.
+#[cfg(feature = "aws")]
+pub async fn resolve_secret_parameters(
+    mut env: HashMap<String, String>,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<HashMap<String, String>, ConfigError> {
+    let wanted = secret_parameters(&env);
+    if wanted.is_empty() {
+        return Ok(env);
+    }
+    let loaded;
+    let sdk = match sdk {
+        Some(sdk) => sdk,
+        None => {
+            loaded = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            &loaded
+        }
+    };
+    let client = aws_sdk_ssm::Client::new(sdk);
+    for (key, parameter) in wanted {
+        let unavailable = |reason: String| ConfigError::SecretUnavailable {
+            key,
+            parameter: parameter.clone(),
+            reason,
+        };
+        let out = client
+            .get_parameter()
+            .name(&parameter)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(crate::telemetry::error_chain(&e.into_service_error())))?;
+        let value = out
+            .parameter()
+            .and_then(|p| p.value())
+            .ok_or_else(|| unavailable("the parameter has no value".into()))?;
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(env)
+}
+
+#[cfg(not(feature = "aws"))]
+pub async fn resolve_secret_parameters(
+    env: HashMap<String, String>,
+    _sdk: Option<&()>,
+) -> Result<HashMap<String, String>, ConfigError> {
+    match secret_parameters(&env).into_iter().next() {
+        None => Ok(env),
+        Some((key, parameter)) => Err(ConfigError::SecretUnavailable {
+            key,
+            parameter,
+            reason: "this build has no AWS support (the `aws` feature)".into(),
+        }),
     }
 }
 
@@ -682,6 +779,26 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.default_engine, Some(EngineKind::Cloud));
+    }
+
+    #[test]
+    fn the_local_engine_can_live_on_a_worker() {
+        let c = config(&[
+            ("ENABLE_CLOUD_TRANSCRIPTION", "true"),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("LOCAL_ENGINE_ON_WORKER", "true"),
+            ("DEFAULT_ENGINE", "local"),
+        ])
+        .unwrap();
+        assert!(c.engine_enabled(EngineKind::Local));
+        assert!(
+            !c.local_engine_enabled,
+            "no model is loaded in this process"
+        );
+        let err = config(&[("DEFAULT_ENGINE", "local")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LOCAL_ENGINE_ON_WORKER"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use mmt_core::{AppState, Config, entrypoints::lambda::handle_sqs_event, telemetr
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     telemetry::init(config.log_format);
     let state = AppState::from_config(config).await?;
     let state = &state;

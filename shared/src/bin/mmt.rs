@@ -46,7 +46,7 @@ enum Mode {
 }
 
 async fn serve(mode: Mode) -> ExitCode {
-    let config = match Config::from_env() {
+    let config = match Config::load().await {
         Ok(config) => config,
         Err(err) => {
             eprintln!("mmt: configuration error: {err}");

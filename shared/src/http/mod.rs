@@ -56,6 +56,23 @@ impl RouteGroup {
         Self::Docs,
     ];
 
+    /// The Lambda function (crate under `functions/`) that serves this group.
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::DemoStatus => "demo-status",
+            Self::Auth => "auth",
+            Self::Upload => "upload",
+            Self::Transcriptions => "transcriptions",
+            Self::Docs => "docs",
+        }
+    }
+
+    /// The OpenAPI description of this group's routes alone.
+    pub fn openapi(self) -> utoipa::openapi::OpenApi {
+        merged(&[self]).split_for_parts().1
+    }
+
     fn routes(self) -> OpenApiRouter<AppState> {
         match self {
             Self::Health => routes::health::routes(),

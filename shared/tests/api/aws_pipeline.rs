@@ -452,3 +452,53 @@ async fn a_poisoned_message_is_dead_lettered_after_max_receives_while_its_batch_
         "the DLQ holds the upload's notification"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_given_as_ssm_parameters_are_read_at_start_up() {
+    use mmt_core::config::{ConfigError, resolve_secret_parameters};
+    use secrecy::ExposeSecret;
+
+    let aws = Emulator::start().await;
+    let ssm = aws_sdk_ssm::Client::new(&aws.sdk);
+    let secret = "a-jwt-secret-that-lives-only-in-parameter-store-0123456789";
+    ssm.put_parameter()
+        .name("/mmt-test/jwt-secret")
+        .value(secret)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let env: std::collections::HashMap<String, String> = [
+        ("ENV", "prod"),
+        ("INTERNAL_JWT_SECRET_SSM_PARAMETER", "/mmt-test/jwt-secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+
+    // Without the parameter resolved, production refuses to start.
+    assert!(mmt_core::Config::from_map(&env).is_err());
+    let resolved = resolve_secret_parameters(env.clone(), Some(&aws.sdk))
+        .await
+        .unwrap();
+    let config = mmt_core::Config::from_map(&resolved).unwrap();
+    assert_eq!(config.jwt_secret.unwrap().expose_secret(), secret);
+
+    // A missing parameter stops start-up with its name, and no value anywhere.
+    let mut missing = env;
+    missing.insert(
+        "INTERNAL_JWT_SECRET_SSM_PARAMETER".into(),
+        "/mmt-test/not-there".into(),
+    );
+    let err = resolve_secret_parameters(missing, Some(&aws.sdk))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ConfigError::SecretUnavailable {
+            key: "INTERNAL_JWT_SECRET",
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("/mmt-test/not-there"), "{err}");
+}

@@ -9,6 +9,7 @@ mod blob_contract;
 mod emulator;
 mod health;
 mod helpers;
+mod infra;
 mod isolation;
 mod lambda;
 #[cfg(feature = "whisper")]

@@ -1,0 +1,97 @@
+variable "name" {
+  type = string
+}
+
+variable "region" {
+  type = string
+}
+
+variable "image" {
+  description = "The worker image (infra/gpu-worker/Dockerfile), e.g. <account>.dkr.ecr.<region>.amazonaws.com/mmt-gpu-worker:<tag>."
+  type        = string
+}
+
+variable "image_repository_arn" {
+  description = "ECR repository of the image (the execution role may pull only from it)."
+  type        = string
+}
+
+variable "instance_type" {
+  description = "GPU instance type (one GPU per task)."
+  type        = string
+  default     = "g5.xlarge"
+}
+
+variable "max_instances" {
+  type    = number
+  default = 2
+}
+
+variable "messages_per_task" {
+  description = "Waiting messages that justify one more worker."
+  type        = number
+  default     = 20
+}
+
+variable "task_cpu" {
+  type    = number
+  default = 3072
+}
+
+variable "task_memory_mb" {
+  type    = number
+  default = 14336
+}
+
+variable "root_volume_gb" {
+  type    = number
+  default = 60
+}
+
+variable "vpc_id" {
+  type = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets with a route to AWS APIs (NAT or VPC endpoints)."
+  type        = list(string)
+}
+
+variable "queue_name" {
+  description = "The transcribe queue (its depth drives scaling)."
+  type        = string
+}
+
+variable "environment" {
+  description = "The worker's configuration (ENV, stores, queue URLs, WHISPER_*)."
+  type        = map(string)
+}
+
+variable "secret_environment" {
+  description = "Environment variable → SSM parameter ARN, injected by ECS at start."
+  type        = map(string)
+  default     = {}
+}
+
+variable "secret_parameter_arns" {
+  description = "Secret name → SSM parameter ARN (the execution role may read only these)."
+  type        = map(string)
+}
+
+variable "statements" {
+  description = "The IAM statements the worker needs (nothing else is granted)."
+  type = list(object({
+    sid       = string
+    actions   = list(string)
+    resources = list(string)
+  }))
+}
+
+variable "kms_key_arn" {
+  type = string
+}
+
+variable "log_retention_days" {
+  type    = number
+  default = 365
+}

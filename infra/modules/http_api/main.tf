@@ -1,0 +1,96 @@
+# API Gateway HTTP API: the $default stage, one Lambda proxy integration per function and one
+# route per API route, so each function is reached only on its own paths.
+
+locals {
+  integrated_functions = toset([for route in values(var.routes) : route.function])
+  use_jwt_authorizer   = var.jwt_authorizer != null
+}
+
+resource "aws_apigatewayv2_api" "http" {
+  name          = var.name
+  protocol_type = "HTTP"
+  description   = "MMT medical transcription API"
+
+  dynamic "cors_configuration" {
+    for_each = length(var.cors_allow_origins) > 0 ? [1] : []
+    content {
+      allow_origins = var.cors_allow_origins
+      allow_methods = ["GET", "POST", "DELETE", "OPTIONS"]
+      allow_headers = ["authorization", "content-type", "x-correlation-id"]
+      max_age       = 600
+    }
+  }
+}
+
+resource "aws_cloudwatch_log_group" "access" {
+  name              = "/aws/apigateway/${var.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+}
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.http.id
+  name        = "$default"
+  auto_deploy = true
+
+  default_route_settings {
+    throttling_burst_limit = var.throttling_burst_limit
+    throttling_rate_limit  = var.throttling_rate_limit
+  }
+
+  # No headers, no body, no query string: nothing that could carry a token or PHI.
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.access.arn
+    format = jsonencode({
+      requestId      = "$context.requestId"
+      requestTime    = "$context.requestTime"
+      routeKey       = "$context.routeKey"
+      status         = "$context.status"
+      latencyMs      = "$context.responseLatency"
+      integrationErr = "$context.integrationErrorMessage"
+      sourceIp       = "$context.identity.sourceIp"
+    })
+  }
+}
+
+resource "aws_apigatewayv2_authorizer" "jwt" {
+  count            = local.use_jwt_authorizer ? 1 : 0
+  api_id           = aws_apigatewayv2_api.http.id
+  name             = "jwt"
+  authorizer_type  = "JWT"
+  identity_sources = ["$request.header.Authorization"]
+
+  jwt_configuration {
+    issuer   = var.jwt_authorizer.issuer
+    audience = var.jwt_authorizer.audience
+  }
+}
+
+resource "aws_apigatewayv2_integration" "function" {
+  for_each               = local.integrated_functions
+  api_id                 = aws_apigatewayv2_api.http.id
+  integration_type       = "AWS_PROXY"
+  integration_uri        = var.function_invoke_arns[each.key]
+  payload_format_version = "2.0"
+  timeout_milliseconds   = 29000
+}
+
+resource "aws_apigatewayv2_route" "route" {
+  for_each = var.routes
+
+  # checkov:skip=CKV_AWS_309:Routes without a gateway authorizer are either public by design (health, demo status, sign-in, docs) or verify the bearer token inside the function, which also enforces record ownership; set jwt_authorizer to add a gateway check for an external identity provider.
+  api_id             = aws_apigatewayv2_api.http.id
+  route_key          = each.key
+  target             = "integrations/${aws_apigatewayv2_integration.function[each.value.function].id}"
+  authorization_type = local.use_jwt_authorizer && !each.value.public ? "JWT" : "NONE"
+  authorizer_id      = local.use_jwt_authorizer && !each.value.public ? aws_apigatewayv2_authorizer.jwt[0].id : null
+}
+
+resource "aws_lambda_permission" "api" {
+  for_each      = local.integrated_functions
+  statement_id  = "AllowHttpApi"
+  action        = "lambda:InvokeFunction"
+  function_name = var.function_names[each.key]
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
+}

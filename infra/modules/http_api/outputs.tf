@@ -1,0 +1,8 @@
+output "url" {
+  description = "Base URL of the API ($default stage)."
+  value       = aws_apigatewayv2_stage.default.invoke_url
+}
+
+output "execution_arn" {
+  value = aws_apigatewayv2_api.http.execution_arn
+}

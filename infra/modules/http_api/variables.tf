@@ -1,0 +1,57 @@
+variable "name" {
+  description = "The API's name."
+  type        = string
+}
+
+variable "routes" {
+  description = "Route key (\"METHOD /path\") → the function serving it, and whether it is public."
+  type = map(object({
+    function = string
+    public   = bool
+  }))
+}
+
+variable "function_invoke_arns" {
+  description = "Function key → invoke ARN."
+  type        = map(string)
+}
+
+variable "function_names" {
+  description = "Function key → function name."
+  type        = map(string)
+}
+
+variable "jwt_authorizer" {
+  description = "Optional gateway JWT check (issuer URL and audiences of an external identity provider) on non-public routes."
+  type = object({
+    issuer   = string
+    audience = list(string)
+  })
+  default = null
+}
+
+variable "cors_allow_origins" {
+  description = "Browser origins allowed to call the API; empty = no CORS."
+  type        = list(string)
+  default     = []
+}
+
+variable "throttling_burst_limit" {
+  type    = number
+  default = 100
+}
+
+variable "throttling_rate_limit" {
+  type    = number
+  default = 50
+}
+
+variable "kms_key_arn" {
+  description = "Encrypts the access log group."
+  type        = string
+}
+
+variable "log_retention_days" {
+  type    = number
+  default = 365
+}

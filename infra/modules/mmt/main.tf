@@ -1,0 +1,298 @@
+# The whole serverless deployment: storage, queues, secrets, one function per route group plus
+# the queue consumer and the retention sweep, the HTTP API, the schedule, and (optionally) the
+# GPU worker.
+
+locals {
+  bucket_arn  = module.storage.bucket_arn
+  audio_paths = ["${module.storage.bucket_arn}/audio/*", "${module.storage.bucket_arn}/uploads/*"]
+  table_arns  = [module.storage.table_arn, "${module.storage.table_arn}/index/by_owner"]
+  key_arn     = aws_kms_key.data.arn
+  jwt_secret  = module.secrets.parameter_arns["jwt-secret"]
+  openai_key  = module.secrets.parameter_arns["openai-api-key"]
+
+  # With a GPU worker, the worker consumes the transcribe queue (both engines); otherwise the
+  # transcribe function does (cloud engine).
+  gpu_worker = var.gpu_worker != null
+
+  environment = {
+    ENV                               = "prod"
+    LOG_FORMAT                        = "json"
+    DEMO_MODE                         = "false"
+    DATA_DIR                          = "/tmp"
+    BLOB_STORE                        = "s3"
+    S3_BUCKET                         = module.storage.bucket_name
+    S3_KMS_KEY_ID                     = local.key_arn
+    RECORD_STORE                      = "dynamodb"
+    DYNAMODB_TABLE                    = module.storage.table_name
+    JOB_QUEUE                         = "sqs"
+    SQS_TRANSCRIBE_QUEUE_URL          = module.transcribe_queue.url
+    SQS_TRANSCRIBE_DLQ_URL            = module.transcribe_queue.dead_letter_url
+    MAX_RECEIVE_COUNT                 = tostring(var.max_receive_count)
+    RETENTION_DAYS                    = tostring(var.retention_days)
+    MAX_UPLOAD_BYTES                  = tostring(var.max_upload_bytes)
+    ALLOW_GUEST_AUTH                  = tostring(var.allow_guest_auth)
+    ENABLE_CLOUD_TRANSCRIPTION        = "true"
+    OPENAI_BASE_URL                   = var.openai_base_url
+    LOCAL_ENGINE_ON_WORKER            = tostring(local.gpu_worker)
+    DEFAULT_ENGINE                    = local.gpu_worker ? "local" : "cloud"
+    CORS_ALLOW_ORIGINS                = join(",", var.cors_allow_origins)
+    INTERNAL_JWT_SECRET_SSM_PARAMETER = module.secrets.parameter_names["jwt-secret"]
+    OPENAI_API_KEY_SSM_PARAMETER      = module.secrets.parameter_names["openai-api-key"]
+  }
+
+  # What each function may touch. Nothing else is granted (see modules/functions), and no
+  # statement names a wildcard action or a "*" resource on data: shared/tests/api/infra.rs.
+  read_secret = {
+    sid       = "ReadJwtSecret"
+    actions   = ["ssm:GetParameter"]
+    resources = [local.jwt_secret]
+  }
+  use_key = {
+    sid       = "UseDataKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.key_arn]
+  }
+
+  functions = {
+    health = {
+      description          = "GET /health/live, /health/ready"
+      memory_mb            = 128
+      timeout_s            = 10
+      reserved_concurrency = 10
+      statements = [
+        { sid = "PingTable", actions = ["dynamodb:DescribeTable"], resources = [module.storage.table_arn] },
+        { sid = "PingBucket", actions = ["s3:ListBucket"], resources = [local.bucket_arn] },
+        { sid = "QueueDepth", actions = ["sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn, module.transcribe_queue.dead_letter_arn] },
+        local.read_secret,
+        local.use_key,
+      ]
+    }
+    demo-status = {
+      description          = "GET /demo/status"
+      memory_mb            = 128
+      timeout_s            = 5
+      reserved_concurrency = 10
+      statements           = [local.read_secret, local.use_key]
+    }
+    auth = {
+      description          = "POST /auth/guest, /auth/login"
+      memory_mb            = 256
+      timeout_s            = 10
+      reserved_concurrency = 20
+      statements           = [local.read_secret, local.use_key]
+    }
+    upload = {
+      description          = "POST /v1/transcriptions, /v1/uploads, /v1/audio/transcriptions"
+      memory_mb            = 1024
+      timeout_s            = 60
+      reserved_concurrency = 50
+      statements = [
+        { sid = "StoreAudio", actions = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], resources = local.audio_paths },
+        { sid = "WriteRecords", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
+        { sid = "EnqueueJobs", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },
+        { sid = "ReadOpenAiKey", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.openai_key] },
+        local.use_key,
+      ]
+    }
+    transcriptions = {
+      description          = "GET /v1/transcriptions[/{id}[/transcript]], DELETE /v1/transcriptions/{id}"
+      memory_mb            = 256
+      timeout_s            = 10
+      reserved_concurrency = 50
+      statements = [
+        { sid = "ReadRecords", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.table_arns },
+        { sid = "DeleteAudio", actions = ["s3:DeleteObject"], resources = local.audio_paths },
+        local.read_secret,
+        local.use_key,
+      ]
+    }
+    docs = {
+      description          = "GET /openapi.json, /docs"
+      memory_mb            = 128
+      timeout_s            = 5
+      reserved_concurrency = 5
+      statements           = [local.read_secret, local.use_key]
+    }
+    transcribe = {
+      description          = "Consumes the transcribe queue (jobs and direct-upload events)"
+      memory_mb            = 1024
+      timeout_s            = var.transcribe_timeout_s
+      reserved_concurrency = var.transcribe_concurrency
+      statements = [
+        { sid = "ReadAudio", actions = ["s3:GetObject", "s3:DeleteObject"], resources = local.audio_paths },
+        { sid = "UpdateRecords", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [module.storage.table_arn] },
+        { sid = "ConsumeQueue", actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn] },
+        { sid = "DeadLetter", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.dead_letter_arn] },
+        { sid = "ReadOpenAiKey", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.openai_key] },
+        local.use_key,
+      ]
+    }
+    retention-sweep = {
+      description          = "Deletes recordings and records past RETENTION_DAYS"
+      memory_mb            = 256
+      timeout_s            = 300
+      reserved_concurrency = 1
+      dead_letter_arn      = module.sweep_failures.arn
+      statements = [
+        { sid = "FindExpired", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
+        { sid = "DeleteAudio", actions = ["s3:DeleteObject"], resources = local.audio_paths },
+        { sid = "FailedSweeps", actions = ["sqs:SendMessage"], resources = [module.sweep_failures.arn] },
+        local.read_secret,
+        local.use_key,
+      ]
+    }
+  }
+}
+
+module "storage" {
+  source              = "../storage"
+  name                = var.name
+  kms_key_arn         = aws_kms_key.data.arn
+  retention_days      = var.retention_days
+  deletion_protection = var.deletion_protection
+  force_destroy       = !var.deletion_protection
+}
+
+module "transcribe_queue" {
+  source                   = "../queues"
+  name                     = "${var.name}-transcribe"
+  kms_key_arn              = aws_kms_key.data.arn
+  consumer_timeout_seconds = var.transcribe_timeout_s
+  max_receive_count        = var.max_receive_count
+}
+
+# Asynchronous invocations of the sweep that fail after Lambda's own retries land here.
+module "sweep_failures" {
+  source                   = "../queues"
+  name                     = "${var.name}-sweep-failures"
+  kms_key_arn              = aws_kms_key.data.arn
+  consumer_timeout_seconds = 30
+}
+
+module "secrets" {
+  source        = "../secrets"
+  name          = var.name
+  secret_names  = ["jwt-secret", "openai-api-key"]
+  secret_values = var.secret_values
+  kms_key_arn   = aws_kms_key.data.arn
+}
+
+# S3 may send direct-upload events to the transcribe queue, and only from this bucket.
+data "aws_iam_policy_document" "upload_events" {
+  statement {
+    sid       = "BucketEvents"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.transcribe_queue.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["s3.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [module.storage.bucket_arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "upload_events" {
+  queue_url = module.transcribe_queue.url
+  policy    = data.aws_iam_policy_document.upload_events.json
+}
+
+resource "aws_s3_bucket_notification" "direct_uploads" {
+  bucket = module.storage.bucket_name
+
+  queue {
+    id            = "direct-uploads"
+    queue_arn     = module.transcribe_queue.arn
+    events        = ["s3:ObjectCreated:*"]
+    filter_prefix = "uploads/"
+  }
+
+  depends_on = [aws_sqs_queue_policy.upload_events]
+}
+
+module "functions" {
+  source             = "../functions"
+  name               = var.name
+  artifacts_dir      = var.artifacts_dir
+  functions          = local.functions
+  environment        = local.environment
+  kms_key_arn        = aws_kms_key.data.arn
+  log_retention_days = var.log_retention_days
+}
+
+resource "aws_lambda_event_source_mapping" "transcribe" {
+  event_source_arn        = module.transcribe_queue.arn
+  function_name           = module.functions.arns["transcribe"]
+  batch_size              = 5
+  function_response_types = ["ReportBatchItemFailures"]
+  enabled                 = !local.gpu_worker
+
+  scaling_config {
+    maximum_concurrency = max(2, var.transcribe_concurrency)
+  }
+}
+
+module "http_api" {
+  source               = "../http_api"
+  name                 = var.name
+  routes               = local.routes
+  function_invoke_arns = module.functions.invoke_arns
+  function_names       = module.functions.names
+  jwt_authorizer       = var.jwt_authorizer
+  cors_allow_origins   = var.cors_allow_origins
+  kms_key_arn          = aws_kms_key.data.arn
+  log_retention_days   = var.log_retention_days
+}
+
+module "retention_schedule" {
+  source              = "../schedule"
+  name                = "${var.name}-retention"
+  target_function_arn = module.functions.arns["retention-sweep"]
+  schedule_expression = var.retention_schedule
+  kms_key_arn         = aws_kms_key.data.arn
+}
+
+module "gpu_worker" {
+  count  = local.gpu_worker ? 1 : 0
+  source = "../gpu_worker"
+
+  name                 = "${var.name}-gpu"
+  region               = var.region
+  image                = var.gpu_worker.image
+  image_repository_arn = var.gpu_worker.image_repository_arn
+  instance_type        = var.gpu_worker.instance_type
+  max_instances        = var.gpu_worker.max_instances
+  vpc_id               = var.gpu_worker.vpc_id
+  subnet_ids           = var.gpu_worker.subnet_ids
+  queue_name           = module.transcribe_queue.name
+  kms_key_arn          = aws_kms_key.data.arn
+  log_retention_days   = var.log_retention_days
+
+  environment = merge(local.environment, {
+    ENABLE_LOCAL_TRANSCRIPTION = "true"
+    LOCAL_ENGINE_ON_WORKER     = "false"
+    WHISPER_USE_GPU            = "true"
+    DATA_DIR                   = "/tmp"
+  })
+  secret_environment = {
+    INTERNAL_JWT_SECRET = local.jwt_secret
+    OPENAI_API_KEY      = local.openai_key
+  }
+  secret_parameter_arns = module.secrets.parameter_arns
+  statements = [
+    { sid = "ReadAudio", actions = ["s3:GetObject", "s3:DeleteObject"], resources = local.audio_paths },
+    { sid = "UpdateRecords", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"], resources = [module.storage.table_arn] },
+    { sid = "ConsumeQueue", actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn] },
+    { sid = "DeadLetter", actions = ["sqs:SendMessage", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.dead_letter_arn] },
+    { sid = "PingBucket", actions = ["s3:ListBucket"], resources = [local.bucket_arn] },
+    local.use_key,
+  ]
+}

@@ -1,0 +1,28 @@
+output "api_url" {
+  description = "Base URL of the API."
+  value       = module.http_api.url
+}
+
+output "bucket" {
+  value = module.storage.bucket_name
+}
+
+output "table" {
+  value = module.storage.table_name
+}
+
+output "transcribe_queue_url" {
+  value = module.transcribe_queue.url
+}
+
+output "transcribe_dead_letter_queue_url" {
+  value = module.transcribe_queue.dead_letter_url
+}
+
+output "retention_dead_letter_queue_url" {
+  value = module.retention_schedule.dead_letter_url
+}
+
+output "secret_parameters" {
+  value = module.secrets.parameter_names
+}

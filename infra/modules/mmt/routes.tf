@@ -1,0 +1,23 @@
+# Every route of the API and the function that serves it. This table must match the router
+# (shared/src/http/mod.rs, RouteGroup): shared/tests/api/infra.rs checks it against the
+# OpenAPI document the router generates. Public routes need no token; every other route
+# verifies the bearer token in the function (and at the gateway too with jwt_authorizer).
+
+locals {
+  routes = {
+    "GET /health/live"                       = { function = "health", public = true }
+    "GET /health/ready"                      = { function = "health", public = true }
+    "GET /demo/status"                       = { function = "demo-status", public = true }
+    "POST /auth/guest"                       = { function = "auth", public = true }
+    "POST /auth/login"                       = { function = "auth", public = true }
+    "POST /v1/transcriptions"                = { function = "upload", public = false }
+    "POST /v1/uploads"                       = { function = "upload", public = false }
+    "POST /v1/audio/transcriptions"          = { function = "upload", public = false }
+    "GET /v1/transcriptions"                 = { function = "transcriptions", public = false }
+    "GET /v1/transcriptions/{id}"            = { function = "transcriptions", public = false }
+    "DELETE /v1/transcriptions/{id}"         = { function = "transcriptions", public = false }
+    "GET /v1/transcriptions/{id}/transcript" = { function = "transcriptions", public = false }
+    "GET /openapi.json"                      = { function = "docs", public = true }
+    "GET /docs"                              = { function = "docs", public = true }
+  }
+}

@@ -1,0 +1,102 @@
+variable "name" {
+  description = "Prefix for every resource, e.g. mmt-prod."
+  type        = string
+}
+
+variable "region" {
+  type = string
+}
+
+variable "artifacts_dir" {
+  description = "Where the function zips are (target/lambda after `make build-lambdas`)."
+  type        = string
+}
+
+variable "secret_values" {
+  description = "{ jwt-secret = <48+ random bytes, base64>, openai-api-key = <key> }. Ephemeral: TF_VAR_secret_values at apply; never in state."
+  type        = map(string)
+  sensitive   = true
+  ephemeral   = true
+}
+
+variable "retention_days" {
+  description = "RETENTION_DAYS; also the bucket's expiry and the table's TTL."
+  type        = number
+  default     = 30
+}
+
+variable "retention_schedule" {
+  type    = string
+  default = "cron(15 3 * * ? *)"
+}
+
+variable "max_upload_bytes" {
+  type    = number
+  default = 524288000
+}
+
+variable "max_receive_count" {
+  type    = number
+  default = 3
+}
+
+variable "transcribe_timeout_s" {
+  description = "Timeout of the transcribe function; the queue's visibility is 6x this."
+  type        = number
+  default     = 300
+}
+
+variable "transcribe_concurrency" {
+  description = "Most transcribe functions running at once (rate limits of the cloud engine)."
+  type        = number
+  default     = 10
+}
+
+variable "allow_guest_auth" {
+  description = "Guest sign-in; off in production unless this is a public demo."
+  type        = bool
+  default     = false
+}
+
+variable "openai_base_url" {
+  type    = string
+  default = "https://api.openai.com/v1"
+}
+
+variable "cors_allow_origins" {
+  type    = list(string)
+  default = []
+}
+
+variable "jwt_authorizer" {
+  description = "Optional gateway JWT check for an external identity provider."
+  type = object({
+    issuer   = string
+    audience = list(string)
+  })
+  default = null
+}
+
+variable "gpu_worker" {
+  description = "Run local Whisper on GPU instances (ECS). null = cloud engine only, in Lambda."
+  type = object({
+    image                = string
+    image_repository_arn = string
+    instance_type        = optional(string, "g5.xlarge")
+    max_instances        = optional(number, 2)
+    vpc_id               = string
+    subnet_ids           = list(string)
+  })
+  default = null
+}
+
+variable "log_retention_days" {
+  type    = number
+  default = 365
+}
+
+variable "deletion_protection" {
+  description = "Protect the table and keep a non-empty bucket on destroy. Turn off only for throwaway environments."
+  type        = bool
+  default     = true
+}

@@ -1,0 +1,15 @@
+output "bucket_name" {
+  value = aws_s3_bucket.audio.id
+}
+
+output "bucket_arn" {
+  value = aws_s3_bucket.audio.arn
+}
+
+output "table_name" {
+  value = aws_dynamodb_table.records.name
+}
+
+output "table_arn" {
+  value = aws_dynamodb_table.records.arn
+}

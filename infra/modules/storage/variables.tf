@@ -1,0 +1,26 @@
+variable "name" {
+  description = "Prefix for every resource name."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "The deployment's KMS key: bucket default encryption and table SSE."
+  type        = string
+}
+
+variable "retention_days" {
+  description = "Recordings older than this are expired by the bucket lifecycle (match RETENTION_DAYS)."
+  type        = number
+}
+
+variable "deletion_protection" {
+  description = "Protect the records table from deletion."
+  type        = bool
+  default     = true
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete a bucket that still holds objects (test environments only)."
+  type        = bool
+  default     = false
+}
