@@ -5,8 +5,8 @@ SHELL := /bin/bash
 
 FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep
 
-.PHONY: help setup model build demo demo-check walkthrough test lint test-rust lambda-smoke watch bench \
-        clean $(addprefix invoke-,$(FUNCTIONS))
+.PHONY: help setup model build build-lambdas demo demo-check walkthrough test lint infra-check test-rust \
+        lambda-smoke watch bench deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,11 +23,14 @@ model: setup ## Obtain and verify a Whisper model under models/ (MODEL=tiny.en |
 demo: setup ## Run MMT in one process on http://localhost:8080 (embedded defaults, local Whisper)
 	@scripts/demo.sh
 
-test: setup model lint test-rust lambda-smoke demo-check ## Everything CI runs: lint, tests, Lambda fixtures, demo walk-through
+test: setup model lint infra-check test-rust lambda-smoke demo-check ## Everything CI runs: lint, Terraform checks, tests, Lambda fixtures, demo walk-through
 
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+infra-check: ## terraform fmt -check and checkov on infra/ (offline)
+	@scripts/infra-check.sh
 
 test-rust: ## Unit and black-box tests
 	cargo test --workspace
@@ -47,8 +50,20 @@ watch: setup ## Serve the HTTP functions locally on API Gateway's paths (cargo l
 invoke-%: ## Invoke a function running under `make watch` with its fixture (EVENT=events/... to override)
 	@scripts/invoke.sh $* $(EVENT)
 
-bench: setup ## Performance figures: start-up, req/s and p99, RSS idle/loaded, 300 MB upload
+bench: setup ## Performance figures: start-up, req/s, RSS, 300 MB upload, Whisper, Lambda zip sizes and cold starts
 	@scripts/bench.sh
+
+build-lambdas: setup ## The Lambda functions as arm64 zips in target/lambda/<fn>/bootstrap.zip
+	@scripts/build-lambdas.sh
+
+deploy: setup ## Build the zips, terraform apply infra/envs/$$ENVIRONMENT (default example), smoke-test
+	@scripts/deploy.sh
+
+smoke: ## Post-deploy smoke test against URL=<api url>
+	@scripts/deploy-smoke.sh $(URL)
+
+destroy: ## terraform destroy infra/envs/$$ENVIRONMENT (keeps a protected table: see infra/README.md)
+	terraform -chdir=infra/envs/$${ENVIRONMENT:-example} destroy
 
 clean: ## Remove build output and demo data
 	cargo clean

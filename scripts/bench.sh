@@ -5,8 +5,13 @@
 #   * requests/s and p99 latency of GET /health/live under concurrency (wrk)
 #   * server RSS idle and under load
 #   * peak server RSS while streaming a 300 MB upload (target < 100 MB), and the 413 path
+#   * local Whisper against whisper.cpp; long recordings; fitted audio context
+#   * Lambda: arm64 zip size per function (target < 5 MB) and cold-start init time (median)
+#   BENCH_SECTIONS="http whisper lambda" (default: all) picks sections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SECTIONS=" ${BENCH_SECTIONS:-http whisper lambda} "
+section() { [[ "$SECTIONS" == *" $1 "* ]]; }
 
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -40,6 +45,7 @@ start_server() {
   STARTUP_MS=$(( (t1 - t0) / 1000000 ))
 }
 
+if section http; then
 echo "== MMT benchmark ($(nproc) cores; release build) =="
 
 start_server "$work/a" $((400 * 1024 * 1024))
@@ -90,9 +96,12 @@ left=$(find "$work/c/audio" -type f | wc -l)
 printf '%-48s HTTP %s, %s files left in the audio directory; peak RSS %s MB\n' \
   "upload ${UPLOAD_MB} MB over a 100 MB limit" "$code" "$left" "$(hwm_mb "$SERVER_PID")"
 
+fi
+
 # ---------------------------------------------------------------------------------------------
 # Local Whisper: MMT's engine against whisper.cpp itself, built from the same sources.
 # ---------------------------------------------------------------------------------------------
+if section whisper; then
 echo
 echo "== Local Whisper ($(nproc) cores, WHISPER_THREADS=${BENCH_THREADS:-2}, greedy) =="
 threads=${BENCH_THREADS:-2}
@@ -146,3 +155,56 @@ for fit in true false; do
     "$(jq .audio_s <<<"$out")" "$fit" "$(jq .transcribe_s <<<"$out")" "$(jq .real_time_factor <<<"$out")" \
     "$(python3 scripts/wer.py "$short_text" "$(jq -r .text <<<"$out")")"
 done
+
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Lambda functions: arm64 zip sizes (target: every non-Whisper function under 5 MB) and cold
+# starts of the native release binaries against a local Lambda Runtime API, configured as in
+# AWS (S3, DynamoDB, SQS; played by the emulator).
+# ---------------------------------------------------------------------------------------------
+if section lambda; then
+echo
+echo "== Lambda functions (arm64 zips; cold starts of native release binaries, $(nproc) cores) =="
+FUNCTIONS=(health demo-status auth upload transcriptions docs transcribe retention-sweep)
+scripts/build-lambdas.sh >/dev/null
+for f in "${FUNCTIONS[@]}"; do
+  bytes=$(stat -c %s "target/lambda/$f/bootstrap.zip")
+  printf '%-16s zip %5.2f MB %s\n' "$f" "$(awk -v b="$bytes" 'BEGIN {print b / 1048576}')" \
+    "$(awk -v b="$bytes" 'BEGIN {print (b < 5 * 1048576) ? "(< 5 MB target)" : "(OVER the 5 MB target)"}')"
+done
+
+packages=()
+for f in "${FUNCTIONS[@]}"; do packages+=(-p "$f"); done
+cargo build -q --release "${packages[@]}"
+moto_port=$(free_port)
+moto_server -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
+pids+=($!)
+until curl -s -o /dev/null "http://127.0.0.1:$moto_port/"; do sleep 0.1; done
+export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=eu-west-1
+python3 - <<'PY' >"$work/aws.env"
+import boto3, json
+s3, sqs, ddb = (boto3.client(n) for n in ("s3", "sqs", "dynamodb"))
+s3.create_bucket(Bucket="mmt-bench", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+dlq = sqs.create_queue(QueueName="mmt-bench-dlq")["QueueUrl"]
+q = sqs.create_queue(QueueName="mmt-bench")["QueueUrl"]
+key = lambda n, t: {"AttributeName": n, "KeyType": t}
+ddb.create_table(TableName="mmt-bench", BillingMode="PAY_PER_REQUEST",
+    AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "owner", "created_sort")],
+    KeySchema=[key("pk", "HASH")],
+    GlobalSecondaryIndexes=[{"IndexName": "by_owner", "KeySchema": [key("owner", "HASH"), key("created_sort", "RANGE")],
+                             "Projection": {"ProjectionType": "ALL"}}])
+print(f"SQS_TRANSCRIBE_QUEUE_URL={q}\nSQS_TRANSCRIBE_DLQ_URL={dlq}")
+PY
+specs=()
+for spec in health:apigw-health-live.json demo-status:apigw-demo-status.json auth:apigw-auth-guest.json \
+            upload:apigw-upload.json transcriptions:apigw-list.json docs:apigw-openapi.json \
+            transcribe:sqs-transcribe.json retention-sweep:eventbridge-retention.json; do
+  specs+=("${spec%%:*}=target/release/${spec%%:*}=events/${spec#*:}")
+done
+env $(cat "$work/aws.env") ENV=prod DEMO_MODE=false LOG_FORMAT=json RUST_LOG=warn DATA_DIR="$work/lambda" \
+  INTERNAL_JWT_SECRET=bench-secret-bench-secret-bench-secret-00 ALLOW_GUEST_AUTH=true \
+  ENABLE_CLOUD_TRANSCRIPTION=true OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 \
+  BLOB_STORE=s3 S3_BUCKET=mmt-bench RECORD_STORE=dynamodb DYNAMODB_TABLE=mmt-bench JOB_QUEUE=sqs \
+  python3 scripts/lambda-cold-start.py "${BENCH_COLD_STARTS:-7}" "${specs[@]}"
+fi

@@ -20,6 +20,13 @@ else
   result=1
   cat "$work/demo.log"
 fi
+# The post-deploy smoke test must refuse a deployment that is in demo mode.
+if scripts/deploy-smoke.sh "http://127.0.0.1:$port" >/dev/null 2>&1; then
+  echo "deploy-smoke: passed a demo-mode server; it must fail it" >&2
+  result=1
+else
+  echo "deploy-smoke: refuses a demo-mode server, as it should"
+fi
 kill -TERM -- -"$demo"
 wait "$demo" || true
 echo "demo walk-through: $((1 - result)) passed, $result failed"

@@ -34,7 +34,7 @@ pids+=($!)
 hash=$(printf 'fixture-password-123\n' | target/debug/mmt hash-password)
 # The functions inherit the emulator's environment (its --env-var flag splits on the commas
 # inside argon2 hashes).
-export ENV=dev DATA_DIR="$work/data" ALLOW_LOCAL_LOGIN=true LOCAL_LOGIN_USERS="clinician:$hash" \
+export ENV=dev DEMO_MODE=false DATA_DIR="$work/data" ALLOW_LOCAL_LOGIN=true LOCAL_LOGIN_USERS="clinician:$hash" \
   ENABLE_CLOUD_TRANSCRIPTION=true OPENAI_BASE_URL="http://127.0.0.1:$MOCK_PORT/v1" OPENAI_API_KEY=sk-smoke \
   LOG_FORMAT=json INTERNAL_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
 setsid cargo lambda watch --ignore-changes --invoke-port "$PORT" >"$work/watch.log" 2>&1 &
@@ -69,6 +69,10 @@ out=$(invoke upload apigw-upload.json)
 check "upload apigw-upload.json" "$(status_of "$out")" 202
 ID=$(body_of "$out" | jq -r .id)
 
+# Direct uploads need a store that issues upload URLs (S3); on disk the answer says so.
+out=$(invoke upload apigw-create-upload.json)
+check "upload apigw-create-upload.json on disk storage" "$(status_of "$out")" 501
+
 out=$(invoke transcriptions apigw-list.json)
 check "transcriptions apigw-list.json" "$(status_of "$out")" 200
 check "listing holds the upload" "$(body_of "$out" | jq -r '.items[0].id')" "$ID"
@@ -76,6 +80,10 @@ check "listing holds the upload" "$(body_of "$out" | jq -r '.items[0].id')" "$ID
 sqs=$(sed -e "s/0193a5f0-0000-7000-8000-000000000001/$ID/" events/sqs-transcribe.json)
 out=$(cargo lambda invoke transcribe --invoke-port "$PORT" --data-ascii "$sqs" 2>>"$work/invoke.log")
 check "transcribe sqs-transcribe.json (no batch item failures)" "$(jq -c '.batchItemFailures' <<<"$out")" "[]"
+
+# A bucket notification for an upload nobody is waiting for is acknowledged, not retried.
+out=$(cargo lambda invoke transcribe --invoke-port "$PORT" --data-file events/sqs-s3-object-created.json 2>>"$work/invoke.log")
+check "transcribe sqs-s3-object-created.json (no batch item failures)" "$(jq -c '.batchItemFailures' <<<"$out")" "[]"
 
 out=$(invoke transcriptions apigw-get.json)
 check "transcriptions apigw-get.json" "$(status_of "$out")" 200
@@ -97,6 +105,13 @@ check "GET /health/live through the watch router" \
   "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health/live")" 200
 check "GET /v1/transcriptions without a token through the router" \
   "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/transcriptions")" 401
+
+# The post-deploy smoke test passes a live, non-demo deployment.
+if scripts/deploy-smoke.sh "http://127.0.0.1:$PORT" >/dev/null 2>&1; then
+  check "deploy-smoke against the functions" ok ok
+else
+  check "deploy-smoke against the functions" failed ok
+fi
 
 if ((failed)); then
   echo "--- watch log ---"; tail -n 40 "$work/watch.log"

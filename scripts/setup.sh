@@ -5,7 +5,8 @@ set -euo pipefail
 
 # Build: cmake/clang/libclang for whisper.cpp, libopus for browser audio. Tests and demo:
 # espeak-ng (speech), ffmpeg (every container and codec), sox, wrk, jq, curl.
-APT_PACKAGES=(curl jq procps time wrk espeak-ng sox ffmpeg cmake clang libclang-dev libopus-dev pkg-config)
+# python3-venv: checkov gets its own virtual environment (its pins clash with moto's).
+APT_PACKAGES=(curl jq procps time wrk espeak-ng sox ffmpeg cmake clang libclang-dev libopus-dev pkg-config python3-venv zip)
 # name==version: pinned so a new release cannot change what the tests see (moto before 5.2.5
 # answers CompleteMultipartUpload with an XML root the AWS SDK rejects).
 PIP_PACKAGES=("cargo-lambda==1.9.2" "openai==3.57.0" "moto[server]==5.2.5")
@@ -35,6 +36,15 @@ for spec in "${PIP_PACKAGES[@]}"; do
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$spec"
   fi
 done
+
+# checkov (Terraform policy checks) in its own venv; `scripts/infra-check.sh` finds it there.
+CHECKOV_VERSION=3.2.533
+CHECKOV_VENV=${MMT_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmt-tools}/checkov
+if [[ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]]; then
+  log "installing checkov==$CHECKOV_VERSION into $CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
 
 for component in "cargo fmt" "cargo clippy"; do
   if ! $component --version >/dev/null 2>&1; then

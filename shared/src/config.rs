@@ -197,6 +197,8 @@ pub struct Config {
     pub queue: QueueConfig,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// Running as an AWS Lambda function (the runtime sets `AWS_LAMBDA_FUNCTION_NAME`).
+    pub in_lambda: bool,
 }
 
 /// Reads keys from some source: the process environment, or a map in tests.
@@ -531,6 +533,7 @@ impl Config {
                 worker_concurrency,
             },
             shutdown_grace: Duration::from_secs(src.parse("SHUTDOWN_GRACE_SECS", 20u64)?),
+            in_lambda: src.raw("AWS_LAMBDA_FUNCTION_NAME").is_some(),
             log_format: match src.raw("LOG_FORMAT").as_deref() {
                 None => {
                     if environment == Environment::Dev {
@@ -572,6 +575,19 @@ impl Config {
         }
         if self.cors_allow_origins.iter().any(|o| o == "*") {
             return unsafe_setting("CORS_ALLOW_ORIGINS", "must not be *");
+        }
+        // A function's disk is ephemeral and private to one instance: records, jobs and audio
+        // kept there would be lost, and invisible to the other functions.
+        if self.in_lambda {
+            if matches!(self.blob_backend, BlobBackend::Disk) {
+                return unsafe_setting("BLOB_STORE", "must be s3 in a Lambda function");
+            }
+            if matches!(self.record_backend, RecordBackend::Sqlite) {
+                return unsafe_setting("RECORD_STORE", "must be dynamodb in a Lambda function");
+            }
+            if matches!(self.queue.backend, QueueBackend::Sqlite) {
+                return unsafe_setting("JOB_QUEUE", "must be sqs in a Lambda function");
+            }
         }
         Ok(())
     }
@@ -779,6 +795,35 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.default_engine, Some(EngineKind::Cloud));
+    }
+
+    #[test]
+    fn production_lambda_functions_refuse_embedded_stores() {
+        let secret = "s".repeat(40);
+        let lambda = [
+            ("ENV", "prod"),
+            ("INTERNAL_JWT_SECRET", secret.as_str()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "mmt-prod-upload"),
+        ];
+        let err = config(&lambda).unwrap_err().to_string();
+        assert!(err.contains("BLOB_STORE"), "{err}");
+        let mut aws = lambda.to_vec();
+        aws.extend([
+            ("BLOB_STORE", "s3"),
+            ("S3_BUCKET", "b"),
+            ("RECORD_STORE", "dynamodb"),
+            ("DYNAMODB_TABLE", "t"),
+        ]);
+        let err = config(&aws).unwrap_err().to_string();
+        assert!(err.contains("JOB_QUEUE"), "{err}");
+        aws.extend([
+            ("JOB_QUEUE", "sqs"),
+            ("SQS_TRANSCRIBE_QUEUE_URL", "https://sqs/q"),
+            ("SQS_TRANSCRIBE_DLQ_URL", "https://sqs/dlq"),
+        ]);
+        assert!(config(&aws).unwrap().in_lambda);
+        // Outside production (cargo lambda watch, the smoke tests) embedded stores are fine.
+        assert!(config(&[("AWS_LAMBDA_FUNCTION_NAME", "upload")]).is_ok());
     }
 
     #[test]

@@ -17,13 +17,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     AppState,
     auth::Scope,
-    domain::{
-        AudioFormat, EngineKind, Status, TranscriptionId, TranscriptionRecord, parse_language,
-    },
+    domain::{AudioFormat, EngineKind, Status, TranscriptionId, TranscriptionRecord},
     http::{
         ApiError, ErrorBody,
         extract::{ApiJson, Caller},
-        routes::upload::{clean_file_name, parse_prompt, resolve_engine},
+        routes::upload::{UploadFields, clean_file_name},
     },
 };
 
@@ -96,22 +94,20 @@ async fn create_upload(
     }
     let format = AudioFormat::from_content_type(&request.content_type)
         .ok_or(ApiError::UnsupportedMediaType)?;
-    let language = request
-        .language
-        .as_deref()
-        .map(parse_language)
-        .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_request", e))?;
-    let prompt = parse_prompt(request.prompt.as_deref())?;
-    let engine = resolve_engine(&state, request.engine)?;
+    let fields = UploadFields::validate(
+        &state,
+        request.language.as_deref(),
+        request.prompt.as_deref(),
+        request.engine,
+    )?;
 
     let id = TranscriptionId::new();
     let record = TranscriptionRecord::new_awaiting_upload(
         id,
         principal.owner.clone(),
-        engine,
-        language,
-        prompt,
+        fields.engine,
+        fields.language,
+        fields.prompt,
         clean_file_name(&request.filename).filter(|_| state.config.store_phi),
         format,
         request.size,
@@ -129,7 +125,7 @@ async fn create_upload(
         .await?
         .ok_or(ApiError::DirectUploadUnsupported)?;
     state.records.insert(&record).await?;
-    tracing::info!(transcription_id = %id, engine = %engine, format = %format, size_bytes = request.size, "direct upload issued");
+    tracing::info!(transcription_id = %id, engine = %record.engine, format = %format, size_bytes = request.size, "direct upload issued");
 
     let url = format!("/v1/transcriptions/{id}");
     let mut headers = HeaderMap::new();

@@ -13,16 +13,11 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::upload::{
-    MAX_PROMPT_CHARS, ReceivedUpload, discard, parse_prompt, receive_upload, resolve_engine,
-};
+use super::upload::{MAX_PROMPT_CHARS, ReceivedUpload, UploadFields, discard, receive_upload};
 use crate::{
     AppState,
     auth::Scope,
-    domain::{
-        ResponseFormat, Transcript, TranscriptionRecord, language_name, parse_language,
-        render_transcript,
-    },
+    domain::{ResponseFormat, Transcript, TranscriptionRecord, language_name, render_transcript},
     http::{ApiError, ErrorBody, extract::Caller},
     ports::{AudioInput, EngineError, Progress, TranscribeOptions},
 };
@@ -79,11 +74,10 @@ enum Format {
 
 struct Params {
     format: Format,
-    language: Option<String>,
-    prompt: Option<String>,
+    fields: UploadFields,
 }
 
-fn parse_params(upload: &ReceivedUpload) -> Result<Params, ApiError> {
+fn parse_params(state: &AppState, upload: &ReceivedUpload) -> Result<Params, ApiError> {
     let invalid = |m: String| ApiError::bad_request("invalid_request", m);
     if upload.field("model").is_none_or(|m| m.trim().is_empty()) {
         return Err(invalid("you must provide a model parameter".into()));
@@ -122,12 +116,12 @@ fn parse_params(upload: &ReceivedUpload) -> Result<Params, ApiError> {
     }
     Ok(Params {
         format,
-        language: upload
-            .field("language")
-            .map(parse_language)
-            .transpose()
-            .map_err(invalid)?,
-        prompt: parse_prompt(upload.field("prompt"))?,
+        fields: UploadFields::validate(
+            state,
+            upload.field("language"),
+            upload.field("prompt"),
+            None,
+        )?,
     })
 }
 
@@ -157,8 +151,8 @@ async fn create_audio_transcription(
     let principal = caller.require(Scope::Write)?.clone();
     let upload = receive_upload(&state, request, TEXT_FIELDS).await?;
     let prepared = async {
-        let params = parse_params(&upload)?;
-        let engine_kind = resolve_engine(&state, None)?;
+        let params = parse_params(&state, &upload)?;
+        let engine_kind = params.fields.engine;
         let engine = state.engines.get(engine_kind).cloned().ok_or_else(|| {
             ApiError::EngineUnavailable(format!("the {engine_kind} engine is not available"))
         })?;
@@ -166,8 +160,8 @@ async fn create_audio_transcription(
             upload.id,
             principal.owner.clone(),
             engine_kind,
-            params.language.clone(),
-            params.prompt.clone(),
+            params.fields.language.clone(),
+            params.fields.prompt.clone(),
             upload.file_name.clone().filter(|_| state.config.store_phi),
             upload.format,
             upload.size_bytes,

@@ -154,35 +154,48 @@ const UPLOAD_TEXT_FIELDS: &[(&str, usize)] = &[
     ("engine", 16),
 ];
 
-/// The upload form's fields, validated.
-struct UploadFields {
-    language: Option<String>,
-    prompt: Option<String>,
-    engine: EngineKind,
+/// What an upload asks for, validated.
+pub(crate) struct UploadFields {
+    pub language: Option<String>,
+    pub prompt: Option<String>,
+    pub engine: EngineKind,
+}
+
+impl UploadFields {
+    /// Checks the language code and prompt, and resolves the engine against the deployment.
+    pub(crate) fn validate(
+        state: &AppState,
+        language: Option<&str>,
+        prompt: Option<&str>,
+        engine: Option<EngineKind>,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            language: language
+                .map(parse_language)
+                .transpose()
+                .map_err(|e| ApiError::bad_request("invalid_request", e))?,
+            prompt: parse_prompt(prompt)?,
+            engine: resolve_engine(state, engine)?,
+        })
+    }
 }
 
 fn upload_fields(state: &AppState, upload: &ReceivedUpload) -> Result<UploadFields, ApiError> {
-    let invalid = |e: String| ApiError::bad_request("invalid_request", e);
-    let language = upload
-        .field("language")
-        .map(parse_language)
-        .transpose()
-        .map_err(invalid)?;
-    let prompt = parse_prompt(upload.field("prompt"))?;
-    let requested = upload
+    let engine = upload
         .field("engine")
         .map(str::parse::<EngineKind>)
         .transpose()
-        .map_err(invalid)?;
-    Ok(UploadFields {
-        language,
-        prompt,
-        engine: resolve_engine(state, requested)?,
-    })
+        .map_err(|e| ApiError::bad_request("invalid_request", e))?;
+    UploadFields::validate(
+        state,
+        upload.field("language"),
+        upload.field("prompt"),
+        engine,
+    )
 }
 
 /// A prompt field: blank means none; at most MAX_PROMPT_CHARS characters.
-pub(crate) fn parse_prompt(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+fn parse_prompt(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     let prompt = raw.map(str::to_owned).filter(|p| !p.trim().is_empty());
     if prompt
         .as_ref()
@@ -197,10 +210,7 @@ pub(crate) fn parse_prompt(raw: Option<&str>) -> Result<Option<String>, ApiError
 }
 
 /// The engine an upload asked for, or the deployment's default, if it is enabled.
-pub(crate) fn resolve_engine(
-    state: &AppState,
-    requested: Option<EngineKind>,
-) -> Result<EngineKind, ApiError> {
+fn resolve_engine(state: &AppState, requested: Option<EngineKind>) -> Result<EngineKind, ApiError> {
     match requested.or(state.config.default_engine) {
         Some(engine) if state.config.engine_enabled(engine) => Ok(engine),
         Some(engine) => Err(ApiError::bad_request(
