@@ -7,7 +7,7 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 
 use crate::{
-    adapters::{Database, DiskBlobStore, OpenAiTranscriber, SqliteJobQueue, SqliteRecordStore},
+    adapters::{DiskBlobStore, OpenAiTranscriber},
     auth::TokenService,
     config::{BlobBackend, Config, QueueBackend, RecordBackend},
     domain::EngineKind,
@@ -29,6 +29,10 @@ pub enum StartupError {
     NoAwsSupport,
     #[error("an AWS backend is configured but no AWS SDK configuration was loaded")]
     NoAwsConfig,
+    #[error(
+        "RECORD_STORE=sqlite and JOB_QUEUE=sqlite need a build with the `sqlite` feature (Lambda zips leave it out)"
+    )]
+    NoSqliteSupport,
     #[error("cannot build the cloud transcription client")]
     CloudClient(#[source] reqwest::Error),
     #[error(
@@ -99,12 +103,7 @@ impl AppState {
         config: Config,
         aws: Option<AwsSdkConfig>,
     ) -> Result<Self, StartupError> {
-        // The SQLite file exists only where something lives in it.
-        let db = if config.uses_sqlite() {
-            Some(Database::open(&config.database_path).map_err(StartupError::Database)?)
-        } else {
-            None
-        };
+        let db = open_embedded_db(&config)?;
         let backends = Backends {
             config: &config,
             db: db.as_ref(),
@@ -155,16 +154,36 @@ impl AppState {
     }
 }
 
+#[cfg(feature = "sqlite")]
+type EmbeddedDb = crate::adapters::Database;
+#[cfg(not(feature = "sqlite"))]
+type EmbeddedDb = std::convert::Infallible;
+
+/// The SQLite file, opened only where something lives in it.
+fn open_embedded_db(config: &Config) -> Result<Option<EmbeddedDb>, StartupError> {
+    if !config.uses_sqlite() {
+        return Ok(None);
+    }
+    #[cfg(feature = "sqlite")]
+    return crate::adapters::Database::open(&config.database_path)
+        .map(Some)
+        .map_err(StartupError::Database);
+    #[cfg(not(feature = "sqlite"))]
+    Err(StartupError::NoSqliteSupport)
+}
+
 /// What the adapters are built from.
 struct Backends<'a> {
     config: &'a Config,
-    db: Option<&'a Database>,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    db: Option<&'a EmbeddedDb>,
     #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     aws: Option<&'a AwsSdkConfig>,
 }
 
 impl Backends<'_> {
-    fn db(&self) -> Database {
+    #[cfg(feature = "sqlite")]
+    fn db(&self) -> EmbeddedDb {
         self.db
             .cloned()
             .expect("the database is opened whenever a backend is sqlite")
@@ -197,7 +216,12 @@ impl Backends<'_> {
 
     fn record_store(&self) -> Result<Arc<dyn RecordStore>, StartupError> {
         match &self.config.record_backend {
-            RecordBackend::Sqlite => Ok(Arc::new(SqliteRecordStore::new(self.db()))),
+            #[cfg(feature = "sqlite")]
+            RecordBackend::Sqlite => {
+                Ok(Arc::new(crate::adapters::SqliteRecordStore::new(self.db())))
+            }
+            #[cfg(not(feature = "sqlite"))]
+            RecordBackend::Sqlite => Err(StartupError::NoSqliteSupport),
             #[cfg(feature = "aws")]
             RecordBackend::DynamoDb { table } => {
                 Ok(Arc::new(crate::adapters::dynamodb::DynamoRecordStore::new(
@@ -214,7 +238,10 @@ impl Backends<'_> {
     fn transcribe_queue(&self) -> Result<Arc<dyn JobQueue>, StartupError> {
         let queue = &self.config.queue;
         match &queue.backend {
-            QueueBackend::Sqlite => Ok(Arc::new(SqliteJobQueue::new(
+            #[cfg(not(feature = "sqlite"))]
+            QueueBackend::Sqlite => Err(StartupError::NoSqliteSupport),
+            #[cfg(feature = "sqlite")]
+            QueueBackend::Sqlite => Ok(Arc::new(crate::adapters::SqliteJobQueue::new(
                 self.db(),
                 TRANSCRIBE_QUEUE,
                 queue.visibility_timeout,

@@ -8,6 +8,7 @@ pub mod dynamodb;
 pub mod openai;
 #[cfg(feature = "aws")]
 pub mod s3;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
@@ -16,4 +17,5 @@ pub mod whisper;
 
 pub use disk_blob::DiskBlobStore;
 pub use openai::OpenAiTranscriber;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{Database, SqliteJobQueue, SqliteRecordStore};
