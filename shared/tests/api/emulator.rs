@@ -14,7 +14,7 @@ use mmt_testkit::MotoServer;
 
 pub struct Emulator {
     /// Kept for its lifetime: the emulator stops when this is dropped.
-    _moto: MotoServer,
+    moto: MotoServer,
     pub sdk: AwsSdkConfig,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
@@ -64,8 +64,13 @@ impl Emulator {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             sdk,
-            _moto: moto,
+            moto,
         }
+    }
+
+    /// The value for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> &str {
+        self.moto.endpoint()
     }
 
     pub async fn bucket(&self, name: &str) {

@@ -345,3 +345,64 @@ async fn the_worker_mode_consumes_the_queue_and_serves_only_health() {
     worker.sigterm();
     assert!(worker.wait_exit(Duration::from_secs(20)).await.success());
 }
+
+/// The one-process server on AWS stores, by configuration alone (as on Railway with real AWS
+/// storage): the SDK's standard chain finds the emulator, the JWT secret comes from SSM.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_on_aws_stores_by_configuration_alone() {
+    let aws = crate::emulator::Emulator::start().await;
+    let deployment = aws.deployment(3, 30).await;
+    aws_sdk_ssm::Client::new(&aws.sdk)
+        .put_parameter()
+        .name("/mmt-process/jwt-secret")
+        .value("a-jwt-secret-read-from-parameter-store-at-start-up-0123")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let openai = OpenAiContractServer::start(OPENAI_KEY).await.unwrap();
+    let mut env = test_env(&dir, &openai, &[]);
+    env.remove("INTERNAL_JWT_SECRET");
+    env.extend(deployment.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+    for (k, v) in [
+        (
+            "INTERNAL_JWT_SECRET_SSM_PARAMETER",
+            "/mmt-process/jwt-secret",
+        ),
+        ("AWS_ENDPOINT_URL", aws.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let log = dir.path().join("server.log");
+    let server = start(&env, &log).await;
+
+    let client = Client::guest(&server.base).await;
+    let (id, _) = client.upload(&server.base, "visit.wav", "").await;
+    client
+        .wait_for(&server.base, &id, "completed", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        aws.object_keys(&deployment.bucket).await,
+        vec![format!("audio/{id}")],
+        "the audio is in S3"
+    );
+    assert!(
+        !dir.path().join("mmt.db").exists(),
+        "no SQLite file: records and jobs live in DynamoDB and SQS"
+    );
+    let ready: Value = client
+        .http
+        .get(format!("{}/health/ready", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+}
