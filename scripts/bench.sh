@@ -170,8 +170,8 @@ FUNCTIONS=(health demo-status auth upload transcriptions docs transcribe retenti
 scripts/build-lambdas.sh >/dev/null
 for f in "${FUNCTIONS[@]}"; do
   bytes=$(stat -c %s "target/lambda/$f/bootstrap.zip")
-  printf '%-16s zip %5.2f MB %s\n' "$f" "$(awk -v b="$bytes" 'BEGIN {print b / 1048576}')" \
-    "$(awk -v b="$bytes" 'BEGIN {print (b < 5 * 1048576) ? "(< 5 MB target)" : "(OVER the 5 MB target)"}')"
+  printf '%-16s zip %9d bytes (%4.2f MiB) %s\n' "$f" "$bytes" "$(awk -v b="$bytes" 'BEGIN {print b / 1048576}')" \
+    "$(awk -v b="$bytes" 'BEGIN {print (b < 5000000) ? "under the 5 MB target" : "OVER the 5 MB target"}')"
 done
 
 packages=()
@@ -181,7 +181,8 @@ moto_port=$(free_port)
 moto_server -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
 pids+=($!)
 until curl -s -o /dev/null "http://127.0.0.1:$moto_port/"; do sleep 0.1; done
-export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=eu-west-1
+export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
+  AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west-1
 python3 - <<'PY' >"$work/aws.env"
 import boto3, json
 s3, sqs, ddb = (boto3.client(n) for n in ("s3", "sqs", "dynamodb"))
