@@ -6,6 +6,7 @@ mod correlation;
 mod error;
 mod extract;
 pub mod routes;
+mod security_headers;
 
 pub use correlation::{
     CORRELATION_HEADER, CorrelationId, current_correlation_id, sanitize_correlation_id,
@@ -139,6 +140,7 @@ pub fn router(groups: &[RouteGroup], state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.json_body_limit_bytes))
+        .layer(middleware::from_fn(security_headers::add_security_headers))
         .layer(middleware::from_fn(correlation::correlate))
         .with_state(state);
     match cors {

@@ -131,3 +131,50 @@ async fn correlation_ids_are_echoed_when_sane_and_replaced_when_not() {
     let id = response.headers()["x-correlation-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    for response in [
+        app.client
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .unwrap(),
+        app.client.get(app.url("/nope")).send().await.unwrap(),
+        app.client
+            .get(app.url("/v1/transcriptions"))
+            .send()
+            .await
+            .unwrap(),
+        app.get(&token, &format!("/v1/transcriptions/{id}")).await,
+    ] {
+        let h = response.headers();
+        let url = response.url().path().to_owned();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{url}");
+        assert_eq!(h["x-frame-options"], "DENY", "{url}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{url}");
+        assert_eq!(h["cache-control"], "no-store", "{url}");
+        assert!(
+            h["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .starts_with("max-age="),
+            "{url}"
+        );
+        assert_eq!(
+            h["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+            "{url}"
+        );
+    }
+    // The docs page keeps its own, page-shaped policy: its inline code, nothing remote.
+    let docs = app.client.get(app.url("/docs")).send().await.unwrap();
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'unsafe-inline'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert_eq!(docs.headers()["x-frame-options"], "DENY");
+}

@@ -2,6 +2,7 @@ use std::sync::LazyLock;
 
 use axum::{
     Json,
+    http::header,
     response::{Html, IntoResponse},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -26,6 +27,14 @@ async fn openapi_json() -> impl IntoResponse {
 
 /// A browsable page over `/openapi.json` (self-contained: no CDN).
 #[utoipa::path(get, path = "/docs", tag = "docs", responses((status = 200, description = "HTML page", content_type = "text/html")))]
-async fn docs_page() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
+async fn docs_page() -> impl IntoResponse {
+    // The page's own inline script and style, nothing from anywhere else.
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        )],
+        Html(include_str!("docs.html")),
+    )
 }
