@@ -136,8 +136,14 @@ impl AppState {
                 STANDARD.encode(bytes).into_bytes()
             }
         };
-        let tokens = TokenService::new(
+        let old_secrets: Vec<&[u8]> = config
+            .jwt_old_secrets
+            .iter()
+            .map(|s| s.expose_secret().as_bytes())
+            .collect();
+        let tokens = TokenService::with_old_secrets(
             &secret,
+            &old_secrets,
             &config.jwt_issuer,
             &config.jwt_audience,
             config.access_token_ttl,

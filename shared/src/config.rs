@@ -28,7 +28,11 @@ pub enum ConfigError {
 /// Settings that may be given as `<KEY>_SSM_PARAMETER` (the name of an SSM SecureString)
 /// instead of a value, so the secret never sits in the function's configuration or in
 /// Terraform state.
-pub const SECRET_KEYS: &[&str] = &["INTERNAL_JWT_SECRET", "OPENAI_API_KEY"];
+pub const SECRET_KEYS: &[&str] = &[
+    "INTERNAL_JWT_SECRET",
+    "INTERNAL_JWT_OLD_SECRETS",
+    "OPENAI_API_KEY",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -176,6 +180,8 @@ pub struct Config {
     pub local_users: Vec<LocalUser>,
     /// `None` means "generate an ephemeral secret at start-up" (dev and test only).
     pub jwt_secret: Option<SecretString>,
+    /// Retired signing secrets whose tokens are still accepted during a rotation.
+    pub jwt_old_secrets: Vec<SecretString>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
@@ -356,6 +362,23 @@ impl Config {
             });
         }
 
+        let jwt_old_secrets: Vec<SecretString> = src
+            .raw("INTERNAL_JWT_OLD_SECRETS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| SecretString::from(s.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if jwt_old_secrets.iter().any(|s| s.expose_secret().len() < 32) {
+            return Err(ConfigError::Invalid {
+                key: "INTERNAL_JWT_OLD_SECRETS",
+                reason: "each secret must be at least 32 bytes".into(),
+            });
+        }
+
         let cloud_enabled = src.flag("ENABLE_CLOUD_TRANSCRIPTION", false)?;
         let cloud = if cloud_enabled {
             let api_key = src.secret("OPENAI_API_KEY").ok_or(ConfigError::Missing {
@@ -502,6 +525,7 @@ impl Config {
             allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
             local_users,
             jwt_secret,
+            jwt_old_secrets,
             jwt_issuer: src.raw("JWT_ISSUER").unwrap_or_else(|| "mmt".into()),
             jwt_audience: src.raw("JWT_AUDIENCE").unwrap_or_else(|| "mmt-api".into()),
             access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
@@ -752,6 +776,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("OPENAI_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn short_old_jwt_secrets_are_refused_without_echoing_them() {
+        let long = "l".repeat(40);
+        let err = config(&[("INTERNAL_JWT_OLD_SECRETS", &format!("{long},tooshort"))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("INTERNAL_JWT_OLD_SECRETS") && !err.contains("tooshort"),
+            "{err}"
+        );
+        let ok = config(&[("INTERNAL_JWT_OLD_SECRETS", &format!("{long}, {long}"))]).unwrap();
+        assert_eq!(ok.jwt_old_secrets.len(), 2);
     }
 
     #[test]

@@ -76,11 +76,26 @@ pub enum AuthError {
     Signing(#[source] jsonwebtoken::errors::Error),
 }
 
+/// The id of a signing secret, put in the token's `kid` header: derived from the secret, so
+/// every process holding the same secret agrees on it, and revealing nothing about it.
+fn key_id(secret: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest([b"mmt-jwt-kid:".as_slice(), secret].concat());
+    format!("hs-{}", hex::encode(&digest[..6]))
+}
+
 /// Issues and verifies HS256 access tokens with `iss`, `aud`, `sub`, `iat`, `nbf`, `exp`, `jti`
 /// and `scope`. Verification pins the algorithm: `alg: none` and other algorithms fail.
+///
+/// Rotation: tokens are signed with the current secret and name it in `kid`; secrets listed as
+/// old (`INTERNAL_JWT_OLD_SECRETS`) still verify the tokens they signed until they are removed.
+/// An unknown `kid` is refused; a token without one (issued before `kid`) is checked against
+/// the current secret only.
 pub struct TokenService {
+    current_kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// `kid` → key, the current secret first.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -89,20 +104,49 @@ pub struct TokenService {
 
 impl TokenService {
     pub fn new(secret: &[u8], issuer: &str, audience: &str, ttl: Duration) -> Self {
+        Self::with_old_secrets(secret, &[], issuer, audience, ttl)
+    }
+
+    /// `old_secrets`: retired secrets whose tokens are still accepted (never used to sign).
+    pub fn with_old_secrets(
+        secret: &[u8],
+        old_secrets: &[&[u8]],
+        issuer: &str,
+        audience: &str,
+        ttl: Duration,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
+        let decoding = std::iter::once(secret)
+            .chain(old_secrets.iter().copied())
+            .map(|s| (key_id(s), DecodingKey::from_secret(s)))
+            .collect();
         Self {
+            current_kid: key_id(secret),
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding,
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl,
         }
+    }
+
+    fn decoding_key(&self, token: &str) -> Result<&DecodingKey, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(AuthError::InvalidToken);
+        }
+        let kid = header.kid.as_deref().unwrap_or(&self.current_kid);
+        self.decoding
+            .iter()
+            .find(|(id, _)| id == kid)
+            .map(|(_, key)| key)
+            .ok_or(AuthError::InvalidToken)
     }
 
     pub fn issue(&self, owner: &OwnerId, scopes: &[Scope]) -> Result<IssuedToken, AuthError> {
@@ -125,8 +169,10 @@ impl TokenService {
             jti: Uuid::new_v4().to_string(),
             scope: scope.clone(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(AuthError::Signing)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.current_kid.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(AuthError::Signing)?;
         Ok(IssuedToken {
             access_token: token,
             token_type: "Bearer",
@@ -137,7 +183,8 @@ impl TokenService {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let key = self.decoding_key(token)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|_| AuthError::InvalidToken)?;
         let owner = OwnerId::parse(&data.claims.sub).map_err(|_| AuthError::InvalidToken)?;
         let scopes = data
@@ -213,5 +260,108 @@ mod tests {
         .unwrap();
         assert!(service().verify(&expired).is_err());
         assert!(service().verify("not.a.jwt").is_err());
+    }
+
+    fn claims(exp_in: i64) -> serde_json::Value {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        serde_json::json!({"iss":"mmt","aud":"mmt-api","sub":"guest:x","iat":now,"nbf":now,
+                           "exp":now + exp_in,"jti":"j","scope":"transcriptions:read"})
+    }
+
+    #[test]
+    fn old_secrets_verify_their_tokens_until_retired() {
+        const NEW: &[u8] = b"the-new-secret-the-new-secret-0123456789";
+        let owner = OwnerId::new_guest();
+        let before = service()
+            .issue(&owner, &[Scope::Read])
+            .unwrap()
+            .access_token;
+
+        // Rotated: the new secret signs; the old one still verifies what it signed.
+        let rotated = TokenService::with_old_secrets(
+            NEW,
+            &[SECRET],
+            "mmt",
+            "mmt-api",
+            Duration::from_secs(60),
+        );
+        assert_eq!(rotated.verify(&before).unwrap().owner, owner);
+        let after = rotated.issue(&owner, &[Scope::Read]).unwrap().access_token;
+        let kid = jsonwebtoken::decode_header(&after).unwrap().kid.unwrap();
+        assert_eq!(kid, key_id(NEW));
+        assert!(
+            !kid.contains("new-secret"),
+            "the kid reveals nothing of the secret"
+        );
+        assert!(
+            service().verify(&after).is_err(),
+            "the old service does not know the new key"
+        );
+
+        // Retired: the old secret's tokens are refused.
+        let retired = TokenService::new(NEW, "mmt", "mmt-api", Duration::from_secs(60));
+        assert!(retired.verify(&before).is_err());
+        assert!(retired.verify(&after).is_ok());
+    }
+
+    #[test]
+    fn rejects_unknown_kid_forged_kid_and_other_hmac_algorithms() {
+        let sign = |alg: Algorithm, kid: Option<String>, secret: &[u8]| {
+            let mut header = Header::new(alg);
+            header.kid = kid;
+            jsonwebtoken::encode(&header, &claims(600), &EncodingKey::from_secret(secret)).unwrap()
+        };
+        let good = sign(Algorithm::HS256, Some(key_id(SECRET)), SECRET);
+        assert!(service().verify(&good).is_ok());
+        // A kid nobody issued.
+        assert!(
+            service()
+                .verify(&sign(
+                    Algorithm::HS256,
+                    Some("hs-000000000000".into()),
+                    SECRET
+                ))
+                .is_err()
+        );
+        // The right kid on a token signed with another secret.
+        let forged = sign(
+            Algorithm::HS256,
+            Some(key_id(SECRET)),
+            b"attacker-secret-attacker-secret-0000",
+        );
+        assert!(service().verify(&forged).is_err());
+        // The same secret under another algorithm: the algorithm is pinned.
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            assert!(
+                service()
+                    .verify(&sign(alg, Some(key_id(SECRET)), SECRET))
+                    .is_err(),
+                "{alg:?}"
+            );
+        }
+        // Not yet valid (nbf beyond the leeway).
+        let mut early = claims(600);
+        early["nbf"] = serde_json::json!(early["iat"].as_i64().unwrap() + 3600);
+        let early = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &early,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert!(service().verify(&early).is_err());
+        // Garbage in every part.
+        for raw in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c",
+            "eyJhbGciOiJIUzI1NiJ9.e30.",
+            ".....",
+        ] {
+            assert!(service().verify(raw).is_err(), "{raw:?}");
+        }
     }
 }

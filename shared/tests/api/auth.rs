@@ -124,3 +124,36 @@ async fn protected_routes_need_a_valid_token() {
     let foreign = other.guest_token().await;
     assert_eq!(app.get(&foreign, "/v1/transcriptions").await.status(), 401);
 }
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_its_tokens_valid_until_it_is_retired() {
+    const NEW: &str = "a-new-signing-secret-for-rotation-0123456789";
+    let before = spawn_app().await;
+    let token = before.guest_token().await;
+
+    let rotated = spawn_app_with(&[
+        ("INTERNAL_JWT_SECRET", NEW),
+        ("INTERNAL_JWT_OLD_SECRETS", crate::helpers::JWT_SECRET),
+    ])
+    .await;
+    assert_eq!(
+        rotated.get(&token, "/v1/transcriptions").await.status(),
+        200
+    );
+    let fresh = rotated.guest_token().await;
+    assert_eq!(
+        before.get(&fresh, "/v1/transcriptions").await.status(),
+        401,
+        "a process without the new secret refuses its tokens"
+    );
+
+    let retired = spawn_app_with(&[("INTERNAL_JWT_SECRET", NEW)]).await;
+    assert_eq!(
+        retired.get(&token, "/v1/transcriptions").await.status(),
+        401
+    );
+    assert_eq!(
+        retired.get(&fresh, "/v1/transcriptions").await.status(),
+        200
+    );
+}
