@@ -204,7 +204,7 @@ for spec in health:apigw-health-live.json demo-status:apigw-demo-status.json aut
   specs+=("${spec%%:*}=target/release/${spec%%:*}=events/${spec#*:}")
 done
 env $(cat "$work/aws.env") ENV=prod DEMO_MODE=false LOG_FORMAT=json RUST_LOG=warn DATA_DIR="$work/lambda" \
-  INTERNAL_JWT_SECRET=bench-secret-bench-secret-bench-secret-00 ALLOW_GUEST_AUTH=true \
+  INTERNAL_JWT_SECRET=bench-secret-bench-secret-bench-secret-00 ALLOW_GUEST_AUTH=true ALLOW_DEMO_AUTH_IN_PRODUCTION=true \
   ENABLE_CLOUD_TRANSCRIPTION=true OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 \
   BLOB_STORE=s3 S3_BUCKET=mmt-bench RECORD_STORE=dynamodb DYNAMODB_TABLE=mmt-bench JOB_QUEUE=sqs \
   python3 scripts/lambda-cold-start.py "${BENCH_COLD_STARTS:-7}" "${specs[@]}"

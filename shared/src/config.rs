@@ -177,6 +177,10 @@ pub struct Config {
     pub record_backend: RecordBackend,
     pub allow_guest_auth: bool,
     pub allow_local_login: bool,
+    /// The explicit override that lets production run guest or local sign-in (public demos).
+    pub allow_demo_auth_in_production: bool,
+    /// Serve `/openapi.json` and `/docs`.
+    pub docs_enabled: bool,
     pub local_users: Vec<LocalUser>,
     /// `None` means "generate an ephemeral secret at start-up" (dev and test only).
     pub jwt_secret: Option<SecretString>,
@@ -523,6 +527,8 @@ impl Config {
             record_backend,
             allow_guest_auth: src.flag("ALLOW_GUEST_AUTH", !is_prod)?,
             allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
+            allow_demo_auth_in_production: src.flag("ALLOW_DEMO_AUTH_IN_PRODUCTION", false)?,
+            docs_enabled: src.flag("ENABLE_DOCS", true)?,
             local_users,
             jwt_secret,
             jwt_old_secrets,
@@ -596,6 +602,22 @@ impl Config {
         }
         if self.demo_mode {
             return unsafe_setting("DEMO_MODE", "must be off");
+        }
+        // Anyone can become a guest, and local users live in configuration: both are demo
+        // conveniences a production deployment must opt into by name.
+        if !self.allow_demo_auth_in_production {
+            if self.allow_guest_auth {
+                return unsafe_setting(
+                    "ALLOW_GUEST_AUTH",
+                    "must be off (or set ALLOW_DEMO_AUTH_IN_PRODUCTION=true for a public demo)",
+                );
+            }
+            if self.allow_local_login {
+                return unsafe_setting(
+                    "ALLOW_LOCAL_LOGIN",
+                    "must be off (or set ALLOW_DEMO_AUTH_IN_PRODUCTION=true)",
+                );
+            }
         }
         if self.cors_allow_origins.iter().any(|o| o == "*") {
             return unsafe_setting("CORS_ALLOW_ORIGINS", "must not be *");
@@ -819,6 +841,26 @@ mod tests {
             !ok.allow_guest_auth,
             "guests are off by default in production"
         );
+        for login in ["ALLOW_GUEST_AUTH", "ALLOW_LOCAL_LOGIN"] {
+            let err = config(&[
+                ("ENV", "prod"),
+                ("INTERNAL_JWT_SECRET", &secret),
+                (login, "true"),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(login), "{err}");
+            assert!(
+                config(&[
+                    ("ENV", "prod"),
+                    ("INTERNAL_JWT_SECRET", &secret),
+                    (login, "true"),
+                    ("ALLOW_DEMO_AUTH_IN_PRODUCTION", "true"),
+                ])
+                .is_ok(),
+                "{login} with the explicit override"
+            );
+        }
     }
 
     #[test]

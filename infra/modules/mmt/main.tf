@@ -31,6 +31,7 @@ locals {
     RETENTION_DAYS                    = tostring(var.retention_days)
     MAX_UPLOAD_BYTES                  = tostring(var.max_upload_bytes)
     ALLOW_GUEST_AUTH                  = tostring(var.allow_guest_auth)
+    ALLOW_DEMO_AUTH_IN_PRODUCTION     = tostring(var.allow_guest_auth)
     ENABLE_CLOUD_TRANSCRIPTION        = "true"
     OPENAI_BASE_URL                   = var.openai_base_url
     LOCAL_ENGINE_ON_WORKER            = tostring(local.gpu_worker)

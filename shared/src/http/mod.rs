@@ -132,9 +132,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The router for some groups, with the middleware every route shares.
+/// The router for some groups, with the middleware every route shares. The docs group is left
+/// out when `ENABLE_DOCS` is off.
 pub fn router(groups: &[RouteGroup], state: AppState) -> Router {
-    let (routes, _) = merged(groups).split_for_parts();
+    let served: Vec<RouteGroup> = groups
+        .iter()
+        .copied()
+        .filter(|g| *g != RouteGroup::Docs || state.config.docs_enabled)
+        .collect();
+    let (routes, _) = merged(&served).split_for_parts();
     let cors = cors_layer(&state.config.cors_allow_origins);
     let router = routes
         .fallback(|| async { ApiError::RouteNotFound })

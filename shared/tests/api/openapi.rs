@@ -94,3 +94,19 @@ async fn the_docs_page_is_self_contained() {
     assert!(html.contains("openapi.json"));
     assert!(!html.contains("https://"), "no CDN or remote assets");
 }
+
+#[tokio::test]
+async fn docs_can_be_turned_off() {
+    let app = crate::helpers::spawn_app_with(&[("ENABLE_DOCS", "false")]).await;
+    for path in ["/openapi.json", "/docs"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let live = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200, "the rest of the API is served");
+}
