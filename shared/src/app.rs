@@ -71,6 +71,8 @@ pub struct AppState {
     pub engines: Engines,
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
+    /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
+    pub rate_limiter: Option<Arc<crate::http::rate_limit::RateLimiter>>,
 }
 
 /// The AWS SDK's shared configuration (region, credentials, endpoint), when built with AWS
@@ -148,6 +150,11 @@ impl AppState {
             &config.jwt_audience,
             config.access_token_ttl,
         );
+        let rate_limiter = (config.rate_limit_per_minute > 0).then(|| {
+            Arc::new(crate::http::rate_limit::RateLimiter::new(
+                config.rate_limit_per_minute,
+            ))
+        });
         Ok(Self {
             records,
             blobs,
@@ -155,6 +162,7 @@ impl AppState {
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
+            rate_limiter,
             config: Arc::new(config),
         })
     }

@@ -181,6 +181,8 @@ pub struct Config {
     pub allow_demo_auth_in_production: bool,
     /// Serve `/openapi.json` and `/docs`.
     pub docs_enabled: bool,
+    /// Requests per caller per minute; 0 = no limit.
+    pub rate_limit_per_minute: u32,
     pub local_users: Vec<LocalUser>,
     /// `None` means "generate an ephemeral secret at start-up" (dev and test only).
     pub jwt_secret: Option<SecretString>,
@@ -529,6 +531,15 @@ impl Config {
             allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
             allow_demo_auth_in_production: src.flag("ALLOW_DEMO_AUTH_IN_PRODUCTION", false)?,
             docs_enabled: src.flag("ENABLE_DOCS", true)?,
+            // Off in tests, which poll quickly; on everywhere a person or a client calls.
+            rate_limit_per_minute: src.parse(
+                "RATE_LIMIT_PER_MINUTE",
+                if environment == Environment::Test {
+                    0
+                } else {
+                    600
+                },
+            )?,
             local_users,
             jwt_secret,
             jwt_old_secrets,

@@ -40,8 +40,11 @@ impl Application {
         let retention = tokio::spawn(run_retention_timer(state.clone(), shutdown.clone()));
         tracing::info!(port = self.listener.local_addr()?.port(), "MMT listening");
 
-        let server = axum::serve(self.listener, full_router(state))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = axum::serve(
+            self.listener,
+            full_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let served = tokio::select! {
             served = server => served,
             // Slow clients must not hold shutdown hostage.

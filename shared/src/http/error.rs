@@ -39,6 +39,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Conflict(String),
+    #[error("too many requests; retry in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
     #[error(
         "this deployment's storage cannot issue upload URLs; upload with POST /v1/transcriptions"
     )]
@@ -78,6 +80,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::DirectUploadUnsupported => {
                 (StatusCode::NOT_IMPLEMENTED, "direct_upload_unsupported")
             }

@@ -5,6 +5,7 @@
 mod correlation;
 mod error;
 mod extract;
+pub mod rate_limit;
 pub mod routes;
 mod security_headers;
 
@@ -146,6 +147,10 @@ pub fn router(groups: &[RouteGroup], state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.json_body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .layer(middleware::from_fn(security_headers::add_security_headers))
         .layer(middleware::from_fn(correlation::correlate))
         .with_state(state);

@@ -157,3 +157,77 @@ async fn a_rotated_secret_keeps_its_tokens_valid_until_it_is_retired() {
         200
     );
 }
+
+#[tokio::test]
+async fn callers_are_rate_limited_per_subject_with_headers_and_retry_after() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "4")]).await;
+    let alice = app.guest_token().await; // 1 of 4 for this client address
+    let mut remaining = Vec::new();
+    for _ in 0..4 {
+        let response = app.get(&alice, "/v1/transcriptions").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-ratelimit-limit"], "4");
+        remaining.push(
+            response.headers()["x-ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(remaining, ["3", "2", "1", "0"]);
+    let refused = app.get(&alice, "/v1/transcriptions").await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // Another subject has its own window; health checks are never limited.
+    let bob = app.guest_token().await;
+    assert_eq!(app.get(&bob, "/v1/transcriptions").await.status(), 200);
+    for _ in 0..10 {
+        let live = app
+            .client
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), 200);
+    }
+
+    // Anonymous calls count against the client address: two guest sign-ins used, two left.
+    for _ in 0..2 {
+        assert_eq!(
+            app.client
+                .post(app.url("/auth/guest"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+    }
+    let refused = app
+        .client
+        .post(app.url("/auth/guest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn rate_limiting_is_off_when_set_to_zero() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "0")]).await;
+    let token = app.guest_token().await;
+    for _ in 0..30 {
+        let response = app.get(&token, "/v1/transcriptions").await;
+        assert_eq!(response.status(), 200);
+        assert!(!response.headers().contains_key("x-ratelimit-limit"));
+    }
+}

@@ -104,7 +104,12 @@ async fn spawn(
     let address = format!("http://{}", listener.local_addr().unwrap());
     let router = full_router(state.clone());
     let server = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     TestApp {
         address,

@@ -191,3 +191,28 @@ async fn the_sweep_function_accepts_rule_and_scheduler_payloads() {
         assert_eq!(report.deleted_records, 0);
     }
 }
+
+#[tokio::test]
+async fn behind_api_gateway_anonymous_calls_are_limited_per_source_ip() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "2")]).await;
+    let guest = fixture("apigw-auth-guest.json");
+    let statuses: Vec<u16> =
+        futures::future::join_all((0..3).map(|_| invoke(&app, RouteGroup::Auth, &guest)))
+            .await
+            .into_iter()
+            .map(|(status, _, _)| status)
+            .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+    // Another client address has its own window.
+    let elsewhere = guest.replace("203.0.113.10", "198.51.100.7");
+    assert_eq!(invoke(&app, RouteGroup::Auth, &elsewhere).await.0, 201);
+}
