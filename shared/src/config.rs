@@ -183,6 +183,8 @@ pub struct Config {
     pub docs_enabled: bool,
     /// Requests per caller per minute; 0 = no limit.
     pub rate_limit_per_minute: u32,
+    /// An upload whose body sends nothing for this long is refused (408).
+    pub body_idle_timeout: Duration,
     pub local_users: Vec<LocalUser>,
     /// `None` means "generate an ephemeral secret at start-up" (dev and test only).
     pub jwt_secret: Option<SecretString>,
@@ -531,6 +533,9 @@ impl Config {
             allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
             allow_demo_auth_in_production: src.flag("ALLOW_DEMO_AUTH_IN_PRODUCTION", false)?,
             docs_enabled: src.flag("ENABLE_DOCS", true)?,
+            body_idle_timeout: Duration::from_secs(
+                src.parse("BODY_IDLE_TIMEOUT_SECS", 30u64)?.max(1),
+            ),
             // Off in tests, which poll quickly; on everywhere a person or a client calls.
             rate_limit_per_minute: src.parse(
                 "RATE_LIMIT_PER_MINUTE",

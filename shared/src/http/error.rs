@@ -39,6 +39,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Conflict(String),
+    #[error("the request body stalled; send it without long pauses")]
+    RequestTimeout,
     #[error("too many requests; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     #[error(
@@ -81,6 +83,7 @@ impl ApiError {
             }
             Self::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::DirectUploadUnsupported => {
                 (StatusCode::NOT_IMPLEMENTED, "direct_upload_unsupported")
             }
@@ -126,8 +129,8 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::PayloadTooLarge { .. } => {
-                // The unread rest of an oversized body is not worth keeping the connection for.
+            Self::PayloadTooLarge { .. } | Self::RequestTimeout => {
+                // The unread rest of the body is not worth keeping the connection for.
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));

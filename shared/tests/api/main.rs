@@ -9,6 +9,7 @@ mod blob_contract;
 mod emulator;
 mod health;
 mod helpers;
+mod hostile;
 mod infra;
 mod isolation;
 mod lambda;

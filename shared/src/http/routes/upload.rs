@@ -1,4 +1,10 @@
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Json,
@@ -262,6 +268,8 @@ pub(crate) async fn receive_upload(
         drain_body(request).await;
         return Err(ApiError::PayloadTooLarge { limit });
     }
+    let stalled = Arc::new(AtomicBool::new(false));
+    let request = with_idle_timeout(request, state.config.body_idle_timeout, stalled.clone());
     let mut multipart = Multipart::from_request(request, state).await.map_err(|_| {
         ApiError::bad_request(
             "invalid_request",
@@ -323,6 +331,9 @@ pub(crate) async fn receive_upload(
         if file_seen {
             discard(state, &upload.key).await;
         }
+        if stalled.load(Ordering::Relaxed) {
+            return Err(ApiError::RequestTimeout);
+        }
         if matches!(
             err,
             ApiError::PayloadTooLarge { .. } | ApiError::UnsupportedMediaType
@@ -338,6 +349,36 @@ pub(crate) async fn receive_upload(
         ));
     }
     Ok(upload)
+}
+
+/// The request with a body that fails once no bytes arrive for `idle`: a slow or stalled
+/// client (slowloris) cannot hold an upload, a worker and a half-written blob forever.
+fn with_idle_timeout(request: Request, idle: Duration, stalled: Arc<AtomicBool>) -> Request {
+    let (parts, body) = request.into_parts();
+    let chunks = stream::unfold(
+        (body.into_data_stream(), false),
+        move |(mut body, finished)| {
+            let stalled = stalled.clone();
+            async move {
+                if finished {
+                    return None;
+                }
+                match tokio::time::timeout(idle, body.next()).await {
+                    Ok(Some(chunk)) => Some((chunk, (body, false))),
+                    Ok(None) => None,
+                    Err(_) => {
+                        stalled.store(true, Ordering::Relaxed);
+                        let err = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no upload bytes within the idle timeout",
+                        );
+                        Some((Err(axum::Error::new(err)), (body, true)))
+                    }
+                }
+            }
+        },
+    );
+    Request::from_parts(parts, axum::body::Body::from_stream(chunks))
 }
 
 /// Sniffs the first bytes, then streams the whole field into the blob store.
