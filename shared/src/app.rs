@@ -113,7 +113,15 @@ impl AppState {
         };
         let blobs = backends.blob_store()?;
         let queue = backends.transcribe_queue()?;
-        let records = backends.record_store()?;
+        let records = match &config.field_encryption {
+            Some(keys) => Arc::new(
+                crate::adapters::encrypted_records::EncryptedRecordStore::new(
+                    backends.record_store()?,
+                    keys.clone(),
+                ),
+            ) as Arc<dyn RecordStore>,
+            None => backends.record_store()?,
+        };
         let cloud = match &config.cloud {
             Some(cloud) => Some(Arc::new(
                 OpenAiTranscriber::new(cloud.clone()).map_err(StartupError::CloudClient)?,

@@ -32,6 +32,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "INTERNAL_JWT_SECRET",
     "INTERNAL_JWT_OLD_SECRETS",
     "OPENAI_API_KEY",
+    "ENCRYPTION_KEYS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +186,8 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// An upload whose body sends nothing for this long is refused (408).
     pub body_idle_timeout: Duration,
+    /// `ENABLE_FIELD_ENCRYPTION`: the key ring that seals PHI fields at rest.
+    pub field_encryption: Option<std::sync::Arc<crate::crypto::KeyRing>>,
     pub local_users: Vec<LocalUser>,
     /// `None` means "generate an ephemeral secret at start-up" (dev and test only).
     pub jwt_secret: Option<SecretString>,
@@ -387,6 +390,31 @@ impl Config {
             });
         }
 
+        let field_encryption = if src.flag("ENABLE_FIELD_ENCRYPTION", false)? {
+            let keys = src.secret("ENCRYPTION_KEYS").ok_or(ConfigError::Missing {
+                key: "ENCRYPTION_KEYS",
+                reason:
+                    "ENABLE_FIELD_ENCRYPTION is on (generate keys with `openssl rand -base64 32`)"
+                        .into(),
+            })?;
+            let primary = src
+                .raw("PRIMARY_ENCRYPTION_KEY_ID")
+                .ok_or(ConfigError::Missing {
+                    key: "PRIMARY_ENCRYPTION_KEY_ID",
+                    reason: "ENABLE_FIELD_ENCRYPTION is on".into(),
+                })?;
+            let ring =
+                crate::crypto::KeyRing::parse(keys.expose_secret(), &primary).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "ENCRYPTION_KEYS",
+                        reason: e.to_string(),
+                    }
+                })?;
+            Some(std::sync::Arc::new(ring))
+        } else {
+            None
+        };
+
         let cloud_enabled = src.flag("ENABLE_CLOUD_TRANSCRIPTION", false)?;
         let cloud = if cloud_enabled {
             let api_key = src.secret("OPENAI_API_KEY").ok_or(ConfigError::Missing {
@@ -533,6 +561,7 @@ impl Config {
             allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
             allow_demo_auth_in_production: src.flag("ALLOW_DEMO_AUTH_IN_PRODUCTION", false)?,
             docs_enabled: src.flag("ENABLE_DOCS", true)?,
+            field_encryption,
             body_idle_timeout: Duration::from_secs(
                 src.parse("BODY_IDLE_TIMEOUT_SECS", 30u64)?.max(1),
             ),
@@ -814,6 +843,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("OPENAI_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn field_encryption_needs_a_valid_key_ring_and_never_echoes_it() {
+        let err = config(&[("ENABLE_FIELD_ENCRYPTION", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ENCRYPTION_KEYS"), "{err}");
+        let bad = "k1:c2hvcnQ=";
+        let err = config(&[
+            ("ENABLE_FIELD_ENCRYPTION", "1"),
+            ("ENCRYPTION_KEYS", bad),
+            ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ENCRYPTION_KEYS") && !err.contains("c2hvcnQ"),
+            "{err}"
+        );
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let ok = config(&[
+            ("ENABLE_FIELD_ENCRYPTION", "1"),
+            ("ENCRYPTION_KEYS", &format!("k1:{key}")),
+            ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+        ])
+        .unwrap();
+        assert_eq!(ok.field_encryption.as_ref().unwrap().primary_id(), "k1");
+        assert!(
+            !format!("{ok:?}").contains(key),
+            "Debug never shows key material"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! * [`ports`] — the small traits the domain talks to (records, blobs, jobs, engines, clock).
 //! * [`adapters`] — SQLite, disk and OpenAI-compatible implementations of those traits.
 //! * [`http`] — the axum router (grouped per Lambda function), errors, correlation ids.
+//! * [`crypto`] — field encryption (AES-256-GCM, key ring, record/field binding).
 //! * [`jobs`] — the transcribe worker and the retention sweep.
 //! * [`entrypoints`] — the Lambda event handlers and the local single-process server.
 
@@ -11,6 +12,7 @@ pub mod adapters;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod entrypoints;
 pub mod http;

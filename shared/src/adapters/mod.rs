@@ -5,6 +5,7 @@ pub mod audio;
 pub mod disk_blob;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+pub mod encrypted_records;
 pub mod openai;
 #[cfg(feature = "aws")]
 pub mod s3;

@@ -7,6 +7,7 @@ mod aws_pipeline;
 mod blob_contract;
 #[cfg(feature = "aws")]
 mod emulator;
+mod encryption;
 mod health;
 mod helpers;
 mod hostile;

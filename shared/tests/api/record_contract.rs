@@ -211,6 +211,23 @@ async fn the_sqlite_store_meets_the_contract() {
     .await;
 }
 
+#[tokio::test]
+async fn the_encrypting_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys =
+        mmt_core::crypto::KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "k1")
+            .unwrap();
+    meets_the_contract(
+        &mmt_core::adapters::encrypted_records::EncryptedRecordStore::new(
+            std::sync::Arc::new(SqliteRecordStore::new(
+                Database::open(&dir.path().join("r.db")).unwrap(),
+            )),
+            std::sync::Arc::new(keys),
+        ),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dynamodb_store_meets_the_contract_on_the_emulator() {
     let aws = Emulator::start().await;

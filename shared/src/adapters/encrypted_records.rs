@@ -1,0 +1,197 @@
+//! A [`RecordStore`] that encrypts every PHI field before it reaches the store underneath
+//! (`ENABLE_FIELD_ENCRYPTION`): the prompt, the client's file name and the whole transcript
+//! (text and segments). Ids, statuses, sizes, times and the language stay readable so the
+//! store can index, list and expire records. Reading a field that does not open is an error,
+//! never garbage and never a plaintext fallback.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    crypto::KeyRing,
+    domain::{AudioFormat, BlobKey, OwnerId, Transcript, TranscriptionId, TranscriptionRecord},
+    ports::{Page, PageRequest, RecordStore, StoreError},
+};
+
+const PROMPT: &str = "prompt";
+const FILE_NAME: &str = "file_name";
+const TRANSCRIPT: &str = "transcript";
+
+pub struct EncryptedRecordStore {
+    inner: Arc<dyn RecordStore>,
+    keys: Arc<KeyRing>,
+}
+
+impl EncryptedRecordStore {
+    pub fn new(inner: Arc<dyn RecordStore>, keys: Arc<KeyRing>) -> Self {
+        Self { inner, keys }
+    }
+
+    fn seal_text(&self, id: &TranscriptionId, field: &str, value: &str) -> String {
+        self.keys.seal(&id.to_string(), field, value.as_bytes())
+    }
+
+    fn open_text(
+        &self,
+        id: &TranscriptionId,
+        field: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        let bytes = self
+            .keys
+            .open(&id.to_string(), field, value)
+            .map_err(|e| StoreError::Corrupt(format!("record {id}, field {field}: {e}")))?;
+        String::from_utf8(bytes)
+            .map_err(|_| StoreError::Corrupt(format!("record {id}, field {field}: not UTF-8")))
+    }
+
+    /// The stored shape of a transcript: the sealed JSON of the whole transcript as its text,
+    /// no segments, and the (non-PHI) language and duration the store may use.
+    fn seal_transcript(&self, id: &TranscriptionId, transcript: &Transcript) -> Transcript {
+        let json = serde_json::to_string(transcript).expect("a transcript serialises");
+        Transcript {
+            text: self.seal_text(id, TRANSCRIPT, &json),
+            segments: Vec::new(),
+            language: transcript.language.clone(),
+            duration_s: transcript.duration_s,
+        }
+    }
+
+    fn open_transcript(
+        &self,
+        id: &TranscriptionId,
+        stored: &Transcript,
+    ) -> Result<Transcript, StoreError> {
+        let json = self.open_text(id, TRANSCRIPT, &stored.text)?;
+        serde_json::from_str(&json).map_err(|_| {
+            StoreError::Corrupt(format!("record {id}, field {TRANSCRIPT}: not a transcript"))
+        })
+    }
+
+    fn seal_record(&self, record: &TranscriptionRecord) -> TranscriptionRecord {
+        let id = record.id;
+        TranscriptionRecord {
+            prompt: record
+                .prompt
+                .as_deref()
+                .map(|p| self.seal_text(&id, PROMPT, p)),
+            file_name: record
+                .file_name
+                .as_deref()
+                .map(|f| self.seal_text(&id, FILE_NAME, f)),
+            transcript: record
+                .transcript
+                .as_ref()
+                .map(|t| self.seal_transcript(&id, t)),
+            ..record.clone()
+        }
+    }
+
+    fn open_record(
+        &self,
+        mut record: TranscriptionRecord,
+    ) -> Result<TranscriptionRecord, StoreError> {
+        let id = record.id;
+        if let Some(prompt) = record.prompt.take() {
+            record.prompt = Some(self.open_text(&id, PROMPT, &prompt)?);
+        }
+        if let Some(file_name) = record.file_name.take() {
+            record.file_name = Some(self.open_text(&id, FILE_NAME, &file_name)?);
+        }
+        if let Some(transcript) = record.transcript.take() {
+            record.transcript = Some(self.open_transcript(&id, &transcript)?);
+        }
+        Ok(record)
+    }
+}
+
+#[async_trait]
+impl RecordStore for EncryptedRecordStore {
+    async fn insert(&self, record: &TranscriptionRecord) -> Result<(), StoreError> {
+        self.inner.insert(&self.seal_record(record)).await
+    }
+
+    async fn get(&self, id: &TranscriptionId) -> Result<Option<TranscriptionRecord>, StoreError> {
+        self.inner
+            .get(id)
+            .await?
+            .map(|r| self.open_record(r))
+            .transpose()
+    }
+
+    async fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+        page: &PageRequest,
+    ) -> Result<Page<TranscriptionRecord>, StoreError> {
+        let page = self.inner.list_by_owner(owner, page).await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|r| self.open_record(r))
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
+    }
+
+    async fn confirm_upload(
+        &self,
+        id: &TranscriptionId,
+        format: AudioFormat,
+        size_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.confirm_upload(id, format, size_bytes, now).await
+    }
+
+    async fn mark_processing(
+        &self,
+        id: &TranscriptionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.mark_processing(id, now).await
+    }
+
+    async fn complete(
+        &self,
+        id: &TranscriptionId,
+        transcript: &Transcript,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .complete(id, &self.seal_transcript(id, transcript), now)
+            .await
+    }
+
+    async fn fail(
+        &self,
+        id: &TranscriptionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.fail(id, reason, now).await
+    }
+
+    async fn set_progress(&self, id: &TranscriptionId, percent: u8) -> Result<(), StoreError> {
+        self.inner.set_progress(id, percent).await
+    }
+
+    async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+
+    async fn created_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TranscriptionId, BlobKey)>, StoreError> {
+        self.inner.created_before(cutoff, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}

@@ -1,0 +1,277 @@
+//! Field encryption: AES-256-GCM with a key ring.
+//!
+//! A sealed field is `mmt:v1:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>`. The associated
+//! data binds it to its record and field (`mmt:v1:<record id>:<field>`), so a ciphertext copied
+//! to another record or another field fails to open. Opening never falls back: an unknown key
+//! id, tampered bytes, a swapped field or a value that is not sealed is an error.
+
+use aes_gcm::{
+    Aes256Gcm, KeyInit,
+    aead::{Aead, Payload},
+};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use rand::RngCore;
+
+const PREFIX: &str = "mmt:v1:";
+const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CryptoError {
+    #[error("encrypted with key {0:?}, which is not in ENCRYPTION_KEYS")]
+    UnknownKey(String),
+    #[error(
+        "the ciphertext does not authenticate (tampered, or moved from another record or field)"
+    )]
+    Tampered,
+    #[error("the value is not encrypted, but field encryption is on")]
+    NotSealed,
+    #[error("the encrypted value is malformed")]
+    Malformed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    #[error("each entry must be <id>:<base64 of 32 bytes>")]
+    BadEntry,
+    #[error("key ids must be 1–32 letters, digits, - or _, and unique")]
+    BadId,
+    #[error("the primary key {0:?} is not in the ring")]
+    NoPrimary(String),
+}
+
+/// The keys that can open sealed fields, and the one that seals new ones.
+pub struct KeyRing {
+    keys: Vec<(String, Aes256Gcm)>,
+    primary: usize,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("KeyRing")
+            .field("ids", &ids)
+            .field("primary", &ids[self.primary])
+            .finish()
+    }
+}
+
+fn associated_data(record: &str, field: &str) -> Vec<u8> {
+    format!("{PREFIX}{record}:{field}").into_bytes()
+}
+
+impl KeyRing {
+    /// `ENCRYPTION_KEYS=k1:<base64 32 bytes>,k2:...` and `PRIMARY_ENCRYPTION_KEY_ID`.
+    pub fn parse(keys: &str, primary: &str) -> Result<Self, KeyRingError> {
+        let mut ring = Vec::new();
+        for entry in keys.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, material) = entry.split_once(':').ok_or(KeyRingError::BadEntry)?;
+            let valid_id = (1..=32).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_id || ring.iter().any(|(known, _)| known == id) {
+                return Err(KeyRingError::BadId);
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(material.trim())
+                .or_else(|_| URL_SAFE_NO_PAD.decode(material.trim()))
+                .map_err(|_| KeyRingError::BadEntry)?;
+            if bytes.len() != 32 {
+                return Err(KeyRingError::BadEntry);
+            }
+            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyRingError::BadEntry)?;
+            ring.push((id.to_owned(), cipher));
+        }
+        let primary = ring
+            .iter()
+            .position(|(id, _)| id == primary)
+            .ok_or_else(|| KeyRingError::NoPrimary(primary.to_owned()))?;
+        Ok(Self {
+            keys: ring,
+            primary,
+        })
+    }
+
+    pub fn primary_id(&self) -> &str {
+        &self.keys[self.primary].0
+    }
+
+    /// Encrypts `plaintext` for `field` of `record` under the primary key.
+    pub fn seal(&self, record: &str, field: &str, plaintext: &[u8]) -> String {
+        let (id, cipher) = &self.keys[self.primary];
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let aad = associated_data(record, field);
+        let ciphertext = cipher
+            .encrypt(
+                &aes_gcm::Nonce::try_from(&nonce[..]).expect("12-byte nonce"),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        format!("{PREFIX}{id}:{}", URL_SAFE_NO_PAD.encode(out))
+    }
+
+    pub fn is_sealed(value: &str) -> bool {
+        value.starts_with(PREFIX)
+    }
+
+    /// The key id a sealed value names.
+    pub fn key_id_of(value: &str) -> Option<&str> {
+        value
+            .strip_prefix(PREFIX)?
+            .split_once(':')
+            .map(|(id, _)| id)
+    }
+
+    pub fn open(&self, record: &str, field: &str, sealed: &str) -> Result<Vec<u8>, CryptoError> {
+        let rest = sealed.strip_prefix(PREFIX).ok_or(CryptoError::NotSealed)?;
+        let (id, body) = rest.split_once(':').ok_or(CryptoError::Malformed)?;
+        let (_, cipher) = self
+            .keys
+            .iter()
+            .find(|(known, _)| known == id)
+            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| CryptoError::Malformed)?;
+        if bytes.len() < NONCE_LEN + 16 {
+            return Err(CryptoError::Malformed);
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let aad = associated_data(record, field);
+        cipher
+            .decrypt(
+                &aes_gcm::Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?,
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Tampered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> String {
+        base64::engine::general_purpose::STANDARD.encode([byte; 32])
+    }
+
+    fn ring(keys: &[(&str, u8)], primary: &str) -> KeyRing {
+        let spec: Vec<String> = keys
+            .iter()
+            .map(|(id, b)| format!("{id}:{}", key(*b)))
+            .collect();
+        KeyRing::parse(&spec.join(","), primary).unwrap()
+    }
+
+    #[test]
+    fn seals_and_opens_bound_to_record_and_field() {
+        let r = ring(&[("k1", 1)], "k1");
+        let sealed = r.seal("rec-1", "prompt", b"metformin 500 mg");
+        assert!(sealed.starts_with("mmt:v1:k1:"));
+        assert!(!sealed.contains("metformin"));
+        assert_eq!(
+            r.open("rec-1", "prompt", &sealed).unwrap(),
+            b"metformin 500 mg"
+        );
+        assert_ne!(
+            sealed,
+            r.seal("rec-1", "prompt", b"metformin 500 mg"),
+            "fresh nonce each time"
+        );
+        // Moved to another record or another field: refused.
+        assert_eq!(
+            r.open("rec-2", "prompt", &sealed),
+            Err(CryptoError::Tampered)
+        );
+        assert_eq!(
+            r.open("rec-1", "file_name", &sealed),
+            Err(CryptoError::Tampered)
+        );
+    }
+
+    #[test]
+    fn every_failure_is_an_error_never_plaintext() {
+        let r = ring(&[("k1", 1)], "k1");
+        let sealed = r.seal("rec", "f", b"secret words");
+        // Wrong key under the same id.
+        let impostor = ring(&[("k1", 9)], "k1");
+        assert_eq!(
+            impostor.open("rec", "f", &sealed),
+            Err(CryptoError::Tampered)
+        );
+        // Unknown key id.
+        let other = ring(&[("k2", 2)], "k2");
+        assert_eq!(
+            other.open("rec", "f", &sealed),
+            Err(CryptoError::UnknownKey("k1".into()))
+        );
+        // A flipped bit anywhere in the body.
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(sealed.rsplit(':').next().unwrap())
+            .unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let tampered = format!("mmt:v1:k1:{}", URL_SAFE_NO_PAD.encode(&bytes));
+        assert_eq!(r.open("rec", "f", &tampered), Err(CryptoError::Tampered));
+        // Plaintext and junk.
+        assert_eq!(
+            r.open("rec", "f", "secret words"),
+            Err(CryptoError::NotSealed)
+        );
+        assert_eq!(
+            r.open("rec", "f", "mmt:v1:k1:!!"),
+            Err(CryptoError::Malformed)
+        );
+        assert_eq!(
+            r.open("rec", "f", "mmt:v1:k1:AAAA"),
+            Err(CryptoError::Malformed)
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_old_fields_readable_while_the_old_key_is_in_the_ring() {
+        let before = ring(&[("k1", 1)], "k1");
+        let old = before.seal("rec", "f", b"written under k1");
+        let rotated = ring(&[("k1", 1), ("k2", 2)], "k2");
+        assert_eq!(rotated.open("rec", "f", &old).unwrap(), b"written under k1");
+        let new = rotated.seal("rec", "f", b"written under k2");
+        assert_eq!(KeyRing::key_id_of(&new), Some("k2"));
+        let retired = ring(&[("k2", 2)], "k2");
+        assert_eq!(retired.open("rec", "f", &new).unwrap(), b"written under k2");
+        assert_eq!(
+            retired.open("rec", "f", &old),
+            Err(CryptoError::UnknownKey("k1".into()))
+        );
+    }
+
+    #[test]
+    fn key_rings_are_validated() {
+        assert!(matches!(
+            KeyRing::parse("k1:short", "k1"),
+            Err(KeyRingError::BadEntry)
+        ));
+        assert!(matches!(
+            KeyRing::parse(&format!("k1:{}", key(1)), "k2"),
+            Err(KeyRingError::NoPrimary(_))
+        ));
+        assert!(matches!(
+            KeyRing::parse(&format!("k1:{},k1:{}", key(1), key(2)), "k1"),
+            Err(KeyRingError::BadId)
+        ));
+        assert!(matches!(
+            KeyRing::parse(&format!("bad id:{}", key(1)), "bad id"),
+            Err(KeyRingError::BadId)
+        ));
+        let debug = format!("{:?}", ring(&[("k1", 1)], "k1"));
+        assert!(!debug.contains(&key(1)), "{debug}");
+    }
+}

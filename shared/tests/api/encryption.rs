@@ -1,0 +1,128 @@
+//! Field encryption at rest: with ENABLE_FIELD_ENCRYPTION the raw SQLite file holds none of
+//! the PHI (transcript, prompt, file name), its owner still reads it all, and a record whose
+//! key is gone from the ring is an error, never garbage.
+
+use crate::helpers::{TestApp, spawn_app_with, tone};
+
+const PHRASE: &str = "Zebediah Quarrington reports palpitations since Tuesday";
+const PROMPT: &str = "amiodarone Quarrington";
+const FILE_NAME: &str = "quarrington-cardiology.wav";
+const K1: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const K2: &str = "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+async fn transcribe_planted(app: &TestApp) -> (String, String) {
+    app.openai.set_transcript(PHRASE);
+    let token = app.guest_token().await;
+    let response = app
+        .upload(&token, tone(), FILE_NAME, &[("prompt", PROMPT)])
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_jobs().await;
+    (token, id)
+}
+
+/// Everything SQLite has written for this app: the database file and its write-ahead log.
+fn raw_database(app: &TestApp) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for name in ["mmt.db", "mmt.db-wal"] {
+        if let Ok(b) = std::fs::read(app.dir.path().join(name)) {
+            bytes.extend(b);
+        }
+    }
+    assert!(!bytes.is_empty());
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn without_encryption_the_raw_file_holds_the_phi() {
+    // The control: proves the search below can find what it looks for.
+    let app = spawn_app_with(&[]).await;
+    transcribe_planted(&app).await;
+    let raw = raw_database(&app);
+    assert!(contains(&raw, "Quarrington reports"));
+    assert!(contains(&raw, "amiodarone"));
+}
+
+#[tokio::test]
+async fn with_encryption_the_raw_file_holds_no_phi_and_the_owner_reads_it_all() {
+    let app = spawn_app_with(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("ENCRYPTION_KEYS", K1),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await;
+    let (token, id) = transcribe_planted(&app).await;
+    let raw = raw_database(&app);
+    for planted in ["Quarrington", "palpitations", "amiodarone", "cardiology"] {
+        assert!(!contains(&raw, planted), "{planted} is in the raw database");
+    }
+    assert!(contains(&raw, "mmt:v1:k1:"), "sealed fields are there");
+
+    let (status, record) = app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(record["status"], "completed");
+    assert_eq!(record["text"], PHRASE);
+    assert_eq!(record["file_name"], FILE_NAME);
+    assert!(!record["segments"].as_array().unwrap().is_empty());
+    let srt = app
+        .get(
+            &token,
+            &format!("/v1/transcriptions/{id}/transcript?format=srt"),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(srt.contains("Quarrington"), "{srt}");
+}
+
+/// The same data directory, opened again with another key ring (a restart after rotation).
+async fn reopen(app: &TestApp, keys: &str, primary: &str) -> mmt_core::AppState {
+    let env = crate::helpers::test_env(
+        &app.dir,
+        &app.openai,
+        &[
+            ("ENABLE_FIELD_ENCRYPTION", "1"),
+            ("ENCRYPTION_KEYS", keys),
+            ("PRIMARY_ENCRYPTION_KEY_ID", primary),
+        ],
+    );
+    mmt_core::AppState::from_config(mmt_core::Config::from_map(&env).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rotation_reads_old_records_and_a_missing_key_is_an_error_not_garbage() {
+    let app = spawn_app_with(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("ENCRYPTION_KEYS", K1),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await;
+    let (_, id) = transcribe_planted(&app).await;
+    let id: mmt_core::domain::TranscriptionId = id.parse().unwrap();
+
+    // k2 is primary now; k1 is still in the ring: the old record reads as before.
+    let rotated = reopen(&app, &format!("{K1},{K2}"), "k2").await;
+    let record = rotated.records.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.transcript.unwrap().text, PHRASE);
+    assert_eq!(record.prompt.as_deref(), Some(PROMPT));
+
+    // k1 retired before its records were re-encrypted: a clear error naming the key.
+    let retired = reopen(&app, K2, "k2").await;
+    let err = retired.records.get(&id).await.unwrap_err().to_string();
+    assert!(err.contains("k1") && !err.contains("Quarrington"), "{err}");
+}
