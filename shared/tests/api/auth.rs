@@ -190,13 +190,7 @@ async fn callers_are_rate_limited_per_subject_with_headers_and_retry_after() {
     let bob = app.guest_token().await;
     assert_eq!(app.get(&bob, "/v1/transcriptions").await.status(), 200);
     for _ in 0..10 {
-        let live = app
-            .client
-            .get(app.url("/health/live"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(live.status(), 200);
+        app.assert_live().await;
     }
 
     // Anonymous calls count against the client address: two guest sign-ins used, two left.

@@ -129,6 +129,17 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// Fails the test unless the server still answers its liveness check.
+    pub async fn assert_live(&self) {
+        let live = self
+            .client
+            .get(self.url("/health/live"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), 200, "the server stopped serving");
+    }
+
     pub async fn guest_token(&self) -> String {
         let response = self
             .client

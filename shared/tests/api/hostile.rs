@@ -5,17 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
-
-async fn still_serving(app: &TestApp) {
-    let live = app
-        .client
-        .get(app.url("/health/live"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-}
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn malformed_and_mislabelled_bodies_get_4xx() {
@@ -49,7 +39,7 @@ async fn malformed_and_mislabelled_bodies_get_4xx() {
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         assert!(body["error"]["code"].is_string(), "{name}: {body}");
     }
-    still_serving(&app).await;
+    app.assert_live().await;
 }
 
 #[tokio::test]
@@ -85,7 +75,7 @@ async fn path_traversal_and_junk_ids_are_404_before_any_storage() {
         app.dir.path().join("mmt.db").exists(),
         "nothing was deleted"
     );
-    still_serving(&app).await;
+    app.assert_live().await;
 }
 
 #[tokio::test]
@@ -117,7 +107,7 @@ async fn huge_headers_and_bad_tokens_get_4xx() {
             .unwrap();
         assert_eq!(response.status(), 401, "{token:.20}");
     }
-    still_serving(&app).await;
+    app.assert_live().await;
 }
 
 /// A client that opens an upload and then stops sending (slowloris) is answered 408 once the
@@ -141,7 +131,7 @@ async fn a_stalled_upload_times_out_without_blocking_others() {
     let started = std::time::Instant::now();
     // While it stalls, everyone else is served.
     for _ in 0..3 {
-        still_serving(&app).await;
+        app.assert_live().await;
         assert_eq!(app.get(&token, "/v1/transcriptions").await.status(), 200);
     }
     let mut answer = Vec::new();
@@ -159,5 +149,5 @@ async fn a_stalled_upload_times_out_without_blocking_others() {
     );
     let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
-    still_serving(&app).await;
+    app.assert_live().await;
 }

@@ -102,11 +102,5 @@ async fn docs_can_be_turned_off() {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 404, "{path}");
     }
-    let live = app
-        .client
-        .get(app.url("/health/live"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200, "the rest of the API is served");
+    app.assert_live().await;
 }
