@@ -169,10 +169,10 @@ async fn accept_upload(
     }
     let size = size.unwrap_or(record.size_bytes);
     let limit = state.config.max_upload_bytes;
-    let refusal = if size > limit {
-        Some(format!(
-            "the uploaded file is larger than the {limit}-byte limit"
-        ))
+    // A refusal is the client's mistake, not the pipeline's: the record says why, and nothing
+    // is dead-lettered.
+    let reason = if size > limit {
+        format!("the uploaded file is larger than the {limit}-byte limit")
     } else {
         match sniff_stored(state, &key).await {
             Ok(Some(format)) => {
@@ -188,16 +188,12 @@ async fn accept_upload(
                     Err(err) => Err(format!("record store: {err}")),
                 };
             }
-            Ok(None) => Some(
-                "the uploaded file is not audio MMT can transcribe (wav, mp3, flac, ogg, webm, m4a/mp4, aac)"
-                    .to_owned(),
-            ),
+            Ok(None) => "the uploaded file is not audio MMT can transcribe (wav, mp3, flac, ogg, webm, m4a/mp4, aac)"
+                .to_owned(),
             Err(BlobError::NotFound) => return Ok(None),
             Err(err) => return Err(format!("blob store: {err}")),
         }
     };
-    // The client's mistake, not the pipeline's: the record says why; nothing is dead-lettered.
-    let reason = refusal.unwrap_or_default();
     tracing::warn!(transcription_id = %id, reason = %reason, "direct upload refused");
     state
         .blobs
