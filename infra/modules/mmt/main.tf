@@ -9,6 +9,7 @@ locals {
   key_arn     = aws_kms_key.data.arn
   jwt_secret  = module.secrets.parameter_arns["jwt-secret"]
   openai_key  = module.secrets.parameter_arns["openai-api-key"]
+  field_keys  = module.secrets.parameter_arns["encryption-keys"]
 
   # With a GPU worker, the worker consumes the transcribe queue (both engines); otherwise the
   # transcribe function does (cloud engine).
@@ -39,14 +40,18 @@ locals {
     CORS_ALLOW_ORIGINS                = join(",", var.cors_allow_origins)
     INTERNAL_JWT_SECRET_SSM_PARAMETER = module.secrets.parameter_names["jwt-secret"]
     OPENAI_API_KEY_SSM_PARAMETER      = module.secrets.parameter_names["openai-api-key"]
+    # PHI fields are sealed with AES-256-GCM before they reach DynamoDB (on top of its SSE).
+    ENABLE_FIELD_ENCRYPTION       = "true"
+    ENCRYPTION_KEYS_SSM_PARAMETER = module.secrets.parameter_names["encryption-keys"]
+    PRIMARY_ENCRYPTION_KEY_ID     = var.primary_encryption_key_id
   }
 
   # What each function may touch. Nothing else is granted (see modules/functions), and no
   # statement names a wildcard action or a "*" resource on data: shared/tests/api/infra.rs.
   read_secret = {
-    sid       = "ReadJwtSecret"
+    sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
-    resources = [local.jwt_secret]
+    resources = [local.jwt_secret, local.field_keys]
   }
   use_key = {
     sid       = "UseDataKey"
@@ -91,7 +96,7 @@ locals {
         { sid = "StoreAudio", actions = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], resources = local.audio_paths },
         { sid = "WriteRecords", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
         { sid = "EnqueueJobs", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },
-        { sid = "ReadOpenAiKey", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.openai_key] },
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.openai_key] },
         local.use_key,
       ]
     }
@@ -124,7 +129,7 @@ locals {
         { sid = "UpdateRecords", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [module.storage.table_arn] },
         { sid = "ConsumeQueue", actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn] },
         { sid = "DeadLetter", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.dead_letter_arn] },
-        { sid = "ReadOpenAiKey", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.openai_key] },
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.openai_key] },
         local.use_key,
       ]
     }
@@ -173,7 +178,7 @@ module "sweep_failures" {
 module "secrets" {
   source        = "../secrets"
   name          = var.name
-  secret_names  = ["jwt-secret", "openai-api-key"]
+  secret_names  = ["jwt-secret", "openai-api-key", "encryption-keys"]
   secret_values = var.secret_values
   kms_key_arn   = aws_kms_key.data.arn
 }
@@ -286,6 +291,7 @@ module "gpu_worker" {
   secret_environment = {
     INTERNAL_JWT_SECRET = local.jwt_secret
     OPENAI_API_KEY      = local.openai_key
+    ENCRYPTION_KEYS     = local.field_keys
   }
   secret_parameter_arns = module.secrets.parameter_arns
   statements = [

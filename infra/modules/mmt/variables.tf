@@ -13,10 +13,16 @@ variable "artifacts_dir" {
 }
 
 variable "secret_values" {
-  description = "{ jwt-secret = <48+ random bytes, base64>, openai-api-key = <key> }. Ephemeral: TF_VAR_secret_values at apply; never in state."
+  description = "{ jwt-secret = <48+ random bytes, base64>, openai-api-key = <key>, encryption-keys = \"k1:<base64 of 32 bytes>\" }. Ephemeral: TF_VAR_secret_values at apply; never in state."
   type        = map(string)
   sensitive   = true
   ephemeral   = true
+}
+
+variable "primary_encryption_key_id" {
+  description = "The key of the encryption-keys ring that seals new PHI fields (rotate: add a key to the ring, then switch this)."
+  type        = string
+  default     = "k1"
 }
 
 variable "retention_days" {
