@@ -7,11 +7,17 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 
 use crate::{
-    adapters::{DiskBlobStore, OpenAiTranscriber},
-    auth::TokenService,
-    config::{BlobBackend, Config, QueueBackend, RecordBackend},
+    adapters::{
+        DiskBlobStore, OpenAiTranscriber, encrypted_blobs::EncryptedBlobStore,
+        encrypted_records::EncryptedRecordStore,
+    },
+    auth::{TokenKeys, TokenService},
+    config::{AuditBackend, BlobBackend, Config, QueueBackend, RecordBackend},
     domain::EngineKind,
-    ports::{BlobStore, BoxError, Clock, JobQueue, RecordStore, SystemClock, Transcriber},
+    jobs::KeyRotation,
+    ports::{
+        AuditLog, BlobStore, BoxError, Clock, JobQueue, RecordStore, SystemClock, Transcriber,
+    },
 };
 
 /// The queue that carries transcription jobs.
@@ -21,6 +27,8 @@ pub const TRANSCRIBE_QUEUE: &str = "transcribe";
 pub enum StartupError {
     #[error("cannot open the record database")]
     Database(#[source] BoxError),
+    #[error("cannot open the audit log database")]
+    AuditLog(#[source] BoxError),
     #[error("cannot use the audio directory")]
     AudioDir(#[source] std::io::Error),
     #[error(
@@ -68,9 +76,13 @@ pub struct AppState {
     pub records: Arc<dyn RecordStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub transcribe_queue: Arc<dyn JobQueue>,
+    /// The append-only audit trail, kept apart from the records.
+    pub audit: Arc<dyn AuditLog>,
     pub engines: Engines,
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
+    /// `Some` when field encryption is on: re-seals what older keys sealed.
+    pub key_rotation: Option<Arc<KeyRotation>>,
     /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub rate_limiter: Option<Arc<crate::http::rate_limit::RateLimiter>>,
 }
@@ -111,17 +123,9 @@ impl AppState {
             db: db.as_ref(),
             aws: aws.as_ref(),
         };
-        let blobs = backends.blob_store()?;
         let queue = backends.transcribe_queue()?;
-        let records = match &config.field_encryption {
-            Some(keys) => Arc::new(
-                crate::adapters::encrypted_records::EncryptedRecordStore::new(
-                    backends.record_store()?,
-                    keys.clone(),
-                ),
-            ) as Arc<dyn RecordStore>,
-            None => backends.record_store()?,
-        };
+        let (records, blobs, key_rotation) = backends.sealed_stores()?;
+        let audit = backends.audit_log()?;
         let cloud = match &config.cloud {
             Some(cloud) => Some(Arc::new(
                 OpenAiTranscriber::new(cloud.clone()).map_err(StartupError::CloudClient)?,
@@ -133,31 +137,7 @@ impl AppState {
         } else {
             None
         };
-        let secret = match &config.jwt_secret {
-            Some(secret) => secret.expose_secret().as_bytes().to_vec(),
-            None => {
-                // Only reachable outside production (config refuses it there).
-                tracing::warn!(
-                    "INTERNAL_JWT_SECRET is not set: using a random secret for this process; \
-                     tokens will not survive a restart or work across functions"
-                );
-                let mut bytes = vec![0u8; 48];
-                rand::rng().fill_bytes(&mut bytes);
-                STANDARD.encode(bytes).into_bytes()
-            }
-        };
-        let old_secrets: Vec<&[u8]> = config
-            .jwt_old_secrets
-            .iter()
-            .map(|s| s.expose_secret().as_bytes())
-            .collect();
-        let tokens = TokenService::with_old_secrets(
-            &secret,
-            &old_secrets,
-            &config.jwt_issuer,
-            &config.jwt_audience,
-            config.access_token_ttl,
-        );
+        let tokens = token_service(&config);
         let rate_limiter = (config.rate_limit_per_minute > 0).then(|| {
             Arc::new(crate::http::rate_limit::RateLimiter::new(
                 config.rate_limit_per_minute,
@@ -167,13 +147,63 @@ impl AppState {
             records,
             blobs,
             transcribe_queue: queue,
+            audit,
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
             rate_limiter,
+            key_rotation,
             config: Arc::new(config),
         })
     }
+}
+
+/// The token service the configuration describes: RS256 keys, or the HS256 secret (a random
+/// one outside production when none is set).
+fn token_service(config: &Config) -> TokenService {
+    let old_secrets: Vec<&[u8]> = config
+        .jwt_old_secrets
+        .iter()
+        .map(|s| s.expose_secret().as_bytes())
+        .collect();
+    let ephemeral;
+    let keys = match (&config.jwt_rsa, &config.jwt_secret) {
+        (Some(rsa), current) => TokenKeys::Rsa {
+            signing: rsa.signing.clone(),
+            public: rsa.public.clone(),
+            old_public: rsa.old_public.clone(),
+            // HS256 tokens issued before the switch stay valid until they expire.
+            hmac_secrets: current
+                .iter()
+                .map(|s| s.expose_secret().as_bytes())
+                .chain(old_secrets)
+                .collect(),
+        },
+        (None, Some(secret)) => TokenKeys::Hmac {
+            secret: secret.expose_secret().as_bytes(),
+            old: old_secrets,
+        },
+        (None, None) => {
+            // Only reachable outside production (config refuses it there).
+            tracing::warn!(
+                "INTERNAL_JWT_SECRET is not set: using a random secret for this process; \
+                 tokens will not survive a restart or work across functions"
+            );
+            let mut bytes = vec![0u8; 48];
+            rand::rng().fill_bytes(&mut bytes);
+            ephemeral = STANDARD.encode(bytes).into_bytes();
+            TokenKeys::Hmac {
+                secret: &ephemeral,
+                old: old_secrets,
+            }
+        }
+    };
+    TokenService::from_keys(
+        keys,
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        config.access_token_ttl,
+    )
 }
 
 #[cfg(feature = "sqlite")]
@@ -216,6 +246,35 @@ impl Backends<'_> {
         self.aws.ok_or(StartupError::NoAwsConfig)
     }
 
+    /// The record and blob stores, sealing what they keep when field encryption is on: every
+    /// record's PHI fields, and audio on the local file store (S3 encrypts with SSE-KMS).
+    #[allow(clippy::type_complexity)]
+    fn sealed_stores(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn RecordStore>,
+            Arc<dyn BlobStore>,
+            Option<Arc<KeyRotation>>,
+        ),
+        StartupError,
+    > {
+        let records = self.record_store()?;
+        let blobs = self.blob_store()?;
+        let Some(keys) = &self.config.field_encryption else {
+            return Ok((records, blobs, None));
+        };
+        let records = Arc::new(EncryptedRecordStore::new(records, keys.clone()));
+        let sealed_blobs = matches!(self.config.blob_backend, BlobBackend::Disk)
+            .then(|| Arc::new(EncryptedBlobStore::new(blobs.clone(), keys.clone())));
+        let rotation = KeyRotation::new(records.clone(), sealed_blobs.clone());
+        let blobs = match sealed_blobs {
+            Some(sealed) => sealed as Arc<dyn BlobStore>,
+            None => blobs,
+        };
+        Ok((records, blobs, Some(Arc::new(rotation))))
+    }
+
     fn blob_store(&self) -> Result<Arc<dyn BlobStore>, StartupError> {
         match &self.config.blob_backend {
             BlobBackend::Disk => Ok(Arc::new(
@@ -254,6 +313,26 @@ impl Backends<'_> {
             }
             #[cfg(not(feature = "aws"))]
             RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
+        }
+    }
+
+    fn audit_log(&self) -> Result<Arc<dyn AuditLog>, StartupError> {
+        match &self.config.audit_backend {
+            #[cfg(feature = "sqlite")]
+            AuditBackend::Sqlite { path } => Ok(Arc::new(crate::adapters::SqliteAuditLog::new(
+                crate::adapters::Database::open_audit(path).map_err(StartupError::AuditLog)?,
+            ))),
+            #[cfg(not(feature = "sqlite"))]
+            AuditBackend::Sqlite { .. } => Err(StartupError::NoSqliteSupport),
+            #[cfg(feature = "aws")]
+            AuditBackend::DynamoDb { table } => Ok(Arc::new(
+                crate::adapters::dynamodb_audit::DynamoAuditLog::new(
+                    aws_sdk_dynamodb::Client::new(self.aws()?),
+                    table.clone(),
+                ),
+            )),
+            #[cfg(not(feature = "aws"))]
+            AuditBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
         }
     }
 

@@ -31,8 +31,10 @@ pub enum ConfigError {
 pub const SECRET_KEYS: &[&str] = &[
     "INTERNAL_JWT_SECRET",
     "INTERNAL_JWT_OLD_SECRETS",
+    "INTERNAL_JWT_PRIVATE_KEY_PEM",
     "OPENAI_API_KEY",
     "ENCRYPTION_KEYS",
+    "ADMIN_API_KEY",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +113,15 @@ pub enum RecordBackend {
     DynamoDb { table: String },
 }
 
+/// Where the audit trail is kept: always apart from the records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditBackend {
+    /// Its own SQLite file, `AUDIT_DATABASE_PATH`.
+    Sqlite { path: PathBuf },
+    /// Its own DynamoDB table, `AUDIT_TABLE`.
+    DynamoDb { table: String },
+}
+
 /// Which queue carries jobs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueueBackend {
@@ -156,6 +167,15 @@ pub struct LocalEngineConfig {
     pub use_gpu: bool,
 }
 
+/// RS256 signing: the key that signs (absent in a verify-only process), the public key that
+/// verifies, and retired public keys still accepted during a rotation.
+#[derive(Debug, Clone)]
+pub struct RsaJwtConfig {
+    pub signing: Option<crate::auth::RsaPrivateKey>,
+    pub public: crate::auth::RsaPublicKey,
+    pub old_public: Vec<crate::auth::RsaPublicKey>,
+}
+
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
     pub backend: QueueBackend,
@@ -176,6 +196,7 @@ pub struct Config {
     pub audio_dir: PathBuf,
     pub blob_backend: BlobBackend,
     pub record_backend: RecordBackend,
+    pub audit_backend: AuditBackend,
     pub allow_guest_auth: bool,
     pub allow_local_login: bool,
     /// The explicit override that lets production run guest or local sign-in (public demos).
@@ -193,6 +214,10 @@ pub struct Config {
     pub jwt_secret: Option<SecretString>,
     /// Retired signing secrets whose tokens are still accepted during a rotation.
     pub jwt_old_secrets: Vec<SecretString>,
+    /// `USE_RSA_INTERNAL_JWT`: RS256 keys, published at `/.well-known/jwks.json`.
+    pub jwt_rsa: Option<RsaJwtConfig>,
+    /// `ADMIN_API_KEY`: exchanged at `POST /auth/admin` for an admin-scoped token.
+    pub admin_api_key: Option<SecretString>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
@@ -205,6 +230,9 @@ pub struct Config {
     pub default_engine: Option<EngineKind>,
     pub cors_allow_origins: Vec<String>,
     pub retention_days: u32,
+    /// With `STORE_PHI=false`: how long a record (and its transcript) is kept for the client
+    /// to collect, counted from the upload. Replaces `RETENTION_DAYS`.
+    pub phi_delivery_window: Duration,
     pub retention_sweep_interval: Duration,
     pub store_phi: bool,
     pub max_upload_bytes: u64,
@@ -331,6 +359,19 @@ impl Config {
             }
         };
 
+        // The trail lives where the records live, in a store of its own.
+        let audit_backend = match record_backend {
+            RecordBackend::Sqlite => AuditBackend::Sqlite {
+                path: src.parse("AUDIT_DATABASE_PATH", data_dir.join("audit.db"))?,
+            },
+            RecordBackend::DynamoDb { .. } => AuditBackend::DynamoDb {
+                table: src.raw("AUDIT_TABLE").ok_or(ConfigError::Missing {
+                    key: "AUDIT_TABLE",
+                    reason: "RECORD_STORE=dynamodb".into(),
+                })?,
+            },
+        };
+
         let queue_backend = match src.raw("JOB_QUEUE").as_deref() {
             None | Some("sqlite") => QueueBackend::Sqlite,
             Some("sqs") => QueueBackend::Sqs {
@@ -387,6 +428,22 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "INTERNAL_JWT_OLD_SECRETS",
                 reason: "each secret must be at least 32 bytes".into(),
+            });
+        }
+
+        let jwt_rsa = if src.flag("USE_RSA_INTERNAL_JWT", false)? {
+            Some(parse_rsa_jwt(&src)?)
+        } else {
+            None
+        };
+        let admin_api_key = src.secret("ADMIN_API_KEY");
+        if admin_api_key
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().len() < 32)
+        {
+            return Err(ConfigError::Invalid {
+                key: "ADMIN_API_KEY",
+                reason: "must be at least 32 bytes (generate one with `mmt secrets`)".into(),
             });
         }
 
@@ -555,6 +612,7 @@ impl Config {
             port: src.parse("PORT", 8080)?,
             database_path,
             audio_dir,
+            audit_backend,
             blob_backend,
             record_backend,
             allow_guest_auth: src.flag("ALLOW_GUEST_AUTH", !is_prod)?,
@@ -577,6 +635,8 @@ impl Config {
             local_users,
             jwt_secret,
             jwt_old_secrets,
+            jwt_rsa,
+            admin_api_key,
             jwt_issuer: src.raw("JWT_ISSUER").unwrap_or_else(|| "mmt".into()),
             jwt_audience: src.raw("JWT_AUDIENCE").unwrap_or_else(|| "mmt-api".into()),
             access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
@@ -587,6 +647,11 @@ impl Config {
             default_engine,
             cors_allow_origins,
             retention_days: src.parse("RETENTION_DAYS", 30)?,
+            phi_delivery_window: Duration::from_secs(
+                src.parse("PHI_DELIVERY_WINDOW_MINUTES", 60u64)?
+                    .clamp(1, 7 * 24 * 60)
+                    * 60,
+            ),
             retention_sweep_interval: Duration::from_secs(
                 src.parse("RETENTION_SWEEP_INTERVAL_SECS", 3600u64)?.max(1),
             ),
@@ -642,8 +707,26 @@ impl Config {
                 reason: reason.to_owned(),
             })
         };
-        if self.jwt_secret.is_none() {
-            return unsafe_setting("INTERNAL_JWT_SECRET", "must be set");
+        match &self.jwt_rsa {
+            None if self.jwt_secret.is_none() => {
+                return unsafe_setting(
+                    "INTERNAL_JWT_SECRET",
+                    "must be set (or USE_RSA_INTERNAL_JWT=1 with RSA keys)",
+                );
+            }
+            // Only the process that issues tokens needs the private key; the others verify.
+            Some(rsa)
+                if rsa.signing.is_none()
+                    && (self.allow_guest_auth
+                        || self.allow_local_login
+                        || self.admin_api_key.is_some()) =>
+            {
+                return unsafe_setting(
+                    "INTERNAL_JWT_PRIVATE_KEY_PEM",
+                    "must be set where tokens are issued (sign-in is enabled)",
+                );
+            }
+            _ => {}
         }
         if self.demo_mode {
             return unsafe_setting("DEMO_MODE", "must be off");
@@ -666,6 +749,12 @@ impl Config {
         }
         if self.cors_allow_origins.iter().any(|o| o == "*") {
             return unsafe_setting("CORS_ALLOW_ORIGINS", "must not be *");
+        }
+        if self.store_phi && self.field_encryption.is_none() {
+            return unsafe_setting(
+                "ENABLE_FIELD_ENCRYPTION",
+                "must be on while STORE_PHI=true (or set STORE_PHI=false)",
+            );
         }
         // A function's disk is ephemeral and private to one instance: records, jobs and audio
         // kept there would be lost, and invisible to the other functions.
@@ -703,9 +792,78 @@ impl Config {
             || matches!(self.queue.backend, QueueBackend::Sqlite)
     }
 
+    /// How often the local sweep runs: `RETENTION_SWEEP_INTERVAL_SECS`, and with
+    /// `STORE_PHI=false` often enough that nothing outlives its delivery window by much.
+    pub fn retention_sweep_every(&self) -> Duration {
+        if self.store_phi {
+            return self.retention_sweep_interval;
+        }
+        let quarter = (self.phi_delivery_window / 4).max(Duration::from_secs(30));
+        self.retention_sweep_interval.min(quarter)
+    }
+
     pub fn retention(&self) -> Option<chrono::Duration> {
+        if !self.store_phi {
+            return chrono::Duration::from_std(self.phi_delivery_window).ok();
+        }
         (self.retention_days > 0).then(|| chrono::Duration::days(i64::from(self.retention_days)))
     }
+}
+
+/// `USE_RSA_INTERNAL_JWT=1`: the private key (PKCS#8 PEM) signs; the public key is derived
+/// from it, or given alone (`INTERNAL_JWT_PUBLIC_KEY_PEM`) in a process that only verifies.
+fn parse_rsa_jwt(src: &Source<'_>) -> Result<RsaJwtConfig, ConfigError> {
+    use crate::auth::{RsaPrivateKey, RsaPublicKey};
+    let invalid = |key: &'static str| {
+        move |e: crate::auth::KeyError| ConfigError::Invalid {
+            key,
+            reason: e.to_string(),
+        }
+    };
+    let signing = src
+        .secret("INTERNAL_JWT_PRIVATE_KEY_PEM")
+        .map(|pem| RsaPrivateKey::from_pem(pem.expose_secret()))
+        .transpose()
+        .map_err(invalid("INTERNAL_JWT_PRIVATE_KEY_PEM"))?;
+    let given_public = src
+        .raw("INTERNAL_JWT_PUBLIC_KEY_PEM")
+        .map(|pem| RsaPublicKey::from_pem(&pem))
+        .transpose()
+        .map_err(invalid("INTERNAL_JWT_PUBLIC_KEY_PEM"))?;
+    let public = match (&signing, given_public) {
+        (Some(private), Some(public)) if *private.public_key() != public => {
+            return Err(ConfigError::Invalid {
+                key: "INTERNAL_JWT_PUBLIC_KEY_PEM",
+                reason: crate::auth::KeyError::Mismatch.to_string(),
+            });
+        }
+        (Some(private), _) => private.public_key().clone(),
+        (None, Some(public)) => public,
+        (None, None) => {
+            return Err(ConfigError::Missing {
+                key: "INTERNAL_JWT_PRIVATE_KEY_PEM",
+                reason: "USE_RSA_INTERNAL_JWT is on (generate keys with `mmt secrets --rsa`)"
+                    .into(),
+            });
+        }
+    };
+    let old_public = src
+        .raw("INTERNAL_JWT_OLD_PUBLIC_KEYS_PEM")
+        .map(|raw| {
+            raw.split("||")
+                .map(str::trim)
+                .filter(|pem| !pem.is_empty())
+                .map(RsaPublicKey::from_pem)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(invalid("INTERNAL_JWT_OLD_PUBLIC_KEYS_PEM"))?
+        .unwrap_or_default();
+    Ok(RsaJwtConfig {
+        signing,
+        public,
+        old_public,
+    })
 }
 
 /// The `(KEY, parameter name)` pairs to fetch: keys given by parameter and not by value.
@@ -913,7 +1071,12 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("DEMO_MODE"), "{err}");
-        let ok = config(&[("ENV", "prod"), ("INTERNAL_JWT_SECRET", &secret)]).unwrap();
+        let ok = config(&[
+            ("ENV", "prod"),
+            ("INTERNAL_JWT_SECRET", &secret),
+            ("STORE_PHI", "false"),
+        ])
+        .unwrap();
         assert!(
             !ok.allow_guest_auth,
             "guests are off by default in production"
@@ -931,6 +1094,7 @@ mod tests {
                 config(&[
                     ("ENV", "prod"),
                     ("INTERNAL_JWT_SECRET", &secret),
+                    ("STORE_PHI", "false"),
                     (login, "true"),
                     ("ALLOW_DEMO_AUTH_IN_PRODUCTION", "true"),
                 ])
@@ -938,6 +1102,138 @@ mod tests {
                 "{login} with the explicit override"
             );
         }
+    }
+
+    /// Each production refusal, from a configuration that passes, one unsafe setting at a time.
+    #[test]
+    fn production_refuses_each_unsafe_setting_by_name() {
+        let secret = "p".repeat(40);
+        use base64::Engine as _;
+        let keys = format!(
+            "k1:{}",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        );
+        let safe = vec![
+            ("ENV", "prod"),
+            ("INTERNAL_JWT_SECRET", secret.as_str()),
+            ("ENABLE_FIELD_ENCRYPTION", "1"),
+            ("ENCRYPTION_KEYS", keys.as_str()),
+            ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+        ];
+        assert!(config(&safe).is_ok());
+        let refused = |change: &[(&'static str, &'static str)], removed: &[&str], key: &str| {
+            let mut pairs: Vec<(&str, &str)> = safe
+                .iter()
+                .copied()
+                .filter(|(k, _)| !removed.contains(k))
+                .collect();
+            pairs.extend_from_slice(change);
+            let err = config(&pairs).unwrap_err().to_string();
+            assert!(err.contains(key), "expected a refusal naming {key}: {err}");
+            assert!(!err.contains(&secret), "{err}");
+        };
+        refused(&[], &["INTERNAL_JWT_SECRET"], "INTERNAL_JWT_SECRET");
+        refused(
+            &[("INTERNAL_JWT_SECRET", "short")],
+            &["INTERNAL_JWT_SECRET"],
+            "INTERNAL_JWT_SECRET",
+        );
+        refused(
+            &[("USE_RSA_INTERNAL_JWT", "1")],
+            &[],
+            "INTERNAL_JWT_PRIVATE_KEY_PEM",
+        );
+        refused(&[("ALLOW_GUEST_AUTH", "true")], &[], "ALLOW_GUEST_AUTH");
+        refused(&[("ALLOW_LOCAL_LOGIN", "true")], &[], "ALLOW_LOCAL_LOGIN");
+        refused(&[("CORS_ALLOW_ORIGINS", "*")], &[], "CORS_ALLOW_ORIGINS");
+        refused(&[("DEMO_MODE", "true")], &[], "DEMO_MODE");
+        refused(&[], &["ENABLE_FIELD_ENCRYPTION"], "ENABLE_FIELD_ENCRYPTION");
+        refused(&[("ADMIN_API_KEY", "too-short")], &[], "ADMIN_API_KEY");
+        // Without stored PHI, encryption at rest is not required.
+        let mut no_phi: Vec<(&str, &str)> = safe[..2].to_vec();
+        no_phi.push(("STORE_PHI", "false"));
+        assert!(config(&no_phi).is_ok());
+    }
+
+    #[test]
+    fn rsa_keys_are_checked_and_a_public_key_alone_only_verifies() {
+        let (private, public) = crate::auth::generate_rsa_pems().unwrap();
+        let (_, other_public) = crate::auth::generate_rsa_pems().unwrap();
+        let one_line = private.replace('\n', "\\n");
+        let c = config(&[
+            ("USE_RSA_INTERNAL_JWT", "1"),
+            ("INTERNAL_JWT_PRIVATE_KEY_PEM", &one_line),
+            (
+                "INTERNAL_JWT_OLD_PUBLIC_KEYS_PEM",
+                &format!("{other_public}||"),
+            ),
+        ])
+        .unwrap();
+        let rsa = c.jwt_rsa.unwrap();
+        assert_eq!(rsa.old_public.len(), 1);
+        assert_eq!(rsa.signing.unwrap().public_key(), &rsa.public);
+
+        let err = config(&[
+            ("USE_RSA_INTERNAL_JWT", "1"),
+            ("INTERNAL_JWT_PRIVATE_KEY_PEM", &private),
+            ("INTERNAL_JWT_PUBLIC_KEY_PEM", &other_public),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("INTERNAL_JWT_PUBLIC_KEY_PEM") && err.contains("does not match"),
+            "{err}"
+        );
+        let err = config(&[
+            ("USE_RSA_INTERNAL_JWT", "1"),
+            (
+                "INTERNAL_JWT_PRIVATE_KEY_PEM",
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("INTERNAL_JWT_PRIVATE_KEY_PEM") && !err.contains("AAAA"),
+            "{err}"
+        );
+
+        // A verifying function holds the public key only; production accepts that when it
+        // issues no tokens, and refuses it where sign-in is on.
+        let verify_only = [
+            ("ENV", "prod"),
+            ("STORE_PHI", "false"),
+            ("USE_RSA_INTERNAL_JWT", "1"),
+            ("INTERNAL_JWT_PUBLIC_KEY_PEM", public.as_str()),
+        ];
+        assert!(
+            config(&verify_only)
+                .unwrap()
+                .jwt_rsa
+                .unwrap()
+                .signing
+                .is_none()
+        );
+        let mut signing_in = verify_only.to_vec();
+        signing_in.extend([
+            ("ALLOW_LOCAL_LOGIN", "true"),
+            ("ALLOW_DEMO_AUTH_IN_PRODUCTION", "true"),
+        ]);
+        let err = config(&signing_in).unwrap_err().to_string();
+        assert!(err.contains("INTERNAL_JWT_PRIVATE_KEY_PEM"), "{err}");
+    }
+
+    #[test]
+    fn without_stored_phi_records_live_for_the_delivery_window() {
+        let c = config(&[
+            ("STORE_PHI", "false"),
+            ("PHI_DELIVERY_WINDOW_MINUTES", "20"),
+        ])
+        .unwrap();
+        assert_eq!(c.retention(), Some(chrono::Duration::minutes(20)));
+        assert_eq!(c.retention_sweep_every(), Duration::from_secs(300));
+        let kept = config(&[("RETENTION_DAYS", "7")]).unwrap();
+        assert_eq!(kept.retention(), Some(chrono::Duration::days(7)));
     }
 
     #[test]
@@ -960,6 +1256,7 @@ mod tests {
         let lambda = [
             ("ENV", "prod"),
             ("INTERNAL_JWT_SECRET", secret.as_str()),
+            ("STORE_PHI", "false"),
             ("AWS_LAMBDA_FUNCTION_NAME", "mmt-prod-upload"),
         ];
         let err = config(&lambda).unwrap_err().to_string();
@@ -971,6 +1268,12 @@ mod tests {
             ("RECORD_STORE", "dynamodb"),
             ("DYNAMODB_TABLE", "t"),
         ]);
+        let err = config(&aws).unwrap_err().to_string();
+        assert!(
+            err.contains("AUDIT_TABLE"),
+            "the audit trail needs its own table: {err}"
+        );
+        aws.push(("AUDIT_TABLE", "audit"));
         let err = config(&aws).unwrap_err().to_string();
         assert!(err.contains("JOB_QUEUE"), "{err}");
         aws.extend([

@@ -156,6 +156,166 @@ impl KeyRing {
     }
 }
 
+/// Blobs (audio files) are sealed in chunks so they stream: `MMTBLOB1`, the key id (one length
+/// byte, then the id), a random 7-byte nonce prefix, then chunks of at most [`BLOB_CHUNK`]
+/// plaintext bytes, each with its own tag. A chunk's nonce is the prefix, its index and a
+/// final-chunk flag, so chunks cannot be reordered, dropped or the file cut short unnoticed;
+/// the associated data names the blob, so a file moved under another key fails to open.
+pub const BLOB_CHUNK: usize = 64 * 1024;
+const BLOB_MAGIC: &[u8] = b"MMTBLOB1";
+const BLOB_NONCE_PREFIX: usize = 7;
+const TAG_LEN: usize = 16;
+
+fn blob_nonce(prefix: &[u8; BLOB_NONCE_PREFIX], index: u32, last: bool) -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..BLOB_NONCE_PREFIX].copy_from_slice(prefix);
+    nonce[BLOB_NONCE_PREFIX..NONCE_LEN - 1].copy_from_slice(&index.to_be_bytes());
+    nonce[NONCE_LEN - 1] = u8::from(last);
+    nonce
+}
+
+fn blob_aad(blob: &str) -> Vec<u8> {
+    format!("mmt:blob:v1:{blob}").into_bytes()
+}
+
+/// The sealed size of `plaintext_len` bytes under key `key_id`: what a size limit on
+/// plaintext becomes once sealed.
+pub fn sealed_blob_len(key_id: &str, plaintext_len: u64) -> u64 {
+    let chunks = plaintext_len.div_ceil(BLOB_CHUNK as u64).max(1);
+    blob_header_len(key_id) as u64 + plaintext_len + chunks * TAG_LEN as u64
+}
+
+fn blob_header_len(key_id: &str) -> usize {
+    BLOB_MAGIC.len() + 1 + key_id.len() + BLOB_NONCE_PREFIX
+}
+
+/// Seals one blob, chunk by chunk, under the primary key.
+pub struct BlobSealer {
+    keys: std::sync::Arc<KeyRing>,
+    key: usize,
+    prefix: [u8; BLOB_NONCE_PREFIX],
+    index: u32,
+    aad: Vec<u8>,
+}
+
+impl BlobSealer {
+    /// The sealer and the header to write before the first chunk.
+    pub fn new(keys: std::sync::Arc<KeyRing>, blob: &str) -> (Self, Vec<u8>) {
+        let mut prefix = [0u8; BLOB_NONCE_PREFIX];
+        rand::rng().fill_bytes(&mut prefix);
+        let key = keys.primary;
+        let id = keys.keys[key].0.as_bytes();
+        let mut header = BLOB_MAGIC.to_vec();
+        header.push(u8::try_from(id.len()).expect("key ids are at most 32 bytes"));
+        header.extend_from_slice(id);
+        header.extend_from_slice(&prefix);
+        let sealer = Self {
+            keys,
+            key,
+            prefix,
+            index: 0,
+            aad: blob_aad(blob),
+        };
+        (sealer, header)
+    }
+
+    /// Seals the next chunk (at most [`BLOB_CHUNK`] bytes); `last` marks the final one.
+    pub fn seal(&mut self, chunk: &[u8], last: bool) -> Result<Vec<u8>, CryptoError> {
+        let nonce = blob_nonce(&self.prefix, self.index, last);
+        self.index = self.index.checked_add(1).ok_or(CryptoError::Malformed)?;
+        self.keys.keys[self.key]
+            .1
+            .encrypt(
+                &aes_gcm::Nonce::try_from(&nonce[..]).expect("12-byte nonce"),
+                Payload {
+                    msg: chunk,
+                    aad: &self.aad,
+                },
+            )
+            .map_err(|_| CryptoError::Malformed)
+    }
+}
+
+/// Opens a blob sealed by [`BlobSealer`], chunk by chunk.
+pub struct BlobOpener {
+    keys: std::sync::Arc<KeyRing>,
+    key: usize,
+    prefix: [u8; BLOB_NONCE_PREFIX],
+    index: u32,
+    aad: Vec<u8>,
+}
+
+impl BlobOpener {
+    /// The key id a sealed blob names, from its first bytes: `Ok(None)` when more bytes are
+    /// needed, `Err(NotSealed)` when they are not a sealed blob.
+    pub fn key_id(head: &[u8]) -> Result<Option<(&str, usize)>, CryptoError> {
+        let magic = BLOB_MAGIC.len();
+        if head.len() < magic + 1 {
+            return if BLOB_MAGIC.starts_with(head) {
+                Ok(None)
+            } else {
+                Err(CryptoError::NotSealed)
+            };
+        }
+        if &head[..magic] != BLOB_MAGIC {
+            return Err(CryptoError::NotSealed);
+        }
+        let id_len = usize::from(head[magic]);
+        let header_len = magic + 1 + id_len + BLOB_NONCE_PREFIX;
+        if head.len() < header_len {
+            return Ok(None);
+        }
+        let id = std::str::from_utf8(&head[magic + 1..magic + 1 + id_len])
+            .map_err(|_| CryptoError::Malformed)?;
+        Ok(Some((id, header_len)))
+    }
+
+    /// Reads the header at the start of `head`: the opener and the header's length, or
+    /// `Ok(None)` when more bytes are needed.
+    pub fn from_header(
+        keys: std::sync::Arc<KeyRing>,
+        blob: &str,
+        head: &[u8],
+    ) -> Result<Option<(Self, usize)>, CryptoError> {
+        let Some((id, header_len)) = Self::key_id(head)? else {
+            return Ok(None);
+        };
+        let key = keys
+            .keys
+            .iter()
+            .position(|(known, _)| known == id)
+            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
+        let mut prefix = [0u8; BLOB_NONCE_PREFIX];
+        prefix.copy_from_slice(&head[header_len - BLOB_NONCE_PREFIX..header_len]);
+        let opener = Self {
+            keys,
+            key,
+            prefix,
+            index: 0,
+            aad: blob_aad(blob),
+        };
+        Ok(Some((opener, header_len)))
+    }
+
+    /// The sealed size of a full chunk: read this many bytes (or to the end) per chunk.
+    pub const SEALED_CHUNK: usize = BLOB_CHUNK + TAG_LEN;
+
+    pub fn open(&mut self, sealed_chunk: &[u8], last: bool) -> Result<Vec<u8>, CryptoError> {
+        let nonce = blob_nonce(&self.prefix, self.index, last);
+        self.index = self.index.checked_add(1).ok_or(CryptoError::Malformed)?;
+        self.keys.keys[self.key]
+            .1
+            .decrypt(
+                &aes_gcm::Nonce::try_from(&nonce[..]).expect("12-byte nonce"),
+                Payload {
+                    msg: sealed_chunk,
+                    aad: &self.aad,
+                },
+            )
+            .map_err(|_| CryptoError::Tampered)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +433,93 @@ mod tests {
         ));
         let debug = format!("{:?}", ring(&[("k1", 1)], "k1"));
         assert!(!debug.contains(&key(1)), "{debug}");
+    }
+
+    fn seal_blob(keys: &std::sync::Arc<KeyRing>, blob: &str, data: &[u8]) -> Vec<u8> {
+        let (mut sealer, mut out) = BlobSealer::new(keys.clone(), blob);
+        let chunks: Vec<&[u8]> = if data.is_empty() {
+            vec![&[]]
+        } else {
+            data.chunks(BLOB_CHUNK).collect()
+        };
+        for (i, chunk) in chunks.iter().enumerate() {
+            out.extend(sealer.seal(chunk, i + 1 == chunks.len()).unwrap());
+        }
+        out
+    }
+
+    fn open_blob(
+        keys: &std::sync::Arc<KeyRing>,
+        blob: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let (mut opener, header) =
+            BlobOpener::from_header(keys.clone(), blob, sealed)?.ok_or(CryptoError::Malformed)?;
+        let body = &sealed[header..];
+        let chunks: Vec<&[u8]> = body.chunks(BlobOpener::SEALED_CHUNK).collect();
+        let mut out = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            out.extend(opener.open(chunk, i + 1 == chunks.len())?);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn blobs_seal_in_chunks_and_refuse_truncation_reordering_and_moving() {
+        let keys = std::sync::Arc::new(ring(&[("k1", 1)], "k1"));
+        let data: Vec<u8> = (0..(2 * BLOB_CHUNK + 100))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let sealed = seal_blob(&keys, "audio/a", &data);
+        assert_eq!(
+            sealed.len() as u64,
+            sealed_blob_len("k1", data.len() as u64)
+        );
+        assert_eq!(open_blob(&keys, "audio/a", &sealed).unwrap(), data);
+        assert_eq!(
+            BlobOpener::key_id(&sealed).unwrap().map(|(id, _)| id),
+            Some("k1")
+        );
+        let empty = seal_blob(&keys, "audio/e", b"");
+        assert_eq!(empty.len() as u64, sealed_blob_len("k1", 0));
+        assert_eq!(open_blob(&keys, "audio/e", &empty).unwrap(), b"");
+
+        // Moved to another blob name.
+        assert_eq!(
+            open_blob(&keys, "audio/b", &sealed),
+            Err(CryptoError::Tampered)
+        );
+        // Cut at a chunk boundary: the new last chunk was not sealed as the last.
+        let header = blob_header_len("k1");
+        let cut = &sealed[..header + 2 * BlobOpener::SEALED_CHUNK];
+        assert_eq!(open_blob(&keys, "audio/a", cut), Err(CryptoError::Tampered));
+        // Two chunks swapped.
+        let mut swapped = sealed[..header].to_vec();
+        swapped.extend_from_slice(
+            &sealed[header + BlobOpener::SEALED_CHUNK..header + 2 * BlobOpener::SEALED_CHUNK],
+        );
+        swapped.extend_from_slice(&sealed[header..header + BlobOpener::SEALED_CHUNK]);
+        swapped.extend_from_slice(&sealed[header + 2 * BlobOpener::SEALED_CHUNK..]);
+        assert_eq!(
+            open_blob(&keys, "audio/a", &swapped),
+            Err(CryptoError::Tampered)
+        );
+        // A flipped bit.
+        let mut flipped = sealed.clone();
+        flipped[header + 10] ^= 1;
+        assert_eq!(
+            open_blob(&keys, "audio/a", &flipped),
+            Err(CryptoError::Tampered)
+        );
+        // Unknown key, and bytes that were never sealed.
+        let other = std::sync::Arc::new(ring(&[("k2", 2)], "k2"));
+        assert_eq!(
+            open_blob(&other, "audio/a", &sealed).err(),
+            Some(CryptoError::UnknownKey("k1".into()))
+        );
+        assert_eq!(
+            BlobOpener::key_id(b"RIFF....WAVEfmt ").err(),
+            Some(CryptoError::NotSealed)
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod crypto;
@@ -18,6 +19,7 @@ pub mod entrypoints;
 pub mod http;
 pub mod jobs;
 pub mod ports;
+pub mod secrets;
 pub mod telemetry;
 
 pub use app::{AppState, AwsSdkConfig};

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditEvent, AuditQuery};
 use crate::domain::{
     AudioFormat, BlobKey, EngineKind, JobId, OwnerId, Transcript, TranscriptionId,
     TranscriptionRecord,
@@ -118,7 +119,38 @@ pub trait RecordStore: Send + Sync {
         cutoff: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(TranscriptionId, BlobKey)>, StoreError>;
+    /// Every record, `limit` at a time, continuing after `after` in the store's own stable
+    /// order: for batch jobs such as key rotation.
+    async fn scan(
+        &self,
+        after: Option<&TranscriptionId>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionRecord>, StoreError>;
+    /// Replaces the stored prompt, file name and transcript with `record`'s, if the record
+    /// has not changed since it was read (its `updated_at`). Key rotation rewrites sealed
+    /// fields with it. `false` when the record changed meanwhile or is gone.
+    async fn rewrite_phi(&self, record: &TranscriptionRecord) -> Result<bool, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("stored audit event is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The append-only audit trail. There is deliberately no update and no delete.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append(&self, event: &AuditEvent) -> Result<(), AuditError>;
+    /// Events matching `query`, newest first, at most `query.limit`.
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ locals {
     "GET /demo/status"                       = { function = "demo-status", public = true }
     "POST /auth/guest"                       = { function = "auth", public = true }
     "POST /auth/login"                       = { function = "auth", public = true }
+    "POST /auth/admin"                       = { function = "auth", public = true }
+    "GET /.well-known/jwks.json"             = { function = "auth", public = true }
+    "GET /v1/admin/audit"                    = { function = "auth", public = false }
     "POST /v1/transcriptions"                = { function = "upload", public = false }
     "POST /v1/uploads"                       = { function = "upload", public = false }
     "POST /v1/audio/transcriptions"          = { function = "upload", public = false }

@@ -460,6 +460,89 @@ impl RecordStore for DynamoRecordStore {
             .collect())
     }
 
+    async fn scan(
+        &self,
+        after: Option<&TranscriptionId>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = after.map(|id| HashMap::from([("pk".to_owned(), pk(id))]));
+        // A page may come back short (1 MB cap): keep going until `limit` or the end.
+        while out.len() < limit as usize {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .limit(i32::try_from(limit as usize - out.len()).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                out.push(from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn rewrite_phi(&self, r: &TranscriptionRecord) -> Result<bool, StoreError> {
+        let mut set = Vec::new();
+        let mut remove = Vec::new();
+        let mut values = vec![(":read_at", n(r.updated_at.timestamp_micros()))];
+        let transcript = r
+            .transcript
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for (name, placeholder, value) in [
+            ("prompt", ":prompt", r.prompt.clone()),
+            ("file_name", ":file_name", r.file_name.clone()),
+            ("transcript", ":transcript", transcript),
+        ] {
+            match value {
+                Some(v) => {
+                    set.push(format!("{name} = {placeholder}"));
+                    values.push((placeholder, s(v)));
+                }
+                None => remove.push(name),
+            }
+        }
+        let mut expression = String::new();
+        if !set.is_empty() {
+            expression.push_str(&format!("SET {}", set.join(", ")));
+        }
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(&r.id))
+            .update_expression(expression.trim())
+            .condition_expression("attribute_exists(pk) AND updated_at = :read_at");
+        for (placeholder, value) in values {
+            update = update.expression_attribute_values(placeholder, value);
+        }
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                let service = err.into_service_error();
+                if service.is_conditional_check_failed_exception() {
+                    Ok(false)
+                } else {
+                    Err(unavailable(service))
+                }
+            }
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.client
             .describe_table()

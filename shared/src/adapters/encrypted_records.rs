@@ -107,6 +107,60 @@ impl EncryptedRecordStore {
     }
 }
 
+/// What one batch of a key rotation did.
+#[derive(Debug, Default)]
+pub struct ResealedPage {
+    /// The records looked at, with their audio, in scan order.
+    pub scanned: Vec<(TranscriptionId, BlobKey)>,
+    /// Records whose fields were sealed again under the primary key.
+    pub resealed: usize,
+}
+
+impl EncryptedRecordStore {
+    /// Whether every sealed field of a stored record is under the primary key.
+    fn sealed_with_primary(&self, stored: &TranscriptionRecord) -> bool {
+        let primary = Some(self.keys.primary_id());
+        [
+            stored.prompt.as_deref(),
+            stored.file_name.as_deref(),
+            stored.transcript.as_ref().map(|t| t.text.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .all(|sealed| KeyRing::key_id_of(sealed) == primary)
+    }
+
+    /// Seals again, under the primary key, the records after `after` (at most `limit`) that
+    /// another key sealed. Safe to repeat and to interrupt: records already under the
+    /// primary key are left alone, and a record that changes while it is being rewritten is
+    /// read again rather than overwritten.
+    pub async fn reseal_page(
+        &self,
+        after: Option<&TranscriptionId>,
+        limit: u32,
+    ) -> Result<ResealedPage, StoreError> {
+        let mut page = ResealedPage::default();
+        for stored in self.inner.scan(after, limit).await? {
+            page.scanned.push((stored.id, stored.audio_key.clone()));
+            let mut current = Some(stored);
+            while let Some(stored) = current.take() {
+                if self.sealed_with_primary(&stored) {
+                    break;
+                }
+                let id = stored.id;
+                let opened = self.open_record(stored)?;
+                if self.inner.rewrite_phi(&self.seal_record(&opened)).await? {
+                    page.resealed += 1;
+                } else {
+                    // Changed (or deleted) since it was read: look again.
+                    current = self.inner.get(&id).await?;
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
 #[async_trait]
 impl RecordStore for EncryptedRecordStore {
     async fn insert(&self, record: &TranscriptionRecord) -> Result<(), StoreError> {
@@ -189,6 +243,23 @@ impl RecordStore for EncryptedRecordStore {
         limit: u32,
     ) -> Result<Vec<(TranscriptionId, BlobKey)>, StoreError> {
         self.inner.created_before(cutoff, limit).await
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&TranscriptionId>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionRecord>, StoreError> {
+        self.inner
+            .scan(after, limit)
+            .await?
+            .into_iter()
+            .map(|r| self.open_record(r))
+            .collect()
+    }
+
+    async fn rewrite_phi(&self, record: &TranscriptionRecord) -> Result<bool, StoreError> {
+        self.inner.rewrite_phi(&self.seal_record(record)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -5,6 +5,9 @@ pub mod audio;
 pub mod disk_blob;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+pub mod dynamodb_audit;
+pub mod encrypted_blobs;
 pub mod encrypted_records;
 pub mod openai;
 #[cfg(feature = "aws")]
@@ -19,4 +22,4 @@ pub mod whisper;
 pub use disk_blob::DiskBlobStore;
 pub use openai::OpenAiTranscriber;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{Database, SqliteJobQueue, SqliteRecordStore};
+pub use sqlite::{Database, SqliteAuditLog, SqliteJobQueue, SqliteRecordStore};

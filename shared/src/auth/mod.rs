@@ -4,4 +4,7 @@ mod passwords;
 mod tokens;
 
 pub use passwords::{hash_password, verify_password};
-pub use tokens::{AuthError, IssuedToken, Principal, Scope, TokenService};
+pub use tokens::{
+    AuthError, IssuedToken, KeyError, Principal, RsaPrivateKey, RsaPublicKey, Scope, TokenKeys,
+    TokenService, generate_rsa_pems,
+};

@@ -8,12 +8,18 @@ use mmt_core::{
     telemetry::{self, error_chain},
 };
 
-const USAGE: &str = "usage: mmt [serve | worker | transcribe FILE | hash-password | help]
+const USAGE: &str =
+    "usage: mmt [serve | worker | transcribe FILE | hash-password | keys rotate | secrets | help]
   serve            run the API, the transcribe workers and the retention sweep (default)
   worker           run only the transcribe workers (and /health/* on $PORT): the GPU worker
   transcribe FILE  transcribe one audio file with the local engine (WHISPER_* settings) and
                    print the transcript as JSON with timing and peak memory
-  hash-password    read a password on stdin, print an argon2 hash for LOCAL_LOGIN_USERS";
+  hash-password    read a password on stdin, print an argon2 hash for LOCAL_LOGIN_USERS
+  keys rotate [--batch N]
+                   seal again, under PRIMARY_ENCRYPTION_KEY_ID, every record and audio file an
+                   older key sealed (resumable; then the old key can leave ENCRYPTION_KEYS)
+  secrets [--rsa] [--encryption N] [--all]
+                   print a fresh .env block of secrets from the OS random generator";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,6 +28,14 @@ async fn main() -> ExitCode {
         "serve" => serve(Mode::Server).await,
         "worker" => serve(Mode::Worker).await,
         "hash-password" => hash_password(),
+        "secrets" => secrets(),
+        "keys" => match std::env::args().nth(2).as_deref() {
+            Some("rotate") => rotate_keys().await,
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         "transcribe" => match std::env::args().nth(2) {
             Some(file) => transcribe(&file),
             None => {
@@ -76,6 +90,103 @@ async fn serve(mode: Mode) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--name value` from the command line, if given.
+fn flag_value(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+async fn rotate_keys() -> ExitCode {
+    let batch = match flag_value("--batch").map(|b| b.parse::<u32>()) {
+        None => 100,
+        Some(Ok(b)) if b > 0 => b,
+        Some(_) => {
+            eprintln!("mmt: --batch takes a positive number");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = match Config::load().await {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("mmt: configuration error: {err}");
+            return ExitCode::from(78);
+        }
+    };
+    telemetry::init(config.log_format);
+    // Rotation touches stores only: no engine to load.
+    config.local_engine_enabled = false;
+    let state = match AppState::from_config(config).await {
+        Ok(state) => state,
+        Err(err) => {
+            eprintln!("mmt: start-up failed: {}", error_chain(&err));
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(rotation) = state.key_rotation.clone() else {
+        eprintln!("mmt: field encryption is off (ENABLE_FIELD_ENCRYPTION): nothing to rotate");
+        return ExitCode::from(2);
+    };
+    let primary = state
+        .config
+        .field_encryption
+        .as_ref()
+        .map(|keys| keys.primary_id().to_owned())
+        .unwrap_or_default();
+    let outcome = rotation
+        .run(batch, |r| {
+            eprintln!(
+                "mmt: {} records looked at, {} resealed, {} audio files resealed",
+                r.records_scanned, r.records_resealed, r.audio_resealed
+            )
+        })
+        .await;
+    match outcome {
+        Ok(report) => {
+            mmt_core::audit::record_key_rotation(&state, &primary, &report).await;
+            println!(
+                "rotation complete: {} records ({} resealed), {} audio files resealed; \
+                 everything is now sealed with key {primary:?}, and the other keys can be \
+                 removed from ENCRYPTION_KEYS",
+                report.records_scanned, report.records_resealed, report.audio_resealed
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("mmt: rotation stopped: {err}. Run it again to continue.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn secrets() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let all = args.iter().any(|a| a == "--all");
+    let encryption_keys = match flag_value("--encryption").map(|n| n.parse::<u8>()) {
+        None => u8::from(all),
+        Some(Ok(n)) if (1..=10).contains(&n) => n,
+        Some(_) => {
+            eprintln!("mmt: --encryption takes a number of keys, 1 to 10");
+            return ExitCode::from(2);
+        }
+    };
+    let request = mmt_core::secrets::SecretsRequest {
+        rsa: all || args.iter().any(|a| a == "--rsa"),
+        encryption_keys,
+    };
+    match mmt_core::secrets::env_block(request) {
+        Ok(block) => {
+            print!("{block}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("mmt: could not generate keys: {err}");
             ExitCode::FAILURE
         }
     }

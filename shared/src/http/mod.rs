@@ -36,7 +36,8 @@ pub enum RouteGroup {
     Health,
     /// `GET /demo/status` — function `demo-status`.
     DemoStatus,
-    /// `POST /auth/guest`, `POST /auth/login` — function `auth`.
+    /// `POST /auth/guest`, `POST /auth/login`, `POST /auth/admin`, `GET /.well-known/jwks.json`,
+    /// `GET /v1/admin/audit` — function `auth`.
     Auth,
     /// `POST /v1/transcriptions`, `POST /v1/uploads` (presigned direct upload),
     /// `POST /v1/audio/transcriptions` (OpenAI-compatible, synchronous) — function `upload`.
@@ -79,7 +80,7 @@ impl RouteGroup {
         match self {
             Self::Health => routes::health::routes(),
             Self::DemoStatus => routes::demo::routes(),
-            Self::Auth => routes::auth::routes(),
+            Self::Auth => routes::auth::routes().merge(routes::admin::routes()),
             Self::Upload => routes::upload::routes()
                 .merge(routes::direct_upload::routes())
                 .merge(routes::openai_compat::routes()),

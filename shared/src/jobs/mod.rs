@@ -1,12 +1,14 @@
 //! Background work: transcription jobs and the retention sweep. Each entry point (local worker
 //! pool, SQS-triggered Lambda, scheduled Lambda) calls into these same functions.
 
+mod key_rotation;
 mod messages;
 mod retention;
 mod transcribe;
 #[cfg(feature = "local")]
 mod worker;
 
+pub use key_rotation::{KeyRotation, RotationError, RotationReport};
 pub use retention::{RetentionReport, sweep_retention};
 pub use transcribe::{Disposition, handle_transcribe_message};
 #[cfg(feature = "local")]

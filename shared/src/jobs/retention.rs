@@ -1,6 +1,10 @@
 use serde::Serialize;
 
-use crate::{AppState, ports::StoreError};
+use crate::{
+    AppState,
+    audit::{self, AuditAction, AuditEvent, AuditOutcome},
+    ports::StoreError,
+};
 
 /// What a sweep did. Counts only: ids are in the audit log lines, never PHI.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
@@ -15,7 +19,11 @@ pub struct RetentionReport {
 
 const BATCH: u32 = 100;
 
-/// Deletes audio and records older than `RETENTION_DAYS`. Audio goes first, so an
+/// The subject the sweep acts as in the audit trail.
+const SWEEPER: &str = "system:retention";
+
+/// Deletes audio and records older than `RETENTION_DAYS` (with `STORE_PHI=false`, older than
+/// `PHI_DELIVERY_WINDOW_MINUTES`). Audio goes first, so an
 /// interruption leaves a record that the next sweep finds again, never orphaned audio.
 pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport {
@@ -49,6 +57,9 @@ pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreE
             report.deleted_audio += 1;
             if state.records.delete(&id).await? {
                 report.deleted_records += 1;
+                let event =
+                    AuditEvent::now(AuditAction::Sweep, AuditOutcome::Success, SWEEPER).on(id);
+                audit::record(state, event).await;
             }
             tracing::info!(transcription_id = %id, "retention: deleted audio and record");
         }

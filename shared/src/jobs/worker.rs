@@ -135,7 +135,7 @@ pub async fn run_retention_timer(state: AppState, shutdown: CancellationToken) {
         tracing::info!("RETENTION_DAYS=0: records are kept; no retention sweep");
         return;
     }
-    let mut tick = tokio::time::interval(state.config.retention_sweep_interval);
+    let mut tick = tokio::time::interval(state.config.retention_sweep_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

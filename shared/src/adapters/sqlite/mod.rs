@@ -1,8 +1,10 @@
 //! Embedded storage: one SQLite file holds the records and the durable job queue.
 
+mod audit;
 mod queue;
 mod records;
 
+pub use audit::SqliteAuditLog;
 pub use queue::SqliteJobQueue;
 pub use records::SqliteRecordStore;
 
@@ -76,8 +78,40 @@ pub struct Database {
     conn: Arc<Mutex<Connection>>,
 }
 
+/// The audit trail's own file: kept apart from the PHI, and append-only by trigger.
+const AUDIT_MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE audit_events (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        id             TEXT NOT NULL UNIQUE,
+        at             INTEGER NOT NULL,
+        action         TEXT NOT NULL,
+        outcome        TEXT NOT NULL,
+        subject        TEXT NOT NULL,
+        record_id      TEXT,
+        correlation_id TEXT,
+        detail         TEXT
+    );
+    CREATE INDEX audit_by_time ON audit_events (at);
+    CREATE INDEX audit_by_record ON audit_events (record_id, at);
+    CREATE INDEX audit_by_subject ON audit_events (subject, at);
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#];
+
 impl Database {
+    /// The records and job queue database.
     pub fn open(path: &Path) -> Result<Self, BoxError> {
+        Self::open_with(path, MIGRATIONS)
+    }
+
+    /// The audit trail's database.
+    pub fn open_audit(path: &Path) -> Result<Self, BoxError> {
+        Self::open_with(path, AUDIT_MIGRATIONS)
+    }
+
+    fn open_with(path: &Path, migrations: &[&str]) -> Result<Self, BoxError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
@@ -88,7 +122,7 @@ impl Database {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, migrations)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -109,16 +143,16 @@ impl Database {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), BoxError> {
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), BoxError> {
     let current: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if current > MIGRATIONS.len() {
+    if current > migrations.len() {
         return Err(format!(
             "database schema version {current} is newer than this build understands ({})",
-            MIGRATIONS.len()
+            migrations.len()
         )
         .into());
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, sql) in migrations.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index + 1)?;

@@ -291,6 +291,49 @@ impl RecordStore for SqliteRecordStore {
             .map_err(classify)
     }
 
+    async fn scan(
+        &self,
+        after: Option<&TranscriptionId>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionRecord>, StoreError> {
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM transcriptions WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))?;
+                let rows = stmt.query_map(params![after, limit], |row| Ok(read_record(row)))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(row??);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(classify)
+    }
+
+    async fn rewrite_phi(&self, r: &TranscriptionRecord) -> Result<bool, StoreError> {
+        let transcript = r
+            .transcript
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.transition(
+            &r.id,
+            "UPDATE transcriptions SET prompt = ?1, file_name = ?2, transcript = ?3
+             WHERE updated_at = ?4 AND id = ?5",
+            vec![
+                r.prompt.clone().into(),
+                r.file_name.clone().into(),
+                transcript.into(),
+                to_micros(r.updated_at).into(),
+            ],
+        )
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .call(|conn| {

@@ -1,10 +1,18 @@
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
+use sha2::Digest;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
+    audit::{self, AuditAction, AuditEvent, AuditOutcome},
     auth::{IssuedToken, Scope, verify_password},
     domain::OwnerId,
     http::{ApiError, ErrorBody, extract::ApiJson},
@@ -14,6 +22,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(guest))
         .routes(routes!(login))
+        .routes(routes!(admin))
+        .routes(routes!(jwks))
+}
+
+/// What a signed-in clinician may do: their own records, and push them to the EHR.
+const USER_SCOPES: &[Scope] = &[Scope::Read, Scope::Write, Scope::EhrPush];
+/// Guests try the product: their own records only.
+const GUEST_SCOPES: &[Scope] = &[Scope::Read, Scope::Write];
+
+async fn audit_login(state: &AppState, subject: &str, outcome: AuditOutcome) {
+    audit::record(state, AuditEvent::now(AuditAction::Login, outcome, subject)).await;
 }
 
 /// A fresh guest identity that may upload and read its own transcriptions.
@@ -33,10 +52,12 @@ async fn guest(State(state): State<AppState>) -> Result<(StatusCode, Json<Issued
             "guest sign-in is disabled on this deployment",
         ));
     }
+    let owner = OwnerId::new_guest();
     let token = state
         .tokens
-        .issue(&OwnerId::new_guest(), &[Scope::Read, Scope::Write])
+        .issue(&owner, GUEST_SCOPES)
         .map_err(ApiError::internal)?;
+    audit_login(&state, owner.as_str(), AuditOutcome::Success).await;
     Ok((StatusCode::CREATED, Json(token)))
 }
 
@@ -83,12 +104,85 @@ async fn login(
             .map_err(ApiError::internal)?;
     let username = match (verified, known_name) {
         (true, Some(name)) => name,
-        _ => return Err(ApiError::InvalidCredentials),
+        (_, known) => {
+            // Only a configured name is worth recording; anything else is noise (or a probe).
+            let subject = known
+                .and_then(|name| OwnerId::for_user(&name).ok())
+                .map_or_else(|| "unknown".to_owned(), |o| o.as_str().to_owned());
+            audit_login(&state, &subject, AuditOutcome::Denied).await;
+            return Err(ApiError::InvalidCredentials);
+        }
     };
     let owner = OwnerId::for_user(&username).map_err(ApiError::internal)?;
     let token = state
         .tokens
-        .issue(&owner, &[Scope::Read, Scope::Write])
+        .issue(&owner, USER_SCOPES)
         .map_err(ApiError::internal)?;
+    audit_login(&state, owner.as_str(), AuditOutcome::Success).await;
     Ok(Json(token))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AdminLoginRequest {
+    api_key: String,
+}
+
+/// The subject of admin tokens.
+const ADMIN_SUBJECT: &str = "admin";
+
+/// Exchange ADMIN_API_KEY for a short-lived admin token (scope `admin`: the audit trail).
+#[utoipa::path(
+    post,
+    path = "/auth/admin",
+    tag = "auth",
+    request_body = AdminLoginRequest,
+    responses(
+        (status = 200, description = "An admin token", body = IssuedToken),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "Wrong key", body = ErrorBody),
+        (status = 403, description = "No ADMIN_API_KEY is configured", body = ErrorBody)
+    )
+)]
+async fn admin(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<AdminLoginRequest>,
+) -> Result<Json<IssuedToken>, ApiError> {
+    let Some(expected) = &state.config.admin_api_key else {
+        return Err(ApiError::Forbidden(
+            "admin_disabled",
+            "no admin key is configured on this deployment",
+        ));
+    };
+    // Compared as digests, in constant time: neither length nor prefix leaks.
+    let digest = |key: &str| sha2::Sha256::digest(key.as_bytes());
+    let matches = aws_lc_rs::constant_time::verify_slices_are_equal(
+        &digest(expected.expose_secret()),
+        &digest(&request.api_key),
+    )
+    .is_ok();
+    if !matches {
+        audit_login(&state, ADMIN_SUBJECT, AuditOutcome::Denied).await;
+        return Err(ApiError::InvalidCredentials);
+    }
+    let owner = OwnerId::parse(ADMIN_SUBJECT).map_err(ApiError::internal)?;
+    let token = state
+        .tokens
+        .issue(&owner, &[Scope::Admin])
+        .map_err(ApiError::internal)?;
+    audit_login(&state, ADMIN_SUBJECT, AuditOutcome::Success).await;
+    Ok(Json(token))
+}
+
+/// The public keys that verify this deployment's tokens (RS256 only; empty with HS256).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "auth",
+    responses((status = 200, description = "A JSON Web Key Set", content_type = "application/json"))
+)]
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.tokens.jwks()),
+    )
 }

@@ -126,6 +126,13 @@ async fn create_upload(
         .ok_or(ApiError::DirectUploadUnsupported)?;
     state.records.insert(&record).await?;
     tracing::info!(transcription_id = %id, engine = %record.engine, format = %format, size_bytes = request.size, "direct upload issued");
+    crate::audit::record_success(
+        &state,
+        &principal.owner,
+        crate::audit::AuditAction::Create,
+        record.id,
+    )
+    .await;
 
     let url = format!("/v1/transcriptions/{id}");
     let mut headers = HeaderMap::new();

@@ -1,5 +1,6 @@
 //! Route handlers, one module per route group.
 
+pub mod admin;
 pub mod auth;
 pub mod demo;
 pub mod direct_upload;

@@ -183,6 +183,13 @@ async fn create_audio_transcription(
         .records
         .mark_processing(&record.id, state.clock.now())
         .await?;
+    crate::audit::record_success(
+        &state,
+        &principal.owner,
+        crate::audit::AuditAction::Create,
+        record.id,
+    )
+    .await;
     let audio = AudioInput::of(&record, state.blobs.clone());
     let options = TranscribeOptions::of(&record);
     let transcript = match engine

@@ -11,6 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::views::{TranscriptionList, TranscriptionView};
 use crate::{
     AppState,
+    audit::{self, AuditAction, AuditEvent, AuditOutcome},
     auth::{Principal, Scope},
     domain::{ResponseFormat, Status, TranscriptionRecord, render_transcript},
     http::{
@@ -32,11 +33,21 @@ pub(crate) async fn load_owned(
     state: &AppState,
     principal: &Principal,
     raw_id: &str,
+    action: AuditAction,
 ) -> Result<TranscriptionRecord, ApiError> {
     let id = parse_transcription_id(raw_id)?;
     match state.records.get(&id).await? {
         Some(record) if record.owner == principal.owner => Ok(record),
-        _ => Err(ApiError::NotFound),
+        Some(_) => {
+            // Someone else's record: the caller sees a 404, the trail sees the attempt.
+            audit::record(
+                state,
+                AuditEvent::now(action, AuditOutcome::Denied, principal.owner.as_str()).on(id),
+            )
+            .await;
+            Err(ApiError::NotFound)
+        }
+        None => Err(ApiError::NotFound),
     }
 }
 
@@ -111,7 +122,9 @@ async fn get_transcription(
     Path(id): Path<String>,
 ) -> Result<Json<TranscriptionView>, ApiError> {
     let principal = caller.require(Scope::Read)?;
-    Ok(Json(load_owned(&state, principal, &id).await?.into()))
+    let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
+    audit::record_success(&state, &principal.owner, AuditAction::Read, record.id).await;
+    Ok(Json(record.into()))
 }
 
 /// Deletes the audio and the record.
@@ -133,11 +146,12 @@ async fn delete_transcription(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let principal = caller.require(Scope::Write)?;
-    let record = load_owned(&state, principal, &id).await?;
+    let record = load_owned(&state, principal, &id, AuditAction::Delete).await?;
     // Audio first: a record without audio can be swept again, audio without a record is lost PHI.
     state.blobs.delete(&record.audio_key).await?;
     state.records.delete(&record.id).await?;
     tracing::info!(transcription_id = %record.id, "transcription deleted by owner");
+    audit::record_success(&state, &principal.owner, AuditAction::Delete, record.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -178,7 +192,7 @@ async fn get_transcript(
         .unwrap_or("json")
         .parse()
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
-    let record = load_owned(&state, principal, &id).await?;
+    let record = load_owned(&state, principal, &id, AuditAction::Download).await?;
     let transcript = match (&record.status, &record.transcript) {
         (Status::Completed, Some(t)) => t,
         (status, _) => {
@@ -188,6 +202,7 @@ async fn get_transcript(
             )));
         }
     };
+    audit::record_success(&state, &principal.owner, AuditAction::Download, record.id).await;
     let disposition = format!(
         "attachment; filename=\"{}.{}\"",
         record.id,

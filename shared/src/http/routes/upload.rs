@@ -133,6 +133,13 @@ async fn create_transcription(
         }
     };
     tracing::info!(transcription_id = %id, engine = %record.engine, format = %format, size_bytes, "transcription queued");
+    crate::audit::record_success(
+        &state,
+        &principal.owner,
+        crate::audit::AuditAction::Create,
+        record.id,
+    )
+    .await;
     let url = format!("/v1/transcriptions/{id}");
     let mut headers = HeaderMap::new();
     headers.insert(

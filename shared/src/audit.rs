@@ -1,0 +1,186 @@
+//! The audit trail: who did what to which record, when, and how it ended. Never the content:
+//! no transcript, prompt, file name or token ever enters an event. Events are append-only and
+//! kept apart from the PHI (their own SQLite file or DynamoDB table), so deleting records, by
+//! request or by the retention sweep, leaves the trail of what happened to them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{AppState, domain::TranscriptionId, http::current_correlation_id};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Create,
+    Read,
+    Download,
+    Delete,
+    EhrPush,
+    Login,
+    Sweep,
+    KeyRotation,
+    AuditQuery,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 9] = [
+        Self::Create,
+        Self::Read,
+        Self::Download,
+        Self::Delete,
+        Self::EhrPush,
+        Self::Login,
+        Self::Sweep,
+        Self::KeyRotation,
+        Self::AuditQuery,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Read => "read",
+            Self::Download => "download",
+            Self::Delete => "delete",
+            Self::EhrPush => "ehr_push",
+            Self::Login => "login",
+            Self::Sweep => "sweep",
+            Self::KeyRotation => "key_rotation",
+            Self::AuditQuery => "audit_query",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Success,
+    /// Refused: bad credentials, missing scope, or a record the caller may not see.
+    Denied,
+    Failed,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Denied => "denied",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Success, Self::Denied, Self::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEvent {
+    #[schema(value_type = String)]
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub action: AuditAction,
+    pub outcome: AuditOutcome,
+    /// The subject that acted (`guest:…`, `user:…`, `admin`, `system:retention`, …).
+    pub subject: String,
+    #[schema(value_type = Option<String>)]
+    pub record_id: Option<TranscriptionId>,
+    pub correlation_id: Option<String>,
+    /// Counts and key ids only, never content (for example "3 records deleted").
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event happening now, in the current request's correlation if there is one.
+    pub fn now(action: AuditAction, outcome: AuditOutcome, subject: impl Into<String>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            at: Utc::now(),
+            action,
+            outcome,
+            subject: subject.into(),
+            record_id: None,
+            correlation_id: current_correlation_id(),
+            detail: None,
+        }
+    }
+
+    pub fn on(mut self, record: TranscriptionId) -> Self {
+        self.record_id = Some(record);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// What an admin asks of the trail: events in `[since, until)`, newest first.
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub subject: Option<String>,
+    pub record_id: Option<TranscriptionId>,
+    pub action: Option<AuditAction>,
+    pub limit: u32,
+}
+
+impl AuditQuery {
+    pub fn matches(&self, event: &AuditEvent) -> bool {
+        event.at >= self.since
+            && event.at < self.until
+            && self.subject.as_ref().is_none_or(|s| *s == event.subject)
+            && self.record_id.is_none_or(|r| Some(r) == event.record_id)
+            && self.action.is_none_or(|a| a == event.action)
+    }
+}
+
+/// Appends an event. A failure to audit is logged loudly but does not undo what already
+/// happened (the action is done; refusing the response would only hide its result).
+pub async fn record(state: &AppState, event: AuditEvent) {
+    if let Err(err) = state.audit.append(&event).await {
+        tracing::error!(
+            error = %crate::telemetry::error_chain(&err),
+            action = event.action.as_str(),
+            "could not write the audit event"
+        );
+    }
+}
+
+/// Records that `subject` did `action` to one record, successfully.
+pub async fn record_success(
+    state: &AppState,
+    subject: &crate::domain::OwnerId,
+    action: AuditAction,
+    record_id: TranscriptionId,
+) {
+    let event = AuditEvent::now(action, AuditOutcome::Success, subject.as_str()).on(record_id);
+    record(state, event).await;
+}
+
+/// The audit event of a finished key rotation.
+pub async fn record_key_rotation(
+    state: &AppState,
+    primary: &str,
+    report: &crate::jobs::RotationReport,
+) {
+    let event = AuditEvent::now(
+        AuditAction::KeyRotation,
+        AuditOutcome::Success,
+        "system:key-rotation",
+    )
+    .detail(format!(
+        "primary key {primary}: {} records looked at, {} resealed, {} audio files resealed",
+        report.records_scanned, report.records_resealed, report.audio_resealed
+    ));
+    record(state, event).await;
+}

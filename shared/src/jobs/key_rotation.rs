@@ -1,0 +1,71 @@
+//! Key rotation: after a new key is added to `ENCRYPTION_KEYS` and made primary, every record
+//! (and, on the local file store, every audio file) sealed with an older key is sealed again
+//! under the primary, batch by batch. Once it reports nothing left under other keys, the old
+//! key can leave the ring.
+
+use std::sync::Arc;
+
+use crate::{
+    adapters::{encrypted_blobs::EncryptedBlobStore, encrypted_records::EncryptedRecordStore},
+    ports::{BlobError, StoreError},
+};
+
+/// The stores that seal what they keep, as built for this process.
+pub struct KeyRotation {
+    records: Arc<EncryptedRecordStore>,
+    blobs: Option<Arc<EncryptedBlobStore>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RotationReport {
+    pub records_scanned: usize,
+    pub records_resealed: usize,
+    pub audio_resealed: usize,
+    /// Records whose audio is already gone (deleted after transcription, or never uploaded).
+    pub audio_absent: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("record store: {0}")]
+    Records(#[from] StoreError),
+    #[error("audio store: {0}")]
+    Blobs(#[from] BlobError),
+}
+
+impl KeyRotation {
+    pub fn new(records: Arc<EncryptedRecordStore>, blobs: Option<Arc<EncryptedBlobStore>>) -> Self {
+        Self { records, blobs }
+    }
+
+    /// Runs to the end, `batch` records at a time, calling `progress` after each batch.
+    /// Stopping half-way is safe: running again picks up what is left.
+    pub async fn run(
+        &self,
+        batch: u32,
+        mut progress: impl FnMut(&RotationReport),
+    ) -> Result<RotationReport, RotationError> {
+        let mut report = RotationReport::default();
+        let mut after = None;
+        loop {
+            let page = self.records.reseal_page(after.as_ref(), batch).await?;
+            report.records_scanned += page.scanned.len();
+            report.records_resealed += page.resealed;
+            if let Some(blobs) = &self.blobs {
+                for (_, key) in &page.scanned {
+                    match blobs.reseal(key).await {
+                        Ok(true) => report.audio_resealed += 1,
+                        Ok(false) => {}
+                        Err(BlobError::NotFound) => report.audio_absent += 1,
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            }
+            progress(&report);
+            match page.scanned.last() {
+                Some((id, _)) if page.scanned.len() == batch as usize => after = Some(*id),
+                _ => return Ok(report),
+            }
+        }
+    }
+}
