@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make deploy`: build the arm64 zips, apply infra/envs/$ENVIRONMENT, smoke-test the result.
 # Needs AWS credentials (profile, SSO or OIDC role) and, on the first apply, the secrets:
-#   export TF_VAR_secret_values='{"jwt-secret":"...","openai-api-key":"sk-..."}'
+#   export TF_VAR_secret_values='{"jwt-secret":"...","openai-api-key":"sk-...","encryption-keys":"k1:...","admin-api-key":"..."}'
 # AUTO_APPROVE=1 skips Terraform's confirmation (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."

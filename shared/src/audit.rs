@@ -3,7 +3,7 @@
 //! kept apart from the PHI (their own SQLite file or DynamoDB table), so deleting records, by
 //! request or by the retention sweep, leaves the trail of what happened to them.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -102,7 +102,8 @@ impl AuditEvent {
     pub fn now(action: AuditAction, outcome: AuditOutcome, subject: impl Into<String>) -> Self {
         Self {
             id: Uuid::now_v7(),
-            at: Utc::now(),
+            // Microseconds: the precision every store keeps.
+            at: Utc::now().trunc_subsecs(6),
             action,
             outcome,
             subject: subject.into(),

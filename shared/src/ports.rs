@@ -130,6 +130,12 @@ pub trait RecordStore: Send + Sync {
     /// has not changed since it was read (its `updated_at`). Key rotation rewrites sealed
     /// fields with it. `false` when the record changed meanwhile or is gone.
     async fn rewrite_phi(&self, record: &TranscriptionRecord) -> Result<bool, StoreError>;
+    /// Clears what deleted or rewritten values leave behind in storage (an embedded
+    /// database's write-ahead log); a no-op where the store leaves nothing. Run after the
+    /// retention sweep and key rotation.
+    async fn purge_residue(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

@@ -14,7 +14,7 @@ variable "artifacts_dir" {
 }
 
 variable "secret_values" {
-  description = "Set with TF_VAR_secret_values='{\"jwt-secret\":\"...\",\"openai-api-key\":\"...\",\"encryption-keys\":\"k1:...\"}' at apply time; never written to state."
+  description = "Set with TF_VAR_secret_values='{\"jwt-secret\":\"...\",\"openai-api-key\":\"...\",\"encryption-keys\":\"k1:...\",\"admin-api-key\":\"...\"}' at apply time; never written to state."
   type        = map(string)
   sensitive   = true
   ephemeral   = true

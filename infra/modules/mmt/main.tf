@@ -10,6 +10,7 @@ locals {
   jwt_secret  = module.secrets.parameter_arns["jwt-secret"]
   openai_key  = module.secrets.parameter_arns["openai-api-key"]
   field_keys  = module.secrets.parameter_arns["encryption-keys"]
+  admin_key   = module.secrets.parameter_arns["admin-api-key"]
 
   # With a GPU worker, the worker consumes the transcribe queue (both engines); otherwise the
   # transcribe function does (cloud engine).
@@ -25,6 +26,7 @@ locals {
     S3_KMS_KEY_ID                     = local.key_arn
     RECORD_STORE                      = "dynamodb"
     DYNAMODB_TABLE                    = module.storage.table_name
+    AUDIT_TABLE                       = module.storage.audit_table_name
     JOB_QUEUE                         = "sqs"
     SQS_TRANSCRIBE_QUEUE_URL          = module.transcribe_queue.url
     SQS_TRANSCRIBE_DLQ_URL            = module.transcribe_queue.dead_letter_url
@@ -58,6 +60,12 @@ locals {
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [local.key_arn]
   }
+  # Append-only: PutItem alone (the adapter's write is conditional on a new key).
+  write_audit = {
+    sid       = "AppendAudit"
+    actions   = ["dynamodb:PutItem"]
+    resources = [module.storage.audit_table_arn]
+  }
 
   functions = {
     health = {
@@ -81,11 +89,18 @@ locals {
       statements           = [local.read_secret, local.use_key]
     }
     auth = {
-      description          = "POST /auth/guest, /auth/login"
+      description          = "POST /auth/guest, /auth/login, /auth/admin, GET /.well-known/jwks.json, /v1/admin/audit"
       memory_mb            = 256
       timeout_s            = 10
       reserved_concurrency = 20
-      statements           = [local.read_secret, local.use_key]
+      # Only the auth function exchanges the admin key for a token.
+      environment = { ADMIN_API_KEY_SSM_PARAMETER = module.secrets.parameter_names["admin-api-key"] }
+      statements = [
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.admin_key] },
+        { sid = "ReadAudit", actions = ["dynamodb:Query"], resources = [module.storage.audit_table_arn] },
+        local.write_audit,
+        local.use_key,
+      ]
     }
     upload = {
       description          = "POST /v1/transcriptions, /v1/uploads, /v1/audio/transcriptions"
@@ -97,6 +112,7 @@ locals {
         { sid = "WriteRecords", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
         { sid = "EnqueueJobs", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },
         { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.openai_key] },
+        local.write_audit,
         local.use_key,
       ]
     }
@@ -109,6 +125,7 @@ locals {
         { sid = "ReadRecords", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.table_arns },
         { sid = "DeleteAudio", actions = ["s3:DeleteObject"], resources = local.audio_paths },
         local.read_secret,
+        local.write_audit,
         local.use_key,
       ]
     }
@@ -144,6 +161,7 @@ locals {
         { sid = "DeleteAudio", actions = ["s3:DeleteObject"], resources = local.audio_paths },
         { sid = "FailedSweeps", actions = ["sqs:SendMessage"], resources = [module.sweep_failures.arn] },
         local.read_secret,
+        local.write_audit,
         local.use_key,
       ]
     }
@@ -178,7 +196,7 @@ module "sweep_failures" {
 module "secrets" {
   source        = "../secrets"
   name          = var.name
-  secret_names  = ["jwt-secret", "openai-api-key", "encryption-keys"]
+  secret_names  = ["jwt-secret", "openai-api-key", "encryption-keys", "admin-api-key"]
   secret_values = var.secret_values
   kms_key_arn   = aws_kms_key.data.arn
 }

@@ -13,7 +13,7 @@ variable "artifacts_dir" {
 }
 
 variable "secret_values" {
-  description = "{ jwt-secret = <48+ random bytes, base64>, openai-api-key = <key>, encryption-keys = \"k1:<base64 of 32 bytes>\" }. Ephemeral: TF_VAR_secret_values at apply; never in state."
+  description = "{ jwt-secret = <48+ random bytes, base64>, openai-api-key = <key>, encryption-keys = \"k1:<base64 of 32 bytes>\", admin-api-key = <32+ random bytes> } (`mmt secrets --encryption 1` prints them). Ephemeral: TF_VAR_secret_values at apply; never in state."
   type        = map(string)
   sensitive   = true
   ephemeral   = true

@@ -131,3 +131,32 @@ resource "aws_dynamodb_table" "records" {
     kms_key_arn = var.kms_key_arn
   }
 }
+
+# The audit trail: its own table, so deleting records (by owners or the retention sweep) never
+# touches it. No TTL: keep it as long as your policy says (HIPAA: six years). The functions may
+# only PutItem here; nothing that runs the product can change or delete an event.
+resource "aws_dynamodb_table" "audit" {
+  name                        = "${var.name}-audit"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "day"
+  range_key                   = "sk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "day"
+    type = "S"
+  }
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = var.kms_key_arn
+  }
+}

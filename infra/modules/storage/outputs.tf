@@ -13,3 +13,11 @@ output "table_name" {
 output "table_arn" {
   value = aws_dynamodb_table.records.arn
 }
+
+output "audit_table_name" {
+  value = aws_dynamodb_table.audit.name
+}
+
+output "audit_table_arn" {
+  value = aws_dynamodb_table.audit.arn
+}

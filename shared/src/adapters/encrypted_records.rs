@@ -262,6 +262,10 @@ impl RecordStore for EncryptedRecordStore {
         self.inner.rewrite_phi(&self.seal_record(record)).await
     }
 
+    async fn purge_residue(&self) -> Result<(), StoreError> {
+        self.inner.purge_residue().await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::{
     adapters::{encrypted_blobs::EncryptedBlobStore, encrypted_records::EncryptedRecordStore},
-    ports::{BlobError, StoreError},
+    ports::{BlobError, RecordStore, StoreError},
 };
 
 /// The stores that seal what they keep, as built for this process.
@@ -64,8 +64,11 @@ impl KeyRotation {
             progress(&report);
             match page.scanned.last() {
                 Some((id, _)) if page.scanned.len() == batch as usize => after = Some(*id),
-                _ => return Ok(report),
+                _ => break,
             }
         }
+        // The old ciphertexts must not linger where the store keeps page images.
+        self.records.purge_residue().await?;
+        Ok(report)
     }
 }

@@ -64,6 +64,9 @@ pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreE
             tracing::info!(transcription_id = %id, "retention: deleted audio and record");
         }
     }
+    if report.deleted_records > 0 {
+        state.records.purge_residue().await?;
+    }
     tracing::info!(
         retention_days = report.retention_days,
         deleted_records = report.deleted_records,

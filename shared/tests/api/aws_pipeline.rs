@@ -470,6 +470,7 @@ async fn secrets_given_as_ssm_parameters_are_read_at_start_up() {
         .unwrap();
     let env: std::collections::HashMap<String, String> = [
         ("ENV", "prod"),
+        ("STORE_PHI", "false"),
         ("INTERNAL_JWT_SECRET_SSM_PARAMETER", "/mmt-test/jwt-secret"),
     ]
     .into_iter()

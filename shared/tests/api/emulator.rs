@@ -25,6 +25,7 @@ pub struct Emulator {
 pub struct Deployment {
     pub bucket: String,
     pub table: String,
+    pub audit_table: String,
     pub queue_url: String,
     pub dead_letter_url: String,
 }
@@ -38,6 +39,7 @@ impl Deployment {
             ("S3_FORCE_PATH_STYLE", "true".into()),
             ("RECORD_STORE", "dynamodb".into()),
             ("DYNAMODB_TABLE", self.table.clone()),
+            ("AUDIT_TABLE", self.audit_table.clone()),
             ("JOB_QUEUE", "sqs".into()),
             ("SQS_TRANSCRIBE_QUEUE_URL", self.queue_url.clone()),
             ("SQS_TRANSCRIBE_DLQ_URL", self.dead_letter_url.clone()),
@@ -186,17 +188,48 @@ impl Emulator {
             .unwrap();
     }
 
+    /// The audit table, keyed as `infra/modules/storage` declares it.
+    pub async fn audit_table(&self, name: &str) {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .unwrap()
+        };
+        self.dynamodb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("day"))
+            .attribute_definitions(attribute("sk"))
+            .key_schema(key("day", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Everything one deployment needs, with the bucket's ObjectCreated events on `uploads/`
     /// delivered to the transcribe queue (as `infra/modules/storage` configures it).
     pub async fn deployment(&self, max_receives: u32, visibility_s: u32) -> Deployment {
         let deployment = Deployment {
             bucket: "mmt-audio".into(),
             table: "mmt-records".into(),
+            audit_table: "mmt-audit".into(),
             queue_url: String::new(),
             dead_letter_url: String::new(),
         };
         self.bucket(&deployment.bucket).await;
         self.records_table(&deployment.table).await;
+        self.audit_table(&deployment.audit_table).await;
         let (queue_url, dead_letter_url) = self
             .queue_pair("mmt-transcribe", max_receives, visibility_s)
             .await;

@@ -126,3 +126,110 @@ async fn rotation_reads_old_records_and_a_missing_key_is_an_error_not_garbage() 
     let err = retired.records.get(&id).await.unwrap_err().to_string();
     assert!(err.contains("k1") && !err.contains("Quarrington"), "{err}");
 }
+
+/// A stretch of the uploaded audio: what a raw file holding the recording would contain.
+fn audio_window() -> Vec<u8> {
+    let audio = tone();
+    audio[audio.len() / 2..audio.len() / 2 + 64].to_vec()
+}
+
+fn audio_directory_holds(app: &TestApp, window: &[u8]) -> bool {
+    crate::helpers::files_under(&app.dir.path().join("audio"))
+        .iter()
+        .any(|file| {
+            std::fs::read(file)
+                .unwrap()
+                .windows(window.len())
+                .any(|w| w == window)
+        })
+}
+
+#[tokio::test]
+async fn with_encryption_the_audio_directory_holds_no_audio_bytes_and_the_engine_gets_them_all() {
+    let window = audio_window();
+    // The control: without encryption the search finds the recording.
+    let plain = spawn_app_with(&[]).await;
+    transcribe_planted(&plain).await;
+    assert!(audio_directory_holds(&plain, &window));
+
+    let app = spawn_app_with(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("ENCRYPTION_KEYS", K1),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await;
+    let (token, id) = transcribe_planted(&app).await;
+    assert_eq!(app.audio_files().len(), 1, "the recording is kept");
+    assert!(!audio_directory_holds(&app, &window));
+    // The engine was sent exactly the uploaded bytes, opened on the way out.
+    let sent: Vec<Option<String>> = app
+        .openai
+        .requests()
+        .into_iter()
+        .map(|r| r.file_sha256)
+        .collect();
+    assert_eq!(sent, vec![Some(crate::helpers::sha256_hex(&tone()))]);
+    let (status, record) = app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(
+        (status, record["status"].as_str()),
+        (200, Some("completed"))
+    );
+}
+
+/// Opens the same data directory as `app` with another key ring and rotates.
+async fn rotate(app: &TestApp, keys: &str, primary: &str) -> mmt_core::jobs::RotationReport {
+    let state = reopen(app, keys, primary).await;
+    let rotation = state.key_rotation.clone().expect("encryption is on");
+    let mut batches = 0;
+    let report = rotation.run(2, |_| batches += 1).await.unwrap();
+    assert!(batches >= 1);
+    report
+}
+
+#[tokio::test]
+async fn rotation_reseals_records_and_audio_so_the_old_key_can_leave_the_ring() {
+    let app = spawn_app_with(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("ENCRYPTION_KEYS", K1),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await;
+    // Five recordings: more than one batch of two, so the rotation pages.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (_, id) = transcribe_planted(&app).await;
+        ids.push(id.parse::<mmt_core::domain::TranscriptionId>().unwrap());
+    }
+    assert!(contains(&raw_database(&app), "mmt:v1:k1:"));
+
+    let report = rotate(&app, &format!("{K1},{K2}"), "k2").await;
+    assert_eq!(report.records_scanned, 5);
+    assert_eq!(report.records_resealed, 5);
+    assert_eq!(report.audio_resealed, 5);
+    // Running it again finds nothing left to do (and is how an interrupted run resumes).
+    let again = rotate(&app, &format!("{K1},{K2}"), "k2").await;
+    assert_eq!((again.records_resealed, again.audio_resealed), (0, 0));
+
+    // k1 retired: every record and every recording still opens, under k2 alone.
+    let retired = reopen(&app, K2, "k2").await;
+    for id in &ids {
+        let record = retired.records.get(id).await.unwrap().unwrap();
+        assert_eq!(record.transcript.unwrap().text, PHRASE);
+        assert_eq!(record.prompt.as_deref(), Some(PROMPT));
+        assert_eq!(record.file_name.as_deref(), Some(FILE_NAME));
+        let mut audio = retired.blobs.get(&record.audio_key).await.unwrap();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = futures::StreamExt::next(&mut audio).await {
+            bytes.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(bytes, tone());
+    }
+    let raw = raw_database(&app);
+    assert!(
+        !contains(&raw, "mmt:v1:k1:"),
+        "no field is left under k1, not even in free pages or the write-ahead log"
+    );
+    assert!(contains(&raw, "mmt:v1:k2:"));
+}

@@ -103,6 +103,26 @@ fn every_router_route_has_an_api_gateway_route_to_its_function() {
     );
 }
 
+/// Per function, the actions granted on the audit table.
+fn audit_table_grants(
+    functions: &BTreeMap<String, Expression>,
+    locals: &BTreeMap<String, Expression>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut grants = BTreeMap::new();
+    for (name, function) in functions {
+        let function = object(function);
+        let mut actions = BTreeSet::new();
+        for statement in array(&function["statements"]) {
+            let statement = object(&resolve(&statement, locals));
+            if format!("{:?}", statement["resources"]).contains("audit_table_arn") {
+                actions.extend(array(&statement["actions"]).iter().map(string));
+            }
+        }
+        grants.insert(name.clone(), actions);
+    }
+    grants
+}
+
 const DATA_SERVICES: &[&str] = &["s3", "dynamodb", "sqs", "kms", "ssm", "logs"];
 
 /// Checks one role's statements; returns the services it touches.
@@ -176,17 +196,38 @@ fn every_function_and_the_worker_get_a_least_privilege_role() {
             assert_least_privilege(name, &statements, &locals),
         );
     }
-    // The functions that serve no data touch none.
+    // The functions that serve no data touch none; auth reads and appends the audit trail
+    // and nothing else.
     for name in ["auth", "demo-status", "docs"] {
         assert!(
             !touched[name].contains("s3")
-                && !touched[name].contains("dynamodb")
+                && (name == "auth" || !touched[name].contains("dynamodb"))
                 && !touched[name].contains("sqs"),
             "{name}: {:?}",
             touched[name]
         );
     }
     assert!(touched["transcribe"].contains("sqs"));
+    // The audit table: PutItem for every function that acts on records, Query for auth
+    // alone, and no function may update or delete an event.
+    let audit_grants = audit_table_grants(&functions, &locals);
+    for name in ["upload", "transcriptions", "retention-sweep", "auth"] {
+        assert!(
+            audit_grants[name].contains("dynamodb:PutItem"),
+            "{name}: {audit_grants:?}"
+        );
+    }
+    for (name, actions) in &audit_grants {
+        let allowed: &[&str] = if name == "auth" {
+            &["dynamodb:PutItem", "dynamodb:Query"]
+        } else {
+            &["dynamodb:PutItem"]
+        };
+        assert!(
+            actions.iter().all(|a| allowed.contains(&a.as_str())),
+            "{name}: {actions:?}"
+        );
+    }
 
     // The GPU worker's task role.
     let worker = main

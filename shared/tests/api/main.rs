@@ -1,5 +1,7 @@
 //! Black-box tests of the MMT API, its job pipeline, the Lambda handlers and the local binary.
 
+#[cfg(feature = "aws")]
+mod audit_contract;
 mod auth;
 #[cfg(feature = "aws")]
 mod aws_pipeline;
@@ -24,5 +26,6 @@ mod queue_contract;
 #[cfg(feature = "aws")]
 mod record_contract;
 mod retention;
+mod security;
 mod transcriptions;
 mod upload;

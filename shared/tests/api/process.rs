@@ -406,3 +406,55 @@ async fn the_binary_runs_on_aws_stores_by_configuration_alone() {
         .unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
 }
+
+#[test]
+fn the_secrets_tool_prints_a_fresh_env_block_and_the_rotation_tool_runs_on_it() {
+    let run = |args: &[&str], env: &HashMap<String, String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mmt"))
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, block, _) = run(&["secrets", "--all"], &HashMap::new());
+    assert_eq!(code, Some(0));
+    let mut env: HashMap<String, String> = block
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect();
+    for key in [
+        "INTERNAL_JWT_SECRET",
+        "ADMIN_API_KEY",
+        "INTERNAL_JWT_PRIVATE_KEY_PEM",
+        "INTERNAL_JWT_PUBLIC_KEY_PEM",
+        "ENCRYPTION_KEYS",
+        "PRIMARY_ENCRYPTION_KEY_ID",
+    ] {
+        assert!(env.contains_key(key), "{key} missing from:\n{block}");
+    }
+    let (code, _, err) = run(&["secrets", "--encryption", "99"], &HashMap::new());
+    assert_eq!(code, Some(2), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    env.insert("DATA_DIR".into(), dir.path().display().to_string());
+    env.insert("ENV".into(), "prod".into());
+    let (code, out, err) = run(&["keys", "rotate"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("rotation complete: 0 records"), "{out}");
+    // Secrets never reach the output.
+    assert!(!format!("{out}{err}").contains(&env["ADMIN_API_KEY"]));
+
+    env.remove("ENABLE_FIELD_ENCRYPTION");
+    env.insert("STORE_PHI".into(), "false".into());
+    let (code, _, err) = run(&["keys", "rotate"], &env);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("field encryption is off"), "{err}");
+}

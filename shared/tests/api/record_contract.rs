@@ -57,7 +57,8 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         store.insert(&r).await.unwrap();
         mine.push(r);
     }
-    store.insert(&record(&bob, 2)).await.unwrap();
+    let bobs = record(&bob, 2);
+    store.insert(&bobs).await.unwrap();
     mine.reverse();
     let mut seen = Vec::new();
     let mut after = None;
@@ -200,6 +201,65 @@ async fn meets_the_contract(store: &dyn RecordStore) {
     assert!(store.delete(&first.id).await.unwrap());
     assert!(!store.delete(&first.id).await.unwrap());
     assert_eq!(store.get(&first.id).await.unwrap(), None);
+
+    // Scanning pages through every record once, whoever owns it.
+    let mut scanned = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.scan(after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        scanned.extend(page.iter().map(|r| r.id));
+        match page.last() {
+            Some(last) if page.len() == 2 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    let mut expected = Vec::new();
+    for candidate in mine.iter().chain([&bobs, &direct]) {
+        if store.get(&candidate.id).await.unwrap().is_some() {
+            expected.push(candidate.id);
+        }
+    }
+    assert!(expected.len() >= 4, "{expected:?}");
+    scanned.sort();
+    expected.sort();
+    assert_eq!(scanned, expected);
+
+    // Rewriting PHI fields: applied to an unchanged record, refused once it has moved on.
+    let mut fresh = store.get(&mine[1].id).await.unwrap().unwrap();
+    fresh.prompt = Some("rewritten prompt".into());
+    fresh.file_name = None;
+    assert!(store.rewrite_phi(&fresh).await.unwrap());
+    let stored = store.get(&fresh.id).await.unwrap().unwrap();
+    assert_eq!(stored.prompt.as_deref(), Some("rewritten prompt"));
+    assert_eq!(stored.file_name, None);
+    assert_eq!(stored.status, fresh.status, "nothing else changes");
+    let stale = fresh.clone();
+    assert!(store.mark_processing(&fresh.id, Utc::now()).await.unwrap());
+    let mut late = stale;
+    late.prompt = Some("stale write".into());
+    assert!(
+        !store.rewrite_phi(&late).await.unwrap(),
+        "changed since it was read"
+    );
+    assert_eq!(
+        store
+            .get(&fresh.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .prompt
+            .as_deref(),
+        Some("rewritten prompt")
+    );
+    let mut gone = record(&alice, 0);
+    gone.prompt = Some("never stored".into());
+    assert!(
+        !store.rewrite_phi(&gone).await.unwrap(),
+        "a missing record is not created"
+    );
+    assert_eq!(store.get(&gone.id).await.unwrap(), None);
+    store.purge_residue().await.unwrap();
 }
 
 #[tokio::test]

@@ -66,3 +66,41 @@ async fn retention_zero_keeps_everything() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_swept_record_leaves_no_trace_in_the_raw_database_files() {
+    const PHRASE: &str = "Bartholomew Quince was prescribed warfarin";
+    let clock = Arc::new(ManualClock::new(Utc::now() - Duration::days(40)));
+    let app = {
+        let clock = clock.clone();
+        spawn_app_customised(&[("RETENTION_DAYS", "30")], move |state| {
+            state.clock = clock
+        })
+        .await
+    };
+    app.openai.set_transcript(PHRASE);
+    let token = app.guest_token().await;
+    app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    let raw = || -> Vec<u8> {
+        ["mmt.db", "mmt.db-wal"]
+            .iter()
+            .flat_map(|n| std::fs::read(app.dir.path().join(n)).unwrap_or_default())
+            .collect()
+    };
+    let holds = |bytes: &[u8]| bytes.windows(PHRASE.len()).any(|w| w == PHRASE.as_bytes());
+    assert!(
+        holds(&raw()),
+        "the control: the transcript is in the file before the sweep"
+    );
+
+    clock.advance(Duration::days(31));
+    assert_eq!(
+        sweep_retention(&app.state).await.unwrap().deleted_records,
+        1
+    );
+    assert!(
+        !holds(&raw()),
+        "deleted, not merely unlinked: no copy in free pages or the write-ahead log"
+    );
+}

@@ -122,6 +122,9 @@ impl Database {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted and rewritten values are overwritten with zeros, not left in free pages:
+        // a swept record, or a field sealed again under a new key, leaves nothing behind.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         migrate(&mut conn, migrations)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

@@ -334,6 +334,18 @@ impl RecordStore for SqliteRecordStore {
         .await
     }
 
+    async fn purge_residue(&self) -> Result<(), StoreError> {
+        // With secure_delete on, the database file holds no old values; the write-ahead log
+        // still has the old page images until it is checkpointed and truncated.
+        self.db
+            .call(|conn| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
+            .map_err(classify)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .call(|conn| {
