@@ -12,7 +12,7 @@ use crate::emulator::Emulator;
 
 fn event(action: AuditAction, subject: &str, hours_ago: i64) -> AuditEvent {
     let mut event = AuditEvent::now(action, AuditOutcome::Success, subject);
-    event.at = event.at - Duration::hours(hours_ago);
+    event.at -= Duration::hours(hours_ago);
     event
 }
 
