@@ -2,7 +2,8 @@
 # MMT as one process (`mmt serve`): every route, in-process workers, local Whisper on CPU.
 # For Railway (railway.json) or any container host. It listens on $PORT.
 #   docker build -t mmt .            (MODEL=base for the multilingual model)
-# Production-safe by default: ENV=prod refuses to start without INTERNAL_JWT_SECRET.
+# Production-safe by default: ENV=prod refuses to start without INTERNAL_JWT_SECRET, or with
+# stored PHI unencrypted (`mmt secrets --encryption 1` prints what to set).
 
 FROM rust:1.95-bookworm AS build
 ENV DEBIAN_FRONTEND=noninteractive \

@@ -6,7 +6,7 @@ SHELL := /bin/bash
 FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep
 
 .PHONY: help setup model build build-lambdas demo demo-check walkthrough test lint infra-check test-rust \
-        lambda-smoke watch bench deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
+        lambda-smoke watch bench fuzz deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ invoke-%: ## Invoke a function running under `make watch` with its fixture (EVEN
 
 bench: setup ## Performance figures: start-up, req/s, RSS, 300 MB upload, Whisper, Lambda zip sizes and cold starts
 	@scripts/bench.sh
+
+fuzz: setup ## A short cargo-fuzz run of every fuzz target (FUZZ_SECONDS each, default 30)
+	@scripts/fuzz.sh
 
 build-lambdas: setup ## The Lambda functions as arm64 zips in target/lambda/<fn>/bootstrap.zip
 	@scripts/build-lambdas.sh

@@ -7,10 +7,12 @@
 #   * peak server RSS while streaming a 300 MB upload (target < 100 MB), and the 413 path
 #   * local Whisper against whisper.cpp; long recordings; fitted audio context
 #   * Lambda: arm64 zip size per function (target < 5 MB) and cold-start init time (median)
-#   BENCH_SECTIONS="http whisper lambda" (default: all) picks sections.
+#   * mixed load: 200 clients for 30 s, valid and hostile requests, with rate limiting on:
+#     no 5xx, no lost upload, no caller past its limit (BENCH_LOAD_CLIENTS, BENCH_LOAD_SECONDS)
+#   BENCH_SECTIONS="http load whisper lambda" (default: all) picks sections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECTIONS=" ${BENCH_SECTIONS:-http whisper lambda} "
+SECTIONS=" ${BENCH_SECTIONS:-http load whisper lambda} "
 section() { [[ "$SECTIONS" == *" $1 "* ]]; }
 
 DURATION=${BENCH_DURATION:-10s}
@@ -22,7 +24,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 cargo build -q --release -p mmt-core --bin mmt
-cargo build -q --release -p mmt-testkit --bin openai-contract-server
+cargo build -q --release -p mmt-testkit --bin openai-contract-server --bin mixed-load
 PORT=18390 OPENAI_API_KEY=sk-bench target/release/openai-contract-server >/dev/null 2>&1 &
 pids+=($!)
 
@@ -36,6 +38,7 @@ start_server() {
   local t0 t1
   t0=$(date +%s%N)
   env ENV=test HOST=127.0.0.1 PORT="$SERVER_PORT" DATA_DIR="$1" MAX_UPLOAD_BYTES="$2" LOG_FORMAT=json RUST_LOG=warn \
+    RATE_LIMIT_PER_MINUTE="${RATE_LIMIT:-0}" ALLOW_GUEST_AUTH=true \
     INTERNAL_JWT_SECRET=bench-secret-bench-secret-bench-secret-00 ENABLE_CLOUD_TRANSCRIPTION=true \
     OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 target/release/mmt serve >"$1.log" 2>&1 &
   SERVER_PID=$!
@@ -96,6 +99,16 @@ left=$(find "$work/c/audio" -type f | wc -l)
 printf '%-48s HTTP %s, %s files left in the audio directory; peak RSS %s MB\n' \
   "upload ${UPLOAD_MB} MB over a 100 MB limit" "$code" "$left" "$(hwm_mb "$SERVER_PID")"
 
+fi
+
+if section load; then
+echo
+echo "== Mixed load: valid and hostile requests, rate limiting on =="
+RATE_LIMIT=600 start_server "$work/load" $((10 * 1024 * 1024))
+target/release/mixed-load "http://127.0.0.1:$SERVER_PORT" "${BENCH_LOAD_CLIENTS:-200}" "${BENCH_LOAD_SECONDS:-30}" 600 \
+  || echo "mixed load: FAILED (see above)"
+printf '%-48s %s MB\n' "  peak server RSS" "$(hwm_mb "$SERVER_PID")"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 fi
 
 # ---------------------------------------------------------------------------------------------
