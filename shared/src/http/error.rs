@@ -41,6 +41,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body stalled; send it without long pauses")]
     RequestTimeout,
+    #[error("the request headers exceed {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     #[error("too many requests; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     #[error(
@@ -83,6 +85,10 @@ impl ApiError {
             }
             Self::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::HeadersTooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::DirectUploadUnsupported => {
                 (StatusCode::NOT_IMPLEMENTED, "direct_upload_unsupported")

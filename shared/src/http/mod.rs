@@ -152,6 +152,7 @@ pub fn router(groups: &[RouteGroup], state: AppState) -> Router {
             state.clone(),
             rate_limit::limit,
         ))
+        .layer(middleware::from_fn(security_headers::limit_header_size))
         .layer(middleware::from_fn(security_headers::add_security_headers))
         .layer(middleware::from_fn(correlation::correlate))
         .with_state(state);

@@ -6,8 +6,10 @@ use axum::{
     extract::Request,
     http::{HeaderName, HeaderValue, header},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
+
+use super::ApiError;
 
 /// The policy of a response that is not a page.
 pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
@@ -34,4 +36,25 @@ pub async fn add_security_headers(request: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+/// The most header bytes (names and values) one request may carry. Legitimate requests use a
+/// few hundred; API Gateway itself stops at 10 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Refuses requests whose headers are oversized (431) before any handler or extractor reads
+/// them.
+pub async fn limit_header_size(request: Request, next: Next) -> Response {
+    let total: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if total > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge {
+            limit: MAX_HEADER_BYTES,
+        }
+        .into_response();
+    }
+    next.run(request).await
 }

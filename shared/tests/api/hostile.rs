@@ -91,6 +91,24 @@ async fn huge_headers_and_bad_tokens_get_4xx() {
     if let Ok(response) = response {
         assert!(response.status().is_client_error(), "{}", response.status());
     }
+    // With a valid token too: the size alone is refused, with the API's error body.
+    let token = app.guest_token().await;
+    let response = app
+        .client
+        .get(app.url("/v1/transcriptions"))
+        .bearer_auth(&token)
+        .header("x-padding", "x".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    assert_eq!(
+        response.headers()["x-content-type-options"],
+        "nosniff",
+        "refusals carry the security headers"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "headers_too_large");
     for token in [
         "",
         "a.b.c",

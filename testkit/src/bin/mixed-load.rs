@@ -157,7 +157,7 @@ async fn one(
         Kind::HugeHeader => client
             .get(format!("{base}/v1/transcriptions"))
             .header("authorization", &auth)
-            .header("x-padding", "a".repeat(64 * 1024)),
+            .header("x-padding", "a".repeat(200_000)),
         Kind::BadJson => client
             .post(format!("{base}/auth/login"))
             .header("content-type", "application/json")
