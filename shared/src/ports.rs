@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditQuery};
 use crate::domain::{
-    AudioFormat, BlobKey, EngineKind, JobId, OwnerId, Transcript, TranscriptionId,
-    TranscriptionRecord,
+    AudioFormat, BlobKey, EhrError, EhrReceipt, EngineKind, JobId, NoteDelivery, OwnerId,
+    Transcript, TranscriptionId, TranscriptionRecord,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -157,6 +157,49 @@ pub trait AuditLog: Send + Sync {
     async fn append(&self, event: &AuditEvent) -> Result<(), AuditError>;
     /// Events matching `query`, newest first, at most `query.limit`.
     async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// EHR
+// ---------------------------------------------------------------------------------------------
+
+/// Writes notes into an electronic health record.
+#[async_trait]
+pub trait EhrClient: Send + Sync {
+    /// Writes the note, or (with `check_existing`) returns the one an earlier attempt wrote.
+    async fn deliver(&self, note: &NoteDelivery) -> Result<EhrReceipt, EhrError>;
+    /// Names the EHR in logs and status answers (no secrets).
+    fn describe(&self) -> String;
+}
+
+/// The state of the long-lived login to an EHR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ConnectionState {
+    Connected,
+    /// The refresh token was refused: an administrator must sign in again.
+    NeedsLogin {
+        reason: String,
+    },
+}
+
+/// The refresh token of an EHR connection, kept across restarts. The EHR rotates it on every
+/// use, so a new one must be stored before the access token it came with is used, and only
+/// if no one else rotated it meanwhile.
+#[async_trait]
+pub trait EhrConnectionStore: Send + Sync {
+    /// The current refresh token and state, if a login was ever stored.
+    async fn load(&self, connection: &str)
+    -> Result<Option<(String, ConnectionState)>, StoreError>;
+    /// Stores `new` if the stored token is still `expected` (`None`: nothing stored yet).
+    /// `false` when another process rotated it first.
+    async fn rotate(
+        &self,
+        connection: &str,
+        expected: Option<&str>,
+        new: &str,
+    ) -> Result<bool, StoreError>;
+    async fn set_state(&self, connection: &str, state: &ConnectionState) -> Result<(), StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------

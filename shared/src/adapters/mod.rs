@@ -10,6 +10,7 @@ pub mod dynamodb_audit;
 pub mod encrypted_blobs;
 pub mod encrypted_records;
 pub mod openai;
+pub mod openemr;
 #[cfg(feature = "aws")]
 pub mod s3;
 #[cfg(feature = "sqlite")]
@@ -22,4 +23,6 @@ pub mod whisper;
 pub use disk_blob::DiskBlobStore;
 pub use openai::OpenAiTranscriber;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{Database, SqliteAuditLog, SqliteJobQueue, SqliteRecordStore};
+pub use sqlite::{
+    Database, SqliteAuditLog, SqliteEhrConnectionStore, SqliteJobQueue, SqliteRecordStore,
+};

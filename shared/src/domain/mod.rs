@@ -1,11 +1,15 @@
 //! The domain: what a transcription is and how it moves through its life. Names no vendor.
 
 mod audio;
+mod ehr;
 mod ids;
 mod languages;
 mod transcript;
 
 pub use audio::{AudioFormat, sniff_audio_format};
+pub use ehr::{
+    EhrError, EhrReceipt, MAX_NOTE_CHARS, NoteDelivery, NoteSection, delivery_marker, note_text,
+};
 pub use ids::{BlobKey, InvalidId, JobId, OwnerId, TranscriptionId};
 pub use languages::{language_code, language_name};
 pub use transcript::{ResponseFormat, Segment, Transcript, render_transcript};

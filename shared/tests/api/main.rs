@@ -7,6 +7,7 @@ mod auth;
 mod aws_pipeline;
 #[cfg(feature = "aws")]
 mod blob_contract;
+mod ehr_client;
 #[cfg(feature = "aws")]
 mod emulator;
 mod encryption;

@@ -1,10 +1,12 @@
 //! Embedded storage: one SQLite file holds the records and the durable job queue.
 
 mod audit;
+mod ehr;
 mod queue;
 mod records;
 
 pub use audit::SqliteAuditLog;
+pub use ehr::SqliteEhrConnectionStore;
 pub use queue::SqliteJobQueue;
 pub use records::SqliteRecordStore;
 
@@ -69,6 +71,15 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: engine progress, for progress bars.
     "ALTER TABLE transcriptions ADD COLUMN progress INTEGER NOT NULL DEFAULT 0;",
+    // 3: EHR connections (the rotating refresh token, sealed when field encryption is on).
+    r#"
+    CREATE TABLE ehr_connections (
+        name          TEXT PRIMARY KEY,
+        refresh_token TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:
