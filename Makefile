@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep
+FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep ehr-push
 
 .PHONY: help setup model build build-lambdas demo demo-check walkthrough test lint infra-check test-rust \
         lambda-smoke watch bench fuzz fuzz-smoke deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))

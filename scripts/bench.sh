@@ -179,7 +179,7 @@ fi
 if section lambda; then
 echo
 echo "== Lambda functions (arm64 zips; cold starts of native release binaries, $(nproc) cores) =="
-FUNCTIONS=(health demo-status auth upload transcriptions docs transcribe retention-sweep)
+FUNCTIONS=(health demo-status auth upload transcriptions docs transcribe retention-sweep ehr-push)
 scripts/build-lambdas.sh >/dev/null
 for f in "${FUNCTIONS[@]}"; do
   bytes=$(stat -c %s "target/lambda/$f/bootstrap.zip")
@@ -216,7 +216,7 @@ PY
 specs=()
 for spec in health:apigw-health-live.json demo-status:apigw-demo-status.json auth:apigw-auth-guest.json \
             upload:apigw-upload.json transcriptions:apigw-list.json docs:apigw-openapi.json \
-            transcribe:sqs-transcribe.json retention-sweep:eventbridge-retention.json; do
+            transcribe:sqs-transcribe.json retention-sweep:eventbridge-retention.json ehr-push:apigw-ehr-status.json; do
   specs+=("${spec%%:*}=target/release/${spec%%:*}=events/${spec#*:}")
 done
 env $(cat "$work/aws.env") ENV=prod DEMO_MODE=false LOG_FORMAT=json RUST_LOG=warn DATA_DIR="$work/lambda" \

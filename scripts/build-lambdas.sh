@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUNCTIONS=(health demo-status auth upload transcriptions docs transcribe retention-sweep)
+FUNCTIONS=(health demo-status auth upload transcriptions docs transcribe retention-sweep ehr-push)
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu \
   || rustup target add aarch64-unknown-linux-gnu
 packages=()

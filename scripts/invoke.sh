@@ -10,6 +10,7 @@ declare -A default_event=(
   [auth]=events/apigw-auth-guest.json [upload]=events/apigw-upload.json
   [transcriptions]=events/apigw-list.json [docs]=events/apigw-openapi.json
   [transcribe]=events/sqs-transcribe.json [retention-sweep]=events/eventbridge-retention.json
+  [ehr-push]=events/apigw-ehr-status.json
 )
 event=${2:-${default_event[$fn]:-}}
 [[ -n "$event" ]] || { echo "unknown function $fn" >&2; exit 2; }

@@ -89,6 +89,10 @@ out=$(invoke transcriptions apigw-get.json)
 check "transcriptions apigw-get.json" "$(status_of "$out")" 200
 check "record completed after the SQS invoke" "$(body_of "$out" | jq -r .status)" completed
 
+out=$(invoke ehr-push apigw-ehr-status.json)
+check "ehr-push apigw-ehr-status.json without EHR_TARGET" "$(status_of "$out")" 501
+check "ehr-push says what is missing" "$(body_of "$out" | jq -r .error.code)" ehr_not_configured
+
 out=$(invoke transcriptions apigw-transcript.json)
 check "transcriptions apigw-transcript.json" "$(status_of "$out")" 200
 check "transcript is SubRip" "$(jq -r '.headers["content-type"]' <<<"$out")" "application/x-subrip; charset=utf-8"

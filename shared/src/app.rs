@@ -16,12 +16,15 @@ use crate::{
     domain::EngineKind,
     jobs::KeyRotation,
     ports::{
-        AuditLog, BlobStore, BoxError, Clock, JobQueue, RecordStore, SystemClock, Transcriber,
+        AuditLog, BlobStore, BoxError, Clock, DeliveryStore, EhrClient, JobQueue, RecordStore,
+        SystemClock, Transcriber,
     },
 };
 
 /// The queue that carries transcription jobs.
 pub const TRANSCRIBE_QUEUE: &str = "transcribe";
+/// The queue that carries EHR pushes.
+pub const EHR_QUEUE: &str = "ehr";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -41,6 +44,12 @@ pub enum StartupError {
         "RECORD_STORE=sqlite and JOB_QUEUE=sqlite need a build with the `sqlite` feature (Lambda zips leave it out)"
     )]
     NoSqliteSupport,
+    #[error(
+        "EHR_TARGET needs RECORD_STORE=sqlite in this version (the DynamoDB outbox is not built yet)"
+    )]
+    EhrNeedsEmbeddedStore,
+    #[error("cannot build the EHR client")]
+    EhrClient(#[source] reqwest::Error),
     #[error("cannot build the cloud transcription client")]
     CloudClient(#[source] reqwest::Error),
     #[error(
@@ -78,6 +87,8 @@ pub struct AppState {
     pub transcribe_queue: Arc<dyn JobQueue>,
     /// The append-only audit trail, kept apart from the records.
     pub audit: Arc<dyn AuditLog>,
+    /// `Some` when `EHR_TARGET` is set.
+    pub ehr: Option<EhrServices>,
     pub engines: Engines,
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
@@ -85,6 +96,14 @@ pub struct AppState {
     pub key_rotation: Option<Arc<KeyRotation>>,
     /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub rate_limiter: Option<Arc<crate::http::rate_limit::RateLimiter>>,
+}
+
+/// What EHR pushes need: the client, the outbox and the queue its jobs travel on.
+#[derive(Clone)]
+pub struct EhrServices {
+    pub client: Arc<dyn EhrClient>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    pub queue: Arc<dyn JobQueue>,
 }
 
 /// The AWS SDK's shared configuration (region, credentials, endpoint), when built with AWS
@@ -126,6 +145,7 @@ impl AppState {
         let queue = backends.transcribe_queue()?;
         let (records, blobs, key_rotation) = backends.sealed_stores()?;
         let audit = backends.audit_log()?;
+        let ehr = backends.ehr_services()?;
         let cloud = match &config.cloud {
             Some(cloud) => Some(Arc::new(
                 OpenAiTranscriber::new(cloud.clone()).map_err(StartupError::CloudClient)?,
@@ -148,6 +168,7 @@ impl AppState {
             blobs,
             transcribe_queue: queue,
             audit,
+            ehr,
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
@@ -316,6 +337,38 @@ impl Backends<'_> {
         }
     }
 
+    fn ehr_services(&self) -> Result<Option<EhrServices>, StartupError> {
+        let Some(ehr) = &self.config.ehr else {
+            return Ok(None);
+        };
+        #[cfg(feature = "sqlite")]
+        {
+            if !matches!(self.config.record_backend, RecordBackend::Sqlite) {
+                return Err(StartupError::EhrNeedsEmbeddedStore);
+            }
+            let keys = self.config.field_encryption.clone();
+            let connections = Arc::new(crate::adapters::SqliteEhrConnectionStore::new(
+                self.db(),
+                keys.clone(),
+            ));
+            let client =
+                crate::adapters::openemr::OpenEmrClient::new(ehr.openemr.clone(), connections)
+                    .map_err(StartupError::EhrClient)?;
+            // The queue's own redrive and the delivery's attempt limit are the same number.
+            let queue = self.queue(EHR_QUEUE, ehr.sqs_queue.as_ref(), ehr.max_attempts)?;
+            Ok(Some(EhrServices {
+                client: Arc::new(client),
+                deliveries: Arc::new(crate::adapters::SqliteDeliveryStore::new(self.db(), keys)),
+                queue,
+            }))
+        }
+        #[cfg(not(feature = "sqlite"))]
+        {
+            let _ = ehr;
+            Err(StartupError::EhrNeedsEmbeddedStore)
+        }
+    }
+
     fn audit_log(&self) -> Result<Arc<dyn AuditLog>, StartupError> {
         match &self.config.audit_backend {
             #[cfg(feature = "sqlite")]
@@ -337,6 +390,33 @@ impl Backends<'_> {
     }
 
     fn transcribe_queue(&self) -> Result<Arc<dyn JobQueue>, StartupError> {
+        let sqs = match &self.config.queue.backend {
+            QueueBackend::Sqs {
+                transcribe_queue_url,
+                transcribe_dead_letter_url,
+                ..
+            } => Some((
+                transcribe_queue_url.clone(),
+                transcribe_dead_letter_url.clone(),
+            )),
+            QueueBackend::Sqlite => None,
+        };
+        self.queue(
+            TRANSCRIBE_QUEUE,
+            sqs.as_ref(),
+            self.config.queue.max_receive_count,
+        )
+    }
+
+    /// The named queue: a table of the embedded database, or the SQS queue and dead-letter
+    /// queue given.
+    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    fn queue(
+        &self,
+        name: &'static str,
+        sqs: Option<&(String, String)>,
+        max_receives: u32,
+    ) -> Result<Arc<dyn JobQueue>, StartupError> {
         let queue = &self.config.queue;
         match &queue.backend {
             #[cfg(not(feature = "sqlite"))]
@@ -344,22 +424,21 @@ impl Backends<'_> {
             #[cfg(feature = "sqlite")]
             QueueBackend::Sqlite => Ok(Arc::new(crate::adapters::SqliteJobQueue::new(
                 self.db(),
-                TRANSCRIBE_QUEUE,
+                name,
                 queue.visibility_timeout,
-                queue.max_receive_count,
+                max_receives,
             ))),
             #[cfg(feature = "aws")]
-            QueueBackend::Sqs {
-                transcribe_queue_url,
-                transcribe_dead_letter_url,
-                wait,
-            } => Ok(Arc::new(crate::adapters::sqs::SqsJobQueue::new(
-                aws_sdk_sqs::Client::new(self.aws()?),
-                transcribe_queue_url.clone(),
-                transcribe_dead_letter_url.clone(),
-                queue.visibility_timeout,
-                *wait,
-            ))),
+            QueueBackend::Sqs { wait, .. } => {
+                let (url, dead_letter_url) = sqs.cloned().ok_or(StartupError::NoAwsConfig)?;
+                Ok(Arc::new(crate::adapters::sqs::SqsJobQueue::new(
+                    aws_sdk_sqs::Client::new(self.aws()?),
+                    url,
+                    dead_letter_url,
+                    queue.visibility_timeout,
+                    *wait,
+                )))
+            }
             #[cfg(not(feature = "aws"))]
             QueueBackend::Sqs { .. } => Err(StartupError::NoAwsSupport),
         }

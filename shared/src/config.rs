@@ -35,6 +35,8 @@ pub const SECRET_KEYS: &[&str] = &[
     "OPENAI_API_KEY",
     "ENCRYPTION_KEYS",
     "ADMIN_API_KEY",
+    "OPENEMR_CLIENT_SECRET",
+    "OPENEMR_REFRESH_TOKEN",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +138,20 @@ pub enum QueueBackend {
     },
 }
 
+/// `EHR_TARGET=openemr`: where `POST /v1/transcriptions/{id}/ehr` writes notes.
+#[derive(Debug, Clone)]
+pub struct EhrConfig {
+    pub openemr: crate::adapters::openemr::OpenEmrConfig,
+    /// The SOAP-note section a push writes when the request names none.
+    pub default_section: crate::domain::NoteSection,
+    /// Attempts per delivery before it fails (and its job is dead-lettered).
+    pub max_attempts: u32,
+    /// A delivery still not done this long after it was asked for fails.
+    pub max_total: Duration,
+    /// The SQS queue and dead-letter queue of EHR jobs (`JOB_QUEUE=sqs`).
+    pub sqs_queue: Option<(String, String)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CloudEngineConfig {
     pub base_url: String,
@@ -222,6 +238,7 @@ pub struct Config {
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
     pub cloud: Option<CloudEngineConfig>,
+    pub ehr: Option<EhrConfig>,
     pub local_engine_enabled: bool,
     /// The local engine runs on a separate worker (the GPU service) that consumes the queue:
     /// this process accepts `engine=local` uploads without loading a model.
@@ -396,6 +413,8 @@ impl Config {
                 });
             }
         };
+
+        let ehr = parse_ehr(&src, &queue_backend)?;
 
         let local_users = match src.raw("LOCAL_LOGIN_USERS") {
             None => Vec::new(),
@@ -641,6 +660,7 @@ impl Config {
             jwt_audience: src.raw("JWT_AUDIENCE").unwrap_or_else(|| "mmt-api".into()),
             access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
             cloud,
+            ehr,
             local_engine_enabled,
             local_engine_on_worker,
             local,
@@ -750,6 +770,16 @@ impl Config {
         if self.cors_allow_origins.iter().any(|o| o == "*") {
             return unsafe_setting("CORS_ALLOW_ORIGINS", "must not be *");
         }
+        if self
+            .ehr
+            .as_ref()
+            .is_some_and(|ehr| ehr.openemr.password_login.is_some())
+        {
+            return unsafe_setting(
+                "OPENEMR_USERNAME",
+                "the password grant is for testing; use the refresh token of a one-time login",
+            );
+        }
         if self.store_phi && self.field_encryption.is_none() {
             return unsafe_setting(
                 "ENABLE_FIELD_ENCRYPTION",
@@ -808,6 +838,89 @@ impl Config {
         }
         (self.retention_days > 0).then(|| chrono::Duration::days(i64::from(self.retention_days)))
     }
+}
+
+/// `EHR_TARGET=openemr` and the OpenEMR connection's settings.
+fn parse_ehr(src: &Source<'_>, queue: &QueueBackend) -> Result<Option<EhrConfig>, ConfigError> {
+    match src.raw("EHR_TARGET").as_deref() {
+        None | Some("") | Some("none") => return Ok(None),
+        Some("openemr") => {}
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                key: "EHR_TARGET",
+                reason: "expected openemr (or none)".into(),
+            });
+        }
+    }
+    let required = |key: &'static str| {
+        src.raw(key).ok_or(ConfigError::Missing {
+            key,
+            reason: "EHR_TARGET=openemr".into(),
+        })
+    };
+    let base_url = required("OPENEMR_BASE_URL")?;
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        return Err(ConfigError::Invalid {
+            key: "OPENEMR_BASE_URL",
+            reason: "must be an http(s) URL".into(),
+        });
+    }
+    let password_login = match (src.raw("OPENEMR_USERNAME"), src.secret("OPENEMR_PASSWORD")) {
+        (Some(user), Some(password)) => Some((user, password)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "OPENEMR_USERNAME",
+                reason: "OPENEMR_USERNAME and OPENEMR_PASSWORD go together".into(),
+            });
+        }
+    };
+    let sqs_queue = match queue {
+        QueueBackend::Sqlite => None,
+        QueueBackend::Sqs { .. } => Some((
+            src.raw("SQS_EHR_QUEUE_URL").ok_or(ConfigError::Missing {
+                key: "SQS_EHR_QUEUE_URL",
+                reason: "EHR_TARGET is set and JOB_QUEUE=sqs".into(),
+            })?,
+            src.raw("SQS_EHR_DLQ_URL").ok_or(ConfigError::Missing {
+                key: "SQS_EHR_DLQ_URL",
+                reason: "EHR_TARGET is set and JOB_QUEUE=sqs".into(),
+            })?,
+        )),
+    };
+    let default_section = src
+        .raw("EHR_NOTE_SECTION")
+        .map(|s| s.parse())
+        .transpose()
+        .map_err(|reason| ConfigError::Invalid {
+            key: "EHR_NOTE_SECTION",
+            reason,
+        })?
+        .unwrap_or(crate::domain::NoteSection::Subjective);
+    Ok(Some(EhrConfig {
+        openemr: crate::adapters::openemr::OpenEmrConfig {
+            base_url,
+            site: src.raw("OPENEMR_SITE").unwrap_or_else(|| "default".into()),
+            client_id: required("OPENEMR_CLIENT_ID")?,
+            client_secret: src.secret("OPENEMR_CLIENT_SECRET"),
+            scopes: src.raw("OPENEMR_SCOPES").unwrap_or_else(|| {
+                "openid offline_access api:oemr user/patient.read user/encounter.read \
+                 user/soap_note.read user/soap_note.write"
+                    .into()
+            }),
+            initial_refresh_token: src.secret("OPENEMR_REFRESH_TOKEN"),
+            password_login,
+            timeout: Duration::from_secs(src.parse("EHR_TIMEOUT_SECS", 20u64)?.clamp(1, 300)),
+        },
+        default_section,
+        max_attempts: src.parse("EHR_MAX_ATTEMPTS", 5u32)?.clamp(1, 20),
+        max_total: Duration::from_secs(
+            src.parse("EHR_MAX_TOTAL_MINUTES", 60u64)?
+                .clamp(1, 7 * 24 * 60)
+                * 60,
+        ),
+        sqs_queue,
+    }))
 }
 
 /// `USE_RSA_INTERNAL_JWT=1`: the private key (PKCS#8 PEM) signs; the public key is derived

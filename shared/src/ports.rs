@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditQuery};
 use crate::domain::{
-    AudioFormat, BlobKey, EhrError, EhrReceipt, EngineKind, JobId, NoteDelivery, OwnerId,
-    Transcript, TranscriptionId, TranscriptionRecord,
+    AudioFormat, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind, JobId, NoteDelivery,
+    OwnerId, Transcript, TranscriptionId, TranscriptionRecord,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -170,6 +170,43 @@ pub trait EhrClient: Send + Sync {
     async fn deliver(&self, note: &NoteDelivery) -> Result<EhrReceipt, EhrError>;
     /// Names the EHR in logs and status answers (no secrets).
     fn describe(&self) -> String;
+    /// The state of the login this client uses; `None` before any login was stored.
+    async fn connection_state(&self) -> Result<Option<ConnectionState>, EhrError>;
+}
+
+/// The EHR outbox: one row per delivery, written before its job is queued. Status changes
+/// are conditional (only a `pending` delivery moves), like the records'.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    async fn insert(&self, delivery: &EhrDelivery) -> Result<(), StoreError>;
+    async fn get(&self, id: &uuid::Uuid) -> Result<Option<EhrDelivery>, StoreError>;
+    /// A transcription's deliveries, oldest first.
+    async fn for_transcription(
+        &self,
+        transcription: &TranscriptionId,
+    ) -> Result<Vec<EhrDelivery>, StoreError>;
+    /// Counts an attempt of a pending delivery. `false` when it is no longer pending.
+    async fn record_attempt(&self, id: &uuid::Uuid, now: DateTime<Utc>)
+    -> Result<bool, StoreError>;
+    /// `pending → delivered`.
+    async fn mark_delivered(
+        &self,
+        id: &uuid::Uuid,
+        receipt: &EhrReceipt,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// `pending → failed`.
+    async fn mark_failed(
+        &self,
+        id: &uuid::Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Removes a transcription's deliveries (they hold EHR identifiers): with the record.
+    async fn delete_for_transcription(
+        &self,
+        transcription: &TranscriptionId,
+    ) -> Result<(), StoreError>;
 }
 
 /// The state of the long-lived login to an EHR.
@@ -265,6 +302,7 @@ pub trait BlobStore: Send + Sync {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Job {
     Transcribe { transcription_id: TranscriptionId },
+    EhrPush { delivery_id: uuid::Uuid },
 }
 
 impl Job {
@@ -272,6 +310,7 @@ impl Job {
     pub fn dedupe_key(&self) -> String {
         match self {
             Job::Transcribe { transcription_id } => format!("transcribe:{transcription_id}"),
+            Job::EhrPush { delivery_id } => format!("ehr:{delivery_id}"),
         }
     }
 }

@@ -129,6 +129,18 @@ locals {
         local.use_key,
       ]
     }
+    ehr-push = {
+      description          = "POST|GET /v1/transcriptions/{id}/ehr (answers 501 until the EHR outbox runs on DynamoDB)"
+      memory_mb            = 256
+      timeout_s            = 10
+      reserved_concurrency = 10
+      statements = [
+        { sid = "ReadRecords", actions = ["dynamodb:GetItem"], resources = [module.storage.table_arn] },
+        local.read_secret,
+        local.write_audit,
+        local.use_key,
+      ]
+    }
     docs = {
       description          = "GET /openapi.json, /docs"
       memory_mb            = 128

@@ -20,6 +20,8 @@ locals {
     "GET /v1/transcriptions/{id}"            = { function = "transcriptions", public = false }
     "DELETE /v1/transcriptions/{id}"         = { function = "transcriptions", public = false }
     "GET /v1/transcriptions/{id}/transcript" = { function = "transcriptions", public = false }
+    "POST /v1/transcriptions/{id}/ehr"       = { function = "ehr-push", public = false }
+    "GET /v1/transcriptions/{id}/ehr"        = { function = "ehr-push", public = false }
     "GET /openapi.json"                      = { function = "docs", public = true }
     "GET /docs"                              = { function = "docs", public = true }
   }

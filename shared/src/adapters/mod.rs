@@ -24,5 +24,6 @@ pub use disk_blob::DiskBlobStore;
 pub use openai::OpenAiTranscriber;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
-    Database, SqliteAuditLog, SqliteEhrConnectionStore, SqliteJobQueue, SqliteRecordStore,
+    Database, SqliteAuditLog, SqliteDeliveryStore, SqliteEhrConnectionStore, SqliteJobQueue,
+    SqliteRecordStore,
 };

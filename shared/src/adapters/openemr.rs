@@ -157,8 +157,7 @@ impl OpenEmrClient {
         )
     }
 
-    /// The connection's state, for status answers.
-    pub async fn state(&self) -> Result<Option<ConnectionState>, EhrError> {
+    async fn state(&self) -> Result<Option<ConnectionState>, EhrError> {
         let stored = self
             .connections
             .load(CONNECTION)
@@ -476,5 +475,9 @@ impl EhrClient for OpenEmrClient {
             "OpenEMR at {} (site {})",
             self.config.base_url, self.config.site
         )
+    }
+
+    async fn connection_state(&self) -> Result<Option<ConnectionState>, EhrError> {
+        self.state().await
     }
 }

@@ -6,7 +6,9 @@ use std::{fmt, str::FromStr, time::Duration};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::TranscriptionId;
+use chrono::{DateTime, Utc};
+
+use super::{OwnerId, TranscriptionId};
 
 /// The most characters one note field takes (OpenEMR's SOAP-note limit).
 pub const MAX_NOTE_CHARS: usize = 65_535;
@@ -117,6 +119,97 @@ pub enum EhrError {
     /// The EHR connection's login is no longer valid: an administrator must sign in again.
     #[error("{0}")]
     NeedsLogin(String),
+}
+
+/// Where a delivery is. `Delivered` and `Failed` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for DeliveryStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "failed" => Ok(Self::Failed),
+            other => Err(format!("unknown delivery status {other:?}")),
+        }
+    }
+}
+
+/// One request to put a transcript into an EHR, and what became of it: the outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EhrDelivery {
+    /// A UUIDv7; also the marker MMT writes into the note.
+    pub id: uuid::Uuid,
+    pub transcription_id: TranscriptionId,
+    pub owner: OwnerId,
+    /// Which EHR connection (`openemr`).
+    pub target: String,
+    /// The EHR's patient id as given. PHI: sealed at rest with field encryption.
+    pub patient_ref: String,
+    /// The EHR's encounter id as given. PHI: sealed at rest with field encryption.
+    pub encounter_ref: String,
+    pub section: NoteSection,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub receipt: Option<EhrReceipt>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl EhrDelivery {
+    pub fn new_pending(
+        transcription_id: TranscriptionId,
+        owner: OwnerId,
+        target: &str,
+        patient_ref: String,
+        encounter_ref: String,
+        section: NoteSection,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let now = chrono::SubsecRound::trunc_subsecs(now, 6);
+        Self {
+            id: uuid::Uuid::now_v7(),
+            transcription_id,
+            owner,
+            target: target.to_owned(),
+            patient_ref,
+            encounter_ref,
+            section,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            receipt: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Whether this delivery already covers a push of the same transcript to the same place:
+    /// then a second request returns it instead of writing a second note.
+    pub fn covers(&self, target: &str, patient_ref: &str, encounter_ref: &str) -> bool {
+        self.status != DeliveryStatus::Failed
+            && self.target == target
+            && self.patient_ref == patient_ref
+            && self.encounter_ref == encounter_ref
+    }
 }
 
 #[cfg(test)]

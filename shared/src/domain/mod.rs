@@ -8,7 +8,8 @@ mod transcript;
 
 pub use audio::{AudioFormat, sniff_audio_format};
 pub use ehr::{
-    EhrError, EhrReceipt, MAX_NOTE_CHARS, NoteDelivery, NoteSection, delivery_marker, note_text,
+    DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, MAX_NOTE_CHARS, NoteDelivery, NoteSection,
+    delivery_marker, note_text,
 };
 pub use ids::{BlobKey, InvalidId, JobId, OwnerId, TranscriptionId};
 pub use languages::{language_code, language_name};

@@ -41,6 +41,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body stalled; send it without long pauses")]
     RequestTimeout,
+    #[error("EHR push is not configured on this deployment (EHR_TARGET)")]
+    EhrNotConfigured,
     #[error("the request headers exceed {limit} bytes")]
     HeadersTooLarge { limit: usize },
     #[error("too many requests; retry in {retry_after_s} s")]
@@ -85,6 +87,7 @@ impl ApiError {
             }
             Self::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::EhrNotConfigured => (StatusCode::NOT_IMPLEMENTED, "ehr_not_configured"),
             Self::HeadersTooLarge { .. } => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",

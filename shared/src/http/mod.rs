@@ -47,16 +47,19 @@ pub enum RouteGroup {
     Transcriptions,
     /// `GET /openapi.json`, `GET /docs` — function `docs`.
     Docs,
+    /// `POST|GET /v1/transcriptions/{id}/ehr` — function `ehr-push`.
+    EhrPush,
 }
 
 impl RouteGroup {
-    pub const ALL: [RouteGroup; 6] = [
+    pub const ALL: [RouteGroup; 7] = [
         Self::Health,
         Self::DemoStatus,
         Self::Auth,
         Self::Upload,
         Self::Transcriptions,
         Self::Docs,
+        Self::EhrPush,
     ];
 
     /// The Lambda function (crate under `functions/`) that serves this group.
@@ -68,6 +71,7 @@ impl RouteGroup {
             Self::Upload => "upload",
             Self::Transcriptions => "transcriptions",
             Self::Docs => "docs",
+            Self::EhrPush => "ehr-push",
         }
     }
 
@@ -86,6 +90,7 @@ impl RouteGroup {
                 .merge(routes::openai_compat::routes()),
             Self::Transcriptions => routes::transcriptions::routes(),
             Self::Docs => routes::docs::routes(),
+            Self::EhrPush => routes::ehr::routes(),
         }
     }
 }

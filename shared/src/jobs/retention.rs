@@ -55,6 +55,9 @@ pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreE
                 continue;
             }
             report.deleted_audio += 1;
+            if let Some(ehr) = &state.ehr {
+                ehr.deliveries.delete_for_transcription(&id).await?;
+            }
             if state.records.delete(&id).await? {
                 report.deleted_records += 1;
                 let event =

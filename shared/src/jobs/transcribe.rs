@@ -43,6 +43,12 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
     };
     let id = match read_message(&message.body) {
         Incoming::Job(Job::Transcribe { transcription_id }) => transcription_id,
+        Incoming::Job(Job::EhrPush { .. }) => {
+            tracing::error!("an EHR job on the transcribe queue; dead-lettering");
+            return Disposition::DeadLetter {
+                reason: "an EHR job on the transcribe queue".into(),
+            };
+        }
         Incoming::ObjectCreated { key, size } => match accept_upload(state, &key, size).await {
             Ok(Some(id)) => id,
             Ok(None) => return Disposition::Ack,

@@ -4,34 +4,81 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Disposition, handle_transcribe_message, sweep_retention};
+use super::{Disposition, handle_ehr_message, handle_transcribe_message, sweep_retention};
 use crate::{
     AppState,
     ports::{JobQueue, ReceivedJob},
 };
 
-/// Runs `WORKER_CONCURRENCY` transcription consumers until `shutdown` is cancelled.
+/// What a consumer does with the messages of its queue.
+#[derive(Debug, Clone, Copy)]
+enum Consumer {
+    Transcribe,
+    EhrPush,
+}
+
+impl Consumer {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Transcribe => "transcribe",
+            Self::EhrPush => "ehr",
+        }
+    }
+
+    async fn handle(self, state: &AppState, message: &ReceivedJob) -> Disposition {
+        match self {
+            Self::Transcribe => handle_transcribe_message(state, message).await,
+            Self::EhrPush => handle_ehr_message(state, message).await,
+        }
+    }
+}
+
+/// Runs `WORKER_CONCURRENCY` transcription consumers, and one EHR consumer when EHR push is
+/// configured, until `shutdown` is cancelled.
 ///
 /// On shutdown a consumer stops receiving, gives its current job up to `SHUTDOWN_GRACE_SECS`
 /// to finish, and otherwise releases the lease so the job is delivered again at once on the
 /// next start (a crash is covered by the lease simply running out).
 pub async fn run_transcribe_workers(state: AppState, shutdown: CancellationToken) {
-    let workers: Vec<_> = (0..state.config.queue.worker_concurrency)
-        .map(|n| tokio::spawn(consume(state.clone(), shutdown.clone(), n)))
+    let mut workers: Vec<_> = (0..state.config.queue.worker_concurrency)
+        .map(|n| {
+            tokio::spawn(consume(
+                state.clone(),
+                state.transcribe_queue.clone(),
+                Consumer::Transcribe,
+                shutdown.clone(),
+                n,
+            ))
+        })
         .collect();
+    if let Some(ehr) = &state.ehr {
+        workers.push(tokio::spawn(consume(
+            state.clone(),
+            ehr.queue.clone(),
+            Consumer::EhrPush,
+            shutdown.clone(),
+            0,
+        )));
+    }
     for worker in workers {
         let _ = worker.await;
     }
 }
 
-async fn consume(state: AppState, shutdown: CancellationToken, worker: usize) {
-    tracing::info!(worker, "transcribe worker started");
-    let queue = state.transcribe_queue.clone();
+async fn consume(
+    state: AppState,
+    queue: Arc<dyn JobQueue>,
+    consumer: Consumer,
+    shutdown: CancellationToken,
+    worker: usize,
+) {
+    let kind = consumer.name();
+    tracing::info!(worker, queue = kind, "worker started");
     while !shutdown.is_cancelled() {
         let received = match queue.receive(1).await {
             Ok(received) => received,
             Err(err) => {
-                tracing::error!(worker, error = %err, "could not poll the job queue");
+                tracing::error!(worker, queue = kind, error = %err, "could not poll the job queue");
                 Vec::new()
             }
         };
@@ -42,15 +89,16 @@ async fn consume(state: AppState, shutdown: CancellationToken, worker: usize) {
             }
         }
         for message in received {
-            process(&state, &queue, message, &shutdown).await;
+            process(&state, &queue, consumer, message, &shutdown).await;
         }
     }
-    tracing::info!(worker, "transcribe worker stopped");
+    tracing::info!(worker, queue = kind, "worker stopped");
 }
 
 async fn process(
     state: &AppState,
     queue: &Arc<dyn JobQueue>,
+    consumer: Consumer,
     message: ReceivedJob,
     shutdown: &CancellationToken,
 ) {
@@ -71,7 +119,7 @@ async fn process(
     // A spawned task is a panic boundary: a bug in one job cannot take the worker down.
     let mut task = {
         let (state, message) = (state.clone(), message.clone());
-        tokio::spawn(async move { handle_transcribe_message(&state, &message).await })
+        tokio::spawn(async move { consumer.handle(&state, &message).await })
     };
     let outcome = tokio::select! {
         joined = &mut task => Some(joined),
@@ -115,6 +163,17 @@ async fn apply(
         Disposition::Retry { delay, .. } => queue.retry_later(message, delay).await,
         Disposition::DeadLetter { reason } => queue.dead_letter(message, &reason).await,
     }
+}
+
+/// Receives and handles at most one EHR job (tests drive the outbox step by step).
+pub async fn run_ehr_once(state: &AppState) -> Option<Disposition> {
+    let queue = state.ehr.as_ref()?.queue.clone();
+    let message = queue.receive(1).await.ok()?.into_iter().next()?;
+    let disposition = handle_ehr_message(state, &message).await;
+    if let Err(err) = apply(queue.as_ref(), &message, disposition.clone()).await {
+        tracing::error!(error = %err, "could not settle the job");
+    }
+    Some(disposition)
 }
 
 /// Receives and handles at most one transcription job, returning what was done with it.

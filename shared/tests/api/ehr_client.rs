@@ -169,7 +169,7 @@ async fn invalid_grant_marks_the_connection_as_needing_a_login() {
         matches!(state, ConnectionState::NeedsLogin { .. }),
         "{state:?}"
     );
-    assert_eq!(emr_client.state().await.unwrap(), Some(state));
+    assert_eq!(emr_client.connection_state().await.unwrap(), Some(state));
     assert_eq!(s.emr.notes().len(), 1);
 }
 

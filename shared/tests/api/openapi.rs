@@ -22,6 +22,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v1/transcriptions/{id}/transcript"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
+    ("post", "/v1/transcriptions/{id}/ehr"),
+    ("get", "/v1/transcriptions/{id}/ehr"),
 ];
 
 #[tokio::test]

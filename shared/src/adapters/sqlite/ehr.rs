@@ -1,15 +1,18 @@
-//! [`EhrConnectionStore`] on SQLite. The refresh token is sealed with the field-encryption
-//! key ring when one is configured: it is a credential to the whole EHR.
+//! The EHR outbox ([`DeliveryStore`]) and connection ([`EhrConnectionStore`]) on SQLite. With
+//! field encryption, the refresh token (a credential to the whole EHR) and the patient and
+//! encounter ids of each delivery are sealed, bound to their row.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{Database, to_micros};
+use super::{Database, from_micros, to_micros};
 use crate::{
     crypto::KeyRing,
-    ports::{BoxError, ConnectionState, EhrConnectionStore, StoreError},
+    domain::{EhrDelivery, EhrReceipt, OwnerId, TranscriptionId},
+    ports::{BoxError, ConnectionState, DeliveryStore, EhrConnectionStore, StoreError},
 };
 
 const FIELD: &str = "refresh_token";
@@ -26,17 +29,22 @@ impl SqliteEhrConnectionStore {
     }
 }
 
-fn open(keys: &Option<Arc<KeyRing>>, name: &str, stored: &str) -> Result<String, BoxError> {
+fn open(
+    keys: &Option<Arc<KeyRing>>,
+    row: &str,
+    field: &str,
+    stored: &str,
+) -> Result<String, BoxError> {
     match keys {
-        Some(keys) => Ok(String::from_utf8(keys.open(name, FIELD, stored)?)?),
+        Some(keys) => Ok(String::from_utf8(keys.open(row, field, stored)?)?),
         None => Ok(stored.to_owned()),
     }
 }
 
-fn seal(keys: &Option<Arc<KeyRing>>, name: &str, token: &str) -> String {
+fn seal(keys: &Option<Arc<KeyRing>>, row: &str, field: &str, value: &str) -> String {
     match keys {
-        Some(keys) => keys.seal(name, FIELD, token.as_bytes()),
-        None => token.to_owned(),
+        Some(keys) => keys.seal(row, field, value.as_bytes()),
+        None => value.to_owned(),
     }
 }
 
@@ -64,7 +72,10 @@ impl EhrConnectionStore for SqliteEhrConnectionStore {
                     )
                     .optional()?;
                 row.map(|(token, state)| {
-                    Ok((open(&keys, &name, &token)?, serde_json::from_str(&state)?))
+                    Ok((
+                        open(&keys, &name, FIELD, &token)?,
+                        serde_json::from_str(&state)?,
+                    ))
                 })
                 .transpose()
             })
@@ -92,7 +103,7 @@ impl EhrConnectionStore for SqliteEhrConnectionStore {
                     )
                     .optional()?;
                 let current = stored
-                    .map(|token| open(&keys, &name, &token))
+                    .map(|token| open(&keys, &name, FIELD, &token))
                     .transpose()?;
                 if current != expected {
                     return Ok(false);
@@ -102,7 +113,7 @@ impl EhrConnectionStore for SqliteEhrConnectionStore {
                     "INSERT INTO ehr_connections (name, refresh_token, state, updated_at)
                      VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (name) DO UPDATE SET refresh_token = ?2, state = ?3, updated_at = ?4",
-                    params![name, seal(&keys, &name, &new), state, to_micros(chrono::Utc::now())],
+                    params![name, seal(&keys, &name, FIELD, &new), state, to_micros(chrono::Utc::now())],
                 )?;
                 tx.commit()?;
                 Ok(true)
@@ -119,6 +130,188 @@ impl EhrConnectionStore for SqliteEhrConnectionStore {
                 conn.execute(
                     "UPDATE ehr_connections SET state = ?2, updated_at = ?3 WHERE name = ?1",
                     params![name, state, to_micros(chrono::Utc::now())],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// [`DeliveryStore`] on SQLite.
+#[derive(Clone)]
+pub struct SqliteDeliveryStore {
+    db: Database,
+    keys: Option<Arc<KeyRing>>,
+}
+
+impl SqliteDeliveryStore {
+    pub fn new(db: Database, keys: Option<Arc<KeyRing>>) -> Self {
+        Self { db, keys }
+    }
+
+    async fn transition(
+        &self,
+        sql: &'static str,
+        values: Vec<rusqlite::types::Value>,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .call(move |conn| Ok(conn.execute(sql, rusqlite::params_from_iter(values))? == 1))
+            .await
+            .map_err(unavailable)
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "id, transcription_id, owner, target, patient_ref, encounter_ref, \
+                                section, status, attempts, receipt, error, created_at, updated_at";
+
+fn read_delivery(keys: &Option<Arc<KeyRing>>, row: &Row<'_>) -> Result<EhrDelivery, BoxError> {
+    let id: String = row.get(0)?;
+    let receipt: Option<String> = row.get(9)?;
+    Ok(EhrDelivery {
+        id: id.parse()?,
+        transcription_id: row.get::<_, String>(1)?.parse()?,
+        owner: OwnerId::parse(&row.get::<_, String>(2)?)?,
+        target: row.get(3)?,
+        patient_ref: open(keys, &id, "patient_ref", &row.get::<_, String>(4)?)?,
+        encounter_ref: open(keys, &id, "encounter_ref", &row.get::<_, String>(5)?)?,
+        section: row.get::<_, String>(6)?.parse()?,
+        status: row.get::<_, String>(7)?.parse()?,
+        attempts: row.get(8)?,
+        receipt: receipt
+            .map(|r| serde_json::from_str::<EhrReceipt>(&r))
+            .transpose()?,
+        error: row.get(10)?,
+        created_at: from_micros(row.get(11)?)?,
+        updated_at: from_micros(row.get(12)?)?,
+    })
+}
+
+#[async_trait]
+impl DeliveryStore for SqliteDeliveryStore {
+    async fn insert(&self, d: &EhrDelivery) -> Result<(), StoreError> {
+        let (d, keys) = (d.clone(), self.keys.clone());
+        self.db
+            .call(move |conn| {
+                let id = d.id.to_string();
+                conn.execute(
+                    &format!("INSERT INTO ehr_deliveries ({DELIVERY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                    params![
+                        id,
+                        d.transcription_id.to_string(),
+                        d.owner.as_str(),
+                        d.target,
+                        seal(&keys, &id, "patient_ref", &d.patient_ref),
+                        seal(&keys, &id, "encounter_ref", &d.encounter_ref),
+                        d.section.as_str(),
+                        d.status.as_str(),
+                        d.attempts,
+                        d.receipt.as_ref().map(serde_json::to_string).transpose()?,
+                        d.error,
+                        to_micros(d.created_at),
+                        to_micros(d.updated_at),
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn get(&self, id: &uuid::Uuid) -> Result<Option<EhrDelivery>, StoreError> {
+        let (id, keys) = (id.to_string(), self.keys.clone());
+        self.db
+            .call(move |conn| {
+                conn.query_row(
+                    &format!("SELECT {DELIVERY_COLUMNS} FROM ehr_deliveries WHERE id = ?1"),
+                    [id],
+                    |row| Ok(read_delivery(&keys, row)),
+                )
+                .optional()?
+                .transpose()
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn for_transcription(
+        &self,
+        transcription: &TranscriptionId,
+    ) -> Result<Vec<EhrDelivery>, StoreError> {
+        let (tid, keys) = (transcription.to_string(), self.keys.clone());
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM ehr_deliveries WHERE transcription_id = ?1 ORDER BY created_at, id"
+                ))?;
+                let rows = stmt.query_map([tid], |row| Ok(read_delivery(&keys, row)))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(row??);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn record_attempt(
+        &self,
+        id: &uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            "UPDATE ehr_deliveries SET attempts = attempts + 1, updated_at = ?1
+             WHERE id = ?2 AND status = 'pending'",
+            vec![to_micros(now).into(), id.to_string().into()],
+        )
+        .await
+    }
+
+    async fn mark_delivered(
+        &self,
+        id: &uuid::Uuid,
+        receipt: &EhrReceipt,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let receipt =
+            serde_json::to_string(receipt).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.transition(
+            "UPDATE ehr_deliveries SET status = 'delivered', receipt = ?1, error = NULL, updated_at = ?2
+             WHERE id = ?3 AND status = 'pending'",
+            vec![receipt.into(), to_micros(now).into(), id.to_string().into()],
+        )
+        .await
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &uuid::Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.transition(
+            "UPDATE ehr_deliveries SET status = 'failed', error = ?1, updated_at = ?2
+             WHERE id = ?3 AND status = 'pending'",
+            vec![
+                reason.to_owned().into(),
+                to_micros(now).into(),
+                id.to_string().into(),
+            ],
+        )
+        .await
+    }
+
+    async fn delete_for_transcription(
+        &self,
+        transcription: &TranscriptionId,
+    ) -> Result<(), StoreError> {
+        let tid = transcription.to_string();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM ehr_deliveries WHERE transcription_id = ?1",
+                    [tid],
                 )?;
                 Ok(())
             })

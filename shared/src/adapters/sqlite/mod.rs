@@ -6,7 +6,7 @@ mod queue;
 mod records;
 
 pub use audit::SqliteAuditLog;
-pub use ehr::SqliteEhrConnectionStore;
+pub use ehr::{SqliteDeliveryStore, SqliteEhrConnectionStore};
 pub use queue::SqliteJobQueue;
 pub use records::SqliteRecordStore;
 
@@ -79,6 +79,25 @@ const MIGRATIONS: &[&str] = &[
         state         TEXT NOT NULL,
         updated_at    INTEGER NOT NULL
     );
+    "#,
+    // 4: the EHR outbox.
+    r#"
+    CREATE TABLE ehr_deliveries (
+        id               TEXT PRIMARY KEY,
+        transcription_id TEXT NOT NULL,
+        owner            TEXT NOT NULL,
+        target           TEXT NOT NULL,
+        patient_ref      TEXT NOT NULL,
+        encounter_ref    TEXT NOT NULL,
+        section          TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        receipt          TEXT,
+        error            TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE INDEX ehr_deliveries_by_transcription ON ehr_deliveries (transcription_id, created_at);
     "#,
 ];
 

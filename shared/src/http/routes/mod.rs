@@ -5,6 +5,7 @@ pub mod auth;
 pub mod demo;
 pub mod direct_upload;
 pub mod docs;
+pub mod ehr;
 pub mod health;
 pub mod openai_compat;
 pub mod transcriptions;

@@ -149,6 +149,10 @@ async fn delete_transcription(
     let record = load_owned(&state, principal, &id, AuditAction::Delete).await?;
     // Audio first: a record without audio can be swept again, audio without a record is lost PHI.
     state.blobs.delete(&record.audio_key).await?;
+    // Deliveries hold EHR identifiers: they go with the record.
+    if let Some(ehr) = &state.ehr {
+        ehr.deliveries.delete_for_transcription(&record.id).await?;
+    }
     state.records.delete(&record.id).await?;
     tracing::info!(transcription_id = %record.id, "transcription deleted by owner");
     audit::record_success(&state, &principal.owner, AuditAction::Delete, record.id).await;

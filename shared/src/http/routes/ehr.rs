@@ -1,0 +1,226 @@
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::transcriptions::load_owned;
+use crate::{
+    AppState,
+    audit::{self, AuditAction, AuditEvent, AuditOutcome},
+    auth::Scope,
+    domain::{DeliveryStatus, EhrDelivery, EhrReceipt, NoteSection, Status},
+    http::{
+        ApiError, ErrorBody, current_correlation_id,
+        extract::{ApiJson, Caller},
+    },
+    ports::Job,
+};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(push_to_ehr, list_deliveries))
+}
+
+/// The only target this version writes to.
+const OPENEMR: &str = "openemr";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    /// The patient's OpenEMR uuid.
+    patient_id: String,
+    /// The encounter's OpenEMR uuid or number.
+    encounter_id: String,
+    /// The SOAP-note section the transcript goes into (default `EHR_NOTE_SECTION`).
+    note_section: Option<NoteSection>,
+    /// `openemr` (the default and, for now, the only target).
+    target: Option<String>,
+}
+
+/// A delivery as the owner sees it. The patient and encounter ids are the owner's own input.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    #[schema(value_type = String)]
+    id: uuid::Uuid,
+    target: String,
+    patient_id: String,
+    encounter_id: String,
+    note_section: NoteSection,
+    /// `pending`, `delivered` (with `ehr`), or `failed` (with `error`).
+    status: DeliveryStatus,
+    attempts: u32,
+    /// The EHR's ids of the note, once delivered.
+    ehr: Option<EhrReceipt>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<EhrDelivery> for DeliveryView {
+    fn from(d: EhrDelivery) -> Self {
+        Self {
+            id: d.id,
+            target: d.target,
+            patient_id: d.patient_ref,
+            encounter_id: d.encounter_ref,
+            note_section: d.section,
+            status: d.status,
+            attempts: d.attempts,
+            ehr: d.receipt,
+            error: d.error,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    /// Oldest first.
+    deliveries: Vec<DeliveryView>,
+}
+
+/// An EHR identifier: short, printable, no separators that could reach a URL path.
+fn valid_ref(raw: &str) -> bool {
+    (1..=64).contains(&raw.len())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Puts the transcript into the EHR as a note. Asking again for the same transcript, patient
+/// and encounter returns the delivery already made (or under way) instead of a second note.
+#[utoipa::path(
+    post,
+    path = "/v1/transcriptions/{id}/ehr",
+    tag = "ehr",
+    params(("id" = String, Path, description = "Transcription id")),
+    request_body = PushRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted: the delivery, pending", body = DeliveryView),
+        (status = 200, description = "The same push was already asked for: that delivery", body = DeliveryView),
+        (status = 400, description = "Bad ids or section", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The token lacks the ehr:push scope", body = ErrorBody),
+        (status = 404, description = "No such transcription (or not the caller's)", body = ErrorBody),
+        (status = 409, description = "The transcription is not completed", body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody)
+    )
+)]
+async fn push_to_ehr(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<PushRequest>,
+) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+    let principal = caller.require(Scope::EhrPush)?;
+    let record = load_owned(&state, principal, &id, AuditAction::EhrPush).await?;
+    let Some(ehr) = state.ehr.clone() else {
+        return Err(ApiError::EhrNotConfigured);
+    };
+    let target = request.target.as_deref().unwrap_or(OPENEMR);
+    if target != OPENEMR {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "target must be openemr",
+        ));
+    }
+    if !valid_ref(&request.patient_id) || !valid_ref(&request.encounter_id) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "patient_id and encounter_id must be EHR ids (letters, digits, - and _)",
+        ));
+    }
+    if record.status != Status::Completed {
+        return Err(ApiError::Conflict(format!(
+            "the transcription is {}; it can be pushed once it is completed",
+            record.status.as_str()
+        )));
+    }
+    let existing = ehr.deliveries.for_transcription(&record.id).await?;
+    if let Some(delivery) = existing
+        .into_iter()
+        .find(|d| d.covers(target, &request.patient_id, &request.encounter_id))
+    {
+        return Ok((StatusCode::OK, Json(delivery.into())));
+    }
+    let section = request.note_section.unwrap_or_else(|| {
+        state
+            .config
+            .ehr
+            .as_ref()
+            .map_or(NoteSection::Subjective, |c| c.default_section)
+    });
+    let delivery = EhrDelivery::new_pending(
+        record.id,
+        principal.owner.clone(),
+        target,
+        request.patient_id,
+        request.encounter_id,
+        section,
+        state.clock.now(),
+    );
+    // The outbox row first, then the job: a crash in between leaves a pending delivery that
+    // a second request returns (and can be re-queued), never a note without a record of it.
+    ehr.deliveries.insert(&delivery).await?;
+    let job = Job::EhrPush {
+        delivery_id: delivery.id,
+    };
+    let correlation_id = current_correlation_id();
+    if let Err(err) = ehr
+        .queue
+        .enqueue(&job, correlation_id.as_deref(), Some(&job.dedupe_key()))
+        .await
+    {
+        let _ = ehr
+            .deliveries
+            .mark_failed(&delivery.id, "could not queue the push", state.clock.now())
+            .await;
+        return Err(err.into());
+    }
+    let event = AuditEvent::now(
+        AuditAction::EhrPush,
+        AuditOutcome::Success,
+        principal.owner.as_str(),
+    )
+    .on(record.id)
+    .detail(format!("requested delivery {}", delivery.id));
+    audit::record(&state, event).await;
+    tracing::info!(transcription_id = %record.id, delivery_id = %delivery.id, "EHR push queued");
+    Ok((StatusCode::ACCEPTED, Json(delivery.into())))
+}
+
+/// The transcription's EHR deliveries and their status.
+#[utoipa::path(
+    get,
+    path = "/v1/transcriptions/{id}/ehr",
+    tag = "ehr",
+    params(("id" = String, Path, description = "Transcription id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such transcription (or not the caller's)", body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody)
+    )
+)]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    let principal = caller.require(Scope::Read)?;
+    let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
+    let Some(ehr) = state.ehr.clone() else {
+        return Err(ApiError::EhrNotConfigured);
+    };
+    let deliveries = ehr.deliveries.for_transcription(&record.id).await?;
+    Ok(Json(DeliveryList {
+        deliveries: deliveries.into_iter().map(Into::into).collect(),
+    }))
+}

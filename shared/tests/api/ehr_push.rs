@@ -1,0 +1,408 @@
+//! `POST /v1/transcriptions/{id}/ehr` end to end: the outbox, the EHR queue, the worker, and a
+//! fake OpenEMR that loses answers, fails and throttles.
+
+use std::time::{Duration, Instant};
+
+use mmt_core::{
+    auth::Scope,
+    domain::OwnerId,
+    jobs::{Disposition, run_ehr_once},
+};
+use mmt_testkit::openemr::{EmrFault, FakeOpenEmr};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with, tone};
+
+const CLIENT_ID: &str = "mmt-client";
+const FIRST_REFRESH: &str = "refresh-from-the-one-time-login";
+const PATIENT: &str = "946da619-c631-431a-a282-487cd6fb7802";
+const ENCOUNTER: &str = "946da61d-6b95-4f8e-abe5-534a25913b71";
+const PHRASE: &str = "Patient reports a dry cough for three weeks";
+
+struct Stack {
+    app: TestApp,
+    emr: FakeOpenEmr,
+}
+
+async fn stack(extra: &[(&str, &str)]) -> Stack {
+    let emr = FakeOpenEmr::start(CLIENT_ID, FIRST_REFRESH).await.unwrap();
+    emr.add_patient(PATIENT, 7, &[(ENCOUNTER, 42)]);
+    let base = emr.base_url();
+    let mut env = vec![
+        ("EHR_TARGET", "openemr"),
+        ("OPENEMR_BASE_URL", base.as_str()),
+        ("OPENEMR_CLIENT_ID", CLIENT_ID),
+        ("OPENEMR_REFRESH_TOKEN", FIRST_REFRESH),
+        ("EHR_TIMEOUT_SECS", "1"),
+        ("EHR_MAX_ATTEMPTS", "6"),
+    ];
+    env.extend_from_slice(extra);
+    let app = spawn_app_with(&env).await;
+    app.openai.set_transcript(PHRASE);
+    Stack { app, emr }
+}
+
+/// A signed-in clinician's token (guests may not push).
+fn clinician(app: &TestApp, name: &str) -> String {
+    app.state
+        .tokens
+        .issue(
+            &OwnerId::for_user(name).unwrap(),
+            &[Scope::Read, Scope::Write, Scope::EhrPush],
+        )
+        .unwrap()
+        .access_token
+}
+
+async fn transcribed(app: &TestApp, token: &str) -> String {
+    let response = app.upload(token, tone(), "visit.wav", &[]).await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_jobs().await;
+    id
+}
+
+async fn push(app: &TestApp, token: &str, id: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/transcriptions/{id}/ehr")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Runs EHR jobs as they become visible until none is left (retries wait their delay).
+async fn drain_ehr(app: &TestApp, within: Duration) -> Vec<Disposition> {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        match run_ehr_once(&app.state).await {
+            Some(d) => seen.push(d),
+            None => {
+                let ehr = app.state.ehr.as_ref().unwrap();
+                if ehr
+                    .queue
+                    .stats()
+                    .await
+                    .map(|d| d.visible + d.in_flight)
+                    .unwrap_or(0)
+                    == 0
+                {
+                    return seen;
+                }
+                assert!(
+                    started.elapsed() < within,
+                    "EHR jobs did not settle: {seen:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn body() -> Value {
+    json!({"patient_id": PATIENT, "encounter_id": ENCOUNTER})
+}
+
+#[tokio::test]
+async fn a_push_lands_once_and_asking_again_returns_the_same_delivery() {
+    let s = stack(&[]).await;
+    let token = clinician(&s.app, "ana");
+    let id = transcribed(&s.app, &token).await;
+
+    let (status, delivery) = push(&s.app, &token, &id, body()).await;
+    assert_eq!(status, 202, "{delivery}");
+    assert_eq!(delivery["status"], "pending");
+    assert_eq!(delivery["note_section"], "subjective");
+    let (status, again) = push(&s.app, &token, &id, body()).await;
+    assert_eq!(
+        (status, &again["id"]),
+        (200, &delivery["id"]),
+        "the same delivery"
+    );
+
+    let done = drain_ehr(&s.app, Duration::from_secs(10)).await;
+    assert_eq!(done, vec![Disposition::Ack]);
+    let (status, list) = s
+        .app
+        .get_json(&token, &format!("/v1/transcriptions/{id}/ehr"))
+        .await;
+    assert_eq!(status, 200);
+    let deliveries = list["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0]["status"], "delivered");
+    let notes = s.emr.notes();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(deliveries[0]["ehr"]["note_id"], notes[0].id.to_string());
+    let text = &notes[0].fields["subjective"];
+    assert!(text.starts_with(PHRASE), "{text}");
+    assert!(
+        text.contains(delivery["id"].as_str().unwrap()),
+        "the marker names the delivery"
+    );
+
+    // Delivered: asking again still returns it, and writes nothing.
+    let (status, again) = push(&s.app, &token, &id, body()).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("delivered")));
+    assert!(drain_ehr(&s.app, Duration::from_secs(2)).await.is_empty());
+    assert_eq!(s.emr.notes().len(), 1);
+}
+
+#[tokio::test]
+async fn exactly_one_note_after_a_lost_answer_a_500_a_429_and_a_reset() {
+    let s = stack(&[]).await;
+    let token = clinician(&s.app, "ana");
+    let id = transcribed(&s.app, &token).await;
+    s.emr.fail_next_posts([
+        EmrFault::ServerError,
+        EmrFault::RateLimited { retry_after_s: 1 },
+        EmrFault::ConnectionReset,
+        EmrFault::CommitThenStall(Duration::from_secs(3)),
+    ]);
+    let (status, _) = push(&s.app, &token, &id, body()).await;
+    assert_eq!(status, 202);
+    let outcomes = drain_ehr(&s.app, Duration::from_secs(30)).await;
+    assert!(
+        matches!(outcomes.last(), Some(Disposition::Ack)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        s.emr.notes().len(),
+        1,
+        "exactly one note, whatever happened"
+    );
+    let (_, list) = s
+        .app
+        .get_json(&token, &format!("/v1/transcriptions/{id}/ehr"))
+        .await;
+    let delivery = &list["deliveries"][0];
+    assert_eq!(delivery["status"], "delivered");
+    assert_eq!(
+        delivery["ehr"]["found_existing"], true,
+        "the lost answer's note was found"
+    );
+    assert_eq!(
+        delivery["attempts"], 5,
+        "500, 429, reset, the lost answer, then the check that found it"
+    );
+
+    // Each attempt is on the audit trail, without the note text.
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let events = s
+        .app
+        .state
+        .audit
+        .query(&mmt_core::audit::AuditQuery {
+            since: chrono::DateTime::parse_from_rfc3339(&since).unwrap().into(),
+            until: chrono::Utc::now() + chrono::Duration::seconds(1),
+            subject: None,
+            record_id: Some(id.parse().unwrap()),
+            action: Some(mmt_core::audit::AuditAction::EhrPush),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert!(
+        events.len() >= 6,
+        "the request and five attempts: {events:?}"
+    );
+    let text = format!("{events:?}");
+    assert!(
+        !text.contains("dry cough") && !text.contains(PATIENT),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_waits_as_asked_and_gives_up_after_the_last_attempt() {
+    let s = stack(&[("EHR_MAX_ATTEMPTS", "2")]).await;
+    let token = clinician(&s.app, "ana");
+    let id = transcribed(&s.app, &token).await;
+    s.emr.fail_next_posts([
+        EmrFault::ServerError,
+        EmrFault::ServerError,
+        EmrFault::ServerError,
+    ]);
+    push(&s.app, &token, &id, body()).await;
+    let outcomes = drain_ehr(&s.app, Duration::from_secs(10)).await;
+    assert!(
+        matches!(outcomes.last(), Some(Disposition::DeadLetter { reason }) if reason.contains("gave up after 2 attempts")),
+        "{outcomes:?}"
+    );
+    let (_, list) = s
+        .app
+        .get_json(&token, &format!("/v1/transcriptions/{id}/ehr"))
+        .await;
+    assert_eq!(list["deliveries"][0]["status"], "failed");
+    assert!(
+        list["deliveries"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("500")
+    );
+    assert!(s.emr.notes().is_empty());
+    // A failed delivery does not block a new request.
+    let (status, retry) = push(&s.app, &token, &id, body()).await;
+    assert_eq!((status, retry["status"].as_str()), (202, Some("pending")));
+}
+
+#[tokio::test]
+async fn a_revoked_login_fails_the_delivery_with_a_clear_reason() {
+    let s = stack(&[]).await;
+    s.emr.revoke_refresh_token();
+    let token = clinician(&s.app, "ana");
+    let id = transcribed(&s.app, &token).await;
+    push(&s.app, &token, &id, body()).await;
+    drain_ehr(&s.app, Duration::from_secs(10)).await;
+    let (_, list) = s
+        .app
+        .get_json(&token, &format!("/v1/transcriptions/{id}/ehr"))
+        .await;
+    let delivery = &list["deliveries"][0];
+    assert_eq!(delivery["status"], "failed");
+    assert!(
+        delivery["error"]
+            .as_str()
+            .unwrap()
+            .contains("sign in to OpenEMR again"),
+        "{delivery}"
+    );
+}
+
+#[tokio::test]
+async fn pushes_are_checked_before_anything_is_queued() {
+    let s = stack(&[]).await;
+    let ana = clinician(&s.app, "ana");
+    let ben = clinician(&s.app, "ben");
+    let id = transcribed(&s.app, &ana).await;
+
+    // Someone else's transcription: 404, like a missing one.
+    let (status, _) = push(&s.app, &ben, &id, body()).await;
+    assert_eq!(status, 404);
+    // Guests may not push.
+    let guest = s.app.guest_token().await;
+    let guest_id = transcribed(&s.app, &guest).await;
+    let (status, err) = push(&s.app, &guest, &guest_id, body()).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    // Bad input.
+    for bad in [
+        json!({"patient_id": "../../etc", "encounter_id": "1"}),
+        json!({"patient_id": PATIENT}),
+        json!({"patient_id": PATIENT, "encounter_id": ENCOUNTER, "note_section": "summary"}),
+        json!({"patient_id": PATIENT, "encounter_id": ENCOUNTER, "target": "epic"}),
+        json!({"patient_id": PATIENT, "encounter_id": ENCOUNTER, "extra": 1}),
+    ] {
+        let (status, _) = push(&s.app, &ana, &id, bad.clone()).await;
+        assert!(
+            (400..500).contains(&status) && status != 404,
+            "{bad}: {status}"
+        );
+    }
+    // Not completed yet.
+    let response = s.app.upload(&ana, tone(), "later.wav", &[]).await;
+    let queued = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = push(&s.app, &ana, &queued, body()).await;
+    assert_eq!(status, 409);
+    assert!(
+        drain_ehr(&s.app, Duration::from_secs(2)).await.is_empty(),
+        "nothing was queued"
+    );
+
+    // A numeric patient id is accepted as input and fails with the reason.
+    let (status, _) = push(
+        &s.app,
+        &ana,
+        &id,
+        json!({"patient_id": "7", "encounter_id": "42"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    drain_ehr(&s.app, Duration::from_secs(5)).await;
+    let (_, list) = s
+        .app
+        .get_json(&ana, &format!("/v1/transcriptions/{id}/ehr"))
+        .await;
+    assert!(
+        list["deliveries"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("uuid")
+    );
+    assert!(s.emr.notes().is_empty());
+
+    // Deleting the transcription removes its deliveries (they hold EHR ids).
+    assert_eq!(
+        s.app
+            .delete(&ana, &format!("/v1/transcriptions/{id}"))
+            .await
+            .status(),
+        204
+    );
+    let ehr = s.app.state.ehr.as_ref().unwrap();
+    assert!(
+        ehr.deliveries
+            .for_transcription(&id.parse().unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn without_ehr_target_the_routes_say_so() {
+    let app = spawn_app_with(&[]).await;
+    let token = clinician(&app, "ana");
+    let id = transcribed(&app, &token).await;
+    let (status, err) = push(&app, &token, &id, body()).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (501, Some("ehr_not_configured"))
+    );
+}
+
+#[tokio::test]
+async fn with_field_encryption_the_ehr_ids_and_refresh_token_are_sealed_at_rest() {
+    let s = stack(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        (
+            "ENCRYPTION_KEYS",
+            "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await;
+    let token = clinician(&s.app, "ana");
+    let id = transcribed(&s.app, &token).await;
+    push(&s.app, &token, &id, body()).await;
+    drain_ehr(&s.app, Duration::from_secs(10)).await;
+    let (_, list) = s
+        .app
+        .get_json(&token, &format!("/v1/transcriptions/{id}/ehr"))
+        .await;
+    assert_eq!(list["deliveries"][0]["status"], "delivered");
+    assert_eq!(
+        list["deliveries"][0]["patient_id"], PATIENT,
+        "the owner reads it back"
+    );
+    let raw: Vec<u8> = ["mmt.db", "mmt.db-wal"]
+        .iter()
+        .flat_map(|n| std::fs::read(s.app.dir.path().join(n)).unwrap_or_default())
+        .collect();
+    let holds = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!holds(PATIENT) && !holds(ENCOUNTER), "EHR ids are sealed");
+    let refresh = s.emr.current_refresh_token().unwrap();
+    assert!(!holds(&refresh), "the refresh token is sealed");
+}
