@@ -46,6 +46,18 @@ if [[ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSIO
   "$CHECKOV_VENV/bin/python" -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
 
+# Validators the EHR tests run on what MMT sends: OpenAPI (OpenEMR's published description)
+# and FHIR R4 (fhir.resources 6.1.x models FHIR 4.0.1 and needs pydantic 1).
+VALIDATORS="pyyaml==6.0.2 openapi-schema-validator==0.6.3 fhir.resources==6.1.0 pydantic[email]==1.10.21"
+VALIDATORS_VENV=${MMT_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmt-tools}/validators
+if [[ "$(cat "$VALIDATORS_VENV/.installed" 2>/dev/null)" != "$VALIDATORS" ]]; then
+  log "installing the OpenAPI and FHIR validators into $VALIDATORS_VENV"
+  python3 -m venv "$VALIDATORS_VENV"
+  # shellcheck disable=SC2086
+  "$VALIDATORS_VENV/bin/python" -m pip install -q --disable-pip-version-check $VALIDATORS
+  echo "$VALIDATORS" >"$VALIDATORS_VENV/.installed"
+fi
+
 for component in "cargo fmt" "cargo clippy"; do
   if ! $component --version >/dev/null 2>&1; then
     echo "error: '$component' is missing: install the rustfmt and clippy components of the Rust toolchain" >&2

@@ -347,17 +347,26 @@ impl Backends<'_> {
                 return Err(StartupError::EhrNeedsEmbeddedStore);
             }
             let keys = self.config.field_encryption.clone();
-            let connections = Arc::new(crate::adapters::SqliteEhrConnectionStore::new(
-                self.db(),
-                keys.clone(),
-            ));
-            let client =
-                crate::adapters::openemr::OpenEmrClient::new(ehr.openemr.clone(), connections)
-                    .map_err(StartupError::EhrClient)?;
+            let client: Arc<dyn EhrClient> = match &ehr.target {
+                crate::config::EhrTarget::OpenEmr(openemr) => {
+                    let connections = Arc::new(crate::adapters::SqliteEhrConnectionStore::new(
+                        self.db(),
+                        keys.clone(),
+                    ));
+                    Arc::new(
+                        crate::adapters::openemr::OpenEmrClient::new(openemr.clone(), connections)
+                            .map_err(StartupError::EhrClient)?,
+                    )
+                }
+                crate::config::EhrTarget::Fhir(fhir) => Arc::new(
+                    crate::adapters::fhir::FhirClient::new(fhir.clone())
+                        .map_err(StartupError::EhrClient)?,
+                ),
+            };
             // The queue's own redrive and the delivery's attempt limit are the same number.
             let queue = self.queue(EHR_QUEUE, ehr.sqs_queue.as_ref(), ehr.max_attempts)?;
             Ok(Some(EhrServices {
-                client: Arc::new(client),
+                client,
                 deliveries: Arc::new(crate::adapters::SqliteDeliveryStore::new(self.db(), keys)),
                 queue,
             }))

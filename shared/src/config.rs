@@ -37,6 +37,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "ADMIN_API_KEY",
     "OPENEMR_CLIENT_SECRET",
     "OPENEMR_REFRESH_TOKEN",
+    "FHIR_BEARER_TOKEN",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,10 +139,29 @@ pub enum QueueBackend {
     },
 }
 
-/// `EHR_TARGET=openemr`: where `POST /v1/transcriptions/{id}/ehr` writes notes.
+/// Which EHR notes go to.
+#[derive(Debug, Clone)]
+pub enum EhrTarget {
+    /// OpenEMR's Standard REST API (`EHR_TARGET=openemr`).
+    OpenEmr(crate::adapters::openemr::OpenEmrConfig),
+    /// Any FHIR R4 server that accepts DocumentReference creates (`EHR_TARGET=fhir`).
+    Fhir(crate::adapters::fhir::FhirConfig),
+}
+
+impl EhrTarget {
+    /// The name a push request and a delivery use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::OpenEmr(_) => "openemr",
+            Self::Fhir(_) => "fhir",
+        }
+    }
+}
+
+/// `EHR_TARGET`: where `POST /v1/transcriptions/{id}/ehr` writes notes.
 #[derive(Debug, Clone)]
 pub struct EhrConfig {
-    pub openemr: crate::adapters::openemr::OpenEmrConfig,
+    pub target: EhrTarget,
     /// The SOAP-note section a push writes when the request names none.
     pub default_section: crate::domain::NoteSection,
     /// Attempts per delivery before it fails (and its job is dead-lettered).
@@ -773,7 +793,9 @@ impl Config {
         if self
             .ehr
             .as_ref()
-            .is_some_and(|ehr| ehr.openemr.password_login.is_some())
+            .is_some_and(|ehr| {
+                matches!(&ehr.target, EhrTarget::OpenEmr(openemr) if openemr.password_login.is_some())
+            })
         {
             return unsafe_setting(
                 "OPENEMR_USERNAME",
@@ -840,38 +862,27 @@ impl Config {
     }
 }
 
-/// `EHR_TARGET=openemr` and the OpenEMR connection's settings.
+/// `EHR_TARGET` and the settings of the EHR it names.
 fn parse_ehr(src: &Source<'_>, queue: &QueueBackend) -> Result<Option<EhrConfig>, ConfigError> {
-    match src.raw("EHR_TARGET").as_deref() {
+    let target = match src.raw("EHR_TARGET").as_deref() {
         None | Some("") | Some("none") => return Ok(None),
-        Some("openemr") => {}
+        Some("openemr") => EhrTarget::OpenEmr(parse_openemr(src)?),
+        Some("fhir") => {
+            let base_url = src.raw("FHIR_BASE_URL").ok_or(ConfigError::Missing {
+                key: "FHIR_BASE_URL",
+                reason: "EHR_TARGET=fhir".into(),
+            })?;
+            require_http_url("FHIR_BASE_URL", &base_url)?;
+            EhrTarget::Fhir(crate::adapters::fhir::FhirConfig {
+                base_url,
+                bearer_token: src.secret("FHIR_BEARER_TOKEN"),
+                timeout: ehr_timeout(src)?,
+            })
+        }
         Some(_) => {
             return Err(ConfigError::Invalid {
                 key: "EHR_TARGET",
-                reason: "expected openemr (or none)".into(),
-            });
-        }
-    }
-    let required = |key: &'static str| {
-        src.raw(key).ok_or(ConfigError::Missing {
-            key,
-            reason: "EHR_TARGET=openemr".into(),
-        })
-    };
-    let base_url = required("OPENEMR_BASE_URL")?;
-    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-        return Err(ConfigError::Invalid {
-            key: "OPENEMR_BASE_URL",
-            reason: "must be an http(s) URL".into(),
-        });
-    }
-    let password_login = match (src.raw("OPENEMR_USERNAME"), src.secret("OPENEMR_PASSWORD")) {
-        (Some(user), Some(password)) => Some((user, password)),
-        (None, None) => None,
-        _ => {
-            return Err(ConfigError::Invalid {
-                key: "OPENEMR_USERNAME",
-                reason: "OPENEMR_USERNAME and OPENEMR_PASSWORD go together".into(),
+                reason: "expected openemr, fhir or none".into(),
             });
         }
     };
@@ -898,20 +909,7 @@ fn parse_ehr(src: &Source<'_>, queue: &QueueBackend) -> Result<Option<EhrConfig>
         })?
         .unwrap_or(crate::domain::NoteSection::Subjective);
     Ok(Some(EhrConfig {
-        openemr: crate::adapters::openemr::OpenEmrConfig {
-            base_url,
-            site: src.raw("OPENEMR_SITE").unwrap_or_else(|| "default".into()),
-            client_id: required("OPENEMR_CLIENT_ID")?,
-            client_secret: src.secret("OPENEMR_CLIENT_SECRET"),
-            scopes: src.raw("OPENEMR_SCOPES").unwrap_or_else(|| {
-                "openid offline_access api:oemr user/patient.read user/encounter.read \
-                 user/soap_note.read user/soap_note.write"
-                    .into()
-            }),
-            initial_refresh_token: src.secret("OPENEMR_REFRESH_TOKEN"),
-            password_login,
-            timeout: Duration::from_secs(src.parse("EHR_TIMEOUT_SECS", 20u64)?.clamp(1, 300)),
-        },
+        target,
         default_section,
         max_attempts: src.parse("EHR_MAX_ATTEMPTS", 5u32)?.clamp(1, 20),
         max_total: Duration::from_secs(
@@ -921,6 +919,59 @@ fn parse_ehr(src: &Source<'_>, queue: &QueueBackend) -> Result<Option<EhrConfig>
         ),
         sqs_queue,
     }))
+}
+
+fn require_http_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            reason: "must be an http(s) URL".into(),
+        })
+    }
+}
+
+fn ehr_timeout(src: &Source<'_>) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(
+        src.parse("EHR_TIMEOUT_SECS", 20u64)?.clamp(1, 300),
+    ))
+}
+
+/// The OpenEMR connection: where it is, the OAuth client, and the login.
+fn parse_openemr(src: &Source<'_>) -> Result<crate::adapters::openemr::OpenEmrConfig, ConfigError> {
+    let required = |key: &'static str| {
+        src.raw(key).ok_or(ConfigError::Missing {
+            key,
+            reason: "EHR_TARGET=openemr".into(),
+        })
+    };
+    let base_url = required("OPENEMR_BASE_URL")?;
+    require_http_url("OPENEMR_BASE_URL", &base_url)?;
+    let password_login = match (src.raw("OPENEMR_USERNAME"), src.secret("OPENEMR_PASSWORD")) {
+        (Some(user), Some(password)) => Some((user, password)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "OPENEMR_USERNAME",
+                reason: "OPENEMR_USERNAME and OPENEMR_PASSWORD go together".into(),
+            });
+        }
+    };
+    Ok(crate::adapters::openemr::OpenEmrConfig {
+        base_url,
+        site: src.raw("OPENEMR_SITE").unwrap_or_else(|| "default".into()),
+        client_id: required("OPENEMR_CLIENT_ID")?,
+        client_secret: src.secret("OPENEMR_CLIENT_SECRET"),
+        scopes: src.raw("OPENEMR_SCOPES").unwrap_or_else(|| {
+            "openid offline_access api:oemr user/patient.read user/encounter.read \
+             user/soap_note.read user/soap_note.write"
+                .into()
+        }),
+        initial_refresh_token: src.secret("OPENEMR_REFRESH_TOKEN"),
+        password_login,
+        timeout: ehr_timeout(src)?,
+    })
 }
 
 /// `USE_RSA_INTERNAL_JWT=1`: the private key (PKCS#8 PEM) signs; the public key is derived

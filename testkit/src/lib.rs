@@ -7,6 +7,7 @@
 //! client's timeout). It cannot understand speech: a successful answer describes the audio it
 //! received (size and SHA-256), so a test can prove the whole file arrived intact.
 
+pub mod fhir;
 pub mod openemr;
 
 use std::{

@@ -9,6 +9,7 @@ pub mod dynamodb;
 pub mod dynamodb_audit;
 pub mod encrypted_blobs;
 pub mod encrypted_records;
+pub mod fhir;
 pub mod openai;
 pub mod openemr;
 #[cfg(feature = "aws")]

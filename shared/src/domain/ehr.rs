@@ -56,6 +56,9 @@ impl fmt::Display for NoteSection {
 /// One note to write: where, what, and the marker that identifies it afterwards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoteDelivery {
+    /// The delivery this note belongs to (MMT's outbox id).
+    pub delivery_id: uuid::Uuid,
+    pub transcription_id: TranscriptionId,
     /// The EHR's patient id as the client gave it (a uuid, or a numeric id).
     pub patient_ref: String,
     /// The EHR's encounter id as the client gave it.

@@ -126,6 +126,8 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
     }
     let marker = delivery_marker(&delivery.id.to_string());
     let note = NoteDelivery {
+        delivery_id: delivery.id,
+        transcription_id: delivery.transcription_id,
         patient_ref: delivery.patient_ref.clone(),
         encounter_ref: delivery.encounter_ref.clone(),
         section: delivery.section,

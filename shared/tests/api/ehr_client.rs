@@ -63,6 +63,8 @@ fn client(s: &Setup, timeout: Duration) -> OpenEmrClient {
 fn note(delivery: &str, encounter: &str, check_existing: bool) -> NoteDelivery {
     let marker = delivery_marker(delivery);
     NoteDelivery {
+        delivery_id: uuid::Uuid::now_v7(),
+        transcription_id: TranscriptionId::new(),
         patient_ref: PATIENT.into(),
         encounter_ref: encounter.into(),
         section: NoteSection::Subjective,
@@ -290,4 +292,68 @@ async fn the_password_grant_works_for_development() {
         refused.deliver(&note("e", ENCOUNTER, false)).await,
         Err(EhrError::NeedsLogin(_))
     ));
+}
+
+/// Runs the OpenAPI check on `requests`; `(passed, output)`.
+fn validate_against_openemr_spec(requests: &serde_json::Value) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("requests.json");
+    std::fs::write(&file, requests.to_string()).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(crate::helpers::tool_python("validators"))
+        .arg(root.join("../scripts/validate-openapi-requests.py"))
+        .arg(root.join("tests/fixtures/openemr/openemr-api-subset.yaml"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn what_mmt_sends_validates_against_openemrs_published_openapi_description() {
+    let s = setup().await;
+    let emr_client = client(&s, Duration::from_secs(5));
+    emr_client
+        .deliver(&note("v1", ENCOUNTER, false))
+        .await
+        .unwrap();
+    emr_client.deliver(&note("v1", "42", true)).await.unwrap();
+    let captured = serde_json::to_value(s.emr.requests()).unwrap();
+    let methods: Vec<&str> = captured
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert!(
+        methods.contains(&"POST") && methods.contains(&"GET"),
+        "{captured}"
+    );
+    let (passed, output) = validate_against_openemr_spec(&captured);
+    assert!(passed, "{output}");
+    assert!(output.lines().all(|l| l.starts_with("ok")), "{output}");
+
+    // The control: the same check refuses what the description does not allow.
+    let wrong = serde_json::json!([
+        {"method": "POST", "path": "/api/patient/7/encounter/42/soap_note",
+         "content_type": "application/json", "body": {"note": "free text"}},
+        {"method": "POST", "path": "/api/patient/7/encounter/42/soap_note",
+         "content_type": "text/plain", "body": null},
+        {"method": "PUT", "path": "/api/patient/7/encounter/42/soap_note",
+         "content_type": "application/json", "body": {"subjective": "x"}},
+    ]);
+    let (passed, output) = validate_against_openemr_spec(&wrong);
+    assert!(!passed, "{output}");
+    assert_eq!(
+        output.lines().filter(|l| l.starts_with("FAIL")).count(),
+        3,
+        "{output}"
+    );
 }

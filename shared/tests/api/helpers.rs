@@ -244,3 +244,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// The Python of a tool environment `make setup` installs (`MMT_TOOLS_DIR`, by default
+/// `~/.cache/mmt-tools/<name>`).
+pub fn tool_python(name: &str) -> PathBuf {
+    let base = std::env::var_os("MMT_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("mmt-tools")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mmt-tools")))
+        .expect("HOME is set");
+    let python = base.join(name).join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make setup` (scripts/setup.sh installs it)",
+        python.display()
+    );
+    python
+}

@@ -8,6 +8,7 @@ mod aws_pipeline;
 #[cfg(feature = "aws")]
 mod blob_contract;
 mod ehr_client;
+mod ehr_fhir;
 mod ehr_push;
 #[cfg(feature = "aws")]
 mod emulator;

@@ -25,9 +25,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(push_to_ehr, list_deliveries))
 }
 
-/// The only target this version writes to.
-const OPENEMR: &str = "openemr";
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
@@ -37,7 +34,7 @@ pub struct PushRequest {
     encounter_id: String,
     /// The SOAP-note section the transcript goes into (default `EHR_NOTE_SECTION`).
     note_section: Option<NoteSection>,
-    /// `openemr` (the default and, for now, the only target).
+    /// The deployment's EHR (`openemr` or `fhir`, as `EHR_TARGET`); may be left out.
     target: Option<String>,
 }
 
@@ -120,14 +117,18 @@ async fn push_to_ehr(
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let principal = caller.require(Scope::EhrPush)?;
     let record = load_owned(&state, principal, &id, AuditAction::EhrPush).await?;
-    let Some(ehr) = state.ehr.clone() else {
+    let (Some(ehr), Some(config)) = (state.ehr.clone(), state.config.ehr.as_ref()) else {
         return Err(ApiError::EhrNotConfigured);
     };
-    let target = request.target.as_deref().unwrap_or(OPENEMR);
-    if target != OPENEMR {
+    let target = config.target.name();
+    if request
+        .target
+        .as_deref()
+        .is_some_and(|asked| asked != target)
+    {
         return Err(ApiError::bad_request(
             "invalid_request",
-            "target must be openemr",
+            format!("this deployment pushes to {target}"),
         ));
     }
     if !valid_ref(&request.patient_id) || !valid_ref(&request.encounter_id) {
@@ -149,13 +150,7 @@ async fn push_to_ehr(
     {
         return Ok((StatusCode::OK, Json(delivery.into())));
     }
-    let section = request.note_section.unwrap_or_else(|| {
-        state
-            .config
-            .ehr
-            .as_ref()
-            .map_or(NoteSection::Subjective, |c| c.default_section)
-    });
+    let section = request.note_section.unwrap_or(config.default_section);
     let delivery = EhrDelivery::new_pending(
         record.id,
         principal.owner.clone(),

@@ -1,0 +1,170 @@
+//! [`EhrClient`] for EHRs that accept FHIR R4 `DocumentReference` creates (OpenEMR does not:
+//! use [`super::openemr`] for it).
+//!
+//! The note is a `DocumentReference` (status `current`, docStatus `final`, LOINC 11506-3
+//! "Progress note", subject the Patient, context the Encounter, the text as a base64
+//! `text/plain` attachment) with two identifiers in MMT's systems: the transcription, and the
+//! delivery. It is created with `If-None-Exist: identifier=<delivery system>|<delivery id>`, so
+//! a retry after a lost answer finds the resource the first attempt created instead of
+//! creating a second one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use reqwest::{StatusCode, header};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::{
+    domain::{EhrError, EhrReceipt, NoteDelivery},
+    ports::{ConnectionState, EhrClient},
+};
+
+/// The identifier system of MMT transcriptions.
+pub const TRANSCRIPTION_SYSTEM: &str = "urn:mmt:transcription";
+/// The identifier system of MMT deliveries (what conditional creates match on).
+pub const DELIVERY_SYSTEM: &str = "urn:mmt:ehr-delivery";
+
+#[derive(Clone)]
+pub struct FhirConfig {
+    /// The FHIR base, e.g. `https://fhir.example.org/r4`.
+    pub base_url: String,
+    /// A bearer token for the server, when it wants one.
+    pub bearer_token: Option<SecretString>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for FhirConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FhirConfig")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct FhirClient {
+    http: reqwest::Client,
+    config: FhirConfig,
+}
+
+/// The DocumentReference MMT writes for a note.
+pub fn document_reference(note: &NoteDelivery, now: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "resourceType": "DocumentReference",
+        "identifier": [
+            {"system": TRANSCRIPTION_SYSTEM, "value": note.transcription_id.to_string()},
+            {"system": DELIVERY_SYSTEM, "value": note.delivery_id.to_string()},
+        ],
+        "status": "current",
+        "docStatus": "final",
+        "type": {
+            "coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}],
+            "text": "Transcribed clinical note"
+        },
+        "subject": {"reference": format!("Patient/{}", note.patient_ref)},
+        "date": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "description": format!("Transcript ({} section)", note.section),
+        "content": [{
+            "attachment": {
+                "contentType": "text/plain; charset=utf-8",
+                "language": "en",
+                "data": STANDARD.encode(note.text.as_bytes()),
+                "title": "MMT transcript"
+            }
+        }],
+        "context": {"encounter": [{"reference": format!("Encounter/{}", note.encounter_ref)}]}
+    })
+}
+
+impl FhirClient {
+    pub fn new(config: FhirConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self { http, config })
+    }
+}
+
+#[async_trait]
+impl EhrClient for FhirClient {
+    async fn deliver(&self, note: &NoteDelivery) -> Result<EhrReceipt, EhrError> {
+        let url = format!(
+            "{}/DocumentReference",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let mut request = self
+            .http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/fhir+json")
+            .header(header::ACCEPT, "application/fhir+json")
+            .header(
+                "If-None-Exist",
+                format!("identifier={DELIVERY_SYSTEM}|{}", note.delivery_id),
+            )
+            .body(document_reference(note, chrono::Utc::now()).to_string());
+        if let Some(token) = &self.config.bearer_token {
+            request = request.bearer_auth(token.expose_secret());
+        }
+        let response = request.send().await.map_err(|e| EhrError::Transient {
+            reason: if e.is_timeout() {
+                "the FHIR server did not answer in time (the document may have been created)".into()
+            } else {
+                "the connection to the FHIR server failed".into()
+            },
+            retry_after: None,
+        })?;
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(EhrError::Transient {
+                reason: format!("the FHIR server answered {}", status.as_u16()),
+                retry_after: response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .map(Duration::from_secs),
+            });
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(EhrError::NeedsLogin(format!(
+                "the FHIR server refused MMT's credentials ({})",
+                status.as_u16()
+            )));
+        }
+        if !(status == StatusCode::CREATED || status == StatusCode::OK) {
+            return Err(EhrError::Permanent(format!(
+                "the FHIR server refused the DocumentReference ({})",
+                status.as_u16()
+            )));
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        // The id: from the resource returned, else from `Location: .../DocumentReference/<id>/...`.
+        let id = body["id"].as_str().map(str::to_owned).or_else(|| {
+            location.as_deref().and_then(|l| {
+                let mut parts = l.split('/').skip_while(|p| *p != "DocumentReference");
+                parts.nth(1).map(str::to_owned)
+            })
+        });
+        Ok(EhrReceipt {
+            note_id: id.unwrap_or_else(|| "unknown".into()),
+            form_id: None,
+            // 200 to a conditional create: the resource already existed.
+            found_existing: status == StatusCode::OK,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("FHIR R4 server at {}", self.config.base_url)
+    }
+
+    async fn connection_state(&self) -> Result<Option<ConnectionState>, EhrError> {
+        Ok(None)
+    }
+}
