@@ -13,6 +13,7 @@ locals {
     "POST /auth/admin"                       = { function = "auth", public = true }
     "GET /.well-known/jwks.json"             = { function = "auth", public = true }
     "GET /v1/admin/audit"                    = { function = "auth", public = false }
+    "GET /v1/admin/ehr"                      = { function = "auth", public = false }
     "POST /v1/transcriptions"                = { function = "upload", public = false }
     "POST /v1/uploads"                       = { function = "upload", public = false }
     "POST /v1/audio/transcriptions"          = { function = "upload", public = false }

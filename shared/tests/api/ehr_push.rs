@@ -406,3 +406,47 @@ async fn with_field_encryption_the_ehr_ids_and_refresh_token_are_sealed_at_rest(
     let refresh = s.emr.current_refresh_token().unwrap();
     assert!(!holds(&refresh), "the refresh token is sealed");
 }
+
+#[tokio::test]
+async fn an_admin_sees_when_the_openemr_login_needs_renewing() {
+    let s = stack(&[]).await;
+    let admin = s
+        .app
+        .state
+        .tokens
+        .issue(&OwnerId::parse("admin").unwrap(), &[Scope::Admin])
+        .unwrap()
+        .access_token;
+    let (status, view) = s.app.get_json(&admin, "/v1/admin/ehr").await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["target"], "openemr");
+    assert!(view["connection"].is_null(), "no login used yet");
+
+    let token = clinician(&s.app, "ana");
+    let id = transcribed(&s.app, &token).await;
+    push(&s.app, &token, &id, body()).await;
+    drain_ehr(&s.app, Duration::from_secs(10)).await;
+    let (_, view) = s.app.get_json(&admin, "/v1/admin/ehr").await;
+    assert_eq!(view["connection"]["state"], "connected");
+    let stored = s.emr.current_refresh_token().unwrap();
+    assert!(
+        !view.to_string().contains(&stored),
+        "no secret in the answer"
+    );
+
+    s.emr.revoke_refresh_token();
+    s.emr.expire_access_tokens();
+    let other = transcribed(&s.app, &token).await;
+    push(&s.app, &token, &other, body()).await;
+    drain_ehr(&s.app, Duration::from_secs(10)).await;
+    let (_, view) = s.app.get_json(&admin, "/v1/admin/ehr").await;
+    assert_eq!(view["connection"]["state"], "needs_login", "{view}");
+    assert!(
+        view["connection"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_grant")
+    );
+    // Clinicians do not see it.
+    assert_eq!(s.app.get(&token, "/v1/admin/ehr").await.status(), 403);
+}

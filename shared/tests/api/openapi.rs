@@ -13,6 +13,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/auth/admin"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/v1/admin/audit"),
+    ("get", "/v1/admin/ehr"),
     ("post", "/v1/transcriptions"),
     ("post", "/v1/uploads"),
     ("post", "/v1/audio/transcriptions"),
