@@ -16,8 +16,8 @@ use crate::{
     domain::EngineKind,
     jobs::KeyRotation,
     ports::{
-        AuditLog, BlobStore, BoxError, Clock, DeliveryStore, EhrClient, JobQueue, RecordStore,
-        SystemClock, Transcriber,
+        AuditLog, BlobStore, BoxError, Clock, DeliveryStore, EhrClient, EhrConnectionStore,
+        JobQueue, RecordStore, SystemClock, Transcriber,
     },
 };
 
@@ -44,10 +44,6 @@ pub enum StartupError {
         "RECORD_STORE=sqlite and JOB_QUEUE=sqlite need a build with the `sqlite` feature (Lambda zips leave it out)"
     )]
     NoSqliteSupport,
-    #[error(
-        "EHR_TARGET needs RECORD_STORE=sqlite in this version (the DynamoDB outbox is not built yet)"
-    )]
-    EhrNeedsEmbeddedStore,
     #[error("cannot build the EHR client")]
     EhrClient(#[source] reqwest::Error),
     #[error("cannot build the cloud transcription client")]
@@ -341,40 +337,59 @@ impl Backends<'_> {
         let Some(ehr) = &self.config.ehr else {
             return Ok(None);
         };
-        #[cfg(feature = "sqlite")]
-        {
-            if !matches!(self.config.record_backend, RecordBackend::Sqlite) {
-                return Err(StartupError::EhrNeedsEmbeddedStore);
+        let keys = self.config.field_encryption.clone();
+        let (deliveries, connections) = self.ehr_stores(ehr, keys)?;
+        let client: Arc<dyn EhrClient> = match &ehr.target {
+            crate::config::EhrTarget::OpenEmr(openemr) => Arc::new(
+                crate::adapters::openemr::OpenEmrClient::new(openemr.clone(), connections)
+                    .map_err(StartupError::EhrClient)?,
+            ),
+            crate::config::EhrTarget::Fhir(fhir) => Arc::new(
+                crate::adapters::fhir::FhirClient::new(fhir.clone())
+                    .map_err(StartupError::EhrClient)?,
+            ),
+        };
+        // The queue's own redrive and the delivery's attempt limit are the same number.
+        let queue = self.queue(EHR_QUEUE, ehr.sqs_queue.as_ref(), ehr.max_attempts)?;
+        Ok(Some(EhrServices {
+            client,
+            deliveries,
+            queue,
+        }))
+    }
+
+    /// The outbox and the connection store, where the records live.
+    #[allow(clippy::type_complexity)]
+    fn ehr_stores(
+        &self,
+        ehr: &crate::config::EhrConfig,
+        keys: Option<Arc<crate::crypto::KeyRing>>,
+    ) -> Result<(Arc<dyn DeliveryStore>, Arc<dyn EhrConnectionStore>), StartupError> {
+        match (&self.config.record_backend, &ehr.table) {
+            #[cfg(feature = "aws")]
+            (RecordBackend::DynamoDb { .. }, Some(table)) => {
+                let store = Arc::new(crate::adapters::dynamodb_ehr::DynamoEhrStore::new(
+                    aws_sdk_dynamodb::Client::new(self.aws()?),
+                    table.clone(),
+                    keys,
+                ));
+                Ok((store.clone(), store))
             }
-            let keys = self.config.field_encryption.clone();
-            let client: Arc<dyn EhrClient> = match &ehr.target {
-                crate::config::EhrTarget::OpenEmr(openemr) => {
-                    let connections = Arc::new(crate::adapters::SqliteEhrConnectionStore::new(
-                        self.db(),
-                        keys.clone(),
-                    ));
-                    Arc::new(
-                        crate::adapters::openemr::OpenEmrClient::new(openemr.clone(), connections)
-                            .map_err(StartupError::EhrClient)?,
-                    )
-                }
-                crate::config::EhrTarget::Fhir(fhir) => Arc::new(
-                    crate::adapters::fhir::FhirClient::new(fhir.clone())
-                        .map_err(StartupError::EhrClient)?,
-                ),
-            };
-            // The queue's own redrive and the delivery's attempt limit are the same number.
-            let queue = self.queue(EHR_QUEUE, ehr.sqs_queue.as_ref(), ehr.max_attempts)?;
-            Ok(Some(EhrServices {
-                client,
-                deliveries: Arc::new(crate::adapters::SqliteDeliveryStore::new(self.db(), keys)),
-                queue,
-            }))
-        }
-        #[cfg(not(feature = "sqlite"))]
-        {
-            let _ = ehr;
-            Err(StartupError::EhrNeedsEmbeddedStore)
+            #[cfg(feature = "sqlite")]
+            (RecordBackend::Sqlite, _) => Ok((
+                Arc::new(crate::adapters::SqliteDeliveryStore::new(
+                    self.db(),
+                    keys.clone(),
+                )),
+                Arc::new(crate::adapters::SqliteEhrConnectionStore::new(
+                    self.db(),
+                    keys,
+                )),
+            )),
+            _ => {
+                let _ = keys;
+                Err(StartupError::NoAwsSupport)
+            }
         }
     }
 

@@ -170,6 +170,8 @@ pub struct EhrConfig {
     pub max_total: Duration,
     /// The SQS queue and dead-letter queue of EHR jobs (`JOB_QUEUE=sqs`).
     pub sqs_queue: Option<(String, String)>,
+    /// The DynamoDB table of the outbox and the connection (`RECORD_STORE=dynamodb`).
+    pub table: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -434,7 +436,7 @@ impl Config {
             }
         };
 
-        let ehr = parse_ehr(&src, &queue_backend)?;
+        let ehr = parse_ehr(&src, &queue_backend, &record_backend)?;
 
         let local_users = match src.raw("LOCAL_LOGIN_USERS") {
             None => Vec::new(),
@@ -863,7 +865,11 @@ impl Config {
 }
 
 /// `EHR_TARGET` and the settings of the EHR it names.
-fn parse_ehr(src: &Source<'_>, queue: &QueueBackend) -> Result<Option<EhrConfig>, ConfigError> {
+fn parse_ehr(
+    src: &Source<'_>,
+    queue: &QueueBackend,
+    records: &RecordBackend,
+) -> Result<Option<EhrConfig>, ConfigError> {
     let target = match src.raw("EHR_TARGET").as_deref() {
         None | Some("") | Some("none") => return Ok(None),
         Some("openemr") => EhrTarget::OpenEmr(parse_openemr(src)?),
@@ -899,6 +905,15 @@ fn parse_ehr(src: &Source<'_>, queue: &QueueBackend) -> Result<Option<EhrConfig>
             })?,
         )),
     };
+    let table = match records {
+        RecordBackend::Sqlite => None,
+        RecordBackend::DynamoDb { .. } => {
+            Some(src.raw("EHR_TABLE").ok_or(ConfigError::Missing {
+                key: "EHR_TABLE",
+                reason: "EHR_TARGET is set and RECORD_STORE=dynamodb".into(),
+            })?)
+        }
+    };
     let default_section = src
         .raw("EHR_NOTE_SECTION")
         .map(|s| s.parse())
@@ -918,6 +933,7 @@ fn parse_ehr(src: &Source<'_>, queue: &QueueBackend) -> Result<Option<EhrConfig>
                 * 60,
         ),
         sqs_queue,
+        table,
     }))
 }
 

@@ -156,6 +156,30 @@ impl KeyRing {
     }
 }
 
+/// Seals `value` when a key ring is configured, else keeps it as is: for stores that hold a
+/// field sealed or plain depending on `ENABLE_FIELD_ENCRYPTION`.
+pub fn seal_if_keyed(keys: Option<&KeyRing>, row: &str, field: &str, value: &str) -> String {
+    match keys {
+        Some(keys) => keys.seal(row, field, value.as_bytes()),
+        None => value.to_owned(),
+    }
+}
+
+/// The reverse of [`seal_if_keyed`].
+pub fn open_if_keyed(
+    keys: Option<&KeyRing>,
+    row: &str,
+    field: &str,
+    stored: &str,
+) -> Result<String, CryptoError> {
+    match keys {
+        Some(keys) => {
+            String::from_utf8(keys.open(row, field, stored)?).map_err(|_| CryptoError::Malformed)
+        }
+        None => Ok(stored.to_owned()),
+    }
+}
+
 /// Blobs (audio files) are sealed in chunks so they stream: `MMTBLOB1`, the key id (one length
 /// byte, then the id), a random 7-byte nonce prefix, then chunks of at most [`BLOB_CHUNK`]
 /// plaintext bytes, each with its own tag. A chunk's nonce is the prefix, its index and a

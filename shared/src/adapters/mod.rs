@@ -7,6 +7,8 @@ pub mod disk_blob;
 pub mod dynamodb;
 #[cfg(feature = "aws")]
 pub mod dynamodb_audit;
+#[cfg(feature = "aws")]
+pub mod dynamodb_ehr;
 pub mod encrypted_blobs;
 pub mod encrypted_records;
 pub mod fhir;

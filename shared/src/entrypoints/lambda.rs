@@ -9,7 +9,7 @@ use crate::{
     AppState,
     domain::JobId,
     http::sanitize_correlation_id,
-    jobs::{Disposition, RetentionReport, handle_transcribe_message, sweep_retention},
+    jobs::{Disposition, JobKind, RetentionReport, sweep_retention},
     ports::{CORRELATION_ATTRIBUTE, ReceivedJob},
 };
 
@@ -37,12 +37,32 @@ pub async fn handle_sqs_event(
     state: &AppState,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
+    handle_batch(state, event, JobKind::Transcribe).await
+}
+
+/// Handles a batch from the EHR queue, like [`handle_sqs_event`].
+pub async fn handle_ehr_sqs_event(
+    state: &AppState,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    handle_batch(state, event, JobKind::EhrPush).await
+}
+
+async fn handle_batch(
+    state: &AppState,
+    event: LambdaEvent<SqsEvent>,
+    kind: JobKind,
+) -> Result<SqsBatchResponse, Error> {
+    let queue = kind
+        .queue(state)
+        .ok_or_else(|| format!("this function has no {} queue configured", kind.name()))?;
+    let queue = &queue;
     let outcomes = futures::future::join_all(event.payload.records.iter().map(|message| async move {
         let job = received_job(message);
-        let retry = match handle_transcribe_message(state, &job).await {
+        let retry = match kind.handle(state, &job).await {
             Disposition::Ack => false,
             Disposition::Retry { .. } => true,
-            Disposition::DeadLetter { reason } => match state.transcribe_queue.dead_letter(&job, &reason).await {
+            Disposition::DeadLetter { reason } => match queue.dead_letter(&job, &reason).await {
                 Ok(()) => false,
                 Err(err) => {
                     tracing::error!(message_id = %job.message_id, error = %err, "could not dead-letter; leaving it to redrive");

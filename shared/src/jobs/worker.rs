@@ -4,34 +4,14 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Disposition, handle_ehr_message, handle_transcribe_message, sweep_retention};
+use super::{
+    Disposition, JobKind as Consumer, handle_ehr_message, handle_transcribe_message,
+    sweep_retention,
+};
 use crate::{
     AppState,
     ports::{JobQueue, ReceivedJob},
 };
-
-/// What a consumer does with the messages of its queue.
-#[derive(Debug, Clone, Copy)]
-enum Consumer {
-    Transcribe,
-    EhrPush,
-}
-
-impl Consumer {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Transcribe => "transcribe",
-            Self::EhrPush => "ehr",
-        }
-    }
-
-    async fn handle(self, state: &AppState, message: &ReceivedJob) -> Disposition {
-        match self {
-            Self::Transcribe => handle_transcribe_message(state, message).await,
-            Self::EhrPush => handle_ehr_message(state, message).await,
-        }
-    }
-}
 
 /// Runs `WORKER_CONCURRENCY` transcription consumers, and one EHR consumer when EHR push is
 /// configured, until `shutdown` is cancelled.

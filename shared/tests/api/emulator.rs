@@ -217,6 +217,48 @@ impl Emulator {
             .unwrap();
     }
 
+    /// The EHR outbox table, keyed as `infra/modules/storage` declares it.
+    pub async fn ehr_table(&self, name: &str) {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .unwrap()
+        };
+        self.dynamodb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk"))
+            .attribute_definitions(attribute("transcription_id"))
+            .attribute_definitions(attribute("created_sort"))
+            .key_schema(key("pk", KeyType::Hash))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(mmt_core::adapters::dynamodb_ehr::TRANSCRIPTION_INDEX)
+                    .key_schema(key("transcription_id", KeyType::Hash))
+                    .key_schema(key("created_sort", KeyType::Range))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Everything one deployment needs, with the bucket's ObjectCreated events on `uploads/`
     /// delivered to the transcribe queue (as `infra/modules/storage` configures it).
     pub async fn deployment(&self, max_receives: u32, visibility_s: u32) -> Deployment {

@@ -7,6 +7,8 @@ mod auth;
 mod aws_pipeline;
 #[cfg(feature = "aws")]
 mod blob_contract;
+#[cfg(feature = "aws")]
+mod ehr_aws;
 mod ehr_client;
 mod ehr_fhir;
 mod ehr_push;

@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Database, from_micros, to_micros};
 use crate::{
-    crypto::KeyRing,
+    crypto::{KeyRing, open_if_keyed, seal_if_keyed},
     domain::{EhrDelivery, EhrReceipt, OwnerId, TranscriptionId},
     ports::{BoxError, ConnectionState, DeliveryStore, EhrConnectionStore, StoreError},
 };
@@ -35,17 +35,11 @@ fn open(
     field: &str,
     stored: &str,
 ) -> Result<String, BoxError> {
-    match keys {
-        Some(keys) => Ok(String::from_utf8(keys.open(row, field, stored)?)?),
-        None => Ok(stored.to_owned()),
-    }
+    Ok(open_if_keyed(keys.as_deref(), row, field, stored)?)
 }
 
 fn seal(keys: &Option<Arc<KeyRing>>, row: &str, field: &str, value: &str) -> String {
-    match keys {
-        Some(keys) => keys.seal(row, field, value.as_bytes()),
-        None => value.to_owned(),
-    }
+    seal_if_keyed(keys.as_deref(), row, field, value)
 }
 
 fn unavailable(err: BoxError) -> StoreError {
