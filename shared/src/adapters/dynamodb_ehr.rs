@@ -157,7 +157,7 @@ fn micros(item: &Item, name: &str) -> Result<DateTime<Utc>, BoxError> {
 }
 
 impl DynamoEhrStore {
-    fn to_item(&self, d: &EhrDelivery) -> Result<Item, StoreError> {
+    fn item_of(&self, d: &EhrDelivery) -> Result<Item, StoreError> {
         let id = d.id.to_string();
         let mut item = Item::from([
             ("pk".to_owned(), delivery_pk(&d.id)),
@@ -207,7 +207,7 @@ impl DynamoEhrStore {
         Ok(item)
     }
 
-    fn from_item(&self, item: &Item) -> Result<EhrDelivery, BoxError> {
+    fn read_item(&self, item: &Item) -> Result<EhrDelivery, BoxError> {
         let id = text(item, "id")?;
         let optional = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
         Ok(EhrDelivery {
@@ -246,7 +246,7 @@ impl DeliveryStore for DynamoEhrStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.to_item(delivery)?))
+            .set_item(Some(self.item_of(delivery)?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
@@ -265,7 +265,7 @@ impl DeliveryStore for DynamoEhrStore {
             .await
             .map_err(unavailable)?;
         out.item()
-            .map(|item| self.from_item(item))
+            .map(|item| self.read_item(item))
             .transpose()
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
@@ -290,7 +290,7 @@ impl DeliveryStore for DynamoEhrStore {
                 .map_err(unavailable)?;
             for item in page.items() {
                 out.push(
-                    self.from_item(item)
+                    self.read_item(item)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 );
             }
