@@ -38,4 +38,5 @@ module "mmt" {
   cors_allow_origins = var.cors_allow_origins
   jwt_authorizer     = var.jwt_authorizer
   gpu_worker         = var.gpu_worker
+  ehr                = var.ehr
 }

@@ -54,3 +54,17 @@ variable "gpu_worker" {
   })
   default = null
 }
+
+variable "ehr" {
+  description = "EHR push (see modules/mmt); null turns it off."
+  type = object({
+    target            = string
+    openemr_base_url  = optional(string)
+    openemr_site      = optional(string, "default")
+    openemr_client_id = optional(string)
+    fhir_base_url     = optional(string)
+    note_section      = optional(string, "subjective")
+    max_attempts      = optional(number, 5)
+  })
+  default = null
+}

@@ -12,11 +12,35 @@ locals {
   field_keys  = module.secrets.parameter_arns["encryption-keys"]
   admin_key   = module.secrets.parameter_arns["admin-api-key"]
 
+  ehr_enabled     = var.ehr != null
+  ehr_openemr     = try(var.ehr.target, "") == "openemr"
+  ehr_table       = [module.storage.ehr_table_arn, "${module.storage.ehr_table_arn}/index/by_transcription"]
+  ehr_secrets     = local.ehr_openemr ? ["openemr-client-secret", "openemr-refresh-token"] : []
+  ehr_secret_arns = [for name in local.ehr_secrets : module.secrets.parameter_arns[name]]
+
+  # Every function learns where the EHR outbox is (deleting a transcription deletes its
+  # deliveries); only ehr-push gets the OpenEMR secrets.
+  ehr_environment = local.ehr_enabled ? merge(
+    {
+      EHR_TARGET        = var.ehr.target
+      EHR_TABLE         = module.storage.ehr_table_name
+      SQS_EHR_QUEUE_URL = module.ehr_queue.url
+      SQS_EHR_DLQ_URL   = module.ehr_queue.dead_letter_url
+      EHR_NOTE_SECTION  = var.ehr.note_section
+      EHR_MAX_ATTEMPTS  = tostring(var.ehr.max_attempts)
+    },
+    local.ehr_openemr ? {
+      OPENEMR_BASE_URL  = var.ehr.openemr_base_url
+      OPENEMR_SITE      = var.ehr.openemr_site
+      OPENEMR_CLIENT_ID = var.ehr.openemr_client_id
+    } : { FHIR_BASE_URL = var.ehr.fhir_base_url },
+  ) : {}
+
   # With a GPU worker, the worker consumes the transcribe queue (both engines); otherwise the
   # transcribe function does (cloud engine).
   gpu_worker = var.gpu_worker != null
 
-  environment = {
+  environment = merge(local.ehr_environment, {
     ENV                               = "prod"
     LOG_FORMAT                        = "json"
     DEMO_MODE                         = "false"
@@ -46,7 +70,7 @@ locals {
     ENABLE_FIELD_ENCRYPTION       = "true"
     ENCRYPTION_KEYS_SSM_PARAMETER = module.secrets.parameter_names["encryption-keys"]
     PRIMARY_ENCRYPTION_KEY_ID     = var.primary_encryption_key_id
-  }
+  })
 
   # What each function may touch. Nothing else is granted (see modules/functions), and no
   # statement names a wildcard action or a "*" resource on data: shared/tests/api/infra.rs.
@@ -123,6 +147,7 @@ locals {
       reserved_concurrency = 50
       statements = [
         { sid = "ReadRecords", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.table_arns },
+        { sid = "ForgetDeliveries", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.ehr_table },
         { sid = "DeleteAudio", actions = ["s3:DeleteObject"], resources = local.audio_paths },
         local.read_secret,
         local.write_audit,
@@ -130,13 +155,19 @@ locals {
       ]
     }
     ehr-push = {
-      description          = "POST|GET /v1/transcriptions/{id}/ehr (answers 501 until the EHR outbox runs on DynamoDB)"
+      description          = "POST|GET /v1/transcriptions/{id}/ehr, and the EHR queue's deliveries"
       memory_mb            = 256
-      timeout_s            = 10
+      timeout_s            = 60
       reserved_concurrency = 10
+      environment = {
+        for name in local.ehr_secrets : "${upper(replace(name, "-", "_"))}_SSM_PARAMETER" => module.secrets.parameter_names[name]
+      }
       statements = [
         { sid = "ReadRecords", actions = ["dynamodb:GetItem"], resources = [module.storage.table_arn] },
-        local.read_secret,
+        { sid = "Outbox", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.ehr_table },
+        { sid = "EhrQueue", actions = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.ehr_queue.arn] },
+        { sid = "EhrDeadLetter", actions = ["sqs:SendMessage"], resources = [module.ehr_queue.dead_letter_arn] },
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.jwt_secret, local.field_keys], local.ehr_secret_arns) },
         local.write_audit,
         local.use_key,
       ]
@@ -170,6 +201,7 @@ locals {
       dead_letter_arn      = module.sweep_failures.arn
       statements = [
         { sid = "FindExpired", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
+        { sid = "ForgetDeliveries", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.ehr_table },
         { sid = "DeleteAudio", actions = ["s3:DeleteObject"], resources = local.audio_paths },
         { sid = "FailedSweeps", actions = ["sqs:SendMessage"], resources = [module.sweep_failures.arn] },
         local.read_secret,
@@ -198,6 +230,15 @@ module "transcribe_queue" {
 }
 
 # Asynchronous invocations of the sweep that fail after Lambda's own retries land here.
+# EHR deliveries: one job per delivery; redrive after the delivery's attempt limit.
+module "ehr_queue" {
+  source                   = "../queues"
+  name                     = "${var.name}-ehr"
+  kms_key_arn              = aws_kms_key.data.arn
+  consumer_timeout_seconds = 60
+  max_receive_count        = try(var.ehr.max_attempts, 5)
+}
+
 module "sweep_failures" {
   source                   = "../queues"
   name                     = "${var.name}-sweep-failures"
@@ -208,7 +249,7 @@ module "sweep_failures" {
 module "secrets" {
   source        = "../secrets"
   name          = var.name
-  secret_names  = ["jwt-secret", "openai-api-key", "encryption-keys", "admin-api-key"]
+  secret_names  = concat(["jwt-secret", "openai-api-key", "encryption-keys", "admin-api-key"], local.ehr_secrets)
   secret_values = var.secret_values
   kms_key_arn   = aws_kms_key.data.arn
 }
@@ -273,6 +314,18 @@ resource "aws_lambda_event_source_mapping" "transcribe" {
 
   scaling_config {
     maximum_concurrency = max(2, var.transcribe_concurrency)
+  }
+}
+
+resource "aws_lambda_event_source_mapping" "ehr" {
+  event_source_arn        = module.ehr_queue.arn
+  function_name           = module.functions.arns["ehr-push"]
+  batch_size              = 5
+  function_response_types = ["ReportBatchItemFailures"]
+  enabled                 = local.ehr_enabled
+
+  scaling_config {
+    maximum_concurrency = 2
   }
 }
 

@@ -160,3 +160,42 @@ resource "aws_dynamodb_table" "audit" {
     kms_key_arn = var.kms_key_arn
   }
 }
+
+# The EHR outbox (one item per delivery) and the EHR connection's rotating refresh token. The
+# patient and encounter ids and the token are sealed by MMT (field encryption) on top of SSE.
+resource "aws_dynamodb_table" "ehr" {
+  name                        = "${var.name}-ehr"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+  attribute {
+    name = "transcription_id"
+    type = "S"
+  }
+  attribute {
+    name = "created_sort"
+    type = "S"
+  }
+
+  # A transcription's deliveries (see shared/src/adapters/dynamodb_ehr.rs).
+  global_secondary_index {
+    name            = "by_transcription"
+    hash_key        = "transcription_id"
+    range_key       = "created_sort"
+    projection_type = "ALL"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = var.kms_key_arn
+  }
+}

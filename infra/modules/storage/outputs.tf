@@ -21,3 +21,11 @@ output "audit_table_name" {
 output "audit_table_arn" {
   value = aws_dynamodb_table.audit.arn
 }
+
+output "ehr_table_name" {
+  value = aws_dynamodb_table.ehr.name
+}
+
+output "ehr_table_arn" {
+  value = aws_dynamodb_table.ehr.arn
+}
