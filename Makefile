@@ -6,7 +6,7 @@ SHELL := /bin/bash
 FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep ehr-push
 
 .PHONY: help setup model build build-lambdas demo demo-check walkthrough test lint infra-check test-rust \
-        lambda-smoke watch bench fuzz fuzz-smoke deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
+        lambda-smoke watch bench fuzz fuzz-smoke web-check deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ model: setup ## Obtain and verify a Whisper model under models/ (MODEL=tiny.en |
 demo: setup ## Run MMT in one process on http://localhost:8080 (embedded defaults, local Whisper)
 	@scripts/demo.sh
 
-test: setup model lint infra-check test-rust lambda-smoke demo-check fuzz-smoke ## Everything CI runs: lint, Terraform checks, tests, Lambda fixtures, demo walk-through, 5 s of each fuzz target
+test: setup model lint infra-check test-rust lambda-smoke demo-check web-check fuzz-smoke ## Everything CI runs: lint, Terraform checks, tests, Lambda fixtures, demo walk-through, browser tests, 5 s of each fuzz target
 
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
@@ -55,6 +55,9 @@ bench: setup ## Performance figures: start-up, req/s, RSS, 300 MB upload, Whispe
 
 fuzz: setup ## A short cargo-fuzz run of every fuzz target (FUZZ_SECONDS each, default 30)
 	@scripts/fuzz.sh
+
+web-check: ## Browser tests of the web page (chromium + playwright-core; screenshots in target/web-artifacts)
+	@scripts/web-check.sh
 
 fuzz-smoke: ## Every fuzz target builds and runs 5 s (part of `make test`)
 	@FUZZ_SECONDS=5 scripts/fuzz.sh

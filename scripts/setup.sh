@@ -2,11 +2,12 @@
 # One idempotent set-up for every README command: system packages, Python tools, and a
 # check of the Rust toolchain. Safe to run again; it only installs what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 # Build: cmake/clang/libclang for whisper.cpp, libopus for browser audio. Tests and demo:
 # espeak-ng (speech), ffmpeg (every container and codec), sox, wrk, jq, curl.
 # python3-venv: checkov gets its own virtual environment (its pins clash with moto's).
-APT_PACKAGES=(curl jq procps time wrk espeak-ng sox ffmpeg cmake clang libclang-dev libopus-dev pkg-config python3-venv zip)
+APT_PACKAGES=(curl jq procps time wrk espeak-ng sox ffmpeg cmake clang libclang-dev libopus-dev pkg-config python3-venv zip chromium)
 # name==version: pinned so a new release cannot change what the tests see (moto before 5.2.5
 # answers CompleteMultipartUpload with an XML root the AWS SDK rejects).
 PIP_PACKAGES=("cargo-lambda==1.9.2" "openai==3.57.0" "moto[server]==5.2.5")
@@ -56,6 +57,12 @@ if [[ "$(cat "$VALIDATORS_VENV/.installed" 2>/dev/null)" != "$VALIDATORS" ]]; th
   # shellcheck disable=SC2086
   "$VALIDATORS_VENV/bin/python" -m pip install -q --disable-pip-version-check $VALIDATORS
   echo "$VALIDATORS" >"$VALIDATORS_VENV/.installed"
+fi
+
+# playwright-core for the browser tests (it drives Debian's chromium; it downloads nothing).
+if [[ ! -d web/tests/node_modules/playwright-core ]]; then
+  log "installing playwright-core for the browser tests"
+  npm ci --prefix web/tests --no-audit --no-fund >/dev/null
 fi
 
 for component in "cargo fmt" "cargo clippy"; do

@@ -139,6 +139,17 @@ pub enum QueueBackend {
     },
 }
 
+/// The web page the one-process server serves at `/`.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// `SERVE_WEB_PAGE` (default on).
+    pub serve_page: bool,
+    /// `WEB_API_BASE_URL`: the API the page talks to, when not this server.
+    pub api_base_url: Option<String>,
+    /// `WEB_PRODUCTION_API_BASE_URL`: offered by "Connect to Production" in demo mode.
+    pub production_api_base_url: Option<String>,
+}
+
 /// Which EHR notes go to.
 #[derive(Debug, Clone)]
 pub enum EhrTarget {
@@ -261,6 +272,7 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub cloud: Option<CloudEngineConfig>,
     pub ehr: Option<EhrConfig>,
+    pub web: WebConfig,
     pub local_engine_enabled: bool,
     /// The local engine runs on a separate worker (the GPU service) that consumes the queue:
     /// this process accepts `engine=local` uploads without loading a model.
@@ -437,6 +449,19 @@ impl Config {
         };
 
         let ehr = parse_ehr(&src, &queue_backend, &record_backend)?;
+        let web = WebConfig {
+            serve_page: src.flag("SERVE_WEB_PAGE", true)?,
+            api_base_url: src.raw("WEB_API_BASE_URL"),
+            production_api_base_url: src.raw("WEB_PRODUCTION_API_BASE_URL"),
+        };
+        for (key, value) in [
+            ("WEB_API_BASE_URL", &web.api_base_url),
+            ("WEB_PRODUCTION_API_BASE_URL", &web.production_api_base_url),
+        ] {
+            if let Some(url) = value {
+                require_http_url(key, url)?;
+            }
+        }
 
         let local_users = match src.raw("LOCAL_LOGIN_USERS") {
             None => Vec::new(),
@@ -683,6 +708,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
             cloud,
             ehr,
+            web,
             local_engine_enabled,
             local_engine_on_worker,
             local,

@@ -142,12 +142,23 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The router for some groups, with the middleware every route shares. The docs group is left
 /// out when `ENABLE_DOCS` is off.
 pub fn router(groups: &[RouteGroup], state: AppState) -> Router {
+    with_middleware(groups, None, state)
+}
+
+fn with_middleware(
+    groups: &[RouteGroup],
+    pages: Option<Router<AppState>>,
+    state: AppState,
+) -> Router {
     let served: Vec<RouteGroup> = groups
         .iter()
         .copied()
         .filter(|g| *g != RouteGroup::Docs || state.config.docs_enabled)
         .collect();
-    let (routes, _) = merged(&served).split_for_parts();
+    let (mut routes, _) = merged(&served).split_for_parts();
+    if let Some(pages) = pages {
+        routes = routes.merge(pages);
+    }
     let cors = cors_layer(&state.config.cors_allow_origins);
     let router = routes
         .fallback(|| async { ApiError::RouteNotFound })
@@ -167,9 +178,10 @@ pub fn router(groups: &[RouteGroup], state: AppState) -> Router {
     }
 }
 
-/// Every route, for the one-process server.
+/// Every route and the web page, for the one-process server.
 pub fn full_router(state: AppState) -> Router {
-    router(&RouteGroup::ALL, state)
+    let pages = state.config.web.serve_page.then(routes::web::routes);
+    with_middleware(&RouteGroup::ALL, pages, state)
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {

@@ -110,3 +110,72 @@ async fn docs_can_be_turned_off() {
     }
     app.assert_live().await;
 }
+
+#[tokio::test]
+async fn the_web_page_is_served_with_its_own_policy_and_its_config() {
+    let app = spawn_app().await;
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"),
+        "{policy}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<script src=\"app.js\""));
+    for attribute in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+        assert!(
+            !html.contains(attribute),
+            "a third-party resource: {attribute}"
+        );
+    }
+    for asset in ["/app.js", "/app.css", "/config.js"] {
+        let response = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{asset}");
+    }
+    let default = app
+        .client
+        .get(app.url("/config.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        default.contains("window.__MMT_CONFIG = window.__MMT_CONFIG || {}"),
+        "{default}"
+    );
+
+    let configured = crate::helpers::spawn_app_with(&[
+        ("WEB_API_BASE_URL", "https://api.example.org"),
+        ("WEB_PRODUCTION_API_BASE_URL", "https://prod.example.org"),
+    ])
+    .await;
+    let js = configured
+        .client
+        .get(configured.url("/config.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        js.contains("\"API_BASE_URL\":\"https://api.example.org\""),
+        "{js}"
+    );
+    assert!(
+        js.contains("\"PRODUCTION_API_BASE_URL\":\"https://prod.example.org\""),
+        "{js}"
+    );
+
+    let off = crate::helpers::spawn_app_with(&[("SERVE_WEB_PAGE", "false")]).await;
+    assert_eq!(
+        off.client.get(off.url("/")).send().await.unwrap().status(),
+        404
+    );
+}

@@ -20,6 +20,8 @@ pub struct DemoStatus {
     guest_auth: bool,
     local_login: bool,
     default_engine: Option<EngineKind>,
+    /// Whether `POST /v1/transcriptions/{id}/ehr` is configured.
+    ehr_enabled: bool,
 }
 
 /// What this deployment is: demo or production, which engines and sign-in methods are on.
@@ -35,5 +37,6 @@ async fn status(State(state): State<AppState>) -> Json<DemoStatus> {
         guest_auth: c.allow_guest_auth,
         local_login: c.allow_local_login,
         default_engine: c.default_engine,
+        ehr_enabled: c.ehr.is_some(),
     })
 }

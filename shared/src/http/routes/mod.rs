@@ -11,5 +11,6 @@ pub mod openai_compat;
 pub mod transcriptions;
 pub mod upload;
 mod views;
+pub mod web;
 
 pub use views::{TranscriptionList, TranscriptionSummary, TranscriptionView};

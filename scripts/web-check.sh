@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Browser tests of the web page (web/tests/flow.mjs): Debian's chromium driven by
+# playwright-core, against three real backends on loopback — a demo server with local
+# Whisper that serves the page, a production-mode API, and an address nothing listens on.
+# Screenshots land in target/web-artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+[[ -d web/tests/node_modules/playwright-core ]] || npm ci --prefix web/tests --no-audit --no-fund >/dev/null
+model=$(MODEL=tiny.en scripts/model.sh)
+cargo build -q -p mmt-core --bin mmt
+
+spoken="The patient has had a mild headache for two days. She should drink plenty of water and rest at home."
+espeak-ng -v en-us -s 140 -w "$work/raw.wav" "$spoken"
+sox "$work/raw.wav" -r 16000 -c 1 -b 16 "$work/clip.wav"
+
+demo_port=$(free_port)
+prod_port=$(free_port)
+down_port=$(free_port)
+secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
+
+env ENV=dev DEMO_MODE=true HOST=127.0.0.1 PORT="$demo_port" DATA_DIR="$work/demo" LOG_FORMAT=json \
+  INTERNAL_JWT_SECRET="$secret" ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH="$model" \
+  target/debug/mmt serve >"$work/demo.log" 2>&1 &
+pids+=($!)
+env ENV=dev DEMO_MODE=false HOST=127.0.0.1 PORT="$prod_port" DATA_DIR="$work/prod" LOG_FORMAT=json \
+  INTERNAL_JWT_SECRET="$secret" CORS_ALLOW_ORIGINS="http://127.0.0.1:$demo_port" \
+  target/debug/mmt serve >"$work/prod.log" 2>&1 &
+pids+=($!)
+for port in "$demo_port" "$prod_port"; do
+  for _ in $(seq 1 200); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/health/live" && break
+    sleep 0.2
+  done
+done
+
+mkdir -p target/web-artifacts
+if MMT_DEMO="http://127.0.0.1:$demo_port" MMT_PROD="http://127.0.0.1:$prod_port" \
+   MMT_DOWN="http://127.0.0.1:$down_port" CLIP="$work/clip.wav" ARTIFACTS="$PWD/target/web-artifacts" \
+   node web/tests/flow.mjs; then
+  exit 0
+fi
+echo "--- demo server log (tail)"; tail -n 40 "$work/demo.log"
+exit 1

@@ -1,0 +1,86 @@
+//! The web page (`web/`): served at `/` by the one-process server, built into the binary so
+//! the server needs no files beside it. The same files deploy unchanged to any static host.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderValue, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+
+use crate::AppState;
+
+const INDEX: &str = include_str!("../../../../web/index.html");
+const APP_JS: &str = include_str!("../../../../web/app.js");
+const APP_CSS: &str = include_str!("../../../../web/app.css");
+const DEFAULT_CONFIG_JS: &str = include_str!("../../../../web/config.js");
+
+/// The page's own policy: its files from here, API calls to whichever API is selected, audio
+/// from the page's own recordings; nothing else, and never in a frame.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self' http: https:; media-src 'self' blob:; img-src 'self' data:; \
+    form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route(
+            "/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/app.css",
+            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/config.js", get(config_js))
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(PAGE_POLICY),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Html(INDEX),
+    )
+        .into_response()
+}
+
+/// `window.__MMT_CONFIG` from `WEB_API_BASE_URL` / `WEB_PRODUCTION_API_BASE_URL`, or the
+/// default file when neither is set.
+async fn config_js(State(state): State<AppState>) -> Response {
+    let web = &state.config.web;
+    if web.api_base_url.is_none() && web.production_api_base_url.is_none() {
+        return asset(DEFAULT_CONFIG_JS, "text/javascript; charset=utf-8");
+    }
+    let config = serde_json::json!({
+        "API_BASE_URL": web.api_base_url,
+        "PRODUCTION_API_BASE_URL": web.production_api_base_url,
+    });
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        format!("window.__MMT_CONFIG = {config};\n"),
+    )
+        .into_response()
+}

@@ -1,0 +1,427 @@
+// MMT's web page: no framework, no build step, no third-party host. It talks only to the
+// selected API.
+"use strict";
+
+const STORAGE_API = "mmt.api";
+const STORAGE_TOKEN = "mmt.token";
+const config = window.__MMT_CONFIG || {};
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------------------------
+// Which API: ?api= beats config.js beats the saved choice beats same-origin.
+// ---------------------------------------------------------------------------------------------
+
+function validApi(raw) {
+  try {
+    const url = new URL(raw);
+    if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+    return url.href.replace(/\/+$/, "");
+  } catch {
+    return null;
+  }
+}
+
+function chooseApi() {
+  const fromQuery = validApi(new URLSearchParams(location.search).get("api") || "");
+  if (fromQuery) return { base: fromQuery, source: "query" };
+  const fromConfig = validApi(config.API_BASE_URL || "");
+  if (fromConfig) return { base: fromConfig, source: "config" };
+  const saved = validApi(localStorage.getItem(STORAGE_API) || "");
+  if (saved) return { base: saved, source: "saved" };
+  return { base: location.origin, source: "same-origin" };
+}
+
+let api = chooseApi();
+let token = sessionStorage.getItem(STORAGE_TOKEN);
+let status = null;
+
+function url(path) {
+  return api.base + path;
+}
+
+async function call(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (token) headers.Authorization = "Bearer " + token;
+  const response = await fetch(url(path), Object.assign({}, options, { headers }));
+  return response;
+}
+
+/// The API's error message, in plain words.
+async function problem(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error && body.error.message) return body.error.message;
+  } catch {
+    /* not JSON */
+  }
+  return `the server answered ${response.status}`;
+}
+
+function showError(message) {
+  $("error").textContent = message || "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Banner, API switcher, health.
+// ---------------------------------------------------------------------------------------------
+
+function setBanner(kind, text) {
+  const banner = $("banner");
+  banner.className = "banner banner-" + kind;
+  banner.textContent = text;
+}
+
+async function refreshStatus() {
+  $("api-base").textContent = api.base;
+  try {
+    const response = await fetch(url("/demo/status"));
+    if (!response.ok) throw new Error(`/demo/status answered ${response.status}`);
+    status = await response.json();
+    if (status.demo_mode) {
+      setBanner("demo", `Demo mode (${status.environment}, version ${status.version})`);
+    } else {
+      setBanner("prod", `Production backend connected (${status.environment}, version ${status.version})`);
+    }
+  } catch (err) {
+    status = null;
+    setBanner("down", `Backend unreachable: ${err.message || err}`);
+  }
+  const prod = validApi(config.PRODUCTION_API_BASE_URL || "");
+  $("connect-prod").hidden = !(status && status.demo_mode && prod && prod !== api.base);
+  $("ehr-form").hidden = !(status && status.ehr_enabled);
+  renderSignedIn();
+}
+
+async function refreshHealth() {
+  const list = $("health-checks");
+  try {
+    const live = await fetch(url("/health/live"));
+    const ready = await fetch(url("/health/ready"));
+    const body = await ready.json();
+    $("health-summary").textContent =
+      `live: ${live.ok ? "yes" : "no"} · ready: ${body.status === "ready" ? "yes" : "no"}` +
+      (body.failing && body.failing.length ? ` (failing: ${body.failing.join(", ")})` : "");
+    list.replaceChildren(
+      ...Object.entries(body.checks || {}).map(([name, check]) => {
+        const item = document.createElement("li");
+        item.textContent = `${name}: ${check.ok ? "ok" : "failing"} in ${check.latency_ms.toFixed(1)} ms` +
+          (check.detail ? ` — ${check.detail}` : "");
+        return item;
+      }),
+    );
+  } catch (err) {
+    $("health-summary").textContent = `unreachable: ${err.message || err}`;
+    list.replaceChildren();
+  }
+}
+
+function useApi(base, source) {
+  api = { base, source };
+  if (source === "saved") localStorage.setItem(STORAGE_API, base);
+  token = null;
+  sessionStorage.removeItem(STORAGE_TOKEN);
+  renderSignedIn();
+  refreshStatus();
+  refreshHealth();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in.
+// ---------------------------------------------------------------------------------------------
+
+function renderSignedIn() {
+  const signedIn = Boolean(token);
+  $("workspace").hidden = !signedIn;
+  $("signout").hidden = !signedIn;
+  $("guest-signin").hidden = signedIn || !(status && status.guest_auth);
+  $("login-form").hidden = signedIn || !(status && status.local_login);
+  $("who").textContent = signedIn ? "Signed in." : "Not signed in.";
+  if (signedIn) refreshList();
+}
+
+async function signedIn(response) {
+  if (!response.ok) {
+    $("who").textContent = `Sign-in failed: ${await problem(response)}`;
+    return;
+  }
+  const body = await response.json();
+  token = body.access_token;
+  sessionStorage.setItem(STORAGE_TOKEN, token);
+  renderSignedIn();
+  $("who").textContent = `Signed in as ${body.subject}.`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uploading, recording, following a transcription.
+// ---------------------------------------------------------------------------------------------
+
+let current = null; // { id, audioUrl }
+let recorder = null;
+
+function upload(blob, name) {
+  showError("");
+  $("result").hidden = true;
+  $("upload-progress").value = 0;
+  $("transcribe-progress").value = 0;
+  $("job-status").textContent = "Uploading…";
+  const form = new FormData();
+  form.append("file", blob, name);
+  const request = new XMLHttpRequest();
+  request.open("POST", url("/v1/transcriptions"));
+  request.setRequestHeader("Authorization", "Bearer " + token);
+  request.upload.onprogress = (event) => {
+    if (event.lengthComputable) $("upload-progress").value = Math.round((100 * event.loaded) / event.total);
+  };
+  request.onerror = () => {
+    $("job-status").textContent = "";
+    showError("The upload failed: the backend could not be reached.");
+  };
+  request.onload = () => {
+    let body = {};
+    try {
+      body = JSON.parse(request.responseText);
+    } catch {
+      /* keep {} */
+    }
+    if (request.status !== 202) {
+      $("job-status").textContent = "";
+      showError((body.error && body.error.message) || `The upload failed (${request.status}).`);
+      return;
+    }
+    $("upload-progress").value = 100;
+    current = { id: body.id, audioUrl: URL.createObjectURL(blob) };
+    follow(body.id);
+  };
+  request.send(form);
+}
+
+async function follow(id) {
+  for (;;) {
+    const response = await call(`/v1/transcriptions/${id}`);
+    if (!response.ok) {
+      showError(await problem(response));
+      return;
+    }
+    const record = await response.json();
+    $("transcribe-progress").value = record.progress || 0;
+    $("job-status").textContent = `Transcription ${record.status.replace("_", " ")} (${record.progress || 0}%)`;
+    if (record.status === "completed") {
+      show(record);
+      refreshList();
+      return;
+    }
+    if (record.status === "failed") {
+      showError(`The transcription failed: ${record.error || "no reason given"}`);
+      refreshList();
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 700));
+  }
+}
+
+function stamp(seconds) {
+  const m = Math.floor(seconds / 60);
+  const s = (seconds % 60).toFixed(1).padStart(4, "0");
+  return `${m}:${s}`;
+}
+
+function show(record) {
+  $("result").hidden = false;
+  $("transcript-text").textContent = record.text || "";
+  const player = $("player");
+  if (current && current.id === record.id && current.audioUrl) player.src = current.audioUrl;
+  $("segments").replaceChildren(
+    ...(record.segments || []).map((segment) => {
+      const item = document.createElement("li");
+      const jump = document.createElement("button");
+      jump.type = "button";
+      jump.textContent = stamp(segment.start);
+      jump.setAttribute("aria-label", `Play from ${stamp(segment.start)}`);
+      jump.addEventListener("click", () => {
+        player.currentTime = segment.start;
+        player.play().catch(() => {});
+      });
+      item.append(jump, document.createTextNode(" " + segment.text.trim()));
+      return item;
+    }),
+  );
+  current = Object.assign(current || {}, { id: record.id });
+  $("ehr-status").textContent = "";
+}
+
+async function download(format) {
+  const response = await call(`/v1/transcriptions/${current.id}/transcript?format=${format}`);
+  if (!response.ok) {
+    showError(await problem(response));
+    return;
+  }
+  const blob = await response.blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `${current.id}.${format}`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+async function refreshList() {
+  const response = await call("/v1/transcriptions?limit=20");
+  if (!response.ok) return;
+  const body = await response.json();
+  $("list").replaceChildren(
+    ...body.items.map((item) => {
+      const entry = document.createElement("li");
+      const open = document.createElement("button");
+      open.type = "button";
+      open.textContent = `${new Date(item.created_at).toLocaleString()} — ${item.status}`;
+      open.setAttribute("aria-label", `Open the transcription of ${new Date(item.created_at).toLocaleString()}, ${item.status}`);
+      open.addEventListener("click", async () => {
+        const record = await call(`/v1/transcriptions/${item.id}`);
+        if (record.ok) {
+          current = { id: item.id };
+          show(await record.json());
+        }
+      });
+      entry.append(open);
+      return entry;
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring.
+// ---------------------------------------------------------------------------------------------
+
+function wire() {
+  $("change-api").addEventListener("click", () => {
+    $("api-form").hidden = false;
+    $("api-input").value = api.base;
+    $("api-input").focus();
+  });
+  $("api-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const base = validApi($("api-input").value.trim());
+    if (!base) {
+      $("api-error").textContent = "Enter an http:// or https:// address.";
+      return;
+    }
+    $("api-error").textContent = "";
+    $("api-form").hidden = true;
+    useApi(base, "saved");
+  });
+  $("reset-api").addEventListener("click", () => {
+    localStorage.removeItem(STORAGE_API);
+    const query = new URLSearchParams(location.search);
+    if (query.has("api")) {
+      query.delete("api");
+      history.replaceState(null, "", location.pathname + (query.toString() ? "?" + query : ""));
+    }
+    const next = chooseApi();
+    useApi(next.base, next.source);
+  });
+  $("connect-prod").addEventListener("click", () => {
+    useApi(validApi(config.PRODUCTION_API_BASE_URL), "saved");
+  });
+  $("guest-signin").addEventListener("click", async () => {
+    signedIn(await fetch(url("/auth/guest"), { method: "POST" }));
+  });
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    signedIn(
+      await fetch(url("/auth/login"), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username: $("username").value, password: $("password").value }),
+      }),
+    );
+  });
+  $("signout").addEventListener("click", () => {
+    token = null;
+    sessionStorage.removeItem(STORAGE_TOKEN);
+    renderSignedIn();
+  });
+  $("file").addEventListener("change", () => {
+    const file = $("file").files[0];
+    if (file) upload(file, file.name);
+  });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    const file = event.dataTransfer.files[0];
+    if (file) upload(file, file.name);
+  });
+  $("record").addEventListener("click", async () => {
+    showError("");
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const chunks = [];
+      recorder = new MediaRecorder(stream);
+      recorder.ondataavailable = (event) => chunks.push(event.data);
+      recorder.onstop = () => {
+        stream.getTracks().forEach((track) => track.stop());
+        const type = recorder.mimeType || "audio/webm";
+        const extension = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
+        upload(new Blob(chunks, { type }), `recording.${extension}`);
+      };
+      recorder.start();
+      $("record").disabled = true;
+      $("stop").disabled = false;
+      $("job-status").textContent = "Recording… press Stop when done.";
+    } catch (err) {
+      showError(`The microphone is not available: ${err.message || err}`);
+    }
+  });
+  $("stop").addEventListener("click", () => {
+    if (recorder && recorder.state === "recording") recorder.stop();
+    $("record").disabled = false;
+    $("stop").disabled = true;
+  });
+  $("copy").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("transcript-text").textContent);
+      $("job-status").textContent = "Copied.";
+    } catch {
+      showError("Copying is not allowed here; select the text instead.");
+    }
+  });
+  for (const format of ["txt", "srt", "vtt"]) {
+    $(`download-${format}`).addEventListener("click", () => download(format));
+  }
+  $("delete").addEventListener("click", async () => {
+    const response = await call(`/v1/transcriptions/${current.id}`, { method: "DELETE" });
+    if (!response.ok) {
+      showError(await problem(response));
+      return;
+    }
+    $("result").hidden = true;
+    $("job-status").textContent = "Deleted.";
+    current = null;
+    refreshList();
+  });
+  $("ehr-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const response = await call(`/v1/transcriptions/${current.id}/ehr`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ patient_id: $("patient-id").value.trim(), encounter_id: $("encounter-id").value.trim() }),
+    });
+    if (!response.ok) {
+      $("ehr-status").textContent = `Not sent: ${await problem(response)}`;
+      return;
+    }
+    const delivery = await response.json();
+    $("ehr-status").textContent = `EHR delivery ${delivery.status}.`;
+  });
+}
+
+wire();
+renderSignedIn();
+refreshStatus();
+refreshHealth();
+setInterval(refreshHealth, 15000);

@@ -1,0 +1,205 @@
+// Browser tests of MMT's web page, in Debian's chromium driven by playwright-core.
+//
+// Environment (set by scripts/web-check.sh): MMT_DEMO (a demo-mode server with local Whisper,
+// serving the page), MMT_PROD (a production-mode API that allows the demo's origin), MMT_DOWN
+// (an address nothing listens on), CLIP (an espeak-ng WAV), ARTIFACTS (screenshots go here).
+
+import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
+
+const DEMO = process.env.MMT_DEMO;
+const PROD = process.env.MMT_PROD;
+const DOWN = process.env.MMT_DOWN;
+const CLIP = process.env.CLIP;
+const ARTIFACTS = process.env.ARTIFACTS;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+
+let failures = 0;
+async function check(name, body) {
+  try {
+    await body();
+    console.log(`ok   ${name}`);
+  } catch (err) {
+    failures += 1;
+    console.log(`FAIL ${name}: ${err.stack || err}`);
+  }
+}
+
+function assert(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/// Every request a page makes, to check no other host is ever contacted.
+const seenOrigins = new Set();
+const allowedOrigins = new Set([DEMO, PROD, DOWN].map((u) => new URL(u).origin));
+
+async function open(browser, path, { config, saved } = {}) {
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on("console", (msg) => msg.type() === "error" && consoleErrors.push(msg.text()));
+  page.on("pageerror", (err) => consoleErrors.push(String(err)));
+  page.on("request", (request) => {
+    const target = new URL(request.url());
+    if (target.protocol.startsWith("http")) seenOrigins.add(target.origin);
+  });
+  if (config !== undefined) {
+    await page.route("**/config.js", (route) =>
+      route.fulfill({ contentType: "text/javascript", body: `window.__MMT_CONFIG = ${JSON.stringify(config)};` }),
+    );
+  }
+  if (saved) {
+    await context.addInitScript((value) => localStorage.setItem("mmt.api", value), saved);
+  }
+  await page.goto(DEMO + path);
+  return { page, context, consoleErrors };
+}
+
+async function bannerOf(page, kind) {
+  await page.waitForSelector(`#banner.banner-${kind}`, { timeout: 15000 });
+  return page.textContent("#banner");
+}
+
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+
+await check("banner: a demo backend is blue and says so", async () => {
+  const { page, context } = await open(browser, "/");
+  const text = await bannerOf(page, "demo");
+  assert(text.includes("Demo mode"), text);
+  const colour = await page.$eval("#banner", (e) => getComputedStyle(e).backgroundColor);
+  assert(colour === "rgb(11, 79, 179)", colour);
+  await page.screenshot({ path: `${ARTIFACTS}/banner-demo.png` });
+  await context.close();
+});
+
+await check("banner: a production backend is green", async () => {
+  const { page, context } = await open(browser, `/?api=${encodeURIComponent(PROD)}`);
+  const text = await bannerOf(page, "prod");
+  assert(text.includes("Production backend connected"), text);
+  await page.screenshot({ path: `${ARTIFACTS}/banner-production.png` });
+  await context.close();
+});
+
+await check("banner: an unreachable backend is red with the reason", async () => {
+  const { page, context } = await open(browser, `/?api=${encodeURIComponent(DOWN)}`);
+  const text = await bannerOf(page, "down");
+  assert(text.startsWith("Backend unreachable:"), text);
+  await page.screenshot({ path: `${ARTIFACTS}/banner-unreachable.png` });
+  await context.close();
+});
+
+await check("API precedence: ?api= beats config.js beats the saved choice beats same-origin", async () => {
+  const cases = [
+    [{ path: `/?api=${encodeURIComponent(DEMO)}`, config: { API_BASE_URL: PROD }, saved: DOWN }, DEMO],
+    [{ path: "/", config: { API_BASE_URL: PROD }, saved: DOWN }, PROD],
+    [{ path: "/", config: {}, saved: PROD }, PROD],
+    [{ path: "/", config: {} }, DEMO],
+  ];
+  for (const [setup, expected] of cases) {
+    const { page, context } = await open(browser, setup.path, setup);
+    await page.waitForFunction(() => document.getElementById("api-base").textContent !== "");
+    const shown = await page.textContent("#api-base");
+    assert(shown === expected, `${JSON.stringify(setup)}: ${shown} instead of ${expected}`);
+    await context.close();
+  }
+});
+
+await check("Change API validates and remembers; Reset goes back; Connect to Production", async () => {
+  const { page, context } = await open(browser, "/", { config: { PRODUCTION_API_BASE_URL: PROD } });
+  await bannerOf(page, "demo");
+  assert(await page.isVisible("#connect-prod"), "Connect to Production is offered in demo mode");
+  await page.click("#change-api");
+  await page.fill("#api-input", "ftp://example.org");
+  await page.click("#api-form button[type=submit]");
+  assert((await page.textContent("#api-base")) === DEMO, "an ftp URL is refused");
+  await page.fill("#api-input", PROD);
+  await page.click("#api-form button[type=submit]");
+  await bannerOf(page, "prod");
+  assert((await page.evaluate(() => localStorage.getItem("mmt.api"))) === PROD, "remembered");
+  assert(!(await page.isVisible("#connect-prod")), "not offered once on production");
+  await page.click("#reset-api");
+  await bannerOf(page, "demo");
+  assert((await page.textContent("#api-base")) === DEMO, "Reset goes back to same-origin");
+  await page.click("#connect-prod");
+  await bannerOf(page, "prod");
+  assert((await page.textContent("#api-base")) === PROD, "Connect to Production");
+  await context.close();
+});
+
+await check("guest → upload a WAV → progress → transcript → SRT → delete, with no console error", async () => {
+  const { page, context, consoleErrors } = await open(browser, "/");
+  await bannerOf(page, "demo");
+  await page.waitForSelector("#health-checks li");
+  await page.click("#guest-signin");
+  await page.waitForSelector("#workspace:not([hidden])");
+  await page.setInputFiles("#file", CLIP);
+  await page.waitForSelector("#result:not([hidden])", { timeout: 180000 });
+  assert((await page.$eval("#upload-progress", (e) => e.value)) === 100, "upload progress reached 100");
+  assert((await page.$eval("#transcribe-progress", (e) => e.value)) === 100, "transcription progress reached 100");
+  const text = (await page.textContent("#transcript-text")).toLowerCase();
+  assert(text.includes("headache") && text.includes("water"), text);
+  assert((await page.$$("#segments li")).length > 0, "segments with timestamps");
+  await page.screenshot({ path: `${ARTIFACTS}/workspace.png`, fullPage: true });
+
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-srt")]);
+  const srt = readFileSync(await download.path(), "utf8");
+  assert(srt.includes("-->") && srt.toLowerCase().includes("headache"), srt);
+
+  // Every control has an accessible name.
+  const unnamed = await page.$$eval("button, input, progress, audio", (elements) =>
+    elements
+      .filter((e) => e.offsetParent !== null)
+      .filter((e) => {
+        const labelled = e.labels && e.labels.length > 0;
+        const named = (e.getAttribute("aria-label") || e.textContent || "").trim().length > 0;
+        return !(labelled || named || e.getAttribute("aria-labelledby"));
+      })
+      .map((e) => e.outerHTML.slice(0, 80)),
+  );
+  assert(unnamed.length === 0, `controls without a name: ${unnamed.join(" | ")}`);
+
+  await page.click("#delete");
+  await page.waitForSelector("#result", { state: "hidden" });
+  assert((await page.textContent("#job-status")) === "Deleted.", "deleted");
+  assert(consoleErrors.length === 0, `console errors: ${consoleErrors.join(" | ")}`);
+  await context.close();
+});
+
+await check("record from the microphone (fake capture fed with the WAV) → transcript", async () => {
+  const micBrowser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [...ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-audio-capture=${CLIP}`],
+  });
+  const context = await micBrowser.newContext({ permissions: ["microphone"] });
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on("console", (msg) => msg.type() === "error" && consoleErrors.push(msg.text()));
+  page.on("request", (request) => seenOrigins.add(new URL(request.url()).origin));
+  await page.goto(DEMO + "/");
+  await bannerOf(page, "demo");
+  await page.click("#guest-signin");
+  await page.waitForSelector("#workspace:not([hidden])");
+  await page.click("#record");
+  await page.waitForTimeout(6000);
+  await page.click("#stop");
+  await page.waitForSelector("#result:not([hidden])", { timeout: 180000 });
+  const text = (await page.textContent("#transcript-text")).toLowerCase();
+  assert(text.includes("headache") || text.includes("water") || text.includes("patient"), text);
+  await page.screenshot({ path: `${ARTIFACTS}/recorded.png`, fullPage: true });
+  assert(consoleErrors.length === 0, `console errors: ${consoleErrors.join(" | ")}`);
+  await micBrowser.close();
+});
+
+await check("the page contacts no host but the page's and the selected API's", async () => {
+  const foreign = [...seenOrigins].filter((origin) => !allowedOrigins.has(origin));
+  assert(foreign.length === 0, `foreign hosts: ${foreign.join(", ")}`);
+});
+
+await browser.close();
+console.log(`web tests: ${failures === 0 ? "all passed" : `${failures} failed`}`);
+process.exit(failures === 0 ? 0 : 1);
