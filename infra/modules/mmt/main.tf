@@ -63,7 +63,7 @@ locals {
     OPENAI_BASE_URL                   = var.openai_base_url
     LOCAL_ENGINE_ON_WORKER            = tostring(local.gpu_worker)
     DEFAULT_ENGINE                    = local.gpu_worker ? "local" : "cloud"
-    CORS_ALLOW_ORIGINS                = join(",", var.cors_allow_origins)
+    CORS_ALLOW_ORIGINS                = join(",", local.cors_allow_origins)
     INTERNAL_JWT_SECRET_SSM_PARAMETER = module.secrets.parameter_names["jwt-secret"]
     OPENAI_API_KEY_SSM_PARAMETER      = module.secrets.parameter_names["openai-api-key"]
     # PHI fields are sealed with AES-256-GCM before they reach DynamoDB (on top of its SSE).
@@ -329,6 +329,16 @@ resource "aws_lambda_event_source_mapping" "ehr" {
   }
 }
 
+# The web page on S3 + CloudFront, talking to this deployment's API.
+module "web" {
+  count        = var.web_page ? 1 : 0
+  source       = "../web"
+  name         = var.name
+  web_dir      = "${path.root}/../../../web"
+  api_base_url = module.http_api.url
+  kms_key_arn  = aws_kms_key.data.arn
+}
+
 module "http_api" {
   source               = "../http_api"
   name                 = var.name
@@ -336,7 +346,7 @@ module "http_api" {
   function_invoke_arns = module.functions.invoke_arns
   function_names       = module.functions.names
   jwt_authorizer       = var.jwt_authorizer
-  cors_allow_origins   = var.cors_allow_origins
+  cors_allow_origins   = local.cors_allow_origins
   kms_key_arn          = aws_kms_key.data.arn
   log_retention_days   = var.log_retention_days
 }

@@ -26,3 +26,8 @@ output "retention_dead_letter_queue_url" {
 output "secret_parameters" {
   value = module.secrets.parameter_names
 }
+
+output "web_url" {
+  description = "The web page (S3 + CloudFront), when web_page is on."
+  value       = one(module.web[*].url)
+}

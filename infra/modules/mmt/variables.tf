@@ -125,3 +125,9 @@ variable "ehr" {
     error_message = "ehr.target must be openemr or fhir."
   }
 }
+
+variable "web_page" {
+  description = "Serve the web page from S3 + CloudFront (its origin is added to CORS_ALLOW_ORIGINS)."
+  type        = bool
+  default     = true
+}
