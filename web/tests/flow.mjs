@@ -195,6 +195,26 @@ await check("record from the microphone (fake capture fed with the WAV) → tran
   await micBrowser.close();
 });
 
+await check("keyboard only, on a phone-sized screen", async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
+  const page = await context.newPage();
+  page.on("request", (request) => seenOrigins.add(new URL(request.url()).origin));
+  await page.goto(DEMO + "/");
+  await bannerOf(page, "demo");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+  let reached = false;
+  for (let i = 0; i < 20 && !reached; i++) {
+    await page.keyboard.press("Tab");
+    reached = await page.evaluate(() => document.activeElement && document.activeElement.id === "guest-signin");
+  }
+  assert(reached, "Tab reaches the guest sign-in");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#workspace:not([hidden])");
+  await page.screenshot({ path: `${ARTIFACTS}/phone.png`, fullPage: true });
+  await context.close();
+});
+
 await check("the page contacts no host but the page's and the selected API's", async () => {
   const foreign = [...seenOrigins].filter((origin) => !allowedOrigins.has(origin));
   assert(foreign.length === 0, `foreign hosts: ${foreign.join(", ")}`);
