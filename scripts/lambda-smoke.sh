@@ -117,6 +117,13 @@ else
   check "deploy-smoke against the functions" failed ok
 fi
 
+# The functions' metrics, as CloudWatch reads them from the log: valid EMF lines.
+if emf=$(python3 scripts/check-emf.py "$work/watch.log"); then
+  check "$emf" ok ok
+else
+  check "EMF lines in the functions' log: $emf" failed ok
+fi
+
 if ((failed)); then
   echo "--- watch log ---"; tail -n 40 "$work/watch.log"
   echo "--- invoke log ---"; tail -n 20 "$work/invoke.log"

@@ -47,9 +47,10 @@ if [[ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSIO
   "$CHECKOV_VENV/bin/python" -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
 
-# Validators the EHR tests run on what MMT sends: OpenAPI (OpenEMR's published description)
+# Validators the tests run on what MMT emits: OpenAPI (OpenEMR's published description),
+# Prometheus text (the official client's parser)
 # and FHIR R4 (fhir.resources 6.1.x models FHIR 4.0.1 and needs pydantic 1).
-VALIDATORS="pyyaml==6.0.2 openapi-schema-validator==0.6.3 fhir.resources==6.1.0 pydantic[email]==1.10.21"
+VALIDATORS="pyyaml==6.0.2 openapi-schema-validator==0.6.3 fhir.resources==6.1.0 pydantic[email]==1.10.21 prometheus-client==0.21.1"
 VALIDATORS_VENV=${MMT_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmt-tools}/validators
 if [[ "$(cat "$VALIDATORS_VENV/.installed" 2>/dev/null)" != "$VALIDATORS" ]]; then
   log "installing the OpenAPI and FHIR validators into $VALIDATORS_VENV"

@@ -85,6 +85,8 @@ pub struct AppState {
     pub audit: Arc<dyn AuditLog>,
     /// `Some` when `EHR_TARGET` is set.
     pub ehr: Option<EhrServices>,
+    /// This process's counters, served at `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub engines: Engines,
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
@@ -165,6 +167,7 @@ impl AppState {
             transcribe_queue: queue,
             audit,
             ehr,
+            metrics: Arc::default(),
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),

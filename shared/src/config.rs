@@ -273,6 +273,8 @@ pub struct Config {
     pub cloud: Option<CloudEngineConfig>,
     pub ehr: Option<EhrConfig>,
     pub web: WebConfig,
+    /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
+    pub metrics_token: Option<SecretString>,
     pub local_engine_enabled: bool,
     /// The local engine runs on a separate worker (the GPU service) that consumes the queue:
     /// this process accepts `engine=local` uploads without loading a model.
@@ -709,6 +711,7 @@ impl Config {
             cloud,
             ehr,
             web,
+            metrics_token: src.secret("METRICS_TOKEN"),
             local_engine_enabled,
             local_engine_on_worker,
             local,

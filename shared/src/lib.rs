@@ -18,6 +18,7 @@ pub mod domain;
 pub mod entrypoints;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod ports;
 pub mod secrets;
 pub mod telemetry;

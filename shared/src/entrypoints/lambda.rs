@@ -73,6 +73,14 @@ async fn handle_batch(
         retry.then(|| job.message_id.to_string())
     }))
     .await;
+    let failed = outcomes.iter().filter(|o| o.is_some()).count();
+    crate::metrics::emit_emf(crate::metrics::emf_line(
+        &[("Queue", kind.name().to_owned())],
+        &[
+            ("Jobs", "Count", outcomes.len() as f64),
+            ("JobsReturned", "Count", failed as f64),
+        ],
+    ));
     let mut response = SqsBatchResponse::default();
     for id in outcomes.into_iter().flatten() {
         let mut failure = BatchItemFailure::default();

@@ -168,6 +168,10 @@ fn with_middleware(
             state.clone(),
             rate_limit::limit,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track_requests,
+        ))
         .layer(middleware::from_fn(security_headers::limit_header_size))
         .layer(middleware::from_fn(security_headers::add_security_headers))
         .layer(middleware::from_fn(correlation::correlate))
@@ -178,10 +182,17 @@ fn with_middleware(
     }
 }
 
-/// Every route and the web page, for the one-process server.
+/// Every route, `/metrics` and the web page, for the one-process server.
 pub fn full_router(state: AppState) -> Router {
-    let pages = state.config.web.serve_page.then(routes::web::routes);
-    with_middleware(&RouteGroup::ALL, pages, state)
+    let metrics = Router::new().route(
+        "/metrics",
+        axum::routing::get(crate::metrics::metrics_endpoint),
+    );
+    let pages = match state.config.web.serve_page {
+        true => metrics.merge(routes::web::routes()),
+        false => metrics,
+    };
+    with_middleware(&RouteGroup::ALL, Some(pages), state)
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {

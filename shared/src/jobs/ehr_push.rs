@@ -146,6 +146,7 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
                 // The note is in the EHR: the retry finds it by its marker.
                 return retry(format!("delivery store: {err}"));
             }
+            state.metrics.record_ehr("delivered");
             tracing::info!(delivery_id = %delivery.id, transcription_id = %delivery.transcription_id, found_existing = receipt.found_existing, "EHR note delivered");
             let detail = format!(
                 "delivered; EHR note {}{}",
@@ -185,6 +186,7 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
                 );
                 return give_up(state, &ehr, &delivery, message, reason).await;
             }
+            state.metrics.record_ehr("retry");
             tracing::warn!(delivery_id = %delivery.id, reason = %reason, "EHR push failed; will retry");
             Disposition::Retry {
                 delay: next_delay(state, message.receive_count, retry_after),
@@ -205,6 +207,7 @@ async fn give_up(
     message: &ReceivedJob,
     reason: String,
 ) -> Disposition {
+    state.metrics.record_ehr("failed");
     tracing::error!(delivery_id = %delivery.id, reason = %reason, "EHR push failed");
     if let Err(err) = ehr
         .deliveries

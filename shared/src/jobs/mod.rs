@@ -36,10 +36,17 @@ impl JobKind {
         state: &crate::AppState,
         message: &crate::ports::ReceivedJob,
     ) -> Disposition {
-        match self {
+        let disposition = match self {
             Self::Transcribe => handle_transcribe_message(state, message).await,
             Self::EhrPush => handle_ehr_message(state, message).await,
-        }
+        };
+        let outcome = match disposition {
+            Disposition::Ack => "ack",
+            Disposition::Retry { .. } => "retry",
+            Disposition::DeadLetter { .. } => "dead_letter",
+        };
+        state.metrics.record_job(self.name(), outcome);
+        disposition
     }
 
     /// The queue this kind of job travels on in this process, if it has one.

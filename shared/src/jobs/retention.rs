@@ -70,6 +70,9 @@ pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreE
     if report.deleted_records > 0 {
         state.records.purge_residue().await?;
     }
+    state
+        .metrics
+        .record_retention_deletions(report.deleted_records);
     tracing::info!(
         retention_days = report.retention_days,
         deleted_records = report.deleted_records,

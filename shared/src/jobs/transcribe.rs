@@ -105,6 +105,11 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
                 .await
             {
                 Ok(changed) => {
+                    state.metrics.record_transcription(
+                        record.engine.as_str(),
+                        duration_s,
+                        elapsed_s,
+                    );
                     tracing::info!(
                         transcription_id = %id,
                         engine = %record.engine,

@@ -4,10 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Disposition, JobKind as Consumer, handle_ehr_message, handle_transcribe_message,
-    sweep_retention,
-};
+use super::{Disposition, JobKind as Consumer, sweep_retention};
 use crate::{
     AppState,
     ports::{JobQueue, ReceivedJob},
@@ -149,7 +146,7 @@ async fn apply(
 pub async fn run_ehr_once(state: &AppState) -> Option<Disposition> {
     let queue = state.ehr.as_ref()?.queue.clone();
     let message = queue.receive(1).await.ok()?.into_iter().next()?;
-    let disposition = handle_ehr_message(state, &message).await;
+    let disposition = Consumer::EhrPush.handle(state, &message).await;
     if let Err(err) = apply(queue.as_ref(), &message, disposition.clone()).await {
         tracing::error!(error = %err, "could not settle the job");
     }
@@ -161,7 +158,7 @@ pub async fn run_ehr_once(state: &AppState) -> Option<Disposition> {
 pub async fn run_once(state: &AppState) -> Option<Disposition> {
     let queue = state.transcribe_queue.clone();
     let message = queue.receive(1).await.ok()?.into_iter().next()?;
-    let disposition = handle_transcribe_message(state, &message).await;
+    let disposition = Consumer::Transcribe.handle(state, &message).await;
     if let Err(err) = apply(queue.as_ref(), &message, disposition.clone()).await {
         tracing::error!(error = %err, "could not settle the job");
     }

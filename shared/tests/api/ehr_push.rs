@@ -55,12 +55,7 @@ fn clinician(app: &TestApp, name: &str) -> String {
 }
 
 async fn transcribed(app: &TestApp, token: &str) -> String {
-    let response = app.upload(token, tone(), "visit.wav", &[]).await;
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.upload_wav(token).await;
     app.drain_jobs().await;
     id
 }

@@ -174,7 +174,12 @@ impl TestApp {
 
     /// Uploads a short WAV and returns the new id.
     pub async fn upload_wav(&self, token: &str) -> String {
-        let response = self.upload(token, tone(), "visit.wav", &[]).await;
+        self.upload_wav_as(token, "visit.wav").await
+    }
+
+    /// Uploads a short WAV under `file_name` and returns the new id.
+    pub async fn upload_wav_as(&self, token: &str, file_name: &str) -> String {
+        let response = self.upload(token, tone(), file_name, &[]).await;
         assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
         let body: Value = response.json().await.unwrap();
         body["id"].as_str().unwrap().to_owned()

@@ -23,6 +23,7 @@ mod isolation;
 mod lambda;
 #[cfg(feature = "whisper")]
 mod local_engine;
+mod metrics;
 mod openapi;
 mod pipeline;
 mod process;

@@ -132,6 +132,7 @@ async fn create_transcription(
             return Err(err);
         }
     };
+    state.metrics.record_upload(size_bytes);
     tracing::info!(transcription_id = %id, engine = %record.engine, format = %format, size_bytes, "transcription queued");
     crate::audit::record_success(
         &state,
