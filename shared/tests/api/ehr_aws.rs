@@ -7,7 +7,6 @@ use std::time::Duration;
 use lambda_runtime::{Context, LambdaEvent};
 use mmt_core::{
     adapters::dynamodb_ehr::DynamoEhrStore,
-    auth::Scope,
     domain::{EhrDelivery, EhrReceipt, NoteSection, OwnerId, TranscriptionId},
     entrypoints::lambda::handle_ehr_sqs_event,
     ports::{ConnectionState, DeliveryStore, EhrConnectionStore},
@@ -54,15 +53,7 @@ async fn a_push_runs_through_the_ehr_queue_and_lands_once_after_a_lost_answer() 
     let app = spawn_app_on_aws(&env, aws.sdk.clone()).await;
     app.openai
         .set_transcript("Patient reports knee pain after a fall");
-    let token = app
-        .state
-        .tokens
-        .issue(
-            &OwnerId::for_user("ana").unwrap(),
-            &[Scope::Read, Scope::Write, Scope::EhrPush],
-        )
-        .unwrap()
-        .access_token;
+    let token = app.clinician_token("ana");
     let response = app.upload(&token, tone(), "knee.wav", &[]).await;
     let id = response.json::<Value>().await.unwrap()["id"]
         .as_str()

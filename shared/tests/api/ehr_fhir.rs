@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mmt_core::{auth::Scope, domain::OwnerId, jobs::run_ehr_once};
+use mmt_core::jobs::run_ehr_once;
 use mmt_testkit::fhir::FakeFhirServer;
 use serde_json::{Value, json};
 
@@ -46,15 +46,7 @@ async fn a_retried_create_does_not_duplicate_and_the_document_is_valid_fhir_r4()
     ])
     .await;
     app.openai.set_transcript(PHRASE);
-    let token = app
-        .state
-        .tokens
-        .issue(
-            &OwnerId::for_user("ana").unwrap(),
-            &[Scope::Read, Scope::Write, Scope::EhrPush],
-        )
-        .unwrap()
-        .access_token;
+    let token = app.clinician_token("ana");
     let response = app.upload(&token, tone(), "visit.wav", &[]).await;
     let id = response.json::<Value>().await.unwrap()["id"]
         .as_str()

@@ -42,18 +42,6 @@ async fn stack(extra: &[(&str, &str)]) -> Stack {
     Stack { app, emr }
 }
 
-/// A signed-in clinician's token (guests may not push).
-fn clinician(app: &TestApp, name: &str) -> String {
-    app.state
-        .tokens
-        .issue(
-            &OwnerId::for_user(name).unwrap(),
-            &[Scope::Read, Scope::Write, Scope::EhrPush],
-        )
-        .unwrap()
-        .access_token
-}
-
 async fn transcribed(app: &TestApp, token: &str) -> String {
     let id = app.upload_wav(token).await;
     app.drain_jobs().await;
@@ -109,7 +97,7 @@ fn body() -> Value {
 #[tokio::test]
 async fn a_push_lands_once_and_asking_again_returns_the_same_delivery() {
     let s = stack(&[]).await;
-    let token = clinician(&s.app, "ana");
+    let token = s.app.clinician_token("ana");
     let id = transcribed(&s.app, &token).await;
 
     let (status, delivery) = push(&s.app, &token, &id, body()).await;
@@ -153,7 +141,7 @@ async fn a_push_lands_once_and_asking_again_returns_the_same_delivery() {
 #[tokio::test]
 async fn exactly_one_note_after_a_lost_answer_a_500_a_429_and_a_reset() {
     let s = stack(&[]).await;
-    let token = clinician(&s.app, "ana");
+    let token = s.app.clinician_token("ana");
     let id = transcribed(&s.app, &token).await;
     s.emr.fail_next_posts([
         EmrFault::ServerError,
@@ -218,7 +206,7 @@ async fn exactly_one_note_after_a_lost_answer_a_500_a_429_and_a_reset() {
 #[tokio::test]
 async fn throttling_waits_as_asked_and_gives_up_after_the_last_attempt() {
     let s = stack(&[("EHR_MAX_ATTEMPTS", "2")]).await;
-    let token = clinician(&s.app, "ana");
+    let token = s.app.clinician_token("ana");
     let id = transcribed(&s.app, &token).await;
     s.emr.fail_next_posts([
         EmrFault::ServerError,
@@ -252,7 +240,7 @@ async fn throttling_waits_as_asked_and_gives_up_after_the_last_attempt() {
 async fn a_revoked_login_fails_the_delivery_with_a_clear_reason() {
     let s = stack(&[]).await;
     s.emr.revoke_refresh_token();
-    let token = clinician(&s.app, "ana");
+    let token = s.app.clinician_token("ana");
     let id = transcribed(&s.app, &token).await;
     push(&s.app, &token, &id, body()).await;
     drain_ehr(&s.app, Duration::from_secs(10)).await;
@@ -274,8 +262,8 @@ async fn a_revoked_login_fails_the_delivery_with_a_clear_reason() {
 #[tokio::test]
 async fn pushes_are_checked_before_anything_is_queued() {
     let s = stack(&[]).await;
-    let ana = clinician(&s.app, "ana");
-    let ben = clinician(&s.app, "ben");
+    let ana = s.app.clinician_token("ana");
+    let ben = s.app.clinician_token("ben");
     let id = transcribed(&s.app, &ana).await;
 
     // Someone else's transcription: 404, like a missing one.
@@ -359,7 +347,7 @@ async fn pushes_are_checked_before_anything_is_queued() {
 #[tokio::test]
 async fn without_ehr_target_the_routes_say_so() {
     let app = spawn_app_with(&[]).await;
-    let token = clinician(&app, "ana");
+    let token = app.clinician_token("ana");
     let id = transcribed(&app, &token).await;
     let (status, err) = push(&app, &token, &id, body()).await;
     assert_eq!(
@@ -379,7 +367,7 @@ async fn with_field_encryption_the_ehr_ids_and_refresh_token_are_sealed_at_rest(
         ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
     ])
     .await;
-    let token = clinician(&s.app, "ana");
+    let token = s.app.clinician_token("ana");
     let id = transcribed(&s.app, &token).await;
     push(&s.app, &token, &id, body()).await;
     drain_ehr(&s.app, Duration::from_secs(10)).await;
@@ -417,7 +405,7 @@ async fn an_admin_sees_when_the_openemr_login_needs_renewing() {
     assert_eq!(view["target"], "openemr");
     assert!(view["connection"].is_null(), "no login used yet");
 
-    let token = clinician(&s.app, "ana");
+    let token = s.app.clinician_token("ana");
     let id = transcribed(&s.app, &token).await;
     push(&s.app, &token, &id, body()).await;
     drain_ehr(&s.app, Duration::from_secs(10)).await;

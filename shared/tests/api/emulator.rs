@@ -21,6 +21,38 @@ pub struct Emulator {
     pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
+/// A string attribute of a table's key schema.
+fn attribute(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .unwrap()
+}
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .unwrap()
+}
+
+/// A global secondary index on `hash` + `range`, projecting everything.
+fn index(name: &str, hash: &str, range: &str) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash))
+        .key_schema(key(range, KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .unwrap()
+}
+
 /// The queues, bucket and table of one deployment.
 pub struct Deployment {
     pub bucket: String,
@@ -135,20 +167,6 @@ impl Emulator {
 
     /// The records table: `pk`, the owner index, TTL on `expires_at`.
     pub async fn records_table(&self, name: &str) {
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .unwrap()
-        };
         self.dynamodb
             .create_table()
             .table_name(name)
@@ -157,19 +175,11 @@ impl Emulator {
             .attribute_definitions(attribute("owner"))
             .attribute_definitions(attribute("created_sort"))
             .key_schema(key("pk", KeyType::Hash))
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(mmt_core::adapters::dynamodb::OWNER_INDEX)
-                    .key_schema(key("owner", KeyType::Hash))
-                    .key_schema(key("created_sort", KeyType::Range))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
+            .global_secondary_indexes(index(
+                mmt_core::adapters::dynamodb::OWNER_INDEX,
+                "owner",
+                "created_sort",
+            ))
             .send()
             .await
             .unwrap();
@@ -190,20 +200,6 @@ impl Emulator {
 
     /// The audit table, keyed as `infra/modules/storage` declares it.
     pub async fn audit_table(&self, name: &str) {
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .unwrap()
-        };
         self.dynamodb
             .create_table()
             .table_name(name)
@@ -219,20 +215,6 @@ impl Emulator {
 
     /// The EHR outbox table, keyed as `infra/modules/storage` declares it.
     pub async fn ehr_table(&self, name: &str) {
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .unwrap()
-        };
         self.dynamodb
             .create_table()
             .table_name(name)
@@ -241,19 +223,11 @@ impl Emulator {
             .attribute_definitions(attribute("transcription_id"))
             .attribute_definitions(attribute("created_sort"))
             .key_schema(key("pk", KeyType::Hash))
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(mmt_core::adapters::dynamodb_ehr::TRANSCRIPTION_INDEX)
-                    .key_schema(key("transcription_id", KeyType::Hash))
-                    .key_schema(key("created_sort", KeyType::Range))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
+            .global_secondary_indexes(index(
+                mmt_core::adapters::dynamodb_ehr::TRANSCRIPTION_INDEX,
+                "transcription_id",
+                "created_sort",
+            ))
             .send()
             .await
             .unwrap();

@@ -172,6 +172,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A signed-in user's token with the EHR scope (guests may not push).
+    pub fn clinician_token(&self, name: &str) -> String {
+        use mmt_core::auth::Scope;
+        self.state
+            .tokens
+            .issue(
+                &mmt_core::domain::OwnerId::for_user(name).unwrap(),
+                &[Scope::Read, Scope::Write, Scope::EhrPush],
+            )
+            .unwrap()
+            .access_token
+    }
+
     /// Uploads a short WAV and returns the new id.
     pub async fn upload_wav(&self, token: &str) -> String {
         self.upload_wav_as(token, "visit.wav").await
