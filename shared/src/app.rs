@@ -87,6 +87,8 @@ pub struct AppState {
     pub ehr: Option<EhrServices>,
     /// This process's counters, served at `GET /metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The in-process consumers' heartbeats, read by `/health/ready`.
+    pub worker_heartbeats: Arc<crate::jobs::heartbeat::WorkerHeartbeats>,
     pub engines: Engines,
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
@@ -168,6 +170,7 @@ impl AppState {
             audit,
             ehr,
             metrics: Arc::default(),
+            worker_heartbeats: Arc::default(),
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),

@@ -78,6 +78,43 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where logs, traces and error reports go. Everything but the log format is off unless set.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    pub environment: Environment,
+    /// The deployed Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`), when in Lambda.
+    pub function_name: Option<String>,
+    /// `OTEL_SERVICE_NAME`, default `mmt`.
+    pub service_name: String,
+    pub otlp: Option<OtlpConfig>,
+    pub sentry: Option<SentryConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL; spans go to `<endpoint>/v1/traces`.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`: `http/protobuf` (the OTLP default) or `http/json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    HttpJson,
+}
+
+#[derive(Debug, Clone)]
+pub struct SentryConfig {
+    /// `SENTRY_DSN`: holds the project's key, so it is kept out of logs like a secret.
+    pub dsn: SecretString,
+    /// `SENTRY_ENVIRONMENT`, default the `ENV` name.
+    pub environment: String,
+    /// `SENTRY_TRACES_SAMPLE_RATE`, 0.0–1.0, default 0 (errors only).
+    pub traces_sample_rate: f32,
+}
+
 /// A user allowed to sign in with `POST /auth/login`: the name and an argon2 PHC hash.
 #[derive(Clone)]
 pub struct LocalUser {
@@ -233,6 +270,8 @@ pub struct QueueConfig {
     pub poll_interval: Duration,
     pub retry_base_delay: Duration,
     pub worker_concurrency: usize,
+    /// A consumer silent for longer makes `/health/ready` answer not ready.
+    pub worker_stale_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -294,7 +333,7 @@ pub struct Config {
     pub json_body_limit_bytes: usize,
     pub queue: QueueConfig,
     pub shutdown_grace: Duration,
-    pub log_format: LogFormat,
+    pub telemetry: TelemetryConfig,
     /// Running as an AWS Lambda function (the runtime sets `AWS_LAMBDA_FUNCTION_NAME`).
     pub in_lambda: bool,
 }
@@ -343,6 +382,94 @@ impl Source<'_> {
     fn secret(&self, key: &str) -> Option<SecretString> {
         self.raw(key).map(SecretString::from)
     }
+}
+
+/// `http://localhost:4318`, `http://127.0.0.1:4318`, `http://[::1]:4318`: a sidecar collector.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+fn telemetry_config(
+    src: &Source,
+    environment: Environment,
+) -> Result<TelemetryConfig, ConfigError> {
+    let log_format = match src.raw("LOG_FORMAT").as_deref() {
+        None if environment == Environment::Dev => LogFormat::Text,
+        None => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                key: "LOG_FORMAT",
+                reason: "expected text or json".into(),
+            });
+        }
+    };
+    let otlp = match src.raw("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        None => None,
+        Some(endpoint) => {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    reason: "expected an http(s) URL".into(),
+                });
+            }
+            let protocol = match src.raw("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+                None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+                Some("http/json") => OtlpProtocol::HttpJson,
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        key: "OTEL_EXPORTER_OTLP_PROTOCOL",
+                        reason: "expected http/protobuf or http/json (gRPC is not built in)".into(),
+                    });
+                }
+            };
+            Some(OtlpConfig {
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+                protocol,
+            })
+        }
+    };
+    let sentry = match src.secret("SENTRY_DSN") {
+        None => None,
+        Some(dsn) => {
+            if dsn.expose_secret().parse::<sentry::types::Dsn>().is_err() {
+                // The DSN holds the project key: the reason never repeats it.
+                return Err(ConfigError::Invalid {
+                    key: "SENTRY_DSN",
+                    reason: "not a Sentry DSN (https://<key>@<host>/<project>)".into(),
+                });
+            }
+            let traces_sample_rate: f32 = src.parse("SENTRY_TRACES_SAMPLE_RATE", 0.0)?;
+            if !(0.0..=1.0).contains(&traces_sample_rate) {
+                return Err(ConfigError::Invalid {
+                    key: "SENTRY_TRACES_SAMPLE_RATE",
+                    reason: "expected a number from 0 to 1".into(),
+                });
+            }
+            Some(SentryConfig {
+                dsn,
+                environment: src
+                    .raw("SENTRY_ENVIRONMENT")
+                    .unwrap_or_else(|| environment.as_str().to_owned()),
+                traces_sample_rate,
+            })
+        }
+    };
+    Ok(TelemetryConfig {
+        log_format,
+        environment,
+        function_name: src.raw("AWS_LAMBDA_FUNCTION_NAME"),
+        service_name: src.raw("OTEL_SERVICE_NAME").unwrap_or_else(|| "mmt".into()),
+        otlp,
+        sentry,
+    })
 }
 
 impl Config {
@@ -742,26 +869,13 @@ impl Config {
                     src.parse("JOB_RETRY_BASE_DELAY_MS", 2000u64)?,
                 ),
                 worker_concurrency,
+                worker_stale_after: Duration::from_secs(
+                    src.parse("WORKER_STALE_AFTER_SECS", 60u64)?.max(1),
+                ),
             },
             shutdown_grace: Duration::from_secs(src.parse("SHUTDOWN_GRACE_SECS", 20u64)?),
             in_lambda: src.raw("AWS_LAMBDA_FUNCTION_NAME").is_some(),
-            log_format: match src.raw("LOG_FORMAT").as_deref() {
-                None => {
-                    if environment == Environment::Dev {
-                        LogFormat::Text
-                    } else {
-                        LogFormat::Json
-                    }
-                }
-                Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(_) => {
-                    return Err(ConfigError::Invalid {
-                        key: "LOG_FORMAT",
-                        reason: "expected text or json".into(),
-                    });
-                }
-            },
+            telemetry: telemetry_config(&src, environment)?,
         };
         config.refuse_unsafe_production()?;
         Ok(config)
@@ -831,6 +945,21 @@ impl Config {
             return unsafe_setting(
                 "OPENEMR_USERNAME",
                 "the password grant is for testing; use the refresh token of a one-time login",
+            );
+        }
+        // Error reports and traces carry no PHI, but they do carry the shape of the service.
+        if let Some(sentry) = &self.telemetry.sentry
+            && !sentry.dsn.expose_secret().starts_with("https://")
+        {
+            return unsafe_setting("SENTRY_DSN", "must use https");
+        }
+        if let Some(otlp) = &self.telemetry.otlp
+            && !otlp.endpoint.starts_with("https://")
+            && !is_loopback_url(&otlp.endpoint)
+        {
+            return unsafe_setting(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "must use https unless the collector runs beside MMT (localhost)",
             );
         }
         if self.store_phi && self.field_encryption.is_none() {
@@ -1358,10 +1487,68 @@ mod tests {
         refused(&[("DEMO_MODE", "true")], &[], "DEMO_MODE");
         refused(&[], &["ENABLE_FIELD_ENCRYPTION"], "ENABLE_FIELD_ENCRYPTION");
         refused(&[("ADMIN_API_KEY", "too-short")], &[], "ADMIN_API_KEY");
+        refused(
+            &[("SENTRY_DSN", "http://public@sentry.example.com/1")],
+            &[],
+            "SENTRY_DSN",
+        );
+        refused(
+            &[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://collector.example.com:4318",
+            )],
+            &[],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        );
+        for sidecar in [
+            "http://localhost:4318",
+            "http://127.0.0.1:4318/",
+            "https://otlp.example.com",
+        ] {
+            let mut pairs = safe.clone();
+            pairs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", sidecar));
+            assert!(config(&pairs).is_ok(), "{sidecar}");
+        }
         // Without stored PHI, encryption at rest is not required.
         let mut no_phi: Vec<(&str, &str)> = safe[..2].to_vec();
         no_phi.push(("STORE_PHI", "false"));
         assert!(config(&no_phi).is_ok());
+    }
+
+    #[test]
+    fn telemetry_settings_are_checked_and_the_dsn_never_repeated() {
+        let c = config(&[]).unwrap();
+        assert!(c.telemetry.otlp.is_none() && c.telemetry.sentry.is_none());
+        assert_eq!(c.telemetry.service_name, "mmt");
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("SENTRY_DSN", "https://abc123@o1.ingest.sentry.io/42"),
+            ("SENTRY_TRACES_SAMPLE_RATE", "0.25"),
+        ])
+        .unwrap();
+        let otlp = c.telemetry.otlp.unwrap();
+        assert_eq!(otlp.endpoint, "http://127.0.0.1:4318");
+        assert_eq!(otlp.protocol, OtlpProtocol::HttpJson);
+        let sentry = c.telemetry.sentry.unwrap();
+        assert_eq!(sentry.traces_sample_rate, 0.25);
+        assert_eq!(sentry.environment, "dev");
+        for (key, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("SENTRY_DSN", "abc123-not-a-dsn"),
+            ("SENTRY_TRACES_SAMPLE_RATE", "2"),
+        ] {
+            let mut pairs = vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+                ("SENTRY_DSN", "https://abc123@o1.ingest.sentry.io/42"),
+            ];
+            pairs.retain(|(k, _)| *k != key);
+            pairs.push((key, value));
+            let err = config(&pairs).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            assert!(!err.contains("abc123"), "{err}");
+        }
     }
 
     #[test]

@@ -317,6 +317,16 @@ impl Job {
 
 /// The message attribute (SQS) that carries the HTTP request's correlation id with a job.
 pub const CORRELATION_ATTRIBUTE: &str = "correlation_id";
+/// The message attribute (SQS) that carries the W3C trace context of the span that queued a job.
+pub const TRACEPARENT_ATTRIBUTE: &str = "traceparent";
+
+/// Where a job came from, for logs and traces: the correlation id of the request that queued
+/// it, and the W3C `traceparent` of the span that did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobOrigin {
+    pub correlation_id: Option<String>,
+    pub traceparent: Option<String>,
+}
 
 /// A message as a consumer receives it (from the local queue or from an SQS event).
 #[derive(Debug, Clone)]
@@ -327,7 +337,7 @@ pub struct ReceivedJob {
     /// 1 on first delivery.
     pub receive_count: u32,
     pub body: String,
-    pub correlation_id: Option<String>,
+    pub origin: JobOrigin,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
@@ -353,7 +363,7 @@ pub trait JobQueue: Send + Sync {
     async fn enqueue(
         &self,
         job: &Job,
-        correlation_id: Option<&str>,
+        origin: &JobOrigin,
         dedupe_key: Option<&str>,
     ) -> Result<JobId, QueueError>;
     async fn receive(&self, max: usize) -> Result<Vec<ReceivedJob>, QueueError>;

@@ -10,7 +10,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::load().await?;
-    telemetry::init(config.log_format);
+    let _telemetry = telemetry::init(&config.telemetry, "ehr-push");
     let state = AppState::from_config(config).await?;
     let router = http::router(&[http::RouteGroup::EhrPush], state.clone());
     let state = &state;

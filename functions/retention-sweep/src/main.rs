@@ -7,7 +7,7 @@ use mmt_core::{AppState, Config, entrypoints::lambda::handle_scheduled_sweep, te
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::load().await?;
-    telemetry::init(config.log_format);
+    let _telemetry = telemetry::init(&config.telemetry, "retention-sweep");
     let state = AppState::from_config(config).await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {

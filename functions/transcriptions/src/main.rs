@@ -5,7 +5,7 @@ use mmt_core::{AppState, Config, http, telemetry};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::load().await?;
-    telemetry::init(config.log_format);
+    let _telemetry = telemetry::init(&config.telemetry, "transcriptions");
     let state = AppState::from_config(config).await?;
     lambda_http::run(http::router(&[http::RouteGroup::Transcriptions], state)).await
 }

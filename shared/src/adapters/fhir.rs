@@ -15,6 +15,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use reqwest::{StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::{
     domain::{EhrError, EhrReceipt, NoteDelivery},
@@ -107,14 +108,24 @@ impl EhrClient for FhirClient {
         if let Some(token) = &self.config.bearer_token {
             request = request.bearer_auth(token.expose_secret());
         }
-        let response = request.send().await.map_err(|e| EhrError::Transient {
-            reason: if e.is_timeout() {
-                "the FHIR server did not answer in time (the document may have been created)".into()
-            } else {
-                "the connection to the FHIR server failed".into()
-            },
-            retry_after: None,
-        })?;
+        let span = tracing::info_span!(
+            "ehr_call",
+            ehr = "fhir",
+            action = "create DocumentReference"
+        );
+        let response = request
+            .send()
+            .instrument(span)
+            .await
+            .map_err(|e| EhrError::Transient {
+                reason: if e.is_timeout() {
+                    "the FHIR server did not answer in time (the document may have been created)"
+                        .into()
+                } else {
+                    "the connection to the FHIR server failed".into()
+                },
+                retry_after: None,
+            })?;
         let status = response.status();
         let location = response
             .headers()

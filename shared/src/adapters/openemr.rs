@@ -24,6 +24,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::{
     domain::{EhrError, EhrReceipt, NoteDelivery},
@@ -183,10 +184,12 @@ impl OpenEmrClient {
         if let Some(secret) = &self.config.client_secret {
             form.push(("client_secret", secret.expose_secret().to_owned()));
         }
+        let span = tracing::info_span!("ehr_call", ehr = "openemr", action = "token");
         self.http
             .post(url)
             .form(&form)
             .send()
+            .instrument(span)
             .await
             .map_err(|e| transport(&e, false))
     }
@@ -333,21 +336,32 @@ impl OpenEmrClient {
         build: impl Fn(&str) -> reqwest::RequestBuilder,
         action: &str,
     ) -> Result<reqwest::Response, EhrError> {
-        let mut renew = false;
-        for _ in 0..2 {
-            let token = self.access_token(renew).await?;
-            let response = build(&token)
-                .send()
-                .await
-                .map_err(|e| transport(&e, true))?;
-            if response.status() != StatusCode::UNAUTHORIZED {
-                return Ok(response);
+        let span = tracing::info_span!(
+            "ehr_call",
+            ehr = "openemr",
+            action,
+            status = tracing::field::Empty
+        );
+        async {
+            let mut renew = false;
+            for _ in 0..2 {
+                let token = self.access_token(renew).await?;
+                let response = build(&token)
+                    .send()
+                    .await
+                    .map_err(|e| transport(&e, true))?;
+                tracing::Span::current().record("status", response.status().as_u16());
+                if response.status() != StatusCode::UNAUTHORIZED {
+                    return Ok(response);
+                }
+                renew = true;
             }
-            renew = true;
+            Err(EhrError::NeedsLogin(format!(
+                "OpenEMR refused a fresh access token to {action} (401)"
+            )))
         }
-        Err(EhrError::NeedsLogin(format!(
-            "OpenEMR refused a fresh access token to {action} (401)"
-        )))
+        .instrument(span)
+        .await
     }
 
     async fn get_data(&self, path: &str, action: &str) -> Result<Value, EhrError> {

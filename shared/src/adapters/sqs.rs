@@ -4,7 +4,8 @@
 //! counts receives (`ApproximateReceiveCount`); the queue's redrive policy moves a message to
 //! the DLQ after `maxReceiveCount` — keep `MAX_RECEIVE_COUNT` equal to it. An explicit dead
 //! letter (a job that can never succeed) is sent to the DLQ and deleted from the queue.
-//! The HTTP request's correlation id travels as the `correlation_id` message attribute.
+//! The HTTP request's correlation id and W3C trace context travel as the `correlation_id` and
+//! `traceparent` message attributes.
 
 use std::time::Duration;
 
@@ -16,8 +17,11 @@ use aws_sdk_sqs::{
 
 use crate::{
     domain::JobId,
-    http::sanitize_correlation_id,
-    ports::{CORRELATION_ATTRIBUTE, Job, JobQueue, QueueError, QueueStats, ReceivedJob},
+    ports::{
+        CORRELATION_ATTRIBUTE, Job, JobOrigin, JobQueue, QueueError, QueueStats, ReceivedJob,
+        TRACEPARENT_ATTRIBUTE,
+    },
+    telemetry::trace::{origin_attributes, origin_from_attributes},
 };
 
 /// SQS's longest visibility timeout.
@@ -35,6 +39,14 @@ pub struct SqsJobQueue {
 
 fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> QueueError {
     QueueError::Unavailable(Box::new(err))
+}
+
+fn string_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(unavailable)
 }
 
 fn seconds(d: Duration) -> i32 {
@@ -112,7 +124,7 @@ impl JobQueue for SqsJobQueue {
     async fn enqueue(
         &self,
         job: &Job,
-        correlation_id: Option<&str>,
+        origin: &JobOrigin,
         _dedupe_key: Option<&str>,
     ) -> Result<JobId, QueueError> {
         // Standard queues have no deduplication; the job handler is idempotent instead.
@@ -122,13 +134,8 @@ impl JobQueue for SqsJobQueue {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body);
-        if let Some(id) = correlation_id {
-            let attribute = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(id)
-                .build()
-                .map_err(unavailable)?;
-            send = send.message_attributes(CORRELATION_ATTRIBUTE, attribute);
+        for (name, value) in origin_attributes(origin) {
+            send = send.message_attributes(name, string_attribute(value)?);
         }
         let sent = send.send().await.map_err(unavailable)?;
         Ok(JobId::from_raw(sent.message_id().unwrap_or_default()))
@@ -144,6 +151,7 @@ impl JobQueue for SqsJobQueue {
             .wait_time_seconds(seconds(self.wait))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_attribute_names(CORRELATION_ATTRIBUTE)
+            .message_attribute_names(TRACEPARENT_ATTRIBUTE)
             .send()
             .await
             .map_err(unavailable)?;
@@ -159,11 +167,11 @@ impl JobQueue for SqsJobQueue {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1),
                 body: m.body().unwrap_or_default().to_owned(),
-                correlation_id: m
-                    .message_attributes()
-                    .and_then(|a| a.get(CORRELATION_ATTRIBUTE))
-                    .and_then(|v| v.string_value())
-                    .and_then(sanitize_correlation_id),
+                origin: origin_from_attributes(|name| {
+                    m.message_attributes()
+                        .and_then(|a| a.get(name))
+                        .and_then(|v| v.string_value())
+                }),
             })
             .collect())
     }
@@ -197,24 +205,14 @@ impl JobQueue for SqsJobQueue {
     }
 
     async fn dead_letter(&self, job: &ReceivedJob, reason: &str) -> Result<(), QueueError> {
-        let reason_attribute = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(reason)
-            .build()
-            .map_err(unavailable)?;
         let mut send = self
             .client
             .send_message()
             .queue_url(&self.dead_letter_url)
             .message_body(&job.body)
-            .message_attributes("dead_letter_reason", reason_attribute);
-        if let Some(id) = &job.correlation_id {
-            let attribute = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(id)
-                .build()
-                .map_err(unavailable)?;
-            send = send.message_attributes(CORRELATION_ATTRIBUTE, attribute);
+            .message_attributes("dead_letter_reason", string_attribute(reason)?);
+        for (name, value) in origin_attributes(&job.origin) {
+            send = send.message_attributes(name, string_attribute(value)?);
         }
         send.send().await.map_err(unavailable)?;
         // Kept in the DLQ first, then removed here: a crash between the two leaves a duplicate

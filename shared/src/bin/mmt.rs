@@ -67,7 +67,11 @@ async fn serve(mode: Mode) -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    telemetry::init(config.log_format);
+    let component = match mode {
+        Mode::Server => "serve",
+        Mode::Worker => "worker",
+    };
+    let _telemetry = telemetry::init(&config.telemetry, component);
     let state = match AppState::from_config(config).await {
         Ok(state) => state,
         Err(err) => {
@@ -119,7 +123,7 @@ async fn rotate_keys() -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    telemetry::init(config.log_format);
+    let _telemetry = telemetry::init(&config.telemetry, "keys-rotate");
     // Rotation touches stores only: no engine to load.
     config.local_engine_enabled = false;
     let state = match AppState::from_config(config).await {

@@ -8,9 +8,9 @@ use lambda_runtime::{Error, LambdaEvent};
 use crate::{
     AppState,
     domain::JobId,
-    http::sanitize_correlation_id,
     jobs::{Disposition, JobKind, RetentionReport, sweep_retention},
-    ports::{CORRELATION_ATTRIBUTE, ReceivedJob},
+    ports::ReceivedJob,
+    telemetry::{self, trace::origin_from_attributes},
 };
 
 fn received_job(message: &SqsMessage) -> ReceivedJob {
@@ -23,11 +23,12 @@ fn received_job(message: &SqsMessage) -> ReceivedJob {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1),
         body: message.body.clone().unwrap_or_default(),
-        correlation_id: message
-            .message_attributes
-            .get(CORRELATION_ATTRIBUTE)
-            .and_then(|a| a.string_value.as_deref())
-            .and_then(sanitize_correlation_id),
+        origin: origin_from_attributes(|name| {
+            message
+                .message_attributes
+                .get(name)
+                .and_then(|a| a.string_value.as_deref())
+        }),
     }
 }
 
@@ -81,6 +82,7 @@ async fn handle_batch(
             ("JobsReturned", "Count", failed as f64),
         ],
     ));
+    telemetry::flush().await;
     let mut response = SqsBatchResponse::default();
     for id in outcomes.into_iter().flatten() {
         let mut failure = BatchItemFailure::default();
@@ -96,5 +98,7 @@ pub async fn handle_scheduled_sweep(
     state: &AppState,
     _event: LambdaEvent<serde_json::Value>,
 ) -> Result<RetentionReport, Error> {
-    Ok(sweep_retention(state).await?)
+    let report = sweep_retention(state).await;
+    telemetry::flush().await;
+    Ok(report?)
 }

@@ -2,7 +2,8 @@
 //!
 //! Every request gets an id: the client's `X-Correlation-ID` when it is a sane token, a fresh
 //! UUID otherwise. It is echoed in the response, stored in the request's span, carried into
-//! queued jobs, and put in every error body.
+//! queued jobs, and put in every error body. The request's span continues the caller's W3C
+//! trace when it sends a `traceparent`.
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use axum::{
 use tracing::Instrument;
 
 use super::error::ErrorReport;
+use crate::telemetry;
 
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
@@ -56,7 +58,19 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!("request", method = %request.method(), route = %route, correlation_id = %id);
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        correlation_id = %id,
+        trace_id = tracing::field::Empty,
+    );
+    let traceparent = request
+        .headers()
+        .get(telemetry::trace::TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok());
+    telemetry::continue_trace(&span, traceparent);
+    telemetry::record_trace_id(&span);
     let started = Instant::now();
     let mut response = CORRELATION_ID
         .scope(id.clone(), next.run(request))

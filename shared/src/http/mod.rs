@@ -174,8 +174,13 @@ fn with_middleware(
         ))
         .layer(middleware::from_fn(security_headers::limit_header_size))
         .layer(middleware::from_fn(security_headers::add_security_headers))
-        .layer(middleware::from_fn(correlation::correlate))
-        .with_state(state);
+        .layer(middleware::from_fn(correlation::correlate));
+    // Outside the request span, so the flush sees it closed and sends it.
+    let router = match state.config.in_lambda {
+        true => router.layer(middleware::from_fn(flush_telemetry)),
+        false => router,
+    }
+    .with_state(state);
     match cors {
         Some(cors) => router.layer(cors),
         None => router,
@@ -195,6 +200,17 @@ pub fn full_router(state: AppState) -> Router {
     with_middleware(&RouteGroup::ALL, Some(pages), state)
 }
 
+/// A Lambda function may be frozen once it has answered: its spans and error reports are sent
+/// before the answer leaves.
+async fn flush_telemetry(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    crate::telemetry::flush().await;
+    response
+}
+
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
@@ -212,6 +228,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static(CORRELATION_HEADER),
+                HeaderName::from_static(crate::telemetry::trace::TRACEPARENT_HEADER),
             ])
             .expose_headers([
                 header::LOCATION,

@@ -7,26 +7,21 @@ use std::time::Duration;
 use rand::Rng;
 use tracing::Instrument;
 
-use super::{Disposition, messages::Incoming, messages::read_message};
+use super::{Disposition, JobKind, messages::Incoming, messages::read_message};
 use crate::{
     AppState,
     app::EhrServices,
     audit::{self, AuditAction, AuditEvent, AuditOutcome},
     domain::{EhrDelivery, EhrError, NoteDelivery, Status, delivery_marker, note_text},
     ports::{Job, ReceivedJob},
+    telemetry,
 };
 
 /// The subject EHR jobs act as in the audit trail.
 const PUSHER: &str = "system:ehr-push";
 
 pub async fn handle_ehr_message(state: &AppState, message: &ReceivedJob) -> Disposition {
-    let span = tracing::info_span!(
-        "job",
-        queue = "ehr",
-        message_id = %message.message_id,
-        receive_count = message.receive_count,
-        correlation_id = message.correlation_id.as_deref().unwrap_or("-"),
-    );
+    let span = telemetry::job_span(JobKind::EhrPush.name(), message);
     handle(state, message).instrument(span).await
 }
 
@@ -135,7 +130,7 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         marker,
         check_existing,
     };
-    let correlation = message.correlation_id.as_deref();
+    let correlation = message.origin.correlation_id.as_deref();
     match ehr.client.deliver(&note).await {
         Ok(receipt) => {
             if let Err(err) = ehr
@@ -225,7 +220,7 @@ async fn give_up(
             delivery,
             AuditOutcome::Failed,
             format!("failed: {reason}"),
-            message.correlation_id.as_deref(),
+            message.origin.correlation_id.as_deref(),
         ),
     )
     .await;

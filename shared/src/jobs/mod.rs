@@ -2,6 +2,7 @@
 //! pool, SQS-triggered Lambda, scheduled Lambda) calls into these same functions.
 
 mod ehr_push;
+pub mod heartbeat;
 mod key_rotation;
 mod messages;
 mod retention;

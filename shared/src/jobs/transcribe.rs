@@ -10,6 +10,7 @@ use crate::{
     AppState,
     domain::{AudioFormat, BlobKey, Status, TranscriptionId, sniff_audio_format},
     ports::{AudioInput, BlobError, EngineError, Job, Progress, ReceivedJob, TranscribeOptions},
+    telemetry,
 };
 
 /// What the consumer should do with a message after handling it.
@@ -26,13 +27,7 @@ pub enum Disposition {
 /// Handles one transcription message. Safe to call again for the same message: a record that
 /// is already final is left alone, so a redelivery never duplicates work or regresses status.
 pub async fn handle_transcribe_message(state: &AppState, message: &ReceivedJob) -> Disposition {
-    let span = tracing::info_span!(
-        "job",
-        queue = "transcribe",
-        message_id = %message.message_id,
-        receive_count = message.receive_count,
-        correlation_id = message.correlation_id.as_deref().unwrap_or("-"),
-    );
+    let span = telemetry::job_span(super::JobKind::Transcribe.name(), message);
     handle(state, message).instrument(span).await
 }
 
@@ -92,7 +87,16 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
     let options = TranscribeOptions::of(&record);
     let (progress, progress_writer) = progress_to_record(state, id);
     let started = std::time::Instant::now();
-    let outcome = engine.transcribe(&audio, &options, &progress).await;
+    let engine_span = tracing::info_span!(
+        "engine",
+        engine = record.engine.as_str(),
+        model = %engine.describe(),
+        audio_bytes = record.size_bytes,
+    );
+    let outcome = engine
+        .transcribe(&audio, &options, &progress)
+        .instrument(engine_span)
+        .await;
     let elapsed_s = started.elapsed().as_secs_f64();
     progress_writer.abort();
 

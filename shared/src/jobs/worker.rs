@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Disposition, JobKind as Consumer, sweep_retention};
+use super::{Disposition, JobKind as Consumer, heartbeat::BEAT_WHILE_WORKING, sweep_retention};
 use crate::{
     AppState,
     ports::{JobQueue, ReceivedJob},
@@ -50,8 +50,11 @@ async fn consume(
     worker: usize,
 ) {
     let kind = consumer.name();
+    let name = format!("{kind}-{worker}");
+    let heartbeats = state.worker_heartbeats.clone();
     tracing::info!(worker, queue = kind, "worker started");
     while !shutdown.is_cancelled() {
+        heartbeats.beat(&name);
         let received = match queue.receive(1).await {
             Ok(received) => received,
             Err(err) => {
@@ -66,9 +69,10 @@ async fn consume(
             }
         }
         for message in received {
-            process(&state, &queue, consumer, message, &shutdown).await;
+            process(&state, &queue, consumer, message, &shutdown, &name).await;
         }
     }
+    heartbeats.stopped(&name);
     tracing::info!(worker, queue = kind, "worker stopped");
 }
 
@@ -78,9 +82,10 @@ async fn process(
     consumer: Consumer,
     message: ReceivedJob,
     shutdown: &CancellationToken,
+    worker: &str,
 ) {
     let visibility = state.config.queue.visibility_timeout;
-    let heartbeat = {
+    let lease = {
         let (queue, message) = (queue.clone(), message.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(visibility / 3);
@@ -90,6 +95,16 @@ async fn process(
                 if let Err(err) = queue.extend_lease(&message, visibility).await {
                     tracing::warn!(error = %err, "could not extend the job lease");
                 }
+            }
+        })
+    };
+    let alive = {
+        let (heartbeats, worker) = (state.worker_heartbeats.clone(), worker.to_owned());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BEAT_WHILE_WORKING);
+            loop {
+                tick.tick().await;
+                heartbeats.beat(&worker);
             }
         })
     };
@@ -110,7 +125,8 @@ async fn process(
             }
         }
     };
-    heartbeat.abort();
+    lease.abort();
+    alive.abort();
 
     let applied = match outcome {
         None => {

@@ -90,12 +90,13 @@ async fn spawn(
     aws: Option<AwsSdkConfig>,
     customise: impl FnOnce(&mut AppState),
 ) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        mmt_core::telemetry::init(mmt_core::config::LogFormat::Text);
-    }
     let dir = tempfile::tempdir().unwrap();
     let openai = OpenAiContractServer::start(OPENAI_KEY).await.unwrap();
     let config = Config::from_map(&test_env(&dir, &openai, overrides)).expect("test config");
+    if std::env::var("TEST_LOG").is_ok() {
+        // Nothing is exported in tests: the guard has nothing to flush.
+        std::mem::forget(mmt_core::telemetry::init(&config.telemetry, "test"));
+    }
     let mut state = AppState::with_aws_config(config, aws)
         .await
         .expect("app state");

@@ -4,7 +4,7 @@ use mmt_core::{
     adapters::{Database, SqliteJobQueue},
     app::TRANSCRIBE_QUEUE,
     jobs::Disposition,
-    ports::Job,
+    ports::{Job, JobOrigin},
 };
 use mmt_testkit::Failure;
 
@@ -141,7 +141,7 @@ async fn redelivery_after_completion_changes_nothing() {
     };
     app.state
         .transcribe_queue
-        .enqueue(&job, None, None)
+        .enqueue(&job, &JobOrigin::default(), None)
         .await
         .unwrap();
     assert_eq!(app.drain_jobs().await, vec![Disposition::Ack]);
@@ -159,11 +159,11 @@ async fn duplicate_enqueues_collapse_while_queued() {
     };
     let queue = &app.state.transcribe_queue;
     let first = queue
-        .enqueue(&job, None, Some(&job.dedupe_key()))
+        .enqueue(&job, &JobOrigin::default(), Some(&job.dedupe_key()))
         .await
         .unwrap();
     let second = queue
-        .enqueue(&job, None, Some(&job.dedupe_key()))
+        .enqueue(&job, &JobOrigin::default(), Some(&job.dedupe_key()))
         .await
         .unwrap();
     assert_eq!(first, second);

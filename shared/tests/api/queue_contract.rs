@@ -6,7 +6,7 @@ use std::time::Duration;
 use mmt_core::{
     adapters::{Database, SqliteJobQueue, sqs::SqsJobQueue},
     domain::TranscriptionId,
-    ports::{Job, JobQueue},
+    ports::{Job, JobOrigin, JobQueue},
 };
 
 use crate::emulator::Emulator;
@@ -21,17 +21,21 @@ fn job() -> Job {
 
 async fn meets_the_contract(queue: &dyn JobQueue) {
     let first = job();
+    let origin = JobOrigin {
+        correlation_id: Some("corr-42".into()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+    };
     queue
-        .enqueue(&first, Some("corr-42"), Some(&first.dedupe_key()))
+        .enqueue(&first, &origin, Some(&first.dedupe_key()))
         .await
         .unwrap();
 
-    // A receive leases the message, with its body, correlation id and receive count.
+    // A receive leases the message, with its body, origin and receive count.
     let received = queue.receive(10).await.unwrap();
     assert_eq!(received.len(), 1);
     let message = &received[0];
     assert_eq!(serde_json::from_str::<Job>(&message.body).unwrap(), first);
-    assert_eq!(message.correlation_id.as_deref(), Some("corr-42"));
+    assert_eq!(message.origin, origin);
     assert_eq!(message.receive_count, 1);
     assert!(
         queue.receive(10).await.unwrap().is_empty(),
@@ -63,7 +67,10 @@ async fn meets_the_contract(queue: &dyn JobQueue) {
 
     // Dead letter: kept aside, not redelivered.
     let doomed = job();
-    queue.enqueue(&doomed, None, None).await.unwrap();
+    queue
+        .enqueue(&doomed, &JobOrigin::default(), None)
+        .await
+        .unwrap();
     let received = queue.receive(1).await.unwrap();
     queue.dead_letter(&received[0], "unreadable").await.unwrap();
     tokio::time::sleep(VISIBILITY + Duration::from_millis(500)).await;
@@ -109,9 +116,15 @@ async fn a_message_never_acked_is_redriven_to_the_dlq_after_max_receive_count() 
         Duration::ZERO,
     );
     let poison = job();
-    queue.enqueue(&poison, None, None).await.unwrap();
+    queue
+        .enqueue(&poison, &JobOrigin::default(), None)
+        .await
+        .unwrap();
     let healthy = job();
-    queue.enqueue(&healthy, None, None).await.unwrap();
+    queue
+        .enqueue(&healthy, &JobOrigin::default(), None)
+        .await
+        .unwrap();
 
     // Each round, the healthy message is acked and the poisoned one is left to time out.
     let mut healthy_done = false;

@@ -99,6 +99,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX ehr_deliveries_by_transcription ON ehr_deliveries (transcription_id, created_at);
     "#,
+    // 5: the W3C trace context travels with a job, as the correlation id does.
+    r#"
+    ALTER TABLE jobs ADD COLUMN traceparent TEXT;
+    ALTER TABLE dead_letter_jobs ADD COLUMN traceparent TEXT;
+    "#,
 ];
 
 /// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:

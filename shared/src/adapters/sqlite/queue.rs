@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Database, to_micros};
 use crate::{
     domain::JobId,
-    ports::{BoxError, Job, JobQueue, QueueError, QueueStats, ReceivedJob},
+    ports::{BoxError, Job, JobOrigin, JobQueue, QueueError, QueueStats, ReceivedJob},
 };
 
 /// A durable queue with SQS semantics in a SQLite table.
@@ -109,30 +109,33 @@ fn split_receipt(receipt: &str) -> Result<(String, String), QueueError> {
 }
 
 const MOVE_TO_DEAD_LETTERS: &str = "INSERT OR REPLACE INTO dead_letter_jobs
-        (id, queue, body, correlation_id, receive_count, enqueued_at, dead_lettered_at, reason)
-     SELECT id, queue, body, correlation_id, receive_count, enqueued_at, ?1, ?2 FROM jobs WHERE id = ?3";
+        (id, queue, body, correlation_id, traceparent, receive_count, enqueued_at, dead_lettered_at, reason)
+     SELECT id, queue, body, correlation_id, traceparent, receive_count, enqueued_at, ?1, ?2 FROM jobs WHERE id = ?3";
 
 #[async_trait]
 impl JobQueue for SqliteJobQueue {
     async fn enqueue(
         &self,
         job: &Job,
-        correlation_id: Option<&str>,
+        origin: &JobOrigin,
         dedupe_key: Option<&str>,
     ) -> Result<JobId, QueueError> {
         let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.into()))?;
         let queue = self.queue;
-        let correlation_id = correlation_id.map(str::to_owned);
+        let JobOrigin {
+            correlation_id,
+            traceparent,
+        } = origin.clone();
         let dedupe_key = dedupe_key.map(str::to_owned);
         self.db
             .call(move |conn| {
                 let id = JobId::new();
                 let now = now_micros();
                 let inserted = conn.execute(
-                    "INSERT INTO jobs (id, queue, body, correlation_id, dedupe_key, enqueued_at, visible_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                    "INSERT INTO jobs (id, queue, body, correlation_id, traceparent, dedupe_key, enqueued_at, visible_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
                      ON CONFLICT (queue, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
-                    params![id.as_str(), queue, body, correlation_id, dedupe_key, now],
+                    params![id.as_str(), queue, body, correlation_id, traceparent, dedupe_key, now],
                 )?;
                 if inserted == 1 {
                     return Ok(id);
@@ -159,15 +162,23 @@ impl JobQueue for SqliteJobQueue {
                 let mut leased = Vec::new();
                 {
                     let mut ready = tx.prepare_cached(
-                        "SELECT id, body, correlation_id, receive_count FROM jobs
+                        "SELECT id, body, correlation_id, traceparent, receive_count FROM jobs
                          WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, enqueued_at LIMIT ?3",
                     )?;
                     let rows = ready
                         .query_map(params![queue, now, max.max(1) * 4], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, u32>(3)?))
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                JobOrigin {
+                                    correlation_id: r.get(2)?,
+                                    traceparent: r.get(3)?,
+                                },
+                                r.get::<_, u32>(4)?,
+                            ))
                         })?
                         .collect::<Result<Vec<_>, _>>()?;
-                    for (id, body, correlation_id, receive_count) in rows {
+                    for (id, body, origin, receive_count) in rows {
                         if leased.len() >= max {
                             break;
                         }
@@ -190,7 +201,7 @@ impl JobQueue for SqliteJobQueue {
                             message_id: JobId::from_raw(id),
                             receive_count: receive_count + 1,
                             body,
-                            correlation_id,
+                            origin,
                         });
                     }
                 }
@@ -275,9 +286,9 @@ impl JobQueue for SqliteJobQueue {
                     // The message came from elsewhere (e.g. an SQS event): keep what we were given.
                     tx.execute(
                         "INSERT OR REPLACE INTO dead_letter_jobs
-                            (id, queue, body, correlation_id, receive_count, enqueued_at, dead_lettered_at, reason)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-                        params![id, queue, job.body, job.correlation_id, job.receive_count, now, reason],
+                            (id, queue, body, correlation_id, traceparent, receive_count, enqueued_at, dead_lettered_at, reason)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+                        params![id, queue, job.body, job.origin.correlation_id, job.origin.traceparent, job.receive_count, now, reason],
                     )?;
                 }
                 tx.execute("DELETE FROM jobs WHERE id = ?1", [&id])?;
@@ -318,6 +329,8 @@ mod tests {
     use super::*;
     use crate::domain::TranscriptionId;
 
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
     fn queue(visibility_ms: u64, max_receives: u32) -> (tempfile::TempDir, SqliteJobQueue) {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("q.db")).unwrap();
@@ -341,11 +354,21 @@ mod tests {
     #[tokio::test]
     async fn a_lease_hides_the_message_until_it_runs_out() {
         let (_dir, q) = queue(1000, 5);
-        q.enqueue(&job(), Some("corr-1"), None).await.unwrap();
+        q.enqueue(
+            &job(),
+            &JobOrigin {
+                correlation_id: Some("corr-1".into()),
+                traceparent: Some(TRACEPARENT.into()),
+            },
+            None,
+        )
+        .await
+        .unwrap();
         let first = q.receive(10).await.unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].receive_count, 1);
-        assert_eq!(first[0].correlation_id.as_deref(), Some("corr-1"));
+        assert_eq!(first[0].origin.correlation_id.as_deref(), Some("corr-1"));
+        assert_eq!(first[0].origin.traceparent.as_deref(), Some(TRACEPARENT));
         assert!(
             q.receive(10).await.unwrap().is_empty(),
             "leased messages are invisible"
@@ -374,7 +397,9 @@ mod tests {
     #[tokio::test]
     async fn heartbeats_keep_the_lease() {
         let (_dir, q) = queue(1000, 5);
-        q.enqueue(&job(), None, None).await.unwrap();
+        q.enqueue(&job(), &JobOrigin::default(), None)
+            .await
+            .unwrap();
         let leased = q.receive(1).await.unwrap().remove(0);
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -389,7 +414,9 @@ mod tests {
     #[tokio::test]
     async fn an_unacked_message_goes_to_the_dead_letters_after_max_receives() {
         let (_dir, q) = queue(50, 2);
-        q.enqueue(&job(), None, None).await.unwrap();
+        q.enqueue(&job(), &JobOrigin::default(), None)
+            .await
+            .unwrap();
         for _ in 0..2 {
             assert_eq!(q.receive(1).await.unwrap().len(), 1);
             tokio::time::sleep(Duration::from_millis(80)).await;
@@ -408,7 +435,9 @@ mod tests {
     #[tokio::test]
     async fn retry_later_delays_and_release_does_not_count() {
         let (_dir, q) = queue(10_000, 3);
-        q.enqueue(&job(), None, None).await.unwrap();
+        q.enqueue(&job(), &JobOrigin::default(), None)
+            .await
+            .unwrap();
         let leased = q.receive(1).await.unwrap().remove(0);
         q.retry_later(&leased, Duration::from_millis(100))
             .await

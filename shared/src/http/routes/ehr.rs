@@ -15,10 +15,11 @@ use crate::{
     auth::Scope,
     domain::{DeliveryStatus, EhrDelivery, EhrReceipt, NoteSection, Status},
     http::{
-        ApiError, ErrorBody, current_correlation_id,
+        ApiError, ErrorBody,
         extract::{ApiJson, Caller},
     },
     ports::Job,
+    telemetry,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -166,10 +167,9 @@ async fn push_to_ehr(
     let job = Job::EhrPush {
         delivery_id: delivery.id,
     };
-    let correlation_id = current_correlation_id();
     if let Err(err) = ehr
         .queue
-        .enqueue(&job, correlation_id.as_deref(), Some(&job.dedupe_key()))
+        .enqueue(&job, &telemetry::job_origin(), Some(&job.dedupe_key()))
         .await
     {
         let _ = ehr

@@ -39,7 +39,8 @@ pub struct Readiness {
     status: &'static str,
     /// Names of the checks that failed.
     failing: Vec<String>,
-    /// One entry per dependency: `store`, `blob_store`, `queue`, `engine`.
+    /// One entry per dependency: `store`, `blob_store`, `queue`, `engine`, and `workers` where
+    /// this process runs queue consumers (their heartbeats).
     checks: BTreeMap<String, DependencyCheck>,
 }
 
@@ -101,12 +102,37 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     })
     .await;
 
-    let checks = BTreeMap::from([
+    let mut checks = BTreeMap::from([
         ("store".to_owned(), store),
         ("blob_store".to_owned(), blob_store),
         ("queue".to_owned(), queue),
         ("engine".to_owned(), engine),
     ]);
+    if let Some(workers) = state
+        .worker_heartbeats
+        .health(state.config.queue.worker_stale_after)
+    {
+        let detail = if workers.stuck.is_empty() {
+            format!(
+                "{} consumers, last heard from at most {:.1} s ago",
+                workers.workers, workers.oldest_beat_s
+            )
+        } else {
+            format!(
+                "not heard from within {} s: {}",
+                state.config.queue.worker_stale_after.as_secs(),
+                workers.stuck.join(", ")
+            )
+        };
+        checks.insert(
+            "workers".to_owned(),
+            DependencyCheck {
+                ok: workers.stuck.is_empty(),
+                latency_ms: 0.0,
+                detail: Some(detail),
+            },
+        );
+    }
     let failing: Vec<String> = checks
         .iter()
         .filter(|(_, c)| !c.ok)

@@ -25,8 +25,9 @@ use crate::{
         AudioFormat, BlobKey, EngineKind, Status, TranscriptionId, TranscriptionRecord,
         parse_language, sniff_audio_format,
     },
-    http::{ApiError, ErrorBody, correlation::current_correlation_id, extract::Caller},
+    http::{ApiError, ErrorBody, extract::Caller},
     ports::Job,
+    telemetry,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -111,10 +112,9 @@ async fn create_transcription(
         let job = Job::Transcribe {
             transcription_id: id,
         };
-        let correlation_id = current_correlation_id();
         if let Err(err) = state
             .transcribe_queue
-            .enqueue(&job, correlation_id.as_deref(), Some(&job.dedupe_key()))
+            .enqueue(&job, &telemetry::job_origin(), Some(&job.dedupe_key()))
             .await
         {
             // Nothing half-done: a record no worker will ever see is worse than a clear 503.
@@ -261,6 +261,7 @@ impl ReceivedUpload {
 /// Reads a multipart upload: streams `file` into the blob store (sniffing its first bytes,
 /// counting against MAX_UPLOAD_BYTES) and collects the text fields named in `text_fields`
 /// (name, byte limit); any other field is refused. On failure nothing is left in the store.
+#[tracing::instrument(name = "upload", skip_all, fields(size_bytes, format))]
 pub(crate) async fn receive_upload(
     state: &AppState,
     request: Request,
@@ -356,6 +357,9 @@ pub(crate) async fn receive_upload(
             "the form has no `file` field",
         ));
     }
+    let span = tracing::Span::current();
+    span.record("size_bytes", upload.size_bytes);
+    span.record("format", upload.format.extension());
     Ok(upload)
 }
 

@@ -1,0 +1,273 @@
+//! Error reports to Sentry (or anything that speaks its envelope protocol, such as GlitchTip).
+//!
+//! MMT's own log events never carry PHI; this scrubber is the second wall, for what an SDK
+//! integration adds on its own and for a careless field name in the future. It runs on every
+//! event and breadcrumb before it leaves the process: request bodies, cookies, query strings and
+//! credential headers go, and so does every field whose name suggests content (transcript, text,
+//! prompt, file name, patient, note, ...) or a credential; bearer tokens are cut out of messages.
+
+use std::{borrow::Cow, sync::Arc};
+
+use secrecy::ExposeSecret;
+use sentry::protocol::{Breadcrumb, Context, Event, Map, Value};
+
+use crate::config::SentryConfig;
+
+pub(super) fn init(config: &SentryConfig) -> sentry::ClientInitGuard {
+    let mut options = sentry::ClientOptions::new()
+        .traces_sample_rate(config.traces_sample_rate)
+        .release(Cow::Borrowed(concat!("mmt@", env!("CARGO_PKG_VERSION"))))
+        .environment(Cow::Owned(config.environment.clone()));
+    options.send_default_pii = false;
+    options.before_send = Some(Arc::new(|event| Some(scrub_event(event))));
+    options.before_breadcrumb = Some(Arc::new(|crumb| Some(scrub_breadcrumb(crumb))));
+    options.dsn = config.dsn.expose_secret().parse().ok();
+    sentry::init(options)
+}
+
+/// Field names (lower-cased, matched anywhere in the name) that may hold PHI or credentials.
+const DENIED_FIELD_PARTS: &[&str] = &[
+    "transcript",
+    "text",
+    "prompt",
+    "file",
+    "name",
+    "patient",
+    "note",
+    "body",
+    "content",
+    "segment",
+    "email",
+    "phone",
+    "address",
+    "birth",
+    "dob",
+    "mrn",
+    "ssn",
+    "auth",
+    "cookie",
+    "token",
+    "password",
+    "secret",
+    "key",
+    "dsn",
+];
+
+/// Request headers that are safe to keep; everything else (authorization, cookies, API keys,
+/// forwarded-for addresses) is dropped.
+const KEPT_HEADERS: &[&str] = &[
+    "accept",
+    "content-length",
+    "content-type",
+    "user-agent",
+    "x-correlation-id",
+    "traceparent",
+];
+
+/// Opaque ids whose names happen to contain a denied part.
+const ALLOWED_FIELDS: &[&str] = &["transcription_id", "delivery_id", "blob_key", "dedupe_key"];
+
+pub fn field_may_hold_phi(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    !ALLOWED_FIELDS.contains(&name.as_str())
+        && DENIED_FIELD_PARTS.iter().any(|part| name.contains(part))
+}
+
+pub fn scrub_event(mut event: Event<'static>) -> Event<'static> {
+    if let Some(request) = event.request.as_mut() {
+        request.data = None;
+        request.cookies = None;
+        request.query_string = None;
+        request.env.clear();
+        request
+            .headers
+            .retain(|name, _| KEPT_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+        if let Some(url) = request.url.as_mut() {
+            url.set_query(None);
+            url.set_fragment(None);
+            let _ = url.set_password(None);
+            let _ = url.set_username("");
+        }
+    }
+    event.user = None;
+    event.message = event.message.map(|m| redact_tokens(&m));
+    if let Some(entry) = event.logentry.as_mut() {
+        entry.message = redact_tokens(&entry.message);
+        entry.params.clear();
+    }
+    for exception in event.exception.values.iter_mut() {
+        exception.value = exception.value.as_deref().map(redact_tokens);
+    }
+    event.tags.retain(|name, _| !field_may_hold_phi(name));
+    for value in event.tags.values_mut() {
+        *value = redact_tokens(value);
+    }
+    scrub_map(&mut event.extra);
+    for context in event.contexts.values_mut() {
+        match context {
+            Context::Other(map) => scrub_map(map),
+            Context::Trace(trace) => {
+                scrub_map(&mut trace.data);
+                trace.description = trace.description.as_deref().map(redact_tokens);
+            }
+            _ => {}
+        }
+    }
+    // Contexts are keyed by name too: a context called `patient` goes whole.
+    event.contexts.retain(|name, _| !field_may_hold_phi(name));
+    let crumbs = std::mem::take(&mut event.breadcrumbs.values);
+    event.breadcrumbs.values = crumbs.into_iter().map(scrub_breadcrumb).collect();
+    event
+}
+
+pub fn scrub_breadcrumb(mut crumb: Breadcrumb) -> Breadcrumb {
+    crumb.message = crumb.message.map(|m| redact_tokens(&m));
+    scrub_map(&mut crumb.data);
+    crumb
+}
+
+fn scrub_map(map: &mut Map<String, Value>) {
+    map.retain(|name, _| !field_may_hold_phi(name));
+    for value in map.values_mut() {
+        scrub_value(value);
+    }
+}
+
+fn scrub_value(value: &mut Value) {
+    match value {
+        Value::String(s) => *s = redact_tokens(s),
+        Value::Array(items) => items.iter_mut().for_each(scrub_value),
+        Value::Object(map) => {
+            map.retain(|name, _| !field_may_hold_phi(name));
+            map.values_mut().for_each(scrub_value);
+        }
+        _ => {}
+    }
+}
+
+/// Cuts JWTs (`eyJ….….…`) and whatever follows `Bearer ` out of free text.
+pub fn redact_tokens(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut after_bearer = false;
+    for word in text.split(' ') {
+        let looks_like_jwt = word
+            .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+            .starts_with("eyJ")
+            && word.matches('.').count() >= 2;
+        if after_bearer || looks_like_jwt {
+            out.push("[redacted]");
+        } else {
+            out.push(word);
+        }
+        after_bearer = word.eq_ignore_ascii_case("bearer");
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use sentry::protocol::{Exception, Request, TraceContext, Values};
+
+    use super::*;
+
+    const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJndWVzdCJ9.c2lnbmF0dXJl";
+
+    #[test]
+    fn what_may_hold_phi_or_credentials_never_leaves() {
+        let mut event = Event::new();
+        event.message = Some(format!("upstream refused Bearer {JWT} for job 42"));
+        event.request = Some(Request {
+            url: "https://user:pw@api.example.com/v1/transcriptions/abc?cursor=Jane"
+                .parse()
+                .ok(),
+            method: Some("POST".into()),
+            data: Some("Patient Jane Roe".into()),
+            query_string: Some("name=Jane".into()),
+            cookies: Some("session=1".into()),
+            headers: [
+                ("Authorization", format!("Bearer {JWT}")),
+                ("Cookie", "session=1".into()),
+                ("X-Api-Key", "k".into()),
+                ("X-Forwarded-For", "10.0.0.7".into()),
+                ("Content-Type", "audio/wav".into()),
+                ("x-correlation-id", "corr-9".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+            ..Default::default()
+        });
+        event.user = Some(sentry::User {
+            username: Some("dr-roe".into()),
+            ..Default::default()
+        });
+        event.extra.insert("transcript".into(), "Jane Roe".into());
+        event
+            .extra
+            .insert("file_name".into(), "Jane-Roe.wav".into());
+        event.extra.insert("correlation_id".into(), "corr-9".into());
+        event.extra.insert("transcription_id".into(), "tr-5".into());
+        event.extra.insert(
+            "nested".into(),
+            serde_json::json!({"patient_name": "Jane Roe", "queue": "transcribe", "why": JWT}),
+        );
+        event.tags.insert("patient".into(), "Jane Roe".into());
+        event
+            .tags
+            .insert("route".into(), "/v1/transcriptions".into());
+        event.contexts.insert(
+            "trace".into(),
+            Context::Trace(Box::new(TraceContext {
+                data: [("prompt".to_owned(), Value::from("Jane"))]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            })),
+        );
+        event.exception = Values {
+            values: vec![Exception {
+                ty: "EngineError".into(),
+                value: Some(format!("401 for token {JWT}")),
+                ..Default::default()
+            }],
+        };
+        let mut crumb = Breadcrumb {
+            message: Some("request completed".into()),
+            ..Default::default()
+        };
+        crumb.data.insert("text".into(), "Jane Roe".into());
+        crumb.data.insert("status".into(), 200.into());
+        event.breadcrumbs = Values {
+            values: vec![crumb],
+        };
+
+        let scrubbed = scrub_event(event);
+        let wire = serde_json::to_string(&scrubbed).unwrap();
+        for leaked in ["Jane", "Roe", JWT, "session=1", "10.0.0.7", "pw@", "dr-roe"] {
+            assert!(!wire.contains(leaked), "{leaked:?} left in {wire}");
+        }
+        // What an operator needs is still there.
+        for kept in [
+            "corr-9",
+            "tr-5",
+            "transcribe",
+            "/v1/transcriptions",
+            "request completed",
+            "audio/wav",
+            "EngineError",
+            "job 42",
+        ] {
+            assert!(wire.contains(kept), "{kept:?} lost from {wire}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_cut_from_free_text() {
+        assert_eq!(
+            redact_tokens(&format!("got ({JWT}) back")),
+            "got [redacted] back"
+        );
+        assert_eq!(redact_tokens("bearer abc def"), "bearer [redacted] def");
+        assert_eq!(redact_tokens("nothing here"), "nothing here");
+    }
+}
