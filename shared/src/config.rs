@@ -38,6 +38,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "OPENEMR_CLIENT_SECRET",
     "OPENEMR_REFRESH_TOKEN",
     "FHIR_BEARER_TOKEN",
+    "SENTRY_DSN",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,8 +55,9 @@ struct Inner {
     latency: BTreeMap<String, Histogram>,
     upload_bytes: u64,
     jobs: BTreeMap<(&'static str, &'static str), u64>,
-    audio_seconds: BTreeMap<String, f64>,
-    real_time_factor: BTreeMap<String, Histogram>,
+    /// By (engine, model).
+    audio_seconds: BTreeMap<(String, String), f64>,
+    real_time_factor: BTreeMap<(String, String), Histogram>,
     ehr_deliveries: BTreeMap<&'static str, u64>,
     retention_deletions: u64,
 }
@@ -104,12 +105,21 @@ impl Metrics {
         self.with(|m| *m.jobs.entry((queue, outcome)).or_default() += 1);
     }
 
-    pub fn record_transcription(&self, engine: &str, audio_s: Option<f64>, elapsed_s: f64) {
+    /// `model`: what the engine describes itself as (`whisper-1`, `whisper.cpp tiny.en`): one
+    /// value per configured engine, so the label stays small.
+    pub fn record_transcription(
+        &self,
+        engine: &str,
+        model: &str,
+        audio_s: Option<f64>,
+        elapsed_s: f64,
+    ) {
         self.with(|m| {
             if let Some(audio) = audio_s.filter(|a| *a > 0.0) {
-                *m.audio_seconds.entry(engine.to_owned()).or_default() += audio;
+                let key = (engine.to_owned(), model.to_owned());
+                *m.audio_seconds.entry(key.clone()).or_default() += audio;
                 m.real_time_factor
-                    .entry(engine.to_owned())
+                    .entry(key)
                     .or_insert_with(|| Histogram::new(RTF_BUCKETS))
                     .observe(elapsed_s / audio);
             }
@@ -143,7 +153,8 @@ impl Metrics {
             let _ = writeln!(out, "# HELP mmt_http_request_duration_seconds HTTP request latency by route template.");
             let _ = writeln!(out, "# TYPE mmt_http_request_duration_seconds histogram");
             for (route, h) in &m.latency {
-                write_histogram(&mut out, "mmt_http_request_duration_seconds", "route", route, h);
+                let labels = format!("route=\"{}\"", label(route));
+                write_histogram(&mut out, "mmt_http_request_duration_seconds", &labels, h);
             }
             let _ = writeln!(out, "# HELP mmt_upload_bytes_total Audio bytes accepted by uploads.");
             let _ = writeln!(out, "# TYPE mmt_upload_bytes_total counter");
@@ -153,15 +164,16 @@ impl Metrics {
             for ((queue, outcome), n) in &m.jobs {
                 let _ = writeln!(out, "mmt_jobs_total{{queue=\"{queue}\",outcome=\"{outcome}\"}} {n}");
             }
-            let _ = writeln!(out, "# HELP mmt_transcribed_audio_seconds_total Seconds of audio transcribed, by engine.");
+            let _ = writeln!(out, "# HELP mmt_transcribed_audio_seconds_total Seconds of audio transcribed, by engine and model.");
             let _ = writeln!(out, "# TYPE mmt_transcribed_audio_seconds_total counter");
-            for (engine, seconds) in &m.audio_seconds {
-                let _ = writeln!(out, "mmt_transcribed_audio_seconds_total{{engine=\"{}\"}} {seconds}", label(engine));
+            for ((engine, model), seconds) in &m.audio_seconds {
+                let _ = writeln!(out, "mmt_transcribed_audio_seconds_total{{engine=\"{}\",model=\"{}\"}} {seconds}", label(engine), label(model));
             }
-            let _ = writeln!(out, "# HELP mmt_transcription_real_time_factor Processing time over audio time, by engine.");
+            let _ = writeln!(out, "# HELP mmt_transcription_real_time_factor Processing time over audio time, by engine and model.");
             let _ = writeln!(out, "# TYPE mmt_transcription_real_time_factor histogram");
-            for (engine, h) in &m.real_time_factor {
-                write_histogram(&mut out, "mmt_transcription_real_time_factor", "engine", engine, h);
+            for ((engine, model), h) in &m.real_time_factor {
+                let labels = format!("engine=\"{}\",model=\"{}\"", label(engine), label(model));
+                write_histogram(&mut out, "mmt_transcription_real_time_factor", &labels, h);
             }
             let _ = writeln!(out, "# HELP mmt_ehr_deliveries_total EHR delivery attempts by outcome.");
             let _ = writeln!(out, "# TYPE mmt_ehr_deliveries_total counter");
@@ -205,21 +217,14 @@ impl Metrics {
     }
 }
 
-fn write_histogram(out: &mut String, name: &str, key: &str, value: &str, h: &Histogram) {
-    let value = label(value);
+/// `labels`: already escaped, `a="x",b="y"`.
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     for (bound, count) in h.bounds.iter().zip(&h.counts) {
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{key}=\"{value}\",le=\"{bound}\"}} {count}"
-        );
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
     }
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{{key}=\"{value}\",le=\"+Inf\"}} {}",
-        h.count
-    );
-    let _ = writeln!(out, "{name}_sum{{{key}=\"{value}\"}} {}", h.sum);
-    let _ = writeln!(out, "{name}_count{{{key}=\"{value}\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
 }
 
 /// One CloudWatch Embedded Metric Format line: CloudWatch turns it into metrics when a Lambda

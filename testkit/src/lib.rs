@@ -9,6 +9,7 @@
 
 pub mod fhir;
 pub mod openemr;
+pub mod telemetry;
 
 use std::{
     collections::VecDeque,

@@ -39,4 +39,5 @@ module "mmt" {
   jwt_authorizer     = var.jwt_authorizer
   gpu_worker         = var.gpu_worker
   ehr                = var.ehr
+  telemetry          = var.telemetry
 }

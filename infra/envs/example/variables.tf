@@ -68,3 +68,13 @@ variable "ehr" {
   })
   default = null
 }
+
+variable "telemetry" {
+  description = "Traces and error reports (see modules/mmt): sentry = true takes the DSN from secret_values[\"sentry-dsn\"]."
+  type = object({
+    sentry                    = optional(bool, false)
+    sentry_traces_sample_rate = optional(number, 0)
+    otlp_endpoint             = optional(string)
+  })
+  default = {}
+}

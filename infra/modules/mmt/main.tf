@@ -36,11 +36,24 @@ locals {
     } : { FHIR_BASE_URL = var.ehr.fhir_base_url },
   ) : {}
 
+  sentry_secrets     = var.telemetry.sentry ? ["sentry-dsn"] : []
+  sentry_secret_arns = [for name in local.sentry_secrets : module.secrets.parameter_arns[name]]
+  telemetry_environment = merge(
+    var.telemetry.sentry ? {
+      SENTRY_DSN_SSM_PARAMETER  = module.secrets.parameter_names["sentry-dsn"]
+      SENTRY_TRACES_SAMPLE_RATE = tostring(var.telemetry.sentry_traces_sample_rate)
+    } : {},
+    var.telemetry.otlp_endpoint != null ? {
+      OTEL_EXPORTER_OTLP_ENDPOINT = var.telemetry.otlp_endpoint
+      OTEL_SERVICE_NAME           = var.name
+    } : {},
+  )
+
   # With a GPU worker, the worker consumes the transcribe queue (both engines); otherwise the
   # transcribe function does (cloud engine).
   gpu_worker = var.gpu_worker != null
 
-  environment = merge(local.ehr_environment, {
+  environment = merge(local.ehr_environment, local.telemetry_environment, {
     ENV                               = "prod"
     LOG_FORMAT                        = "json"
     DEMO_MODE                         = "false"
@@ -77,7 +90,7 @@ locals {
   read_secret = {
     sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
-    resources = [local.jwt_secret, local.field_keys]
+    resources = concat([local.jwt_secret, local.field_keys], local.sentry_secret_arns)
   }
   use_key = {
     sid       = "UseDataKey"
@@ -249,7 +262,7 @@ module "sweep_failures" {
 module "secrets" {
   source        = "../secrets"
   name          = var.name
-  secret_names  = concat(["jwt-secret", "openai-api-key", "encryption-keys", "admin-api-key"], local.ehr_secrets)
+  secret_names  = concat(["jwt-secret", "openai-api-key", "encryption-keys", "admin-api-key"], local.ehr_secrets, local.sentry_secrets)
   secret_values = var.secret_values
   kms_key_arn   = aws_kms_key.data.arn
 }
@@ -381,11 +394,11 @@ module "gpu_worker" {
     WHISPER_USE_GPU            = "true"
     DATA_DIR                   = "/tmp"
   })
-  secret_environment = {
+  secret_environment = merge({
     INTERNAL_JWT_SECRET = local.jwt_secret
     OPENAI_API_KEY      = local.openai_key
     ENCRYPTION_KEYS     = local.field_keys
-  }
+  }, { for arn in local.sentry_secret_arns : "SENTRY_DSN" => arn })
   secret_parameter_arns = module.secrets.parameter_arns
   statements = [
     { sid = "ReadAudio", actions = ["s3:GetObject", "s3:DeleteObject"], resources = local.audio_paths },

@@ -126,6 +126,21 @@ variable "ehr" {
   }
 }
 
+variable "telemetry" {
+  description = "Where traces and error reports go. sentry = true reads the DSN from secret_values[\"sentry-dsn\"] (kept in SSM); otlp_endpoint is an OTLP/HTTP collector (https, or http://localhost:4318 for the ADOT Lambda layer). Logs and EMF metrics go to CloudWatch regardless."
+  type = object({
+    sentry                    = optional(bool, false)
+    sentry_traces_sample_rate = optional(number, 0)
+    otlp_endpoint             = optional(string)
+  })
+  default = {}
+
+  validation {
+    condition     = var.telemetry.sentry_traces_sample_rate >= 0 && var.telemetry.sentry_traces_sample_rate <= 1
+    error_message = "telemetry.sentry_traces_sample_rate must be between 0 and 1."
+  }
+}
+
 variable "web_page" {
   description = "Serve the web page from S3 + CloudFront (its origin is added to CORS_ALLOW_ORIGINS)."
   type        = bool

@@ -111,6 +111,7 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
                 Ok(changed) => {
                     state.metrics.record_transcription(
                         record.engine.as_str(),
+                        &engine.describe(),
                         duration_s,
                         elapsed_s,
                     );

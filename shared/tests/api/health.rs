@@ -178,3 +178,127 @@ async fn every_answer_carries_the_security_headers() {
     );
     assert_eq!(docs.headers()["x-frame-options"], "DENY");
 }
+
+async fn ready(app: &crate::helpers::TestApp) -> (u16, Value) {
+    let response = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_reports_the_workers_heartbeats_and_a_stopped_worker_is_not_ready() {
+    let app = spawn_app().await;
+    let (_, body) = ready(&app).await;
+    assert!(
+        body["checks"].get("workers").is_none(),
+        "no consumers in this process, no check: {body}"
+    );
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let workers = tokio::spawn(mmt_core::jobs::run_transcribe_workers(
+        app.state.clone(),
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["workers"]["ok"], true);
+
+    shutdown.cancel();
+    workers.await.unwrap();
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["failing"], serde_json::json!(["workers"]));
+    assert!(
+        body["checks"]["workers"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("transcribe-0"),
+        "{body}"
+    );
+}
+
+/// A queue whose receive never answers: a consumer stuck on it stops beating.
+struct HangingQueue(std::sync::Arc<dyn mmt_core::ports::JobQueue>);
+
+#[async_trait::async_trait]
+impl mmt_core::ports::JobQueue for HangingQueue {
+    async fn enqueue(
+        &self,
+        job: &mmt_core::ports::Job,
+        origin: &mmt_core::ports::JobOrigin,
+        dedupe_key: Option<&str>,
+    ) -> Result<mmt_core::domain::JobId, mmt_core::ports::QueueError> {
+        self.0.enqueue(job, origin, dedupe_key).await
+    }
+    async fn receive(
+        &self,
+        _max: usize,
+    ) -> Result<Vec<mmt_core::ports::ReceivedJob>, mmt_core::ports::QueueError> {
+        std::future::pending().await
+    }
+    async fn extend_lease(
+        &self,
+        job: &mmt_core::ports::ReceivedJob,
+        visibility: std::time::Duration,
+    ) -> Result<(), mmt_core::ports::QueueError> {
+        self.0.extend_lease(job, visibility).await
+    }
+    async fn ack(
+        &self,
+        job: &mmt_core::ports::ReceivedJob,
+    ) -> Result<(), mmt_core::ports::QueueError> {
+        self.0.ack(job).await
+    }
+    async fn retry_later(
+        &self,
+        job: &mmt_core::ports::ReceivedJob,
+        delay: std::time::Duration,
+    ) -> Result<(), mmt_core::ports::QueueError> {
+        self.0.retry_later(job, delay).await
+    }
+    async fn release(
+        &self,
+        job: &mmt_core::ports::ReceivedJob,
+    ) -> Result<(), mmt_core::ports::QueueError> {
+        self.0.release(job).await
+    }
+    async fn dead_letter(
+        &self,
+        job: &mmt_core::ports::ReceivedJob,
+        reason: &str,
+    ) -> Result<(), mmt_core::ports::QueueError> {
+        self.0.dead_letter(job, reason).await
+    }
+    async fn stats(&self) -> Result<mmt_core::ports::QueueStats, mmt_core::ports::QueueError> {
+        self.0.stats().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stuck_on_its_queue_makes_the_process_not_ready() {
+    let app = crate::helpers::spawn_app_customised(&[("WORKER_STALE_AFTER_SECS", "1")], |state| {
+        state.transcribe_queue = std::sync::Arc::new(HangingQueue(state.transcribe_queue.clone()));
+    })
+    .await;
+    let workers = tokio::spawn(mmt_core::jobs::run_transcribe_workers(
+        app.state.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, body) = ready(&app).await;
+    assert_eq!(
+        (status, &body["checks"]["workers"]["ok"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["failing"], serde_json::json!(["workers"]));
+    workers.abort();
+}

@@ -33,5 +33,6 @@ mod queue_contract;
 mod record_contract;
 mod retention;
 mod security;
+mod telemetry;
 mod transcriptions;
 mod upload;

@@ -82,13 +82,16 @@ async fn metrics_parse_and_move_with_requests_and_jobs_and_hold_no_identifiers()
     let acks = "mmt_jobs_total{outcome=ack,queue=transcribe}";
     assert_eq!(sample(&after, acks) - sample(&before, acks), 1.0, "{text}");
     assert!(
-        sample(&after, "mmt_transcribed_audio_seconds_total{engine=cloud}") > 0.0,
+        sample(
+            &after,
+            "mmt_transcribed_audio_seconds_total{engine=cloud,model=whisper-1}"
+        ) > 0.0,
         "{text}"
     );
     assert!(
         sample(
             &after,
-            "mmt_transcription_real_time_factor_count{engine=cloud}"
+            "mmt_transcription_real_time_factor_count{engine=cloud,model=whisper-1}"
         ) >= 1.0
     );
     let latency = "mmt_http_request_duration_seconds_count{route=/v1/transcriptions}";

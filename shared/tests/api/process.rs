@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use crate::helpers::{OPENAI_KEY, test_env};
 
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     log: PathBuf,
 }
 
@@ -27,7 +27,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
+pub(crate) async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
     start_mode("serve", env, log).await
 }
 
@@ -80,7 +80,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -89,7 +89,7 @@ impl Server {
         assert!(status.success());
     }
 
-    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+    pub(crate) async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
