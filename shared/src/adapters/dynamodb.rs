@@ -20,6 +20,9 @@ use aws_sdk_dynamodb::{
 };
 use chrono::{DateTime, Utc};
 
+use super::dynamodb_items::{
+    Item, micros, n, number, optional_text, s, text, unavailable, written,
+};
 use crate::{
     domain::{
         AudioFormat, BlobKey, OwnerId, Status, Transcript, TranscriptionId, TranscriptionRecord,
@@ -39,26 +42,12 @@ pub struct DynamoRecordStore {
     retention: Option<chrono::Duration>,
 }
 
-type Item = HashMap<String, AttributeValue>;
-
-fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(err))
-}
-
 fn pk(id: &TranscriptionId) -> AttributeValue {
     AttributeValue::S(format!("T#{id}"))
 }
 
 fn created_sort(at: DateTime<Utc>, id: &TranscriptionId) -> String {
     format!("{:020}#{id}", at.timestamp_micros())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 fn to_item(
@@ -105,24 +94,10 @@ fn to_item(
 }
 
 fn from_item(item: &Item) -> Result<TranscriptionRecord, BoxError> {
-    let text = |name: &str| -> Result<String, BoxError> {
-        item.get(name)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .ok_or_else(|| format!("attribute {name} missing").into())
-    };
-    let optional = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    let number = |name: &str| -> Result<i64, BoxError> {
-        Ok(item
-            .get(name)
-            .and_then(|v| v.as_n().ok())
-            .ok_or_else(|| format!("attribute {name} missing"))?
-            .parse()?)
-    };
-    let micros = |name: &str| -> Result<DateTime<Utc>, BoxError> {
-        DateTime::from_timestamp_micros(number(name)?)
-            .ok_or_else(|| "timestamp out of range".into())
-    };
+    let text = |name: &str| text(item, name);
+    let optional = |name: &str| optional_text(item, name);
+    let number = |name: &str| number(item, name);
+    let micros = |name: &str| micros(item, name);
     Ok(TranscriptionRecord {
         id: text("id")?.parse()?,
         owner: OwnerId::parse(&text("owner")?)?,
@@ -188,17 +163,7 @@ impl DynamoRecordStore {
         for (name, value) in values {
             update = update.expression_attribute_values(name, value);
         }
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(err) => {
-                let service = err.into_service_error();
-                if service.is_conditional_check_failed_exception() {
-                    Ok(false)
-                } else {
-                    Err(unavailable(service))
-                }
-            }
-        }
+        written(update.send().await)
     }
 }
 
@@ -384,17 +349,8 @@ impl RecordStore for DynamoRecordStore {
             .expression_attribute_values(":p", n(percent.min(100)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let service = err.into_service_error();
-                if service.is_conditional_check_failed_exception() {
-                    Ok(())
-                } else {
-                    Err(unavailable(service))
-                }
-            }
-        }
+        // A record no longer processing keeps its final state; progress is moot.
+        written(result).map(|_| ())
     }
 
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {
@@ -530,17 +486,7 @@ impl RecordStore for DynamoRecordStore {
         for (placeholder, value) in values {
             update = update.expression_attribute_values(placeholder, value);
         }
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(err) => {
-                let service = err.into_service_error();
-                if service.is_conditional_check_failed_exception() {
-                    Ok(false)
-                } else {
-                    Err(unavailable(service))
-                }
-            }
-        }
+        written(update.send().await)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

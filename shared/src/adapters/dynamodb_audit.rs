@@ -5,12 +5,11 @@
 //! first. Appends are conditional on a new key, and the functions' IAM policies grant
 //! `PutItem` alone on this table: nothing that runs the product can change or delete an event.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
-use aws_sdk_dynamodb::{Client, types::AttributeValue};
+use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Days, Utc};
 
+use super::dynamodb_items::{Item, micros, n, optional_text, s, text};
 use crate::{
     audit::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     ports::{AuditError, AuditLog, BoxError},
@@ -39,19 +38,12 @@ fn sort_key(at: DateTime<Utc>, suffix: &str) -> String {
     format!("{:020}#{suffix}", at.timestamp_micros().max(0))
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn to_item(e: &AuditEvent) -> HashMap<String, AttributeValue> {
-    let mut item = HashMap::from([
+fn to_item(e: &AuditEvent) -> Item {
+    let mut item = Item::from([
         ("day".to_owned(), s(day(e.at))),
         ("sk".to_owned(), s(sort_key(e.at, &e.id.to_string()))),
         ("id".to_owned(), s(e.id.to_string())),
-        (
-            "at".to_owned(),
-            AttributeValue::N(e.at.timestamp_micros().to_string()),
-        ),
+        ("at".to_owned(), n(e.at.timestamp_micros())),
         ("action".to_owned(), s(e.action.as_str())),
         ("outcome".to_owned(), s(e.outcome.as_str())),
         ("subject".to_owned(), s(e.subject.clone())),
@@ -68,22 +60,12 @@ fn to_item(e: &AuditEvent) -> HashMap<String, AttributeValue> {
     item
 }
 
-fn from_item(item: &HashMap<String, AttributeValue>) -> Result<AuditEvent, BoxError> {
-    let text = |name: &str| -> Result<String, BoxError> {
-        item.get(name)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .ok_or_else(|| format!("attribute {name} missing").into())
-    };
-    let optional = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    let micros: i64 = item
-        .get("at")
-        .and_then(|v| v.as_n().ok())
-        .ok_or("attribute at missing")?
-        .parse()?;
+fn from_item(item: &Item) -> Result<AuditEvent, BoxError> {
+    let text = |name: &str| text(item, name);
+    let optional = |name: &str| optional_text(item, name);
     Ok(AuditEvent {
         id: text("id")?.parse()?,
-        at: DateTime::from_timestamp_micros(micros).ok_or("timestamp out of range")?,
+        at: micros(item, "at")?,
         action: AuditAction::parse(&text("action")?).ok_or("unknown audit action")?,
         outcome: AuditOutcome::parse(&text("outcome")?).ok_or("unknown audit outcome")?,
         subject: text("subject")?,

@@ -11,12 +11,13 @@
 //! store theirs. With field encryption the patient and encounter ids and the refresh token are
 //! sealed, bound to their item.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{Client, types::AttributeValue};
 use chrono::{DateTime, Utc};
 
+use super::dynamodb_items::{Item, micros, n, number, s, text, unavailable, written};
 use crate::{
     crypto::{KeyRing, open_if_keyed, seal_if_keyed},
     domain::{EhrDelivery, EhrReceipt, OwnerId, TranscriptionId},
@@ -25,8 +26,6 @@ use crate::{
 
 pub const TRANSCRIPTION_INDEX: &str = "by_transcription";
 const TOKEN_FIELD: &str = "refresh_token";
-
-type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]
 pub struct DynamoEhrStore {
@@ -71,16 +70,8 @@ impl DynamoEhrStore {
         for (name, value) in values {
             update = update.expression_attribute_values(name, value);
         }
-        conditional_update(update.send().await)
+        written(update.send().await)
     }
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 fn delivery_pk(id: &uuid::Uuid) -> AttributeValue {
@@ -89,71 +80,6 @@ fn delivery_pk(id: &uuid::Uuid) -> AttributeValue {
 
 fn connection_pk(name: &str) -> AttributeValue {
     s(format!("C#{name}"))
-}
-
-fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(err))
-}
-
-type SdkError<E> = aws_sdk_dynamodb::error::SdkError<E>;
-
-/// `Ok(false)` when the update's condition failed.
-fn conditional_update(
-    result: Result<
-        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
-        SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError>,
-    >,
-) -> Result<bool, StoreError> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(err) => {
-            let service = err.into_service_error();
-            if service.is_conditional_check_failed_exception() {
-                Ok(false)
-            } else {
-                Err(unavailable(service))
-            }
-        }
-    }
-}
-
-/// `Ok(false)` when the put's condition failed.
-fn conditional_put(
-    result: Result<
-        aws_sdk_dynamodb::operation::put_item::PutItemOutput,
-        SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError>,
-    >,
-) -> Result<bool, StoreError> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(err) => {
-            let service = err.into_service_error();
-            if service.is_conditional_check_failed_exception() {
-                Ok(false)
-            } else {
-                Err(unavailable(service))
-            }
-        }
-    }
-}
-
-fn text(item: &Item, name: &str) -> Result<String, BoxError> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .ok_or_else(|| format!("attribute {name} missing").into())
-}
-
-fn number(item: &Item, name: &str) -> Result<i64, BoxError> {
-    Ok(item
-        .get(name)
-        .and_then(|v| v.as_n().ok())
-        .ok_or_else(|| format!("attribute {name} missing"))?
-        .parse()?)
-}
-
-fn micros(item: &Item, name: &str) -> Result<DateTime<Utc>, BoxError> {
-    DateTime::from_timestamp_micros(number(item, name)?).ok_or_else(|| "time out of range".into())
 }
 
 impl DynamoEhrStore {
@@ -460,7 +386,7 @@ impl EhrConnectionStore for DynamoEhrStore {
                 .expression_attribute_values(":seen", s(sealed)),
             None => put.condition_expression("attribute_not_exists(pk)"),
         };
-        conditional_put(put.send().await)
+        written(put.send().await)
     }
 
     async fn set_state(&self, connection: &str, state: &ConnectionState) -> Result<(), StoreError> {
@@ -475,6 +401,6 @@ impl EhrConnectionStore for DynamoEhrStore {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state))
             .expression_attribute_values(":now", n(Utc::now().timestamp_micros()));
-        conditional_update(update.send().await).map(|_| ())
+        written(update.send().await).map(|_| ())
     }
 }

@@ -9,6 +9,8 @@ pub mod dynamodb;
 pub mod dynamodb_audit;
 #[cfg(feature = "aws")]
 pub mod dynamodb_ehr;
+#[cfg(feature = "aws")]
+mod dynamodb_items;
 pub mod encrypted_blobs;
 pub mod encrypted_records;
 pub mod fhir;

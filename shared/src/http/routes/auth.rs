@@ -35,6 +35,20 @@ async fn audit_login(state: &AppState, subject: &str, outcome: AuditOutcome) {
     audit::record(state, AuditEvent::now(AuditAction::Login, outcome, subject)).await;
 }
 
+/// Every successful sign-in: a token for `owner` with `scopes`, and its line in the audit trail.
+async fn sign_in(
+    state: &AppState,
+    owner: &OwnerId,
+    scopes: &[Scope],
+) -> Result<IssuedToken, ApiError> {
+    let token = state
+        .tokens
+        .issue(owner, scopes)
+        .map_err(ApiError::internal)?;
+    audit_login(state, owner.as_str(), AuditOutcome::Success).await;
+    Ok(token)
+}
+
 /// A fresh guest identity that may upload and read its own transcriptions.
 #[utoipa::path(
     post,
@@ -52,12 +66,7 @@ async fn guest(State(state): State<AppState>) -> Result<(StatusCode, Json<Issued
             "guest sign-in is disabled on this deployment",
         ));
     }
-    let owner = OwnerId::new_guest();
-    let token = state
-        .tokens
-        .issue(&owner, GUEST_SCOPES)
-        .map_err(ApiError::internal)?;
-    audit_login(&state, owner.as_str(), AuditOutcome::Success).await;
+    let token = sign_in(&state, &OwnerId::new_guest(), GUEST_SCOPES).await?;
     Ok((StatusCode::CREATED, Json(token)))
 }
 
@@ -114,12 +123,7 @@ async fn login(
         }
     };
     let owner = OwnerId::for_user(&username).map_err(ApiError::internal)?;
-    let token = state
-        .tokens
-        .issue(&owner, USER_SCOPES)
-        .map_err(ApiError::internal)?;
-    audit_login(&state, owner.as_str(), AuditOutcome::Success).await;
-    Ok(Json(token))
+    Ok(Json(sign_in(&state, &owner, USER_SCOPES).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -165,12 +169,7 @@ async fn admin(
         return Err(ApiError::InvalidCredentials);
     }
     let owner = OwnerId::parse(ADMIN_SUBJECT).map_err(ApiError::internal)?;
-    let token = state
-        .tokens
-        .issue(&owner, &[Scope::Admin])
-        .map_err(ApiError::internal)?;
-    audit_login(&state, ADMIN_SUBJECT, AuditOutcome::Success).await;
-    Ok(Json(token))
+    Ok(Json(sign_in(&state, &owner, &[Scope::Admin]).await?))
 }
 
 /// The public keys that verify this deployment's tokens (RS256 only; empty with HS256).
