@@ -241,6 +241,16 @@ resource "aws_ecs_task_definition" "worker" {
     environment            = [for k, v in var.environment : { name = k, value = v }]
     secrets                = [for k, arn in var.secret_environment : { name = k, valueFrom = arn }]
     linuxParameters        = { tmpfs = [{ containerPath = "/tmp", size = 1024 }] }
+    # /health/ready fails when a consumer stops beating (WORKER_STALE_AFTER_SECS): ECS then
+    # replaces the task, and its leased job reappears on the queue. startPeriod covers the
+    # model load.
+    healthCheck = {
+      command     = ["CMD-SHELL", "curl -fsS http://127.0.0.1:8080/health/ready || exit 1"]
+      interval    = 30
+      timeout     = 5
+      retries     = 3
+      startPeriod = 120
+    }
     logConfiguration = {
       logDriver = "awslogs"
       options = {
