@@ -24,7 +24,9 @@ const CLIENT_ID: &str = "mmt-client";
 const REFRESH_TOKEN: &str = "refresh-from-the-one-time-login";
 const PATIENT: &str = "946da619-c631-431a-a282-487cd6fb7802";
 const ENCOUNTER: &str = "946da61d-6b95-4f8e-abe5-534a25913b71";
-/// The trace the uploading client is already in.
+/// The client's own id for this visit, sent as the correlation id of its requests.
+const VISIT: &str = "visit-7f3a";
+/// The trace the client is already in.
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 struct Caller {
@@ -148,12 +150,10 @@ async fn no_patient_data_or_credential_leaves_through_telemetry_and_the_ids_run_
         token: login["access_token"].as_str().unwrap().to_owned(),
     };
 
-    // Upload → transcript → EHR push, each under its own correlation id.
+    // Upload → transcript → EHR push: the client's visit id as the correlation id of both
+    // requests, both in the client's trace.
     let id = caller
-        .upload(
-            &format!("{FIRST_NAME}-{SURNAME}-intake.wav"),
-            "corr-upload-1",
-        )
+        .upload(&format!("{FIRST_NAME}-{SURNAME}-intake.wav"), VISIT)
         .await;
     let record = caller
         .wait_for(&format!("/v1/transcriptions/{id}"), "/status", "completed")
@@ -163,7 +163,11 @@ async fn no_patient_data_or_credential_leaves_through_telemetry_and_the_ids_run_
         .http
         .post(format!("{}/v1/transcriptions/{id}/ehr", caller.base))
         .bearer_auth(&caller.token)
-        .header("x-correlation-id", "corr-push-1")
+        .header("x-correlation-id", VISIT)
+        .header(
+            "traceparent",
+            format!("00-{CALLER_TRACE}-b7ad6b7169203331-01"),
+        )
         .json(&json!({"patient_id": PATIENT, "encounter_id": ENCOUNTER}))
         .send()
         .await
@@ -186,7 +190,7 @@ async fn no_patient_data_or_credential_leaves_through_telemetry_and_the_ids_run_
     // A second recording fails for good (the cloud engine refuses the key): an error report.
     openai.always(Some(Failure::Unauthorized));
     let failing = caller
-        .upload(&format!("{SURNAME}-follow-up.wav"), "corr-upload-2")
+        .upload(&format!("{SURNAME}-follow-up.wav"), "follow-up-2")
         .await;
     caller
         .wait_for(
@@ -252,7 +256,8 @@ async fn no_patient_data_or_credential_leaves_through_telemetry_and_the_ids_run_
         assert!(!sent.contains("mmt-test-key"));
     }
 
-    // The request, the worker and the EHR push log under the request's correlation id.
+    // The visit's correlation id is on the request lines, the worker's and the EHR push's,
+    // all in the caller's trace.
     let lines = log_lines(&logs);
     for line in &lines {
         assert_eq!(line["function"], "serve", "{line}");
@@ -261,56 +266,46 @@ async fn no_patient_data_or_credential_leaves_through_telemetry_and_the_ids_run_
             "{line}"
         );
     }
-    assert!(!lines_with(&lines, "corr-upload-1", "request completed").is_empty());
-    let worker = lines_with(&lines, "corr-upload-1", "transcription completed");
-    assert_eq!(worker.len(), 1, "{logs}");
+    let requests = lines_with(&lines, VISIT, "request completed");
+    let routes: Vec<&str> = requests
+        .iter()
+        .filter_map(|l| l["route"].as_str())
+        .collect();
     assert_eq!(
-        worker[0]["trace_id"], CALLER_TRACE,
-        "the worker joined the caller's trace"
-    );
-    assert!(!lines_with(&lines, "corr-push-1", "request completed").is_empty());
-    assert_eq!(
-        lines_with(&lines, "corr-push-1", "EHR note delivered").len(),
-        1,
+        routes,
+        ["/v1/transcriptions", "/v1/transcriptions/{id}/ehr"],
         "{logs}"
     );
+    for message in ["transcription completed", "EHR note delivered"] {
+        let worker = lines_with(&lines, VISIT, message);
+        assert_eq!(worker.len(), 1, "{message}: {logs}");
+        assert_eq!(
+            worker[0]["trace_id"], CALLER_TRACE,
+            "{message}: not in the caller's trace"
+        );
+    }
     assert_eq!(
-        lines_with(&lines, "corr-upload-2", "transcription failed").len(),
+        lines_with(&lines, "follow-up-2", "transcription failed").len(),
         1,
         "{logs}"
     );
 
-    // The exported spans: request, upload, job and engine in the caller's trace; the EHR calls
-    // in the push request's trace.
-    let names_in = |trace: &str| -> Vec<String> {
-        spans
-            .iter()
-            .filter(|s| {
-                s["traceId"]
-                    .as_str()
-                    .map(str::to_ascii_lowercase)
-                    .as_deref()
-                    == Some(trace)
-            })
-            .filter_map(|s| s["name"].as_str().map(str::to_owned))
-            .collect()
-    };
-    let in_caller_trace = names_in(CALLER_TRACE);
-    for name in ["request", "upload", "job", "engine"] {
+    // The exported spans: request, upload, job, engine and the EHR calls, in the caller's trace.
+    let in_caller_trace: Vec<&str> = spans
+        .iter()
+        .filter(|s| {
+            s["traceId"]
+                .as_str()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+                == Some(CALLER_TRACE)
+        })
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    for name in ["request", "upload", "job", "engine", "ehr_call"] {
         assert!(
-            in_caller_trace.iter().any(|n| n == name),
+            in_caller_trace.contains(&name),
             "{name} not in {in_caller_trace:?}"
-        );
-    }
-    let push_trace = lines_with(&lines, "corr-push-1", "EHR note delivered")[0]["trace_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let in_push_trace = names_in(&push_trace);
-    for name in ["request", "job", "ehr_call"] {
-        assert!(
-            in_push_trace.iter().any(|n| n == name),
-            "{name} not in {in_push_trace:?}"
         );
     }
 
