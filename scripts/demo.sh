@@ -17,7 +17,9 @@ if [[ -n "${OPENAI_API_KEY:-}" ]]; then
   export ENABLE_CLOUD_TRANSCRIPTION=${ENABLE_CLOUD_TRANSCRIPTION:-true}
 fi
 
-cargo build -q -p mmt-core --bin mmt
+# `--workspace`: the features every member asks for, as `cargo test --workspace` builds them,
+# so the binary reuses those artifacts instead of rebuilding every dependency.
+cargo build -q --workspace --bin mmt
 
 # Tokens survive restarts of the demo: keep its signing secret beside its data (never in git).
 if [[ -z "${INTERNAL_JWT_SECRET:-}" ]]; then

@@ -26,8 +26,9 @@ check() { # name, got, want
   fi
 }
 
-cargo build -q -p mmt-testkit --bin openai-contract-server
-cargo build -q -p mmt-core --bin mmt
+# `--workspace`: the features every member asks for, as `cargo test --workspace` builds them,
+# so the binaries reuse those artifacts instead of rebuilding every dependency.
+cargo build -q --workspace --bin openai-contract-server --bin mmt
 setsid env PORT="$MOCK_PORT" OPENAI_API_KEY=sk-smoke target/debug/openai-contract-server >"$work/mock.log" 2>&1 &
 pids+=($!)
 

@@ -14,7 +14,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 [[ -d web/tests/node_modules/playwright-core ]] || npm ci --prefix web/tests --no-audit --no-fund >/dev/null
 model=$(MODEL=tiny.en scripts/model.sh)
-cargo build -q -p mmt-core --bin mmt
+# `--workspace`: the features every member asks for, as `cargo test --workspace` builds them,
+# so the binary reuses those artifacts instead of rebuilding every dependency.
+cargo build -q --workspace --bin mmt
 
 spoken="The patient has had a mild headache for two days. She should drink plenty of water and rest at home."
 espeak-ng -v en-us -s 140 -w "$work/raw.wav" "$spoken"
