@@ -1,3 +1,9 @@
+use std::{sync::Arc, time::Duration};
+
+use mmt_core::{
+    domain::JobId,
+    ports::{Job, JobOrigin, JobQueue, QueueError, QueueStats, ReceivedJob},
+};
 use serde_json::Value;
 
 use crate::helpers::{spawn_app, spawn_app_with};
@@ -203,7 +209,7 @@ async fn ready_reports_the_workers_heartbeats_and_a_stopped_worker_is_not_ready(
         app.state.clone(),
         shutdown.clone(),
     ));
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, body) = ready(&app).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["workers"]["ok"], true);
@@ -223,58 +229,41 @@ async fn ready_reports_the_workers_heartbeats_and_a_stopped_worker_is_not_ready(
 }
 
 /// A queue whose receive never answers: a consumer stuck on it stops beating.
-struct HangingQueue(std::sync::Arc<dyn mmt_core::ports::JobQueue>);
+struct HangingQueue(Arc<dyn JobQueue>);
 
 #[async_trait::async_trait]
-impl mmt_core::ports::JobQueue for HangingQueue {
+impl JobQueue for HangingQueue {
     async fn enqueue(
         &self,
-        job: &mmt_core::ports::Job,
-        origin: &mmt_core::ports::JobOrigin,
-        dedupe_key: Option<&str>,
-    ) -> Result<mmt_core::domain::JobId, mmt_core::ports::QueueError> {
-        self.0.enqueue(job, origin, dedupe_key).await
+        job: &Job,
+        origin: &JobOrigin,
+        dedupe: Option<&str>,
+    ) -> Result<JobId, QueueError> {
+        self.0.enqueue(job, origin, dedupe).await
     }
-    async fn receive(
-        &self,
-        _max: usize,
-    ) -> Result<Vec<mmt_core::ports::ReceivedJob>, mmt_core::ports::QueueError> {
+    async fn receive(&self, _max: usize) -> Result<Vec<ReceivedJob>, QueueError> {
         std::future::pending().await
     }
     async fn extend_lease(
         &self,
-        job: &mmt_core::ports::ReceivedJob,
-        visibility: std::time::Duration,
-    ) -> Result<(), mmt_core::ports::QueueError> {
+        job: &ReceivedJob,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
         self.0.extend_lease(job, visibility).await
     }
-    async fn ack(
-        &self,
-        job: &mmt_core::ports::ReceivedJob,
-    ) -> Result<(), mmt_core::ports::QueueError> {
+    async fn ack(&self, job: &ReceivedJob) -> Result<(), QueueError> {
         self.0.ack(job).await
     }
-    async fn retry_later(
-        &self,
-        job: &mmt_core::ports::ReceivedJob,
-        delay: std::time::Duration,
-    ) -> Result<(), mmt_core::ports::QueueError> {
+    async fn retry_later(&self, job: &ReceivedJob, delay: Duration) -> Result<(), QueueError> {
         self.0.retry_later(job, delay).await
     }
-    async fn release(
-        &self,
-        job: &mmt_core::ports::ReceivedJob,
-    ) -> Result<(), mmt_core::ports::QueueError> {
+    async fn release(&self, job: &ReceivedJob) -> Result<(), QueueError> {
         self.0.release(job).await
     }
-    async fn dead_letter(
-        &self,
-        job: &mmt_core::ports::ReceivedJob,
-        reason: &str,
-    ) -> Result<(), mmt_core::ports::QueueError> {
+    async fn dead_letter(&self, job: &ReceivedJob, reason: &str) -> Result<(), QueueError> {
         self.0.dead_letter(job, reason).await
     }
-    async fn stats(&self) -> Result<mmt_core::ports::QueueStats, mmt_core::ports::QueueError> {
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
         self.0.stats().await
     }
 }
@@ -282,21 +271,21 @@ impl mmt_core::ports::JobQueue for HangingQueue {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stuck_on_its_queue_makes_the_process_not_ready() {
     let app = crate::helpers::spawn_app_customised(&[("WORKER_STALE_AFTER_SECS", "1")], |state| {
-        state.transcribe_queue = std::sync::Arc::new(HangingQueue(state.transcribe_queue.clone()));
+        state.transcribe_queue = Arc::new(HangingQueue(state.transcribe_queue.clone()));
     })
     .await;
     let workers = tokio::spawn(mmt_core::jobs::run_transcribe_workers(
         app.state.clone(),
         tokio_util::sync::CancellationToken::new(),
     ));
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, body) = ready(&app).await;
     assert_eq!(
         (status, &body["checks"]["workers"]["ok"]),
         (200, &Value::Bool(true)),
         "{body}"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, body) = ready(&app).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["failing"], serde_json::json!(["workers"]));
