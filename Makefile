@@ -2,16 +2,21 @@
 # the same idempotent set-up first.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+# The tools `make setup` installs (PyPI and npm ones in environments of their own) come first on
+# PATH for every target: moto_server, cargo-lambda, the Python with the OpenAI SDK, Node.js.
+MMT_TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mmt-tools
+export MMT_TOOLS_DIR
+export PATH := $(MMT_TOOLS_DIR)/bin:$(PATH)
 
 FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep ehr-push
 
 .PHONY: help setup model build build-lambdas demo demo-check walkthrough test lint infra-check test-rust \
-        lambda-smoke watch bench fuzz fuzz-smoke web-check deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
+        fresh-check lambda-smoke watch bench fuzz fuzz-smoke web-check deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: ## Install what the project needs (apt packages, cargo-lambda); idempotent
+setup: ## Install what the project needs (apt packages, PyPI and npm tools, Node.js, Terraform); idempotent
 	@scripts/setup.sh
 
 build: setup ## Build every crate
@@ -29,19 +34,19 @@ lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-infra-check: ## terraform fmt -check and checkov on infra/ (offline)
+infra-check: setup ## terraform fmt -check, the reference and provider-schema checks, checkov on infra/ (offline)
 	@scripts/infra-check.sh
 
-test-rust: ## Unit and black-box tests
+test-rust: setup model ## Unit and black-box tests
 	cargo test --workspace
 
-lambda-smoke: ## Every function under `cargo lambda watch`, invoked with its events/ fixture
+lambda-smoke: setup ## Every function under `cargo lambda watch`, invoked with its events/ fixture
 	@scripts/lambda-smoke.sh
 
-demo-check: ## Start the demo, run the README walk-through against it, stop it
+demo-check: setup model ## Start the demo, run the README walk-through against it, stop it
 	@scripts/demo-check.sh
 
-walkthrough: ## Run the README walk-through against a running demo (BASE=http://localhost:8080)
+walkthrough: setup ## Run the README walk-through against a running demo (BASE=http://localhost:8080)
 	@scripts/walkthrough.sh
 
 watch: setup ## Serve the HTTP functions locally on API Gateway's paths (cargo lambda watch, port 9000)
@@ -56,10 +61,10 @@ bench: setup ## Performance figures: start-up, req/s, RSS, 300 MB upload, Whispe
 fuzz: setup ## A short cargo-fuzz run of every fuzz target (FUZZ_SECONDS each, default 30)
 	@scripts/fuzz.sh
 
-web-check: ## Browser tests of the web page (chromium + playwright-core; screenshots in target/web-artifacts)
+web-check: setup model ## Browser tests of the web page (chromium + playwright-core; screenshots in target/web-artifacts)
 	@scripts/web-check.sh
 
-fuzz-smoke: ## Every fuzz target builds and runs 5 s (part of `make test`)
+fuzz-smoke: setup ## Every fuzz target builds and runs 5 s (part of `make test`)
 	@FUZZ_SECONDS=5 scripts/fuzz.sh
 
 build-lambdas: setup ## The Lambda functions as arm64 zips in target/lambda/<fn>/bootstrap.zip
@@ -67,6 +72,9 @@ build-lambdas: setup ## The Lambda functions as arm64 zips in target/lambda/<fn>
 
 deploy: setup ## Build the zips, terraform apply infra/envs/$$ENVIRONMENT (default example), smoke-test
 	@scripts/deploy.sh
+
+fresh-check: ## The README's test command on a bare Debian 12 root filesystem (root; not part of `make test`)
+	@scripts/fresh-check.sh
 
 smoke: ## Post-deploy smoke test against URL=<api url>
 	@scripts/deploy-smoke.sh $(URL)

@@ -5,14 +5,14 @@ terraform {
   required_version = ">= 1.11"
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.93"
+      source = "hashicorp/aws"
+      # The schema scripts/check-terraform.py checks against is 6.25.0's.
+      version = ">= 6.25, < 7.0"
     }
   }
 
-  # Remote state, locked: `terraform init -backend-config=backend.hcl` with bucket, key,
-  # region and use_lockfile = true (see infra/README.md). Without it, state stays local.
-  backend "s3" {}
+  # State stays local unless backend.tf exists: for remote, locked state copy
+  # backend.tf.example to backend.tf and backend.hcl.example to backend.hcl (infra/README.md).
 }
 
 provider "aws" {
@@ -29,15 +29,27 @@ provider "aws" {
 module "mmt" {
   source = "../../modules/mmt"
 
-  name               = var.name
-  region             = var.region
-  artifacts_dir      = var.artifacts_dir
-  secret_values      = var.secret_values
-  retention_days     = var.retention_days
-  allow_guest_auth   = var.allow_guest_auth
-  cors_allow_origins = var.cors_allow_origins
-  jwt_authorizer     = var.jwt_authorizer
-  gpu_worker         = var.gpu_worker
-  ehr                = var.ehr
-  telemetry          = var.telemetry
+  name                      = var.name
+  region                    = var.region
+  artifacts_dir             = var.artifacts_dir
+  secret_values             = var.secret_values
+  secrets_version           = var.secrets_version
+  alarm_email               = var.alarm_email
+  primary_encryption_key_id = var.primary_encryption_key_id
+  retention_days            = var.retention_days
+  retention_schedule        = var.retention_schedule
+  max_upload_bytes          = var.max_upload_bytes
+  max_receive_count         = var.max_receive_count
+  transcribe_timeout_s      = var.transcribe_timeout_s
+  transcribe_concurrency    = var.transcribe_concurrency
+  allow_guest_auth          = var.allow_guest_auth
+  openai_base_url           = var.openai_base_url
+  cors_allow_origins        = var.cors_allow_origins
+  reserved_concurrency      = var.reserved_concurrency
+  gpu_worker                = var.gpu_worker
+  log_retention_days        = var.log_retention_days
+  deletion_protection       = var.deletion_protection
+  ehr                       = var.ehr
+  telemetry                 = var.telemetry
+  web_page                  = var.web_page
 }

@@ -1,5 +1,7 @@
+# Every variable of modules/mmt, passed through by main.tf; set them in terraform.tfvars.
+
 variable "name" {
-  description = "Deployment name, the prefix of every resource (e.g. mmt-prod)."
+  description = "Prefix for every resource, e.g. mmt-prod."
   type        = string
 }
 
@@ -8,26 +10,78 @@ variable "region" {
 }
 
 variable "artifacts_dir" {
-  description = "The function zips (`make build-lambdas` writes target/lambda)."
+  description = "Where the function zips are (`make build-lambdas` writes target/lambda)."
   type        = string
   default     = "../../../target/lambda"
 }
 
 variable "secret_values" {
-  description = "Set with TF_VAR_secret_values='{\"jwt-secret\":\"...\",\"openai-api-key\":\"...\",\"encryption-keys\":\"k1:...\",\"admin-api-key\":\"...\"}' at apply time; never written to state."
+  description = "{ jwt-secret = <48+ random bytes, base64>, openai-api-key = <key>, encryption-keys = \"k1:<base64 of 32 bytes>\", admin-api-key = <32+ random bytes> } (`mmt secrets --encryption 1` prints them). Ephemeral: TF_VAR_secret_values at apply; never in state."
   type        = map(string)
   sensitive   = true
   ephemeral   = true
 }
 
+variable "secrets_version" {
+  description = "Bump to write new secret_values to SSM (write-only values change only when this does)."
+  type        = number
+  default     = 1
+}
+
+variable "alarm_email" {
+  description = "Where the operational alarms (dead letters, function errors and throttles, API 5xx, old messages, failed sweeps) are e-mailed; null = the SNS topic only (subscribe it yourself)."
+  type        = string
+  default     = null
+}
+
+variable "primary_encryption_key_id" {
+  description = "The key of the encryption-keys ring that seals new PHI fields (rotate: add a key to the ring, then switch this)."
+  type        = string
+  default     = "k1"
+}
+
 variable "retention_days" {
+  description = "RETENTION_DAYS; also the bucket's expiry and the table's TTL."
+  type        = number
+  default     = 30
+}
+
+variable "retention_schedule" {
+  type    = string
+  default = "cron(15 3 * * ? *)"
+}
+
+variable "max_upload_bytes" {
   type    = number
-  default = 30
+  default = 524288000
+}
+
+variable "max_receive_count" {
+  type    = number
+  default = 3
+}
+
+variable "transcribe_timeout_s" {
+  description = "Timeout of the transcribe function; the queue's visibility is 6x this."
+  type        = number
+  default     = 300
+}
+
+variable "transcribe_concurrency" {
+  description = "Most transcribe functions running at once (rate limits of the cloud engine)."
+  type        = number
+  default     = 10
 }
 
 variable "allow_guest_auth" {
-  type    = bool
-  default = false
+  description = "Guest sign-in; off in production unless this is a public demo."
+  type        = bool
+  default     = false
+}
+
+variable "openai_base_url" {
+  type    = string
+  default = "https://api.openai.com/v1"
 }
 
 variable "cors_allow_origins" {
@@ -35,15 +89,14 @@ variable "cors_allow_origins" {
   default = []
 }
 
-variable "jwt_authorizer" {
-  type = object({
-    issuer   = string
-    audience = list(string)
-  })
-  default = null
+variable "reserved_concurrency" {
+  description = "Reserve concurrency per function (about 170 in all). Off by default: new accounts often have a regional limit of 10-50 and the apply would fail; turn on once the account's limit is raised."
+  type        = bool
+  default     = false
 }
 
 variable "gpu_worker" {
+  description = "Run local Whisper on GPU instances (ECS). null = cloud engine only, in Lambda."
   type = object({
     image                = string
     image_repository_arn = string
@@ -55,8 +108,19 @@ variable "gpu_worker" {
   default = null
 }
 
+variable "log_retention_days" {
+  type    = number
+  default = 365
+}
+
+variable "deletion_protection" {
+  description = "Protect the table and keep a non-empty bucket on destroy. Turn off only for throwaway environments."
+  type        = bool
+  default     = true
+}
+
 variable "ehr" {
-  description = "EHR push (see modules/mmt); null turns it off."
+  description = "EHR push; null turns it off (the EHR routes answer 501). target = \"openemr\" (openemr_base_url, openemr_client_id; secrets openemr-client-secret and openemr-refresh-token in secret_values) or \"fhir\" (fhir_base_url)."
   type = object({
     target            = string
     openemr_base_url  = optional(string)
@@ -67,14 +131,30 @@ variable "ehr" {
     max_attempts      = optional(number, 5)
   })
   default = null
+
+  validation {
+    condition     = var.ehr == null || contains(["openemr", "fhir"], try(var.ehr.target, ""))
+    error_message = "ehr.target must be openemr or fhir."
+  }
 }
 
 variable "telemetry" {
-  description = "Traces and error reports (see modules/mmt): sentry = true takes the DSN from secret_values[\"sentry-dsn\"]."
+  description = "Where traces and error reports go. sentry = true reads the DSN from secret_values[\"sentry-dsn\"] (kept in SSM); otlp_endpoint is an OTLP/HTTP collector (https, or http://localhost:4318 for the ADOT Lambda layer). Logs and EMF metrics go to CloudWatch regardless."
   type = object({
     sentry                    = optional(bool, false)
     sentry_traces_sample_rate = optional(number, 0)
     otlp_endpoint             = optional(string)
   })
   default = {}
+
+  validation {
+    condition     = var.telemetry.sentry_traces_sample_rate >= 0 && var.telemetry.sentry_traces_sample_rate <= 1
+    error_message = "telemetry.sentry_traces_sample_rate must be between 0 and 1."
+  }
+}
+
+variable "web_page" {
+  description = "Serve the web page from S3 + CloudFront (its origin is added to CORS_ALLOW_ORIGINS)."
+  type        = bool
+  default     = true
 }

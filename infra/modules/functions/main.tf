@@ -66,6 +66,7 @@ resource "aws_lambda_function" "function" {
 
   # checkov:skip=CKV_AWS_117:The functions call only AWS APIs and the transcription API over TLS; a VPC would add NAT gateways and cold-start cost without narrowing any path. Data stays private through IAM, KMS and the bucket/queue policies.
   # checkov:skip=CKV_AWS_116:HTTP functions answer API Gateway synchronously and the SQS function is retried by its queue (with a DLQ); only retention-sweep is invoked asynchronously and it gets a dead-letter queue (dead_letter_arn).
+  # checkov:skip=CKV_AWS_115:Reserved concurrency is opt-in (var.reserved_concurrency): new accounts have a regional limit of 10-50, and reserving ~170 executions fails the apply. The SQS consumers are capped by their event source mappings' maximum_concurrency and the API by the stage's throttling either way.
   # checkov:skip=CKV_AWS_272:Zips are built from a tagged commit by the deploy workflow and uploaded with its OIDC role; code signing needs an AWS Signer profile, an organisation-level choice left to the operator.
   function_name                  = local.function_names[each.key]
   description                    = each.value.description

@@ -14,7 +14,7 @@ variable "functions" {
     description          = string
     memory_mb            = number
     timeout_s            = number
-    reserved_concurrency = number
+    reserved_concurrency = optional(number)
     environment          = optional(map(string), {})
     dead_letter_arn      = optional(string)
     statements = list(object({

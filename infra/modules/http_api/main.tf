@@ -3,7 +3,6 @@
 
 locals {
   integrated_functions = toset([for route in values(var.routes) : route.function])
-  use_jwt_authorizer   = var.jwt_authorizer != null
 }
 
 resource "aws_apigatewayv2_api" "http" {
@@ -53,19 +52,6 @@ resource "aws_apigatewayv2_stage" "default" {
   }
 }
 
-resource "aws_apigatewayv2_authorizer" "jwt" {
-  count            = local.use_jwt_authorizer ? 1 : 0
-  api_id           = aws_apigatewayv2_api.http.id
-  name             = "jwt"
-  authorizer_type  = "JWT"
-  identity_sources = ["$request.header.Authorization"]
-
-  jwt_configuration {
-    issuer   = var.jwt_authorizer.issuer
-    audience = var.jwt_authorizer.audience
-  }
-}
-
 resource "aws_apigatewayv2_integration" "function" {
   for_each               = local.integrated_functions
   api_id                 = aws_apigatewayv2_api.http.id
@@ -78,12 +64,11 @@ resource "aws_apigatewayv2_integration" "function" {
 resource "aws_apigatewayv2_route" "route" {
   for_each = var.routes
 
-  # checkov:skip=CKV_AWS_309:Routes without a gateway authorizer are either public by design (health, demo status, sign-in, docs) or verify the bearer token inside the function, which also enforces record ownership; set jwt_authorizer to add a gateway check for an external identity provider.
+  # checkov:skip=CKV_AWS_309:The functions verify MMT's bearer tokens themselves (the same check on every route, with record ownership); a gateway JWT authorizer would need a second token on the same header, so none is configured. Public routes (health, demo status, sign-in, docs) need none.
   api_id             = aws_apigatewayv2_api.http.id
   route_key          = each.key
   target             = "integrations/${aws_apigatewayv2_integration.function[each.value.function].id}"
-  authorization_type = local.use_jwt_authorizer && !each.value.public ? "JWT" : "NONE"
-  authorizer_id      = local.use_jwt_authorizer && !each.value.public ? aws_apigatewayv2_authorizer.jwt[0].id : null
+  authorization_type = "NONE"
 }
 
 resource "aws_lambda_permission" "api" {

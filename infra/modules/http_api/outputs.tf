@@ -6,3 +6,8 @@ output "url" {
 output "execution_arn" {
   value = aws_apigatewayv2_api.http.execution_arn
 }
+
+output "api_id" {
+  description = "For the 5xx alarm (AWS/ApiGateway, dimension ApiId)."
+  value       = aws_apigatewayv2_api.http.id
+}

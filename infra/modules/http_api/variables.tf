@@ -21,15 +21,6 @@ variable "function_names" {
   type        = map(string)
 }
 
-variable "jwt_authorizer" {
-  description = "Optional gateway JWT check (issuer URL and audiences of an external identity provider) on non-public routes."
-  type = object({
-    issuer   = string
-    audience = list(string)
-  })
-  default = null
-}
-
 variable "cors_allow_origins" {
   description = "Browser origins allowed to call the API; empty = no CORS."
   type        = list(string)

@@ -34,6 +34,77 @@ data "aws_iam_policy_document" "key" {
     }
   }
 
+  # CloudFront reads the web page from its SSE-KMS bucket through origin access control
+  # (AWS: "Restricting access to an Amazon S3 origin", SSE-KMS): only this distribution.
+  dynamic "statement" {
+    for_each = var.web_page ? [module.web[0].distribution_arn] : []
+    content {
+      sid       = "WebPageThroughCloudFront"
+      actions   = ["kms:Decrypt"]
+      resources = ["*"]
+      principals {
+        type        = "Service"
+        identifiers = ["cloudfront.amazonaws.com"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceArn"
+        values   = [statement.value]
+      }
+    }
+  }
+
+  # The GPU instances' root volumes are encrypted with this key: EC2 Auto Scaling launches them
+  # with its service-linked role, which needs the key and a grant for EBS ("Required KMS key
+  # policy for use with encrypted volumes"). Named by condition, not as principal, because the
+  # role exists only once the account's first Auto Scaling group is created.
+  dynamic "statement" {
+    for_each = local.gpu_worker ? ["use", "grant"] : []
+    content {
+      sid       = statement.value == "use" ? "GpuVolumesThroughAutoScaling" : "GpuVolumeGrantsThroughAutoScaling"
+      actions   = statement.value == "use" ? ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"] : ["kms:CreateGrant"]
+      resources = ["*"]
+      principals {
+        type        = "AWS"
+        identifiers = ["*"]
+      }
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:PrincipalArn"
+        values   = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "kms:CallerAccount"
+        values   = [data.aws_caller_identity.current.account_id]
+      }
+      dynamic "condition" {
+        for_each = statement.value == "grant" ? [true] : []
+        content {
+          test     = "Bool"
+          variable = "kms:GrantIsForAWSResource"
+          values   = ["true"]
+        }
+      }
+    }
+  }
+
+  # CloudWatch alarms publish to the KMS-encrypted alarm topic.
+  statement {
+    sid       = "AlarmsToEncryptedTopic"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+
   # S3 delivers ObjectCreated events to the KMS-encrypted transcribe queue.
   statement {
     sid       = "S3Notifications"

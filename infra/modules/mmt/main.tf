@@ -3,14 +3,16 @@
 # GPU worker.
 
 locals {
-  bucket_arn  = module.storage.bucket_arn
-  audio_paths = ["${module.storage.bucket_arn}/audio/*", "${module.storage.bucket_arn}/uploads/*"]
-  table_arns  = [module.storage.table_arn, "${module.storage.table_arn}/index/by_owner"]
-  key_arn     = aws_kms_key.data.arn
-  jwt_secret  = module.secrets.parameter_arns["jwt-secret"]
-  openai_key  = module.secrets.parameter_arns["openai-api-key"]
-  field_keys  = module.secrets.parameter_arns["encryption-keys"]
-  admin_key   = module.secrets.parameter_arns["admin-api-key"]
+  bucket_arn = module.storage.bucket_arn
+  # The API answers the configured origins and, when it is served, the web page's own.
+  cors_allow_origins = distinct(concat(var.cors_allow_origins, var.web_page ? [module.web[0].origin] : []))
+  audio_paths        = ["${module.storage.bucket_arn}/audio/*", "${module.storage.bucket_arn}/uploads/*"]
+  table_arns         = [module.storage.table_arn, "${module.storage.table_arn}/index/by_owner"]
+  key_arn            = aws_kms_key.data.arn
+  jwt_secret         = module.secrets.parameter_arns["jwt-secret"]
+  openai_key         = module.secrets.parameter_arns["openai-api-key"]
+  field_keys         = module.secrets.parameter_arns["encryption-keys"]
+  admin_key          = module.secrets.parameter_arns["admin-api-key"]
 
   ehr_enabled     = var.ehr != null
   ehr_openemr     = try(var.ehr.target, "") == "openemr"
@@ -109,7 +111,7 @@ locals {
       description          = "GET /health/live, /health/ready"
       memory_mb            = 128
       timeout_s            = 10
-      reserved_concurrency = 10
+      reserved_concurrency = var.reserved_concurrency ? 10 : null
       statements = [
         { sid = "PingTable", actions = ["dynamodb:DescribeTable"], resources = [module.storage.table_arn] },
         { sid = "PingBucket", actions = ["s3:ListBucket"], resources = [local.bucket_arn] },
@@ -122,14 +124,14 @@ locals {
       description          = "GET /demo/status"
       memory_mb            = 128
       timeout_s            = 5
-      reserved_concurrency = 10
+      reserved_concurrency = var.reserved_concurrency ? 10 : null
       statements           = [local.read_secret, local.use_key]
     }
     auth = {
       description          = "POST /auth/guest, /auth/login, /auth/admin, GET /.well-known/jwks.json, /v1/admin/audit"
       memory_mb            = 256
       timeout_s            = 10
-      reserved_concurrency = 20
+      reserved_concurrency = var.reserved_concurrency ? 20 : null
       # Only the auth function exchanges the admin key for a token.
       environment = { ADMIN_API_KEY_SSM_PARAMETER = module.secrets.parameter_names["admin-api-key"] }
       statements = [
@@ -143,7 +145,7 @@ locals {
       description          = "POST /v1/transcriptions, /v1/uploads, /v1/audio/transcriptions"
       memory_mb            = 1024
       timeout_s            = 60
-      reserved_concurrency = 50
+      reserved_concurrency = var.reserved_concurrency ? 50 : null
       statements = [
         { sid = "StoreAudio", actions = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], resources = local.audio_paths },
         { sid = "WriteRecords", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
@@ -157,7 +159,7 @@ locals {
       description          = "GET /v1/transcriptions[/{id}[/transcript]], DELETE /v1/transcriptions/{id}"
       memory_mb            = 256
       timeout_s            = 10
-      reserved_concurrency = 50
+      reserved_concurrency = var.reserved_concurrency ? 50 : null
       statements = [
         { sid = "ReadRecords", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.table_arns },
         { sid = "ForgetDeliveries", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.ehr_table },
@@ -171,7 +173,7 @@ locals {
       description          = "POST|GET /v1/transcriptions/{id}/ehr, and the EHR queue's deliveries"
       memory_mb            = 256
       timeout_s            = 60
-      reserved_concurrency = 10
+      reserved_concurrency = var.reserved_concurrency ? 10 : null
       environment = {
         for name in local.ehr_secrets : "${upper(replace(name, "-", "_"))}_SSM_PARAMETER" => module.secrets.parameter_names[name]
       }
@@ -189,14 +191,14 @@ locals {
       description          = "GET /openapi.json, /docs"
       memory_mb            = 128
       timeout_s            = 5
-      reserved_concurrency = 5
+      reserved_concurrency = var.reserved_concurrency ? 5 : null
       statements           = [local.read_secret, local.use_key]
     }
     transcribe = {
       description          = "Consumes the transcribe queue (jobs and direct-upload events)"
       memory_mb            = 1024
       timeout_s            = var.transcribe_timeout_s
-      reserved_concurrency = var.transcribe_concurrency
+      reserved_concurrency = var.reserved_concurrency ? var.transcribe_concurrency : null
       statements = [
         { sid = "ReadAudio", actions = ["s3:GetObject", "s3:DeleteObject"], resources = local.audio_paths },
         { sid = "UpdateRecords", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [module.storage.table_arn] },
@@ -210,7 +212,7 @@ locals {
       description          = "Deletes recordings and records past RETENTION_DAYS"
       memory_mb            = 256
       timeout_s            = 300
-      reserved_concurrency = 1
+      reserved_concurrency = var.reserved_concurrency ? 1 : null
       dead_letter_arn      = module.sweep_failures.arn
       statements = [
         { sid = "FindExpired", actions = ["dynamodb:Scan", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
@@ -252,19 +254,22 @@ module "ehr_queue" {
   max_receive_count        = try(var.ehr.max_attempts, 5)
 }
 
+# Nobody consumes failed sweeps: they stay the longest SQS allows, and an alarm says they are there.
 module "sweep_failures" {
-  source                   = "../queues"
-  name                     = "${var.name}-sweep-failures"
-  kms_key_arn              = aws_kms_key.data.arn
-  consumer_timeout_seconds = 30
+  source                    = "../queues"
+  name                      = "${var.name}-sweep-failures"
+  kms_key_arn               = aws_kms_key.data.arn
+  consumer_timeout_seconds  = 30
+  message_retention_seconds = 1209600
 }
 
 module "secrets" {
-  source        = "../secrets"
-  name          = var.name
-  secret_names  = concat(["jwt-secret", "openai-api-key", "encryption-keys", "admin-api-key"], local.ehr_secrets, local.sentry_secrets)
-  secret_values = var.secret_values
-  kms_key_arn   = aws_kms_key.data.arn
+  source          = "../secrets"
+  name            = var.name
+  secret_names    = concat(["jwt-secret", "openai-api-key", "encryption-keys", "admin-api-key"], local.ehr_secrets, local.sentry_secrets)
+  secret_values   = var.secret_values
+  secrets_version = var.secrets_version
+  kms_key_arn     = aws_kms_key.data.arn
 }
 
 # S3 may send direct-upload events to the transcribe queue, and only from this bucket.
@@ -358,7 +363,6 @@ module "http_api" {
   routes               = local.routes
   function_invoke_arns = module.functions.invoke_arns
   function_names       = module.functions.names
-  jwt_authorizer       = var.jwt_authorizer
   cors_allow_origins   = local.cors_allow_origins
   kms_key_arn          = aws_kms_key.data.arn
   log_retention_days   = var.log_retention_days

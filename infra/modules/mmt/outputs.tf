@@ -31,3 +31,8 @@ output "web_url" {
   description = "The web page (S3 + CloudFront), when web_page is on."
   value       = one(module.web[*].url)
 }
+
+output "alarm_topic_arn" {
+  description = "The SNS topic of the operational alarms."
+  value       = aws_sns_topic.alarms.arn
+}

@@ -1,7 +1,7 @@
 # Every route of the API and the function that serves it. This table must match the router
 # (shared/src/http/mod.rs, RouteGroup): shared/tests/api/infra.rs checks it against the
 # OpenAPI document the router generates. Public routes need no token; every other route
-# verifies the bearer token in the function (and at the gateway too with jwt_authorizer).
+# verifies the bearer token in the function.
 
 locals {
   routes = {
@@ -13,7 +13,7 @@ locals {
     "POST /auth/admin"                       = { function = "auth", public = true }
     "GET /.well-known/jwks.json"             = { function = "auth", public = true }
     "GET /v1/admin/audit"                    = { function = "auth", public = false }
-    "GET /v1/admin/ehr"                      = { function = "auth", public = false }
+    "GET /v1/admin/ehr"                      = { function = "ehr-push", public = false }
     "POST /v1/transcriptions"                = { function = "upload", public = false }
     "POST /v1/uploads"                       = { function = "upload", public = false }
     "POST /v1/audio/transcriptions"          = { function = "upload", public = false }

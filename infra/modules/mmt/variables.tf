@@ -19,6 +19,18 @@ variable "secret_values" {
   ephemeral   = true
 }
 
+variable "secrets_version" {
+  description = "Bump to write new secret_values to SSM (write-only values change only when this does)."
+  type        = number
+  default     = 1
+}
+
+variable "alarm_email" {
+  description = "Where the operational alarms (dead letters, function errors and throttles, API 5xx, old messages, failed sweeps) are e-mailed; null = the SNS topic only (subscribe it yourself)."
+  type        = string
+  default     = null
+}
+
 variable "primary_encryption_key_id" {
   description = "The key of the encryption-keys ring that seals new PHI fields (rotate: add a key to the ring, then switch this)."
   type        = string
@@ -74,13 +86,10 @@ variable "cors_allow_origins" {
   default = []
 }
 
-variable "jwt_authorizer" {
-  description = "Optional gateway JWT check for an external identity provider."
-  type = object({
-    issuer   = string
-    audience = list(string)
-  })
-  default = null
+variable "reserved_concurrency" {
+  description = "Reserve concurrency per function (about 170 in all). Off by default: new accounts often have a regional limit of 10-50 and the apply would fail; turn on once the account's limit is raised."
+  type        = bool
+  default     = false
 }
 
 variable "gpu_worker" {

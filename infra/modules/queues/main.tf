@@ -12,7 +12,7 @@ resource "aws_sqs_queue" "work" {
   # A consumer's lease must outlast its longest run: AWS asks for at least 6x the function
   # timeout, so a batch in flight is never redelivered to a second consumer.
   visibility_timeout_seconds = var.consumer_timeout_seconds * 6
-  message_retention_seconds  = 345600
+  message_retention_seconds  = var.message_retention_seconds
   receive_wait_time_seconds  = 20
   kms_master_key_id          = var.kms_key_arn
 

@@ -17,3 +17,7 @@ output "dead_letter_url" {
 output "dead_letter_arn" {
   value = aws_sqs_queue.dead_letter.arn
 }
+
+output "dead_letter_name" {
+  value = aws_sqs_queue.dead_letter.name
+}

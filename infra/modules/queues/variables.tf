@@ -18,3 +18,9 @@ variable "max_receive_count" {
   type        = number
   default     = 3
 }
+
+variable "message_retention_seconds" {
+  description = "How long an unconsumed message is kept (4 days; up to 14 for queues nobody consumes, such as failed sweeps)."
+  type        = number
+  default     = 345600
+}

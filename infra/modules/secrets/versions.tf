@@ -3,7 +3,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.80"
+      version = ">= 6.25, < 7.0"
     }
   }
 }

@@ -47,7 +47,7 @@ pub enum RouteGroup {
     Transcriptions,
     /// `GET /openapi.json`, `GET /docs` — function `docs`.
     Docs,
-    /// `POST|GET /v1/transcriptions/{id}/ehr` — function `ehr-push`.
+    /// `POST|GET /v1/transcriptions/{id}/ehr`, `GET /v1/admin/ehr` — function `ehr-push`.
     EhrPush,
 }
 

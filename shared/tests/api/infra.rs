@@ -287,3 +287,38 @@ fn every_function_and_the_worker_get_a_least_privilege_role() {
         }
     }
 }
+
+/// A route is only as good as its function's role: the function that serves an EHR route
+/// (deliveries, the connection's state) must reach the EHR table, where both live.
+#[test]
+fn every_function_serving_an_ehr_route_can_read_the_ehr_table() {
+    let locals = locals(&parse("modules/mmt/main.tf"));
+    let functions = object(&locals["functions"]);
+    let mut checked = 0;
+    for group in RouteGroup::ALL {
+        let ehr_paths: Vec<String> = group
+            .openapi()
+            .paths
+            .paths
+            .into_keys()
+            .filter(|path| path.split('/').any(|segment| segment == "ehr"))
+            .collect();
+        if ehr_paths.is_empty() {
+            continue;
+        }
+        let function = object(&functions[group.function_name()]);
+        let reaches_ehr_table = array(&function["statements"]).iter().any(|statement| {
+            let statement = object(&resolve(statement, &locals));
+            let actions: Vec<String> = array(&statement["actions"]).iter().map(string).collect();
+            format!("{:?}", statement["resources"]).contains("ehr_table")
+                && actions.iter().any(|a| a == "dynamodb:GetItem")
+        });
+        assert!(
+            reaches_ehr_table,
+            "{} serves {ehr_paths:?} but its role cannot read the EHR table",
+            group.function_name()
+        );
+        checked += ehr_paths.len();
+    }
+    assert!(checked >= 2, "the EHR routes were found ({checked})");
+}

@@ -22,9 +22,57 @@ use crate::{
     telemetry,
 };
 
+/// Served by the `ehr-push` function, the one whose role reaches the EHR connection's store.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(push_to_ehr, list_deliveries))
+    OpenApiRouter::new()
+        .routes(routes!(push_to_ehr, list_deliveries))
+        .routes(routes!(ehr_connection))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EhrConnectionView {
+    /// `openemr` or `fhir`.
+    target: &'static str,
+    /// Where it is (no secrets).
+    endpoint: String,
+    /// `connected`, `needs_login` (with the reason: an administrator must sign in to the EHR
+    /// again and store the new refresh token), or null before the first login was used.
+    connection: Option<crate::ports::ConnectionState>,
+}
+
+/// The EHR connection: is its login still good? Needs the `admin` scope.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/ehr",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = EhrConnectionView),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The token lacks the admin scope", body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody)
+    )
+)]
+async fn ehr_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<EhrConnectionView>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let (Some(ehr), Some(config)) = (state.ehr.as_ref(), state.config.ehr.as_ref()) else {
+        return Err(ApiError::EhrNotConfigured);
+    };
+    let connection = ehr
+        .client
+        .connection_state()
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    Ok(Json(EhrConnectionView {
+        target: config.target.name(),
+        endpoint: ehr.client.describe(),
+        connection,
+    }))
+}
+
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
