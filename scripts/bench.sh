@@ -12,6 +12,7 @@
 #   BENCH_SECTIONS="http load whisper lambda" (default: all) picks sections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 SECTIONS=" ${BENCH_SECTIONS:-http load whisper lambda} "
 section() { [[ "$SECTIONS" == *" $1 "* ]]; }
 
@@ -28,7 +29,6 @@ cargo build -q --release -p mmt-testkit --bin openai-contract-server --bin mixed
 PORT=18390 OPENAI_API_KEY=sk-bench target/release/openai-contract-server >/dev/null 2>&1 &
 pids+=($!)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hwm_mb() { awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
@@ -43,7 +43,11 @@ start_server() {
     OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 target/release/mmt serve >"$1.log" 2>&1 &
   SERVER_PID=$!
   pids+=("$SERVER_PID")
-  until curl -sf -o /dev/null "http://127.0.0.1:$SERVER_PORT/health/live"; do sleep 0.002; done
+  deadline=$((SECONDS + 60))
+  until curl -sf -o /dev/null "http://127.0.0.1:$SERVER_PORT/health/live"; do
+    ((SECONDS < deadline)) || die "the server did not start within 60s"
+    sleep 0.002
+  done
   t1=$(date +%s%N)
   STARTUP_MS=$(( (t1 - t0) / 1000000 ))
 }
@@ -77,7 +81,7 @@ with open(path, "wb") as f:
 PY
 
 start_server "$work/b" $((400 * 1024 * 1024))
-token=$(curl -sf -X POST "http://127.0.0.1:$SERVER_PORT/auth/guest" | jq -r .access_token)
+token=$(guest_token "http://127.0.0.1:$SERVER_PORT")
 before=$(hwm_mb "$SERVER_PID")
 t0=$(date +%s%N)
 code=$(curl -s -o "$work/upload.json" -w '%{http_code}' -H "Authorization: Bearer $token" -F "file=@$big" \
@@ -92,7 +96,7 @@ printf '%-48s %s MB (before upload %s MB; target < 100 MB: %s)\n' "peak RSS duri
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 
 start_server "$work/c" $((100 * 1024 * 1024))
-token=$(curl -sf -X POST "http://127.0.0.1:$SERVER_PORT/auth/guest" | jq -r .access_token)
+token=$(guest_token "http://127.0.0.1:$SERVER_PORT")
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" -F "file=@$big" \
   "http://127.0.0.1:$SERVER_PORT/v1/transcriptions" || true)
 left=$(find "$work/c/audio" -type f | wc -l)
@@ -118,7 +122,9 @@ if section whisper; then
 echo
 echo "== Local Whisper ($(nproc) cores, WHISPER_THREADS=${BENCH_THREADS:-2}, greedy) =="
 threads=${BENCH_THREADS:-2}
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/whisper-rs-sys-*/whisper.cpp | sort -V | tail -n 1)
+sources=("${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/whisper-rs-sys-*/whisper.cpp)
+[[ -d "${sources[0]}" ]] || die "whisper.cpp's sources are not in the cargo registry: build the workspace first"
+src=$(printf '%s\n' "${sources[@]}" | sort -V | tail -n 1)
 if [[ ! -x target/whisper-ref/whisper-ref ]]; then
   cmake -S benches/whisper-ref -B target/whisper-ref -DWHISPER_SRC="$src" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build target/whisper-ref --target whisper-ref -j"$(nproc)" >/dev/null
@@ -193,7 +199,7 @@ cargo build -q --release "${packages[@]}"
 moto_port=$(free_port)
 moto_server -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
 pids+=($!)
-until curl -s -o /dev/null "http://127.0.0.1:$moto_port/"; do sleep 0.1; done
+wait_for_http "http://127.0.0.1:$moto_port/moto-api/data.json" 60 moto_server
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
   AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west-1
 python3 - <<'PY' >"$work/aws.env"

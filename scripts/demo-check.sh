@@ -3,6 +3,7 @@
 # and stops it with SIGTERM (checking it shuts down cleanly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 work=$(mktemp -d)
 port=${DEMO_CHECK_PORT:-18080}
 export PORT=$port DATA_DIR="$work/data"
@@ -10,10 +11,8 @@ unset OPENAI_API_KEY
 setsid scripts/demo.sh >"$work/demo.log" 2>&1 &
 demo=$!
 trap 'kill -TERM -- -$demo 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 600); do
-  curl -sf -o /dev/null "http://127.0.0.1:$port/health/ready" && break
-  sleep 0.5
-done
+# The first start builds the binary: allow for a cold build on two cores.
+wait_for_http "http://127.0.0.1:$port/health/ready" "${DEMO_START_SECONDS:-1800}" "the demo (make demo)" "$work/demo.log"
 if BASE="http://127.0.0.1:$port" scripts/walkthrough.sh; then
   result=0
 else

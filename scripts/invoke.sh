@@ -4,6 +4,7 @@
 # is replaced by $ID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 fn=$1
 declare -A default_event=(
   [health]=events/apigw-health-live.json [demo-status]=events/apigw-demo-status.json
@@ -17,7 +18,9 @@ event=${2:-${default_event[$fn]:-}}
 port=${WATCH_PORT:-9000}
 data=$(cat "$event")
 if grep -q __TOKEN__ <<<"$data"; then
-  token=$(cargo lambda invoke auth --invoke-port "$port" --data-file events/apigw-auth-guest.json | jq -r .body | jq -r .access_token)
+  answer=$(cargo lambda invoke auth --invoke-port "$port" --data-file events/apigw-auth-guest.json) \
+    || die "the auth function did not answer on port $port: is 'make watch' running?"
+  token=$(json_field "$(json_field "$answer" .body "auth")" .access_token "guest sign-in")
   data=${data//__TOKEN__/$token}
 fi
 data=${data//__ID__/${ID:-}}

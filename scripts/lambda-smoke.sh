@@ -4,6 +4,7 @@
 # The cloud engine points at the local OpenAI-contract server; storage is a temp directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 PORT=${LAMBDA_SMOKE_PORT:-9300}
 MOCK_PORT=${LAMBDA_SMOKE_MOCK_PORT:-9390}
@@ -32,16 +33,18 @@ cargo build -q --workspace --bin openai-contract-server --bin mmt
 setsid env PORT="$MOCK_PORT" OPENAI_API_KEY=sk-smoke target/debug/openai-contract-server >"$work/mock.log" 2>&1 &
 pids+=($!)
 
-hash=$(printf 'fixture-password-123\n' | target/debug/mmt hash-password)
+hash=$(printf 'fixture-password-123\n' | target/debug/mmt hash-password) || die "mmt hash-password failed"
 # The functions inherit the emulator's environment (its --env-var flag splits on the commas
 # inside argon2 hashes).
 export ENV=dev DEMO_MODE=false DATA_DIR="$work/data" ALLOW_LOCAL_LOGIN=true LOCAL_LOGIN_USERS="clinician:$hash" \
   ENABLE_CLOUD_TRANSCRIPTION=true OPENAI_BASE_URL="http://127.0.0.1:$MOCK_PORT/v1" OPENAI_API_KEY=sk-smoke \
-  LOG_FORMAT=json INTERNAL_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
+  LOG_FORMAT=json INTERNAL_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')" \
+  ADMIN_API_KEY="$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
 setsid cargo lambda watch --ignore-changes --invoke-port "$PORT" >"$work/watch.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
+deadline=$((SECONDS + 120))
+until curl -s -o /dev/null "http://127.0.0.1:$PORT/"; do
+  ((SECONDS < deadline)) || { tail -n 30 "$work/watch.log" >&2; die "cargo lambda watch did not listen on $PORT within 120s"; }
   sleep 0.3
 done
 
@@ -112,10 +115,10 @@ check "GET /v1/transcriptions without a token through the router" \
   "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1/transcriptions")" 401
 
 # The post-deploy smoke test passes a live, non-demo deployment.
-if scripts/deploy-smoke.sh "http://127.0.0.1:$PORT" >/dev/null 2>&1; then
+if SMOKE_ADMIN_API_KEY=$ADMIN_API_KEY scripts/deploy-smoke.sh "http://127.0.0.1:$PORT" >"$work/deploy-smoke.log" 2>&1; then
   check "deploy-smoke against the functions" ok ok
 else
-  check "deploy-smoke against the functions" failed ok
+  check "deploy-smoke against the functions ($(tail -n 1 "$work/deploy-smoke.log"))" failed ok
 fi
 
 # The functions' log as CloudWatch reads it: valid EMF lines, and log lines that name the

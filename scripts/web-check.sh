@@ -5,14 +5,15 @@
 # Screenshots land in target/web-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-[[ -d web/tests/node_modules/playwright-core ]] || npm ci --prefix web/tests --no-audit --no-fund >/dev/null
+[[ -d web/tests/node_modules/playwright-core ]] || die "playwright-core is missing: run 'make setup'"
+[[ -x "${CHROMIUM:-/usr/bin/chromium}" ]] || die "no Chromium at ${CHROMIUM:-/usr/bin/chromium}: run 'make setup' (or set CHROMIUM)"
 model=$(MODEL=tiny.en scripts/model.sh)
 # `--workspace`: the features every member asks for, as `cargo test --workspace` builds them,
 # so the binary reuses those artifacts instead of rebuilding every dependency.
@@ -35,12 +36,8 @@ env ENV=dev DEMO_MODE=false HOST=127.0.0.1 PORT="$prod_port" DATA_DIR="$work/pro
   INTERNAL_JWT_SECRET="$secret" CORS_ALLOW_ORIGINS="http://127.0.0.1:$demo_port" \
   target/debug/mmt serve >"$work/prod.log" 2>&1 &
 pids+=($!)
-for port in "$demo_port" "$prod_port"; do
-  for _ in $(seq 1 200); do
-    curl -sf -o /dev/null "http://127.0.0.1:$port/health/live" && break
-    sleep 0.2
-  done
-done
+wait_for_http "http://127.0.0.1:$demo_port/health/live" 60 "the demo server" "$work/demo.log"
+wait_for_http "http://127.0.0.1:$prod_port/health/live" 60 "the production-mode server" "$work/prod.log"
 
 mkdir -p target/web-artifacts
 if MMT_DEMO="http://127.0.0.1:$demo_port" MMT_PROD="http://127.0.0.1:$prod_port" \
