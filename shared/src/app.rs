@@ -96,6 +96,8 @@ pub struct AppState {
     pub key_rotation: Option<Arc<KeyRotation>>,
     /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub rate_limiter: Option<Arc<crate::http::rate_limit::RateLimiter>>,
+    /// `Some` in an ECS task (`ECS_AGENT_URI`): jobs in hand protect the task from scale-in.
+    pub scale_in_protection: Option<Arc<crate::adapters::ecs_task_protection::TaskProtection>>,
 }
 
 /// What EHR pushes need: the client, the outbox and the queue its jobs travel on.
@@ -176,6 +178,12 @@ impl AppState {
             clock: Arc::new(SystemClock),
             rate_limiter,
             key_rotation,
+            scale_in_protection: config.queue.ecs_agent_uri.as_deref().map(|uri| {
+                Arc::new(crate::adapters::ecs_task_protection::TaskProtection::new(
+                    uri,
+                    crate::adapters::ecs_task_protection::DEFAULT_PROTECTION,
+                ))
+            }),
             config: Arc::new(config),
         })
     }

@@ -273,6 +273,9 @@ pub struct QueueConfig {
     pub worker_concurrency: usize,
     /// A consumer silent for longer makes `/health/ready` answer not ready.
     pub worker_stale_after: Duration,
+    /// `ECS_AGENT_URI`, which ECS injects into tasks: the worker protects its task from
+    /// scale-in while it holds a job.
+    pub ecs_agent_uri: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -873,6 +876,7 @@ impl Config {
                 worker_stale_after: Duration::from_secs(
                     src.parse("WORKER_STALE_AFTER_SECS", 60u64)?.max(1),
                 ),
+                ecs_agent_uri: src.raw("ECS_AGENT_URI"),
             },
             shutdown_grace: Duration::from_secs(src.parse("SHUTDOWN_GRACE_SECS", 20u64)?),
             in_lambda: src.raw("AWS_LAMBDA_FUNCTION_NAME").is_some(),

@@ -296,7 +296,10 @@ resource "aws_appautoscaling_target" "worker" {
   max_capacity       = var.max_instances
 }
 
-# One more task per `messages_per_task` waiting messages, up to max_instances.
+# One more task per `messages_per_task` waiting messages, up to max_instances. Scaling in never
+# stops a transcription midway: a worker holding a job has set ECS task scale-in protection
+# (shared/src/adapters/ecs_task_protection.rs; ecs:UpdateTaskProtection in its role), and the
+# capacity provider's managed termination protection keeps the instance under a protected task.
 resource "aws_appautoscaling_policy" "scale_out" {
   name               = "${var.name}-backlog"
   service_namespace  = aws_appautoscaling_target.worker.service_namespace

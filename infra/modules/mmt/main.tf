@@ -410,6 +410,8 @@ module "gpu_worker" {
     { sid = "ConsumeQueue", actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn] },
     { sid = "DeadLetter", actions = ["sqs:SendMessage", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.dead_letter_arn] },
     { sid = "PingBucket", actions = ["s3:ListBucket"], resources = [local.bucket_arn] },
+    # The worker protects its own task from scale-in while it holds a job (ECS_AGENT_URI).
+    { sid = "ScaleInProtection", actions = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"], resources = ["arn:${data.aws_partition.current.partition}:ecs:${var.region}:${data.aws_caller_identity.current.account_id}:task/${var.name}-gpu/*"] },
     local.use_key,
   ]
 }

@@ -11,6 +11,7 @@ pub mod dynamodb_audit;
 pub mod dynamodb_ehr;
 #[cfg(feature = "aws")]
 mod dynamodb_items;
+pub mod ecs_task_protection;
 pub mod encrypted_blobs;
 pub mod encrypted_records;
 pub mod fhir;

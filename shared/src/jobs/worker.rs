@@ -84,6 +84,24 @@ async fn process(
     shutdown: &CancellationToken,
     worker: &str,
 ) {
+    if let Some(protection) = &state.scale_in_protection {
+        protection.job_started().await;
+    }
+    settle(state, queue, consumer, &message, shutdown, worker).await;
+    if let Some(protection) = &state.scale_in_protection {
+        protection.job_ended().await;
+    }
+}
+
+/// Runs one job under its lease and heartbeat, then acks, retries or dead-letters it.
+async fn settle(
+    state: &AppState,
+    queue: &Arc<dyn JobQueue>,
+    consumer: Consumer,
+    message: &ReceivedJob,
+    shutdown: &CancellationToken,
+    worker: &str,
+) {
     let visibility = state.config.queue.visibility_timeout;
     let lease = {
         let (queue, message) = (queue.clone(), message.clone());
@@ -131,15 +149,15 @@ async fn process(
     let applied = match outcome {
         None => {
             tracing::warn!(message_id = %message.message_id, "shutting down mid-job; releasing the lease");
-            queue.release(&message).await
+            queue.release(message).await
         }
         Some(Err(join_error)) => {
             tracing::error!(message_id = %message.message_id, panicked = join_error.is_panic(), "job task failed");
             queue
-                .retry_later(&message, state.config.queue.retry_base_delay)
+                .retry_later(message, state.config.queue.retry_base_delay)
                 .await
         }
-        Some(Ok(disposition)) => apply(queue.as_ref(), &message, disposition).await,
+        Some(Ok(disposition)) => apply(queue.as_ref(), message, disposition).await,
     };
     if let Err(err) = applied {
         tracing::error!(message_id = %message.message_id, error = %err, "could not settle the job; the lease will expire and it will be redelivered");

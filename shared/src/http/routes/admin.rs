@@ -15,8 +15,7 @@ use crate::{
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(audit_events))
+    OpenApiRouter::new().routes(routes!(audit_events))
 }
 
 /// The widest window one query may read.

@@ -73,7 +73,6 @@ async fn ehr_connection(
     }))
 }
 
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
