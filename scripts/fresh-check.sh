@@ -57,6 +57,13 @@ trap cleanup EXIT
 log "unpacking a fresh root filesystem in $root"
 tar -C "$root" -xf "$base"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The network this machine is on: its local certificate authorities (a TLS-inspecting egress
+# proxy here) and the variables that point clients at them, as every machine here has them.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" /usr/sbin/update-ca-certificates >/dev/null
+fi
+mapfile -t network_env < <(env | grep -E '^(SSL_CERT_FILE|SSL_CERT_DIR|PIP_CERT|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|NODE_EXTRA_CA_CERTS|GIT_SSL_CAINFO|AWS_CA_BUNDLE|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY)=' || true)
 
 # The toolchain as a developer machine has it: rustup's proxies on PATH, its toolchains (read-only).
 mkdir -p "$root/opt/rustup" "$root/root/.cargo/bin" "$root/src"
@@ -72,6 +79,7 @@ started=$(date +%s)
 set +e
 unshare --mount --propagation private bash -euo pipefail -c '
   root=$1 rustup_home=$2 repo=$3 command=$4
+  shift 4
   mount -t proc proc "$root/proc"
   mount --rbind /sys "$root/sys"
   mount --rbind /dev "$root/dev"
@@ -80,10 +88,10 @@ unshare --mount --propagation private bash -euo pipefail -c '
   mount -o remount,bind,ro "$root/opt/rustup"
   mount --bind "$repo" "$root/src"
   mount -o remount,bind,ro "$root/src"
-  exec chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb CI=true LANG=C.UTF-8 \
+  exec chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb CI=true LANG=C.UTF-8 "$@" \
     RUSTUP_HOME=/opt/rustup PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "git config --global --add safe.directory /src && git clone -q /src /work/mmt && cd /work/mmt && $command"
-' fresh-check "$root" "$rustup_home" "$repo" "$command" 2>&1 | tee "$root.log"
+' fresh-check "$root" "$rustup_home" "$repo" "$command" "${network_env[@]}" 2>&1 | tee "$root.log"
 status=${PIPESTATUS[0]}
 set -e
 minutes=$((($(date +%s) - started) / 60))
