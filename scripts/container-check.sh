@@ -45,7 +45,8 @@ check() { if [[ "$2" == "$3" ]]; then passed=$((passed + 1)); echo "ok   $1"; el
 check "GET /health/ready" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" 200
 check "the server runs as $run_as, not root" "$(ps -o user= -p "$pid" | tr -d ' ')" "$run_as"
 check "the volume is handed to $run_as" "$(stat -c %U "$work/data")" "$run_as"
-check "the database is written on the volume" "$(find "$work/data" -maxdepth 1 -name '*.db' -user "$run_as" | wc -l | tr -d ' ')" 1
+check "the database is written on the volume, by $run_as" "$(stat -c %U "$work/data/mmt.db" 2>/dev/null || echo missing)" "$run_as"
+check "nothing on the volume belongs to anyone else" "$(find "$work/data" ! -user "$run_as" | wc -l | tr -d ' ')" 0
 check "content already on the volume is the service user's too" "$(stat -c %U "$work/data/lost+found")" "$run_as"
 kill -TERM "$pid"
 wait "$pid" && status=0 || status=$?

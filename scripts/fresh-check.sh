@@ -66,7 +66,8 @@ fi
 mapfile -t network_env < <(env | grep -E '^(SSL_CERT_FILE|SSL_CERT_DIR|PIP_CERT|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|NODE_EXTRA_CA_CERTS|GIT_SSL_CAINFO|AWS_CA_BUNDLE|https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY)=' || true)
 
 # The toolchain as a developer machine has it: rustup's proxies on PATH, its toolchains (read-only).
-mkdir -p "$root/opt/rustup" "$root/root/.cargo/bin" "$root/src"
+# Bound at the host's own path: rustup's toolchain links (1.95.0 -> stable here) are absolute.
+mkdir -p "$root$rustup_home" "$root/root/.cargo/bin" "$root/src"
 cp "$rustup_bin" "$root/root/.cargo/bin/rustup"
 for proxy in cargo rustc rustdoc rustfmt cargo-fmt cargo-clippy clippy-driver; do
   ln -sf rustup "$root/root/.cargo/bin/$proxy"
@@ -84,12 +85,12 @@ unshare --mount --propagation private bash -euo pipefail -c '
   mount --rbind /sys "$root/sys"
   mount --rbind /dev "$root/dev"
   mount -t tmpfs -o size=2g tmpfs "$root/dev/shm"
-  mount --bind "$rustup_home" "$root/opt/rustup"
-  mount -o remount,bind,ro "$root/opt/rustup"
+  mount --bind "$rustup_home" "$root$rustup_home"
+  mount -o remount,bind,ro "$root$rustup_home"
   mount --bind "$repo" "$root/src"
   mount -o remount,bind,ro "$root/src"
   exec chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb CI=true LANG=C.UTF-8 "$@" \
-    RUSTUP_HOME=/opt/rustup PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    RUSTUP_HOME="$rustup_home" PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "git config --global --add safe.directory /src && git clone -q /src /work/mmt && cd /work/mmt && $command"
 ' fresh-check "$root" "$rustup_home" "$repo" "$command" "${network_env[@]}" 2>&1 | tee "$root.log"
 status=${PIPESTATUS[0]}
