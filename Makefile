@@ -6,7 +6,7 @@ SHELL := /bin/bash
 # PATH for every target: moto_server, cargo-lambda, the Python with the OpenAI SDK, Node.js.
 MMT_TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mmt-tools
 export MMT_TOOLS_DIR
-export PATH := $(MMT_TOOLS_DIR)/bin:$(PATH)
+export PATH := $(MMT_TOOLS_DIR)/bin:$(MMT_TOOLS_DIR)/py/bin:$(PATH)
 
 FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep ehr-push
 

