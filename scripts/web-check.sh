@@ -22,6 +22,8 @@ cargo build -q --workspace --bin mmt
 spoken="The patient has had a mild headache for two days. She should drink plenty of water and rest at home."
 espeak-ng -v en-us -s 140 -w "$work/raw.wav" "$spoken"
 sox "$work/raw.wav" -r 16000 -c 1 -b 16 "$work/clip.wav"
+# As a browser records it (48 kHz stereo), about 20 MB: three parts of the resumable upload.
+sox "$work/raw.wav" -r 48000 -c 2 -b 16 "$work/big.wav" repeat 16
 
 demo_port=$(free_port)
 prod_port=$(free_port)
@@ -41,7 +43,7 @@ wait_for_http "http://127.0.0.1:$prod_port/health/live" 60 "the production-mode 
 
 mkdir -p target/web-artifacts
 if MMT_DEMO="http://127.0.0.1:$demo_port" MMT_PROD="http://127.0.0.1:$prod_port" \
-   MMT_DOWN="http://127.0.0.1:$down_port" CLIP="$work/clip.wav" ARTIFACTS="$PWD/target/web-artifacts" \
+   MMT_DOWN="http://127.0.0.1:$down_port" CLIP="$work/clip.wav" BIG_CLIP="$work/big.wav" ARTIFACTS="$PWD/target/web-artifacts" \
    node web/tests/flow.mjs; then
   exit 0
 fi

@@ -158,12 +158,30 @@ async function signedIn(response) {
 let current = null; // { id, audioUrl }
 let recorder = null;
 
+// Above this size a recording goes up in parts through the resumable upload API: behind API
+// Gateway a request body is at most 6 MB, and on a poor network a dropped connection then
+// costs one part, not the whole file.
+const RESUMABLE_ABOVE_BYTES = 4 * 1024 * 1024;
+// Rounds of "ask what arrived, send what is missing" before giving up.
+const UPLOAD_ROUNDS = 5;
+const AUDIO_TYPES = {
+  wav: "audio/wav", mp3: "audio/mpeg", flac: "audio/flac", ogg: "audio/ogg", opus: "audio/ogg",
+  webm: "audio/webm", m4a: "audio/mp4", mp4: "audio/mp4", aac: "audio/aac",
+};
+
 function upload(blob, name) {
   showError("");
   $("result").hidden = true;
   $("upload-progress").value = 0;
   $("transcribe-progress").value = 0;
   $("job-status").textContent = "Uploading…";
+  if (blob.size > RESUMABLE_ABOVE_BYTES) {
+    uploadInParts(blob, name).catch((err) => {
+      $("job-status").textContent = "";
+      showError(`The upload stopped: ${err.message}. Choose the same file again to resume.`);
+    });
+    return;
+  }
   const form = new FormData();
   form.append("file", blob, name);
   const request = new XMLHttpRequest();
@@ -193,6 +211,85 @@ function upload(blob, name) {
     follow(body.id);
   };
   request.send(form);
+}
+
+/// The resumable upload API: create (or find the one this file started before), send the
+/// missing parts, ask what arrived, repeat, complete.
+async function uploadInParts(file, name) {
+  const memo = `mmt.upload.${name}.${file.size}.${file.lastModified || 0}`;
+  const json = { "Content-Type": "application/json" };
+  let plan = null;
+  const earlier = sessionStorage.getItem(memo);
+  if (earlier) {
+    const found = await call(`/v1/uploads/${earlier}`);
+    if (found.ok) plan = await found.json();
+    if (plan && plan.status !== "awaiting_upload") plan = null;
+  }
+  if (!plan) {
+    const extension = (name.split(".").pop() || "").toLowerCase();
+    const created = await call("/v1/uploads", {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ filename: name, content_type: file.type || AUDIO_TYPES[extension] || "audio/wav", size: file.size }),
+    });
+    if (created.status !== 201) throw new Error(await problem(created));
+    plan = await created.json();
+    sessionStorage.setItem(memo, plan.id);
+  }
+  const showProgress = (bytes, note) => {
+    $("upload-progress").value = Math.round((100 * bytes) / file.size);
+    $("job-status").textContent = `Uploading in ${plan.part_count} parts: ${Math.round((100 * bytes) / file.size)}%${note || ""}`;
+  };
+  for (let round = 0; ; round += 1) {
+    const asked = await call(`/v1/uploads/${plan.id}`);
+    if (!asked.ok) throw new Error(await problem(asked));
+    const state = await asked.json();
+    let arrived = state.received_bytes;
+    showProgress(arrived, round > 0 ? " (resumed)" : "");
+    if (state.missing.length === 0) break;
+    if (round >= UPLOAD_ROUNDS) throw new Error(`parts ${state.missing.join(", ")} could not be sent`);
+    if (round > 0) await new Promise((resolve) => setTimeout(resolve, 1000 * round));
+    const targets = await call(`/v1/uploads/${plan.id}/parts`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ parts: state.missing.slice(0, 1000) }),
+    });
+    if (!targets.ok) throw new Error(await problem(targets));
+    for (const part of (await targets.json()).parts) {
+      const start = (part.number - 1) * plan.part_size;
+      try {
+        await sendPart(part, file.slice(start, start + part.length), (loaded) => showProgress(arrived + loaded));
+        arrived += part.length;
+      } catch (err) {
+        showProgress(arrived, ` (part ${part.number} failed: ${err.message}; resuming)`);
+      }
+    }
+  }
+  const done = await call(`/v1/uploads/${plan.id}/complete`, { method: "POST" });
+  if (done.status !== 202) throw new Error(await problem(done));
+  const accepted = await done.json();
+  sessionStorage.removeItem(memo);
+  $("upload-progress").value = 100;
+  current = { id: accepted.id, audioUrl: URL.createObjectURL(file) };
+  follow(accepted.id);
+}
+
+/// One part, to its URL with its headers only: an S3 presigned URL or this API's own part URL
+/// carry their own authorisation, so the bearer token is never sent with a part.
+function sendPart(part, bytes, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open(part.method, part.url.startsWith("/") ? url(part.url) : part.url);
+    for (const [header, value] of Object.entries(part.headers || {})) {
+      // The browser sets these itself (and refuses to be told).
+      if (!["content-length", "host"].includes(header.toLowerCase())) request.setRequestHeader(header, value);
+    }
+    request.upload.onprogress = (event) => onProgress(event.loaded);
+    request.onload = () =>
+      request.status >= 200 && request.status < 300 ? resolve() : reject(new Error(`answered ${request.status}`));
+    request.onerror = () => reject(new Error("the connection dropped"));
+    request.send(bytes);
+  });
 }
 
 async function follow(id) {

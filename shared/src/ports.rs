@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditQuery};
 use crate::domain::{
     AudioFormat, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind, JobId, NoteDelivery,
-    OwnerId, Transcript, TranscriptionId, TranscriptionRecord,
+    OwnerId, Transcript, TranscriptionId, TranscriptionRecord, UploadPlan,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -258,7 +258,7 @@ pub enum BlobError {
     Unavailable(#[source] BoxError),
 }
 
-/// Where and how a client uploads one object straight to the store, bypassing the API.
+/// Where and how a client sends one part of an upload straight to the store, bypassing the API.
 #[derive(Debug, Clone)]
 pub struct PresignedUpload {
     pub url: String,
@@ -270,15 +270,71 @@ pub struct PresignedUpload {
 /// Audio storage. `put` streams: memory use does not grow with the file.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
-    /// A URL the client can `PUT` the object to directly (large files, and Lambda's 6 MB
-    /// request limit). `Ok(None)` when this store cannot hand out upload URLs.
-    async fn presign_upload(
+    /// Begins a resumable upload of `key` in numbered parts (see [`UploadPlan`]).
+    async fn begin_parts(&self, _key: &BlobKey, _content_type: &str) -> Result<(), BlobError> {
+        Ok(())
+    }
+    /// A URL the client can `PUT` part `number` to directly, signed for exactly `length`
+    /// bytes. `Ok(None)` when parts travel through the API instead ([`BlobStore::put_part`]).
+    async fn presign_part(
         &self,
         _key: &BlobKey,
-        _content_type: &str,
+        _number: u32,
+        _length: u64,
         _expires_in: Duration,
     ) -> Result<Option<PresignedUpload>, BlobError> {
         Ok(None)
+    }
+    /// Stores part `number` of a resumable upload; sending a part again replaces it. The
+    /// caller has bounded `body` to the part's exact length; if it fails, nothing is kept.
+    async fn put_part(
+        &self,
+        key: &BlobKey,
+        number: u32,
+        body: ByteStream<'_>,
+    ) -> Result<(), BlobError> {
+        self.put(&key.part(number), body, u64::MAX).await.map(drop)
+    }
+    /// The numbers of the parts of `plan` that have arrived whole, ascending.
+    async fn received_parts(
+        &self,
+        key: &BlobKey,
+        plan: &UploadPlan,
+    ) -> Result<Vec<u32>, BlobError> {
+        let mut received = Vec::new();
+        for number in plan.numbers() {
+            if self.exists(&key.part(number)).await? {
+                received.push(number);
+            }
+        }
+        Ok(received)
+    }
+    /// Joins every part of `plan`, in order, into the object `key`, then drops the parts.
+    /// The caller has checked that all of them arrived.
+    async fn complete_parts(&self, key: &BlobKey, plan: &UploadPlan) -> Result<(), BlobError> {
+        // Each part is opened only when the one before it has been read to the end.
+        let joined = futures::stream::iter(plan.numbers().map(|number| key.part(number)))
+            .then(|part| async move { self.get(&part).await })
+            .map_err(std::io::Error::other)
+            .try_flatten()
+            .boxed();
+        self.put(key, joined, plan.size).await?;
+        self.discard_parts(key, plan).await
+    }
+    /// Removes what arrived of a resumable upload. Idempotent.
+    async fn discard_parts(&self, key: &BlobKey, plan: &UploadPlan) -> Result<(), BlobError> {
+        for number in plan.numbers() {
+            self.delete(&key.part(number)).await?;
+        }
+        Ok(())
+    }
+    /// Whether an object is stored under `key`.
+    async fn exists(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        match self.get(key).await {
+            Ok(_) => Ok(true),
+            Err(BlobError::NotFound) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
     /// Writes `body` under `key`. Over `max_bytes`, or if the body fails, nothing is kept.
     async fn put(

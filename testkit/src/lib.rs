@@ -499,13 +499,27 @@ impl MotoServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = std::process::Command::new("moto_server")
+        // moto_server's own Python (the virtual environment `make setup` made), running
+        // testkit/moto/moto_server.py: moto with its ListParts answer put right.
+        let moto = which("moto_server").ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "moto_server is not on PATH (run `make setup`)",
+            )
+        })?;
+        let python = moto.with_file_name("python3");
+        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("moto/moto_server.py");
+        let child = std::process::Command::new(&python)
+            .arg(launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("moto_server: {e} (run `make setup`)"))
+                std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e} (run `make setup`)", python.display()),
+                )
             })?;
         let server = Self {
             child,
@@ -530,6 +544,15 @@ impl MotoServer {
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
+}
+
+/// The first `name` on PATH.
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
 }
 
 impl Drop for MotoServer {

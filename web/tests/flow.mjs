@@ -2,7 +2,8 @@
 //
 // Environment (set by scripts/web-check.sh): MMT_DEMO (a demo-mode server with local Whisper,
 // serving the page), MMT_PROD (a production-mode API that allows the demo's origin), MMT_DOWN
-// (an address nothing listens on), CLIP (an espeak-ng WAV), ARTIFACTS (screenshots go here).
+// (an address nothing listens on), CLIP (an espeak-ng WAV), BIG_CLIP (the same speech at 48 kHz
+// stereo, repeated past the page's resumable-upload threshold), ARTIFACTS (screenshots go here).
 
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
@@ -11,6 +12,7 @@ const DEMO = process.env.MMT_DEMO;
 const PROD = process.env.MMT_PROD;
 const DOWN = process.env.MMT_DOWN;
 const CLIP = process.env.CLIP;
+const BIG_CLIP = process.env.BIG_CLIP;
 const ARTIFACTS = process.env.ARTIFACTS;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARGS = [
@@ -166,6 +168,53 @@ await check("guest → upload a WAV → progress → transcript → SRT → dele
   await page.waitForSelector("#result", { state: "hidden" });
   assert((await page.textContent("#job-status")) === "Deleted.", "deleted");
   assert(consoleErrors.length === 0, `console errors: ${consoleErrors.join(" | ")}`);
+  await context.close();
+});
+
+await check("a recording above the threshold goes up in parts; a part that fails once is resumed", async () => {
+  const { page, context, consoleErrors } = await open(browser, "/");
+  await bannerOf(page, "demo");
+  await page.click("#guest-signin");
+  await page.waitForSelector("#workspace:not([hidden])");
+  const partRequests = [];
+  let failedOnce = false;
+  // Part 2's first attempt loses its connection, as on a poor network.
+  await page.route(/\/v1\/uploads\/[^/]+\/parts\/\d+\?/, async (route) => {
+    const number = Number(new URL(route.request().url()).pathname.split("/").pop());
+    partRequests.push(number);
+    assert(!route.request().headers().authorization, "no bearer token is sent with a part");
+    if (number === 2 && !failedOnce) {
+      failedOnce = true;
+      await route.abort("connectionreset");
+    } else {
+      await route.continue();
+    }
+  });
+  const multipartPosts = [];
+  page.on("request", (request) => {
+    if (request.method() === "POST" && new URL(request.url()).pathname === "/v1/transcriptions") multipartPosts.push(request.url());
+  });
+  // Every status line the page shows, as it shows it.
+  await page.evaluate(() => {
+    window.__statuses = [];
+    const status = document.getElementById("job-status");
+    new MutationObserver(() => window.__statuses.push(status.textContent)).observe(status, { childList: true, characterData: true, subtree: true });
+  });
+  await page.setInputFiles("#file", BIG_CLIP);
+  await page.waitForSelector("#result:not([hidden])", { timeout: 300000 });
+  const statuses = await page.evaluate(() => window.__statuses);
+  assert(multipartPosts.length === 0, "the large file did not go through POST /v1/transcriptions");
+  assert(failedOnce, "part 2 failed once");
+  assert(partRequests.filter((n) => n === 2).length === 2, `part 2 was sent again: ${partRequests}`);
+  assert(new Set(partRequests).size >= 3, `three parts or more: ${partRequests}`);
+  const seen = statuses.join(" | ");
+  assert(seen.includes("Uploading in") && seen.includes("resum"), `progress said so: ${seen}`);
+  assert((await page.$eval("#upload-progress", (e) => e.value)) === 100, "upload progress reached 100");
+  const text = (await page.textContent("#transcript-text")).toLowerCase();
+  assert(text.includes("headache") && text.includes("water"), text);
+  await page.screenshot({ path: `${ARTIFACTS}/resumable.png`, fullPage: true });
+  const unexpected = consoleErrors.filter((e) => !e.includes("ERR_CONNECTION_RESET") && !e.includes("Failed to load resource"));
+  assert(unexpected.length === 0, `console errors: ${unexpected.join(" | ")}`);
   await context.close();
 });
 

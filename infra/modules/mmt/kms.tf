@@ -104,22 +104,6 @@ data "aws_iam_policy_document" "key" {
       values   = [data.aws_caller_identity.current.account_id]
     }
   }
-
-  # S3 delivers ObjectCreated events to the KMS-encrypted transcribe queue.
-  statement {
-    sid       = "S3Notifications"
-    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["s3.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
-    }
-  }
 }
 
 resource "aws_kms_key" "data" {

@@ -6,7 +6,7 @@ locals {
   bucket_arn = module.storage.bucket_arn
   # The API answers the configured origins and, when it is served, the web page's own.
   cors_allow_origins = distinct(concat(var.cors_allow_origins, var.web_page ? [module.web[0].origin] : []))
-  audio_paths        = ["${module.storage.bucket_arn}/audio/*", "${module.storage.bucket_arn}/uploads/*"]
+  audio_paths        = ["${module.storage.bucket_arn}/audio/*"]
   table_arns         = [module.storage.table_arn, "${module.storage.table_arn}/index/by_owner"]
   key_arn            = aws_kms_key.data.arn
   jwt_secret         = module.secrets.parameter_arns["jwt-secret"]
@@ -147,7 +147,10 @@ locals {
       timeout_s            = 60
       reserved_concurrency = var.reserved_concurrency ? 50 : null
       statements = [
-        { sid = "StoreAudio", actions = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], resources = local.audio_paths },
+        # Resumable uploads: S3 multipart uploads whose parts the client sends to URLs this
+        # role presigns (UploadPart is s3:PutObject), listed and completed by this function.
+        { sid = "StoreAudio", actions = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"], resources = local.audio_paths },
+        { sid = "FindUploads", actions = ["s3:ListBucketMultipartUploads"], resources = [local.bucket_arn] },
         { sid = "WriteRecords", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
         { sid = "EnqueueJobs", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },
         { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.openai_key] },
@@ -195,7 +198,7 @@ locals {
       statements           = [local.read_secret, local.use_key]
     }
     transcribe = {
-      description          = "Consumes the transcribe queue (jobs and direct-upload events)"
+      description          = "Consumes the transcribe queue"
       memory_mb            = 1024
       timeout_s            = var.transcribe_timeout_s
       reserved_concurrency = var.reserved_concurrency ? var.transcribe_concurrency : null
@@ -234,6 +237,7 @@ module "storage" {
   retention_days      = var.retention_days
   deletion_protection = var.deletion_protection
   force_destroy       = !var.deletion_protection
+  cors_allow_origins  = local.cors_allow_origins
 }
 
 module "transcribe_queue" {
@@ -270,47 +274,6 @@ module "secrets" {
   secret_values   = var.secret_values
   secrets_version = var.secrets_version
   kms_key_arn     = aws_kms_key.data.arn
-}
-
-# S3 may send direct-upload events to the transcribe queue, and only from this bucket.
-data "aws_iam_policy_document" "upload_events" {
-  statement {
-    sid       = "BucketEvents"
-    actions   = ["sqs:SendMessage"]
-    resources = [module.transcribe_queue.arn]
-    principals {
-      type        = "Service"
-      identifiers = ["s3.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [module.storage.bucket_arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
-    }
-  }
-}
-
-resource "aws_sqs_queue_policy" "upload_events" {
-  queue_url = module.transcribe_queue.url
-  policy    = data.aws_iam_policy_document.upload_events.json
-}
-
-resource "aws_s3_bucket_notification" "direct_uploads" {
-  bucket = module.storage.bucket_name
-
-  queue {
-    id            = "direct-uploads"
-    queue_arn     = module.transcribe_queue.arn
-    events        = ["s3:ObjectCreated:*"]
-    filter_prefix = "uploads/"
-  }
-
-  depends_on = [aws_sqs_queue_policy.upload_events]
 }
 
 module "functions" {

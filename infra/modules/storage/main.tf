@@ -9,6 +9,21 @@ resource "aws_s3_bucket" "audio" {
   # checkov:skip=CKV_AWS_18:Server access logs would duplicate object keys and requester IPs into a second bucket; data events are recorded by CloudTrail (see infra/README.md), which is the audit trail reviewed.
 }
 
+# Browsers send the parts of resumable uploads straight to their presigned URLs: only from the
+# API's allowed origins, only PUT, and the ETag readable (the parts' receipts).
+resource "aws_s3_bucket_cors_configuration" "audio" {
+  count  = length(var.cors_allow_origins) > 0 ? 1 : 0
+  bucket = aws_s3_bucket.audio.id
+
+  cors_rule {
+    allowed_methods = ["PUT"]
+    allowed_origins = var.cors_allow_origins
+    allowed_headers = ["content-type"]
+    expose_headers  = ["ETag"]
+    max_age_seconds = 3600
+  }
+}
+
 resource "aws_s3_bucket_ownership_controls" "audio" {
   bucket = aws_s3_bucket.audio.id
   rule {

@@ -24,3 +24,9 @@ variable "force_destroy" {
   type        = bool
   default     = false
 }
+
+variable "cors_allow_origins" {
+  description = "Web origins that may PUT upload parts to presigned URLs (the API's allowed origins)."
+  type        = list(string)
+  default     = []
+}

@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use crate::{
-    domain::BlobKey,
+    domain::{BlobKey, PARTS_SUFFIX, UploadPlan},
     ports::{BlobError, BlobStore, ByteStream},
 };
 
@@ -34,6 +34,16 @@ impl DiskBlobStore {
     fn path_for(&self, key: &BlobKey) -> PathBuf {
         // Keys are validated `audio/<uuid>` values, so joining cannot escape the root.
         self.root.join(key.as_str())
+    }
+
+    async fn remove_parts(&self, key: &BlobKey) -> Result<(), BlobError> {
+        let mut parts = self.path_for(key).into_os_string();
+        parts.push(PARTS_SUFFIX);
+        match tokio::fs::remove_dir_all(parts).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 
@@ -90,12 +100,24 @@ impl BlobStore for DiskBlobStore {
         }
     }
 
+    /// Also removes what arrived of an unfinished resumable upload of `key`.
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
         match tokio::fs::remove_file(self.path_for(key)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(unavailable(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable(e)),
         }
+        self.remove_parts(key).await
+    }
+
+    async fn discard_parts(&self, key: &BlobKey, _plan: &UploadPlan) -> Result<(), BlobError> {
+        self.remove_parts(key).await
+    }
+
+    async fn exists(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        tokio::fs::try_exists(self.path_for(key))
+            .await
+            .map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), BlobError> {

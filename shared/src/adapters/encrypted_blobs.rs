@@ -14,7 +14,7 @@ use futures::{StreamExt, stream};
 
 use crate::{
     crypto::{BLOB_CHUNK, BlobOpener, BlobSealer, CryptoError, KeyRing, sealed_blob_len},
-    domain::BlobKey,
+    domain::{BlobKey, UploadPlan},
     ports::{BlobError, BlobStore, ByteStream},
 };
 
@@ -240,6 +240,14 @@ impl BlobStore for EncryptedBlobStore {
 
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
         self.inner.delete(key).await
+    }
+
+    async fn discard_parts(&self, key: &BlobKey, plan: &UploadPlan) -> Result<(), BlobError> {
+        self.inner.discard_parts(key, plan).await
+    }
+
+    async fn exists(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        self.inner.exists(key).await
     }
 
     async fn ping(&self) -> Result<(), BlobError> {

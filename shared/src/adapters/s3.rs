@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio_util::io::ReaderStream;
 
 use crate::{
-    domain::BlobKey,
+    domain::{BlobKey, UploadPlan},
     ports::{BlobError, BlobStore, ByteStream, PresignedUpload},
 };
 
@@ -65,6 +65,81 @@ impl S3BlobStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// The multipart uploads in progress for `key` (ListMultipartUploads by prefix): the
+    /// upload id is never stored, S3 remembers it.
+    async fn upload_ids(&self, key: &BlobKey) -> Result<Vec<String>, BlobError> {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(key.as_str())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut uploads: Vec<_> = listed
+            .uploads()
+            .iter()
+            .filter(|upload| upload.key() == Some(key.as_str()))
+            .filter_map(|upload| {
+                Some((upload.initiated().copied(), upload.upload_id()?.to_owned()))
+            })
+            .collect();
+        uploads.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(uploads.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// The resumable upload of `key` (the first begun); `NotFound` when it was completed,
+    /// aborted or expired.
+    async fn open_upload_id(&self, key: &BlobKey) -> Result<String, BlobError> {
+        self.upload_ids(key)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(BlobError::NotFound)
+    }
+
+    /// Every part that arrived: (number, size, ETag), all pages.
+    async fn list_parts(
+        &self,
+        key: &BlobKey,
+        upload_id: &str,
+    ) -> Result<Vec<(u32, u64, Option<String>)>, BlobError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|err| {
+                    let service = err.into_service_error();
+                    if service.to_string().contains("NoSuchUpload") {
+                        BlobError::NotFound
+                    } else {
+                        unavailable(service)
+                    }
+                })?;
+            for part in page.parts() {
+                let (Some(number), Some(size)) = (part.part_number(), part.size()) else {
+                    continue;
+                };
+                let (Ok(number), Ok(size)) = (u32::try_from(number), u64::try_from(size)) else {
+                    continue;
+                };
+                parts.push((number, size, part.e_tag().map(str::to_owned)));
+            }
+            match (page.is_truncated(), page.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => return Ok(parts),
+            }
+        }
     }
 
     /// Streams the rest of `body` as a multipart upload whose first part is `first`.
@@ -172,37 +247,157 @@ impl S3BlobStore {
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
-    /// A SigV4 presigned `PutObject`. Encryption comes from the bucket's default (SSE-KMS in
-    /// `infra/`), so the client needs no encryption headers; the size is checked when the
-    /// upload's ObjectCreated event arrives.
-    async fn presign_upload(
-        &self,
-        key: &BlobKey,
-        content_type: &str,
-        expires_in: Duration,
-    ) -> Result<Option<PresignedUpload>, BlobError> {
-        let config = PresigningConfig::expires_in(expires_in).map_err(unavailable)?;
-        let request = self
-            .client
-            .put_object()
+    /// An S3 multipart upload, encrypted as every object is.
+    async fn begin_parts(&self, key: &BlobKey, content_type: &str) -> Result<(), BlobError> {
+        self.client
+            .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(content_type)
+            .server_side_encryption(self.encryption())
+            .set_ssekms_key_id(self.kms_key_id.clone())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// A SigV4 presigned `UploadPart` with `Content-Length` among the signed headers: S3
+    /// refuses a body of any other length.
+    async fn presign_part(
+        &self,
+        key: &BlobKey,
+        number: u32,
+        length: u64,
+        expires_in: Duration,
+    ) -> Result<Option<PresignedUpload>, BlobError> {
+        let upload_id = self.open_upload_id(key).await?;
+        let config = PresigningConfig::expires_in(expires_in).map_err(unavailable)?;
+        let request = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(part_number(number)?)
+            .content_length(i64::try_from(length).map_err(unavailable)?)
             .presigned(config)
             .await
             .map_err(unavailable)?;
-        let headers = request
-            .headers()
-            .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        Ok(Some(presigned(&request, expires_in)?))
+    }
+
+    /// A part sent through the API rather than to a presigned URL: held in memory (one part,
+    /// bounded by the caller) because `UploadPart` needs its length up front.
+    async fn put_part(
+        &self,
+        key: &BlobKey,
+        number: u32,
+        mut body: ByteStream<'_>,
+    ) -> Result<(), BlobError> {
+        let upload_id = self.open_upload_id(key).await?;
+        let mut part = Vec::new();
+        while let Some(chunk) = body.next().await {
+            part.extend_from_slice(&chunk.map_err(BlobError::Body)?);
+        }
+        self.client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(part_number(number)?)
+            .body(S3Body::from(part))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Parts of the right length only: one of another length (never from the presigned URLs,
+    /// which bind it) is as good as missing and is sent again.
+    async fn received_parts(
+        &self,
+        key: &BlobKey,
+        plan: &UploadPlan,
+    ) -> Result<Vec<u32>, BlobError> {
+        let upload_id = self.open_upload_id(key).await?;
+        let mut received: Vec<u32> = self
+            .list_parts(key, &upload_id)
+            .await?
+            .into_iter()
+            .filter(|(number, size, _)| {
+                plan.contains(*number) && *size == plan.part_length(*number)
+            })
+            .map(|(number, _, _)| number)
             .collect();
-        let expires_at =
-            chrono::Utc::now() + chrono::Duration::from_std(expires_in).map_err(unavailable)?;
-        Ok(Some(PresignedUpload {
-            url: request.uri().to_owned(),
-            headers,
-            expires_at,
-        }))
+        received.sort_unstable();
+        Ok(received)
+    }
+
+    async fn complete_parts(&self, key: &BlobKey, plan: &UploadPlan) -> Result<(), BlobError> {
+        let upload_id = self.open_upload_id(key).await?;
+        let mut parts: Vec<CompletedPart> = self
+            .list_parts(key, &upload_id)
+            .await?
+            .into_iter()
+            .filter(|(number, _, _)| plan.contains(*number))
+            .map(|(number, _, e_tag)| {
+                CompletedPart::builder()
+                    .part_number(number as i32)
+                    .set_e_tag(e_tag)
+                    .build()
+            })
+            .collect();
+        parts.sort_by_key(|part| part.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn discard_parts(&self, key: &BlobKey, _plan: &UploadPlan) -> Result<(), BlobError> {
+        for upload_id in self.upload_ids(key).await? {
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                let service = err.into_service_error();
+                if service.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(unavailable(service))
+                }
+            }
+        }
     }
 
     async fn put(
@@ -275,6 +470,30 @@ impl BlobStore for S3BlobStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// What a client needs to send a presigned request: the URL and the headers that were signed
+/// (but `Host`, which its HTTP client sets).
+fn presigned(
+    request: &aws_sdk_s3::presigning::PresignedRequest,
+    expires_in: Duration,
+) -> Result<PresignedUpload, BlobError> {
+    let headers = request
+        .headers()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    let expires_at =
+        chrono::Utc::now() + chrono::Duration::from_std(expires_in).map_err(unavailable)?;
+    Ok(PresignedUpload {
+        url: request.uri().to_owned(),
+        headers,
+        expires_at,
+    })
+}
+
+fn part_number(number: u32) -> Result<i32, BlobError> {
+    i32::try_from(number).map_err(unavailable)
 }
 
 /// An S3 client from the process's AWS configuration. Path-style addressing for emulators.

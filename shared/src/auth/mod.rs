@@ -5,6 +5,6 @@ mod tokens;
 
 pub use passwords::{hash_password, verify_password};
 pub use tokens::{
-    AuthError, IssuedToken, KeyError, Principal, RsaPrivateKey, RsaPublicKey, Scope, TokenKeys,
-    TokenService, generate_rsa_pems,
+    AuthError, IssuedToken, KeyError, PartGrant, Principal, RsaPrivateKey, RsaPublicKey, Scope,
+    TokenKeys, TokenService, generate_rsa_pems,
 };

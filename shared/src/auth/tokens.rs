@@ -62,6 +62,29 @@ struct Claims {
     scope: String,
 }
 
+/// Leave to send one part of one resumable upload: what the local store hands out where S3
+/// would hand out a presigned URL. Signed like an access token but for another audience, so
+/// neither can stand in for the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartGrant {
+    /// The transcription the upload belongs to.
+    pub upload: String,
+    pub part: u32,
+    /// The part's exact length in bytes.
+    pub length: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PartClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    nbf: u64,
+    exp: u64,
+    part: u32,
+    len: u64,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub access_token: String,
@@ -348,10 +371,7 @@ impl TokenService {
 
     pub fn issue(&self, owner: &OwnerId, scopes: &[Scope]) -> Result<IssuedToken, AuthError> {
         let (kid, algorithm, key) = self.signing.as_ref().ok_or(AuthError::NoSigningKey)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = unix_now();
         let scope = scopes
             .iter()
             .map(|s| s.as_str())
@@ -379,6 +399,43 @@ impl TokenService {
         })
     }
 
+    fn part_audience(&self) -> String {
+        format!("{}#upload-part", self.audience)
+    }
+
+    /// A signed [`PartGrant`], valid for `ttl`.
+    pub fn issue_part_grant(&self, grant: &PartGrant, ttl: Duration) -> Result<String, AuthError> {
+        let (kid, algorithm, key) = self.signing.as_ref().ok_or(AuthError::NoSigningKey)?;
+        let now = unix_now();
+        let claims = PartClaims {
+            iss: self.issuer.clone(),
+            aud: self.part_audience(),
+            sub: grant.upload.clone(),
+            nbf: now,
+            exp: now + ttl.as_secs(),
+            part: grant.part,
+            len: grant.length,
+        };
+        let mut header = Header::new(*algorithm);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, &claims, key).map_err(AuthError::Signing)
+    }
+
+    /// The grant a part token carries, if this service signed it and it has not expired.
+    pub fn verify_part_grant(&self, token: &str) -> Result<PartGrant, AuthError> {
+        let key = self.verifying_key(token)?;
+        let mut validation = self.validation(key.algorithm);
+        validation.set_audience(&[self.part_audience()]);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<PartClaims>(token, &key.key, &validation)
+            .map_err(|_| AuthError::InvalidToken)?;
+        Ok(PartGrant {
+            upload: data.claims.sub,
+            part: data.claims.part,
+            length: data.claims.len,
+        })
+    }
+
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let key = self.verifying_key(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm))
@@ -392,6 +449,13 @@ impl TokenService {
             .collect();
         Ok(Principal { owner, scopes })
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// Fresh RSA-2048 key pair as PEMs (PKCS#8 private, SPKI public), for `mmt secrets --rsa`.
@@ -423,6 +487,38 @@ mod tests {
 
     fn service() -> TokenService {
         TokenService::new(SECRET, "mmt", "mmt-api", Duration::from_secs(60))
+    }
+
+    #[test]
+    fn part_grants_and_access_tokens_never_stand_in_for_each_other() {
+        let tokens = service();
+        let grant = PartGrant {
+            upload: "u-1".into(),
+            part: 3,
+            length: 8 * 1024 * 1024,
+        };
+        let signed = tokens
+            .issue_part_grant(&grant, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(tokens.verify_part_grant(&signed).unwrap(), grant);
+        assert!(matches!(
+            tokens.verify(&signed),
+            Err(AuthError::InvalidToken)
+        ));
+        let access = tokens
+            .issue(&OwnerId::parse("user:a").unwrap(), &[Scope::Write])
+            .unwrap();
+        assert!(tokens.verify_part_grant(&access.access_token).is_err());
+        let expired = tokens.issue_part_grant(&grant, Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(tokens.verify_part_grant(&expired).is_err());
+        let other = TokenService::new(
+            b"another-secret-another-secret-00",
+            "mmt",
+            "mmt-api",
+            Duration::from_secs(60),
+        );
+        assert!(other.verify_part_grant(&signed).is_err());
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub struct BlobKey(String);
 
 const API_UPLOAD_PREFIX: &str = "audio/";
 const DIRECT_UPLOAD_PREFIX: &str = "uploads/";
+/// Beside the object: `audio/<uuid>.parts/00001`.
+pub const PARTS_SUFFIX: &str = ".parts";
 
 impl BlobKey {
     pub fn for_transcription(id: &TranscriptionId) -> Self {
@@ -152,6 +154,11 @@ impl BlobKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Where part `number` of a resumable upload of this object waits until it is complete.
+    pub fn part(&self, number: u32) -> Self {
+        Self(format!("{}{PARTS_SUFFIX}/{number:05}", self.0))
     }
 
     pub fn is_direct_upload(&self) -> bool {

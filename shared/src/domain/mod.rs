@@ -5,15 +5,17 @@ mod ehr;
 mod ids;
 mod languages;
 mod transcript;
+mod upload;
 
 pub use audio::{AudioFormat, sniff_audio_format};
 pub use ehr::{
     DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, MAX_NOTE_CHARS, NoteDelivery, NoteSection,
     delivery_marker, note_text,
 };
-pub use ids::{BlobKey, InvalidId, JobId, OwnerId, TranscriptionId};
+pub use ids::{BlobKey, InvalidId, JobId, OwnerId, PARTS_SUFFIX, TranscriptionId};
 pub use languages::{language_code, language_name};
 pub use transcript::{ResponseFormat, Segment, Transcript, render_transcript};
+pub use upload::{MIN_PART_BYTES, UploadPlan};
 
 use std::{fmt, str::FromStr};
 
@@ -61,7 +63,7 @@ impl fmt::Display for EngineKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Created by `POST /v1/uploads`; the client has not finished its direct upload yet.
+    /// Created by `POST /v1/uploads`; the client has not completed its resumable upload yet.
     AwaitingUpload,
     Queued,
     Processing,
@@ -160,8 +162,8 @@ impl TranscriptionRecord {
         }
     }
 
-    /// A record for a direct upload: the audio will arrive in the blob store later, and its
-    /// format and size are confirmed then.
+    /// A record for a resumable upload: the audio arrives in parts later, and its format and
+    /// size are confirmed when the upload is completed.
     #[allow(clippy::too_many_arguments)]
     pub fn new_awaiting_upload(
         id: TranscriptionId,
@@ -176,7 +178,7 @@ impl TranscriptionRecord {
     ) -> Self {
         Self {
             status: Status::AwaitingUpload,
-            audio_key: BlobKey::for_direct_upload(&id),
+            audio_key: BlobKey::for_transcription(&id),
             ..Self::new_queued(
                 id,
                 owner,

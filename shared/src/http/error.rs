@@ -47,10 +47,8 @@ pub enum ApiError {
     HeadersTooLarge { limit: usize },
     #[error("too many requests; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
-    #[error(
-        "this deployment's storage cannot issue upload URLs; upload with POST /v1/transcriptions"
-    )]
-    DirectUploadUnsupported,
+    #[error("this upload expired or was discarded; start a new one")]
+    UploadGone,
     /// The engine could not transcribe now; the reason carries no PHI.
     #[error("{0}")]
     EngineUnavailable(String),
@@ -93,9 +91,7 @@ impl ApiError {
                 "headers_too_large",
             ),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            Self::DirectUploadUnsupported => {
-                (StatusCode::NOT_IMPLEMENTED, "direct_upload_unsupported")
-            }
+            Self::UploadGone => (StatusCode::GONE, "upload_gone"),
             Self::EngineUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -39,7 +39,7 @@ pub enum RouteGroup {
     /// `POST /auth/guest`, `POST /auth/login`, `POST /auth/admin`, `GET /.well-known/jwks.json`,
     /// `GET /v1/admin/audit` — function `auth`.
     Auth,
-    /// `POST /v1/transcriptions`, `POST /v1/uploads` (presigned direct upload),
+    /// `POST /v1/transcriptions`, `/v1/uploads/**` (resumable uploads),
     /// `POST /v1/audio/transcriptions` (OpenAI-compatible, synchronous) — function `upload`.
     Upload,
     /// `GET /v1/transcriptions`, `GET|DELETE /v1/transcriptions/{id}`,
@@ -86,7 +86,7 @@ impl RouteGroup {
             Self::DemoStatus => routes::demo::routes(),
             Self::Auth => routes::auth::routes().merge(routes::admin::routes()),
             Self::Upload => routes::upload::routes()
-                .merge(routes::direct_upload::routes())
+                .merge(routes::resumable_upload::routes())
                 .merge(routes::openai_compat::routes()),
             Self::Transcriptions => routes::transcriptions::routes(),
             Self::Docs => routes::docs::routes(),

@@ -225,7 +225,10 @@ async fn accept_upload(
 }
 
 /// The format of a stored object, judged by its first bytes.
-async fn sniff_stored(state: &AppState, key: &BlobKey) -> Result<Option<AudioFormat>, BlobError> {
+pub(crate) async fn sniff_stored(
+    state: &AppState,
+    key: &BlobKey,
+) -> Result<Option<AudioFormat>, BlobError> {
     let mut body = state.blobs.get(key).await?;
     let mut head = Vec::with_capacity(AudioFormat::SNIFF_LEN);
     while head.len() < AudioFormat::SNIFF_LEN {

@@ -17,6 +17,10 @@ use crate::{
     emulator::{Deployment, Emulator, sqs_event},
     helpers::{TestApp, sha256_hex, spawn_app_on_aws},
     lambda::{FIXTURE_ID, fixture, invoke, json},
+    resumable::{
+        Uploader, assert_transcribed, slice, speech_wav_of_size, upload_size,
+        upload_with_a_cut_connection,
+    },
 };
 
 struct Stack {
@@ -118,39 +122,42 @@ impl Stack {
         json(&body)["access_token"].as_str().unwrap().to_owned()
     }
 
-    /// `POST /v1/uploads` through the upload function, then the client's `PUT`.
-    async fn direct_upload(&self, token: &str, audio: Vec<u8>) -> String {
+    /// `POST /v1/uploads` through the upload function, the one part to its presigned S3 URL,
+    /// then completed: the transcription is queued.
+    async fn resumable_upload(&self, token: &str, audio: Vec<u8>) -> String {
         let event = fixture("apigw-create-upload.json")
             .replace("__TOKEN__", token)
             .replace("8044", &audio.len().to_string());
         let (status, headers, body) = invoke(&self.app, RouteGroup::Upload, &event).await;
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-        let ticket = json(&body);
-        let id = ticket["id"].as_str().unwrap().to_owned();
-        assert_eq!(ticket["status"], "awaiting_upload");
-        assert_eq!(
-            headers["location"],
-            format!("/v1/transcriptions/{id}").as_str()
-        );
-        assert_eq!(ticket["upload_method"], "PUT");
-        let mut put = self
-            .app
-            .client
-            .put(ticket["upload_url"].as_str().unwrap())
-            .body(audio);
-        for (name, value) in ticket["upload_headers"].as_object().unwrap() {
-            put = put.header(name, value.as_str().unwrap());
+        let plan = json(&body);
+        let id = plan["id"].as_str().unwrap().to_owned();
+        assert_eq!(plan["status"], "awaiting_upload");
+        assert_eq!(headers["location"], format!("/v1/uploads/{id}").as_str());
+        let uploader = Uploader {
+            app: &self.app,
+            token: token.to_owned(),
+        };
+        let (status, urls) = uploader.part_urls(&id, None).await;
+        assert_eq!(status, 200, "{urls}");
+        let audio = bytes::Bytes::from(audio);
+        for target in urls["parts"].as_array().unwrap() {
+            let response = uploader
+                .send(target, slice(&audio, &plan, target), None)
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "{}",
+                response.text().await.unwrap()
+            );
         }
-        let response = put.send().await.unwrap();
-        assert!(
-            response.status().is_success(),
-            "{}",
-            response.text().await.unwrap()
-        );
+        let (status, accepted) = uploader.complete(&id).await;
+        assert_eq!(status, 202, "{accepted}");
         id
     }
 
-    /// Waits for the store's notification(s) to reach the queue.
+    /// Waits for `n` messages to reach the transcribe queue.
     async fn wait_for_messages(&self, n: usize) {
         for _ in 0..50 {
             let stats = self
@@ -270,66 +277,96 @@ async fn the_pipeline_runs_through_the_lambda_handlers_on_the_emulator() {
     }
 }
 
+#[cfg(feature = "whisper")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_presigned_upload_starts_its_transcription_through_the_bucket_event() {
-    let s = stack(3, 30, &[]).await;
-    let token = s.guest_token().await;
-    let audio = mmt_testkit::tone_wav(2.0, 16_000);
-    let id = s.direct_upload(&token, audio.clone()).await;
+async fn a_recording_in_presigned_s3_parts_survives_a_cut_connection_and_is_transcribed() {
+    let _whisper = crate::local_engine::WHISPER.lock().await;
+    let model = crate::local_engine::model_path();
+    let s = stack(
+        3,
+        30,
+        &[
+            ("ENABLE_LOCAL_TRANSCRIPTION", "true"),
+            ("DEFAULT_ENGINE", "local"),
+            ("WHISPER_MODEL_PATH", model.as_str()),
+            ("WHISPER_THREADS", "2"),
+        ],
+    )
+    .await;
+    let uploader = Uploader {
+        token: s.guest_token().await,
+        app: &s.app,
+    };
+    let (audio, repetitions) = speech_wav_of_size(upload_size());
+    let audio = bytes::Bytes::from(audio);
 
-    // The bytes went straight to S3, under the prefix whose events start work.
+    // Each part URL is S3's, presigned for UploadPart with its exact length signed in.
+    let probe = uploader.create(1000).await;
+    let (_, urls) = uploader
+        .part_urls(probe["id"].as_str().unwrap(), None)
+        .await;
+    let url = urls["parts"][0]["url"].as_str().unwrap();
+    assert!(url.starts_with(s.aws.endpoint()), "{url}");
+    assert!(
+        url.contains("partNumber=1") && url.contains("uploadId="),
+        "{url}"
+    );
+    let signed = url.split("X-Amz-SignedHeaders=").nth(1).unwrap();
+    let signed = signed.split('&').next().unwrap();
+    assert!(signed.split("%3B").any(|h| h == "content-length"), "{url}");
+
+    let id = upload_with_a_cut_connection(&uploader, &audio).await;
     assert_eq!(
         s.aws.object_keys(&s.deployment.bucket).await,
-        vec![format!("uploads/{id}")]
+        vec![format!("audio/{id}")],
+        "one object; no part left as an object of its own"
     );
-    assert!(s.app.openai.requests().is_empty());
-    s.wait_for_messages(1).await;
+    let pending = s
+        .aws
+        .s3
+        .list_multipart_uploads()
+        .bucket(&s.deployment.bucket)
+        .prefix(format!("audio/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        pending.uploads().is_empty(),
+        "the multipart upload was completed"
+    );
     let (received, response) = s.poll_transcribe_function().await;
     assert_eq!(received, 1);
     assert!(response.batch_item_failures.is_empty());
-
-    let record = s.record(&token, &id).await;
-    assert_eq!(record["status"], "completed", "{record}");
-    assert_eq!(record["size_bytes"], audio.len());
-    let sent = s.app.openai.requests();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(
-        sent[0].file_sha256.as_deref(),
-        Some(sha256_hex(&audio).as_str()),
-        "the engine got exactly the uploaded bytes"
-    );
-
-    // The notification as the fixture describes it, redelivered: nothing changes.
-    let redelivered: SqsEvent =
-        serde_json::from_str(&fixture("sqs-s3-object-created.json").replace(FIXTURE_ID, &id))
-            .unwrap();
-    let response = s.deliver(redelivered).await;
-    assert!(response.batch_item_failures.is_empty());
-    assert_eq!(s.app.openai.requests().len(), 1);
-    assert_eq!(s.record(&token, &id).await["attempts"], 1);
+    assert_transcribed(&s.record(&uploader.token, &id).await, repetitions);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_direct_upload_that_is_not_audio_fails_and_is_removed() {
+async fn an_upload_to_s3_that_is_not_audio_is_refused_when_completed_and_removed() {
     let s = stack(3, 30, &[]).await;
     let token = s.guest_token().await;
-    let id = s
-        .direct_upload(&token, b"%PDF-1.7 not a recording at all".to_vec())
-        .await;
-    s.wait_for_messages(1).await;
-    let (_, response) = s.poll_transcribe_function().await;
-    assert!(response.batch_item_failures.is_empty());
-    let record = s.record(&token, &id).await;
+    let uploader = Uploader {
+        token: token.clone(),
+        app: &s.app,
+    };
+    let document = bytes::Bytes::from_static(b"%PDF-1.7 not a recording at all");
+    let plan = uploader.create(document.len()).await;
+    let id = plan["id"].as_str().unwrap();
+    let (_, urls) = uploader.part_urls(id, None).await;
+    let target = &urls["parts"][0];
+    let response = uploader
+        .send(target, slice(&document, &plan, target), None)
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let (status, body) = uploader.complete(id).await;
+    assert_eq!(status, 415, "{body}");
+    let record = s.record(&token, id).await;
     assert_eq!(record["status"], "failed");
-    assert!(
-        record["error"].as_str().unwrap().contains("not audio"),
-        "{record}"
-    );
     assert!(s.aws.object_keys(&s.deployment.bucket).await.is_empty());
     assert!(s.app.openai.requests().is_empty());
     assert!(
-        s.dead_letters().await.is_empty(),
-        "a client mistake is not a dead letter"
+        s.aws.receive(&s.deployment.queue_url).await.is_empty(),
+        "nothing queued"
     );
 }
 
@@ -399,7 +436,7 @@ async fn a_poisoned_message_is_dead_lettered_after_max_receives_while_its_batch_
     s.app
         .openai
         .fail_file(sha256_hex(&poisoned), Failure::ServerError(503));
-    let bad = s.direct_upload(&token, poisoned).await;
+    let bad = s.resumable_upload(&token, poisoned).await;
     let mut good = Vec::new();
     for _ in 0..3 {
         good.push(s.app.upload_wav(&token).await);

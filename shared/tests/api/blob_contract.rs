@@ -7,8 +7,8 @@ use crate::emulator::Emulator;
 use bytes::Bytes;
 use futures::StreamExt;
 use mmt_core::{
-    adapters::{DiskBlobStore, s3::S3BlobStore},
-    domain::{BlobKey, TranscriptionId},
+    adapters::{DiskBlobStore, encrypted_blobs::EncryptedBlobStore, s3::S3BlobStore},
+    domain::{BlobKey, MIN_PART_BYTES, TranscriptionId, UploadPlan},
     ports::{BlobError, BlobStore, ByteStream},
 };
 
@@ -79,6 +79,8 @@ async fn meets_the_contract(store: &dyn BlobStore) {
         );
     }
 
+    resumable_uploads_meet_the_contract(store).await;
+
     // A client body that fails mid-way (here after 9 MiB): refused, nothing kept.
     let k = key();
     let mut chunks: Vec<Result<Bytes, std::io::Error>> = (0..9)
@@ -92,6 +94,64 @@ async fn meets_the_contract(store: &dyn BlobStore) {
     assert!(matches!(store.get(&k).await, Err(BlobError::NotFound)));
 }
 
+/// Parts arrive in any order, again, or cut off; only whole parts count; completing joins
+/// them in order; discarding leaves nothing.
+async fn resumable_uploads_meet_the_contract(store: &dyn BlobStore) {
+    let size = 2 * MIN_PART_BYTES as usize + 1000;
+    let plan = UploadPlan::for_size(size as u64);
+    assert_eq!(plan.part_count, 3);
+    let (data, _) = pattern(size);
+    let part = |number: u32| {
+        let start = (number as usize - 1) * plan.part_size as usize;
+        let end = start + plan.part_length(number) as usize;
+        body(vec![Ok(Bytes::copy_from_slice(&data[start..end]))])
+    };
+    let k = key();
+    store.begin_parts(&k, "audio/wav").await.unwrap();
+    assert_eq!(
+        store.received_parts(&k, &plan).await.unwrap(),
+        Vec::<u32>::new()
+    );
+    store.put_part(&k, 3, part(3)).await.unwrap();
+    let cut = body(vec![
+        Ok(Bytes::copy_from_slice(
+            &data[plan.part_size as usize..][..1024 * 1024],
+        )),
+        Err(std::io::Error::other("connection reset")),
+    ]);
+    assert!(matches!(
+        store.put_part(&k, 2, cut).await,
+        Err(BlobError::Body(_))
+    ));
+    store.put_part(&k, 1, part(1)).await.unwrap();
+    assert_eq!(store.received_parts(&k, &plan).await.unwrap(), vec![1, 3]);
+    // Sending a part again replaces it.
+    store.put_part(&k, 2, part(2)).await.unwrap();
+    store.put_part(&k, 3, part(3)).await.unwrap();
+    assert_eq!(
+        store.received_parts(&k, &plan).await.unwrap(),
+        vec![1, 2, 3]
+    );
+    assert!(!store.exists(&k).await.unwrap());
+    store.complete_parts(&k, &plan).await.unwrap();
+    assert!(store.exists(&k).await.unwrap());
+    assert!(
+        read_all(store, &k).await.unwrap() == data,
+        "parts joined in order"
+    );
+    store.delete(&k).await.unwrap();
+
+    let k = key();
+    store.begin_parts(&k, "audio/wav").await.unwrap();
+    store.put_part(&k, 2, part(2)).await.unwrap();
+    store.discard_parts(&k, &plan).await.unwrap();
+    match store.received_parts(&k, &plan).await {
+        Ok(received) => assert!(received.is_empty(), "{received:?}"),
+        Err(err) => assert!(matches!(err, BlobError::NotFound), "{err}"),
+    }
+    assert!(!store.exists(&k).await.unwrap());
+}
+
 #[tokio::test]
 async fn the_disk_store_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,6 +160,32 @@ async fn the_disk_store_meets_the_contract() {
         crate::helpers::files_under(dir.path()).is_empty(),
         "no temporary files left behind"
     );
+}
+
+#[tokio::test]
+async fn the_sealing_store_meets_the_contract_and_keeps_parts_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys =
+        mmt_core::crypto::KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "k1")
+            .unwrap();
+    let disk: Arc<dyn BlobStore> = Arc::new(DiskBlobStore::new(dir.path()).unwrap());
+    let sealed = EncryptedBlobStore::new(disk, Arc::new(keys));
+    meets_the_contract(&sealed).await;
+
+    // A part waiting on disk is ciphertext, like the finished object.
+    let k = key();
+    let plan = UploadPlan::for_size(1000);
+    let (data, stream) = pattern(1000);
+    sealed.begin_parts(&k, "audio/wav").await.unwrap();
+    sealed.put_part(&k, 1, stream).await.unwrap();
+    let on_disk = crate::helpers::files_under(dir.path());
+    assert_eq!(on_disk.len(), 1, "{on_disk:?}");
+    let raw = std::fs::read(&on_disk[0]).unwrap();
+    assert!(!raw.windows(64).any(|w| data.windows(64).any(|d| d == w)));
+    sealed.complete_parts(&k, &plan).await.unwrap();
+    assert_eq!(read_all(&sealed, &k).await.unwrap(), data);
+    sealed.delete(&k).await.unwrap();
+    assert!(crate::helpers::files_under(dir.path()).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

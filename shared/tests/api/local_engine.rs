@@ -9,13 +9,13 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, spawn_app_with};
 
-static WHISPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static WHISPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const SPOKEN: &str =
     "Good morning. I have been feeling tired for two weeks and I sleep badly at night.";
 const ADVICE: &str = "She should drink plenty of water and rest at home for three days.";
 
-fn model_path() -> String {
+pub(crate) fn model_path() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ggml-tiny.en.bin");
     assert!(
         path.is_file(),
@@ -25,7 +25,7 @@ fn model_path() -> String {
     path.display().to_string()
 }
 
-async fn local_app(extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn local_app(extra: &[(&str, &str)]) -> TestApp {
     let model = model_path();
     let mut env = vec![
         ("ENABLE_LOCAL_TRANSCRIPTION", "true"),

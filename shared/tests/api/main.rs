@@ -31,6 +31,7 @@ mod process;
 mod queue_contract;
 #[cfg(feature = "aws")]
 mod record_contract;
+mod resumable;
 mod retention;
 mod security;
 mod telemetry;

@@ -182,32 +182,3 @@ async fn uploads_over_the_limit_are_413_and_store_nothing() {
         .await;
     assert_eq!(response.status(), 202);
 }
-
-#[tokio::test]
-async fn direct_uploads_need_a_store_that_issues_upload_urls() {
-    let app = spawn_app().await;
-    let token = app.guest_token().await;
-    let response = app
-        .client
-        .post(app.url("/v1/uploads"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"filename": "a.wav", "content_type": "audio/wav", "size": 100}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 501);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "direct_upload_unsupported");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("POST /v1/transcriptions")
-    );
-    let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
-    assert_eq!(
-        list["items"].as_array().unwrap().len(),
-        0,
-        "no record was made"
-    );
-}

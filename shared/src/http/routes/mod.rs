@@ -3,11 +3,11 @@
 pub mod admin;
 pub mod auth;
 pub mod demo;
-pub mod direct_upload;
 pub mod docs;
 pub mod ehr;
 pub mod health;
 pub mod openai_compat;
+pub mod resumable_upload;
 pub mod transcriptions;
 pub mod upload;
 mod views;
