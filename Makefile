@@ -11,7 +11,7 @@ export PATH := $(MMT_TOOLS_DIR)/bin:$(MMT_TOOLS_DIR)/py/bin:$(PATH)
 FUNCTIONS := health demo-status auth upload transcriptions docs transcribe retention-sweep ehr-push
 
 .PHONY: help setup model build build-lambdas demo demo-check walkthrough test lint infra-check test-rust \
-        fresh-check container-check lambda-smoke watch bench fuzz fuzz-smoke web-check deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
+        fresh-check large-upload-check container-check lambda-smoke watch bench fuzz fuzz-smoke web-check deploy destroy smoke clean $(addprefix invoke-,$(FUNCTIONS))
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ build-lambdas: setup ## The Lambda functions as arm64 zips in target/lambda/<fn>
 
 deploy: setup ## Build the zips, terraform apply infra/envs/$$ENVIRONMENT (default example), smoke-test
 	@scripts/deploy.sh
+
+large-upload-check: setup model ## A 300 MB recording (UPLOAD_MB) through the resumable upload API with a cut connection, on the one-process server and on S3 (moto), transcribed (not part of `make test`)
+	scripts/large-upload-check.sh
 
 fresh-check: ## The README's test command on a bare Debian 12 root filesystem (root; not part of `make test`)
 	@scripts/fresh-check.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts `make demo` on a scratch data directory, runs the README walk-through against it,
+# Starts `make demo` on a scratch data directory, runs the README walk-throughs (an upload, and
+# a resumable upload with a connection cut) against it,
 # and stops it with SIGTERM (checking it shuts down cleanly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,8 @@ demo=$!
 trap 'kill -TERM -- -$demo 2>/dev/null || true; rm -rf "$work"' EXIT
 # The first start builds the binary: allow for a cold build on two cores.
 wait_for_http "http://127.0.0.1:$port/health/ready" "${DEMO_START_SECONDS:-1800}" "the demo (make demo)" "$work/demo.log"
-if BASE="http://127.0.0.1:$port" scripts/walkthrough.sh; then
+if BASE="http://127.0.0.1:$port" scripts/walkthrough.sh \
+   && BASE="http://127.0.0.1:$port" scripts/resumable-walkthrough.sh; then
   result=0
 else
   result=1

@@ -362,6 +362,11 @@ pub enum Job {
 }
 
 impl Job {
+    /// The job a queue message carries; `None` for anything else (dead-lettered by consumers).
+    pub fn from_message(body: &str) -> Option<Self> {
+        serde_json::from_str(body).ok()
+    }
+
     /// Two enqueues of the same work collapse into one message.
     pub fn dedupe_key(&self) -> String {
         match self {

@@ -1,7 +1,8 @@
 # Every route of the API and the function that serves it. This table must match the router
 # (shared/src/http/mod.rs, RouteGroup): shared/tests/api/infra.rs checks it against the
 # OpenAPI document the router generates. Public routes need no token; every other route
-# verifies the bearer token in the function.
+# verifies the bearer token in the function. (The part PUT is authorised by the signed grant in
+# its URL instead; with S3 as the store, parts go to S3 and this route refuses them.)
 
 locals {
   routes = {
@@ -16,6 +17,10 @@ locals {
     "GET /v1/admin/ehr"                      = { function = "ehr-push", public = false }
     "POST /v1/transcriptions"                = { function = "upload", public = false }
     "POST /v1/uploads"                       = { function = "upload", public = false }
+    "GET /v1/uploads/{id}"                   = { function = "upload", public = false }
+    "POST /v1/uploads/{id}/parts"            = { function = "upload", public = false }
+    "PUT /v1/uploads/{id}/parts/{number}"    = { function = "upload", public = true }
+    "POST /v1/uploads/{id}/complete"         = { function = "upload", public = false }
     "POST /v1/audio/transcriptions"          = { function = "upload", public = false }
     "GET /v1/transcriptions"                 = { function = "transcriptions", public = false }
     "GET /v1/transcriptions/{id}"            = { function = "transcriptions", public = false }

@@ -86,7 +86,7 @@ impl S3BlobStore {
                 Some((upload.initiated().copied(), upload.upload_id()?.to_owned()))
             })
             .collect();
-        uploads.sort_by(|a, b| a.0.cmp(&b.0));
+        uploads.sort_by_key(|(initiated, _)| *initiated);
         Ok(uploads.into_iter().map(|(_, id)| id).collect())
     }
 

@@ -118,35 +118,23 @@ impl fmt::Display for JobId {
     }
 }
 
-/// Where a recording's audio lives in the blob store. Made from the id, never from user input.
-///
-/// Audio uploaded through the API lives under `audio/`; audio a client uploads directly with
-/// a presigned URL lives under `uploads/`, the only prefix whose arrival notifications start
-/// work (so an API upload never triggers a second, redundant job).
+/// Where a recording's audio lives in the blob store: `audio/<uuid>`. Made from the id, never
+/// from user input.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlobKey(String);
 
-const API_UPLOAD_PREFIX: &str = "audio/";
-const DIRECT_UPLOAD_PREFIX: &str = "uploads/";
+const AUDIO_PREFIX: &str = "audio/";
 /// Beside the object: `audio/<uuid>.parts/00001`.
 pub const PARTS_SUFFIX: &str = ".parts";
 
 impl BlobKey {
     pub fn for_transcription(id: &TranscriptionId) -> Self {
-        Self(format!("{API_UPLOAD_PREFIX}{id}"))
+        Self(format!("{AUDIO_PREFIX}{id}"))
     }
 
-    pub fn for_direct_upload(id: &TranscriptionId) -> Self {
-        Self(format!("{DIRECT_UPLOAD_PREFIX}{id}"))
-    }
-
-    /// Accepts only keys this crate makes: `audio/<uuid>` or `uploads/<uuid>`. Guards
-    /// adapters against traversal.
+    /// Accepts only keys this crate makes: `audio/<uuid>`. Guards adapters against traversal.
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {
-        let id = raw
-            .strip_prefix(API_UPLOAD_PREFIX)
-            .or_else(|| raw.strip_prefix(DIRECT_UPLOAD_PREFIX));
-        match id {
+        match raw.strip_prefix(AUDIO_PREFIX) {
             Some(rest) if rest.parse::<TranscriptionId>().is_ok() => Ok(Self(raw.to_owned())),
             _ => Err(InvalidId("blob key")),
         }
@@ -159,17 +147,6 @@ impl BlobKey {
     /// Where part `number` of a resumable upload of this object waits until it is complete.
     pub fn part(&self, number: u32) -> Self {
         Self(format!("{}{PARTS_SUFFIX}/{number:05}", self.0))
-    }
-
-    pub fn is_direct_upload(&self) -> bool {
-        self.0.starts_with(DIRECT_UPLOAD_PREFIX)
-    }
-
-    /// The transcription whose audio this is.
-    pub fn transcription_id(&self) -> TranscriptionId {
-        let (_, id) = self.0.split_once('/').expect("a BlobKey has a prefix");
-        id.parse()
-            .expect("a BlobKey always holds a transcription id")
     }
 }
 
@@ -193,11 +170,7 @@ mod tests {
             BlobKey::parse(BlobKey::for_transcription(&id).as_str()).unwrap(),
             BlobKey::for_transcription(&id)
         );
-        assert_eq!(BlobKey::for_transcription(&id).transcription_id(), id);
-        let direct = BlobKey::for_direct_upload(&id);
-        assert_eq!(BlobKey::parse(direct.as_str()).unwrap(), direct);
-        assert!(direct.is_direct_upload() && !BlobKey::for_transcription(&id).is_direct_upload());
-        assert_eq!(direct.transcription_id(), id);
+        assert!(BlobKey::parse(&format!("uploads/{id}")).is_err());
         assert!(BlobKey::parse(&format!("other/{id}")).is_err());
     }
 

@@ -65,7 +65,7 @@ mod tests {
             let total: u64 = plan.numbers().map(|n| plan.part_length(n)).sum();
             assert_eq!(total, size, "parts of {size}");
             assert!(u64::from(plan.part_count) <= MAX_PARTS, "{size}");
-            assert!(plan.part_size >= MIN_PART_BYTES && plan.part_size % MIB == 0);
+            assert!(plan.part_size >= MIN_PART_BYTES && plan.part_size.is_multiple_of(MIB));
             assert!(plan.part_length(plan.part_count) >= 1);
             assert!(!plan.contains(0) && !plan.contains(plan.part_count + 1));
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 use tracing::Instrument;
 
-use super::{Disposition, JobKind, messages::Incoming, messages::read_message};
+use super::{Disposition, JobKind};
 use crate::{
     AppState,
     app::EhrServices,
@@ -58,8 +58,8 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         delay: next_delay(state, message.receive_count, None),
         reason,
     };
-    let delivery_id = match read_message(&message.body) {
-        Incoming::Job(Job::EhrPush { delivery_id }) => delivery_id,
+    let delivery_id = match Job::from_message(&message.body) {
+        Some(Job::EhrPush { delivery_id }) => delivery_id,
         _ => {
             tracing::error!("not an EHR job; dead-lettering");
             return Disposition::DeadLetter {

@@ -4,7 +4,6 @@
 mod ehr_push;
 pub mod heartbeat;
 mod key_rotation;
-mod messages;
 mod retention;
 mod transcribe;
 #[cfg(feature = "local")]
@@ -13,7 +12,6 @@ mod worker;
 pub use ehr_push::handle_ehr_message;
 pub use key_rotation::{KeyRotation, RotationError, RotationReport};
 pub use retention::{RetentionReport, sweep_retention};
-pub(crate) use transcribe::sniff_stored;
 pub use transcribe::{Disposition, handle_transcribe_message};
 #[cfg(feature = "local")]
 pub use worker::{run_ehr_once, run_once, run_retention_timer, run_transcribe_workers};

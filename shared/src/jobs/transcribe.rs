@@ -3,13 +3,10 @@ use std::time::Duration;
 use rand::Rng;
 use tracing::Instrument;
 
-use futures::StreamExt;
-
-use super::messages::{Incoming, read_message};
 use crate::{
     AppState,
-    domain::{AudioFormat, BlobKey, Status, TranscriptionId, sniff_audio_format},
-    ports::{AudioInput, BlobError, EngineError, Job, Progress, ReceivedJob, TranscribeOptions},
+    domain::TranscriptionId,
+    ports::{AudioInput, EngineError, Job, Progress, ReceivedJob, TranscribeOptions},
     telemetry,
 };
 
@@ -36,24 +33,15 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         delay: backoff(state.config.queue.retry_base_delay, message.receive_count),
         reason,
     };
-    let id = match read_message(&message.body) {
-        Incoming::Job(Job::Transcribe { transcription_id }) => transcription_id,
-        Incoming::Job(Job::EhrPush { .. }) => {
+    let id = match Job::from_message(&message.body) {
+        Some(Job::Transcribe { transcription_id }) => transcription_id,
+        Some(Job::EhrPush { .. }) => {
             tracing::error!("an EHR job on the transcribe queue; dead-lettering");
             return Disposition::DeadLetter {
                 reason: "an EHR job on the transcribe queue".into(),
             };
         }
-        Incoming::ObjectCreated { key, size } => match accept_upload(state, &key, size).await {
-            Ok(Some(id)) => id,
-            Ok(None) => return Disposition::Ack,
-            Err(reason) => return retry(reason),
-        },
-        Incoming::Ignorable(what) => {
-            tracing::info!(what, "nothing to do");
-            return Disposition::Ack;
-        }
-        Incoming::Unreadable => {
+        None => {
             tracing::error!("unreadable job body; dead-lettering");
             return Disposition::DeadLetter {
                 reason: "unreadable job body".into(),
@@ -150,94 +138,6 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         }
         Err(EngineError::Permanent(reason)) => give_up(state, &id, reason).await,
     }
-}
-
-/// A direct upload has landed: checks it and moves its record from `awaiting_upload` to
-/// `queued`. `Ok(Some(id))`: go on and transcribe it; `Ok(None)`: nothing (more) to do;
-/// `Err`: the stores failed, try again later.
-async fn accept_upload(
-    state: &AppState,
-    key: &str,
-    size: Option<u64>,
-) -> Result<Option<TranscriptionId>, String> {
-    let Some(key) = BlobKey::parse(key).ok().filter(BlobKey::is_direct_upload) else {
-        tracing::warn!("object created outside the direct-upload prefix; ignored");
-        return Ok(None);
-    };
-    let id = key.transcription_id();
-    let record = match state.records.get(&id).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            // Audio nobody owns any more (the record was deleted first): do not keep it.
-            tracing::info!(transcription_id = %id, "upload for a record that no longer exists; removing it");
-            state
-                .blobs
-                .delete(&key)
-                .await
-                .map_err(|e| format!("blob store: {e}"))?;
-            return Ok(None);
-        }
-        Err(err) => return Err(format!("record store: {err}")),
-    };
-    if record.status != Status::AwaitingUpload {
-        // A redelivered notification: the normal path knows what is left to do.
-        return Ok(Some(id));
-    }
-    let size = size.unwrap_or(record.size_bytes);
-    let limit = state.config.max_upload_bytes;
-    // A refusal is the client's mistake, not the pipeline's: the record says why, and nothing
-    // is dead-lettered.
-    let reason = if size > limit {
-        format!("the uploaded file is larger than the {limit}-byte limit")
-    } else {
-        match sniff_stored(state, &key).await {
-            Ok(Some(format)) => {
-                return match state
-                    .records
-                    .confirm_upload(&id, format, size, state.clock.now())
-                    .await
-                {
-                    Ok(_) => {
-                        tracing::info!(transcription_id = %id, format = %format, size_bytes = size, "direct upload received; transcription queued");
-                        Ok(Some(id))
-                    }
-                    Err(err) => Err(format!("record store: {err}")),
-                };
-            }
-            Ok(None) => "the uploaded file is not audio MMT can transcribe (wav, mp3, flac, ogg, webm, m4a/mp4, aac)"
-                .to_owned(),
-            Err(BlobError::NotFound) => return Ok(None),
-            Err(err) => return Err(format!("blob store: {err}")),
-        }
-    };
-    tracing::warn!(transcription_id = %id, reason = %reason, "direct upload refused");
-    state
-        .blobs
-        .delete(&key)
-        .await
-        .map_err(|e| format!("blob store: {e}"))?;
-    state
-        .records
-        .fail(&id, &reason, state.clock.now())
-        .await
-        .map_err(|e| format!("record store: {e}"))?;
-    Ok(None)
-}
-
-/// The format of a stored object, judged by its first bytes.
-pub(crate) async fn sniff_stored(
-    state: &AppState,
-    key: &BlobKey,
-) -> Result<Option<AudioFormat>, BlobError> {
-    let mut body = state.blobs.get(key).await?;
-    let mut head = Vec::with_capacity(AudioFormat::SNIFF_LEN);
-    while head.len() < AudioFormat::SNIFF_LEN {
-        match body.next().await {
-            Some(chunk) => head.extend_from_slice(&chunk.map_err(BlobError::Body)?),
-            None => break,
-        }
-    }
-    Ok(sniff_audio_format(&head))
 }
 
 /// Engines report progress often; the record is written at most twice a second, and only when

@@ -233,8 +233,8 @@ impl Emulator {
             .unwrap();
     }
 
-    /// Everything one deployment needs, with the bucket's ObjectCreated events on `uploads/`
-    /// delivered to the transcribe queue (as `infra/modules/storage` configures it).
+    /// Everything one deployment needs: bucket, tables, the transcribe queue and its dead
+    /// letters.
     pub async fn deployment(&self, max_receives: u32, visibility_s: u32) -> Deployment {
         let deployment = Deployment {
             bucket: "mmt-audio".into(),
@@ -249,42 +249,6 @@ impl Emulator {
         let (queue_url, dead_letter_url) = self
             .queue_pair("mmt-transcribe", max_receives, visibility_s)
             .await;
-        let queue_arn = self.queue_arn(&queue_url).await;
-        use aws_sdk_s3::types::{
-            Event, FilterRule, FilterRuleName, NotificationConfiguration,
-            NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
-        };
-        self.s3
-            .put_bucket_notification_configuration()
-            .bucket(&deployment.bucket)
-            .notification_configuration(
-                NotificationConfiguration::builder()
-                    .queue_configurations(
-                        QueueConfiguration::builder()
-                            .queue_arn(queue_arn)
-                            .events(Event::S3ObjectCreated)
-                            .filter(
-                                NotificationConfigurationFilter::builder()
-                                    .key(
-                                        S3KeyFilter::builder()
-                                            .filter_rules(
-                                                FilterRule::builder()
-                                                    .name(FilterRuleName::Prefix)
-                                                    .value("uploads/")
-                                                    .build(),
-                                            )
-                                            .build(),
-                                    )
-                                    .build(),
-                            )
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
         Deployment {
             queue_url,
             dead_letter_url,

@@ -297,7 +297,7 @@ pub fn assert_transcribed(record: &Value, repetitions: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_in_parts_survives_a_cut_connection_and_is_transcribed_on_the_local_store() {
     let _whisper = crate::local_engine::WHISPER.lock().await;
-    let app = crate::local_engine::local_app(&[]).await;
+    let app = crate::local_engine::local_app(&[("MAX_UPLOAD_BYTES", "2000000000")]).await;
     let uploader = Uploader {
         token: app.guest_token().await,
         app: &app,

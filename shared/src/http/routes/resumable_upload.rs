@@ -26,7 +26,10 @@ use crate::{
     AppState,
     audit::AuditAction,
     auth::{PartGrant, Principal, Scope},
-    domain::{AudioFormat, EngineKind, Status, TranscriptionRecord, UploadPlan},
+    domain::{
+        AudioFormat, BlobKey, EngineKind, Status, TranscriptionRecord, UploadPlan,
+        sniff_audio_format,
+    },
     http::{
         ApiError, ErrorBody,
         extract::{ApiJson, Caller, parse_transcription_id},
@@ -465,7 +468,7 @@ async fn join_and_queue(
         .complete_parts(&record.audio_key, &plan)
         .await
         .map_err(gone_if_not_found)?;
-    let format = match crate::jobs::sniff_stored(state, &record.audio_key).await? {
+    let format = match sniff_stored(state, &record.audio_key).await? {
         Some(format) => format,
         None => {
             discard(state, &record.audio_key).await;
@@ -494,11 +497,24 @@ async fn join_and_queue(
         .await?;
     state.metrics.record_upload(plan.size);
     tracing::info!(transcription_id = %record.id, format = %format, size_bytes = plan.size, parts = plan.part_count, "resumable upload complete; transcription queued");
-    Ok(state
+    state
         .records
         .get(&record.id)
         .await?
-        .ok_or(ApiError::NotFound)?)
+        .ok_or(ApiError::NotFound)
+}
+
+/// The format of a stored object, judged by its first bytes.
+async fn sniff_stored(state: &AppState, key: &BlobKey) -> Result<Option<AudioFormat>, BlobError> {
+    let mut body = state.blobs.get(key).await?;
+    let mut head = Vec::with_capacity(AudioFormat::SNIFF_LEN);
+    while head.len() < AudioFormat::SNIFF_LEN {
+        match body.next().await {
+            Some(chunk) => head.extend_from_slice(&chunk.map_err(BlobError::Body)?),
+            None => break,
+        }
+    }
+    Ok(sniff_audio_format(&head))
 }
 
 /// The caller's upload, still waiting for parts.
