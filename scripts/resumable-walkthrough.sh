@@ -80,7 +80,15 @@ for _ in $(seq 1 1800); do
   sleep 1
 done
 [[ $STATUS == completed ]] || die "the transcription ended $STATUS: $(jq -r .error <<<"$RECORD")"
-heard=$(jq -r .text <<<"$RECORD" | grep -oi "three weeks" | wc -l)
-echo "transcribed in $(( $(date +%s) - started )) s: \"three weeks\" heard $heard of $((repeats + 1)) times"
-(( heard * 10 >= (repeats + 1) * 8 )) || die "too little of the recording was transcribed"
+# The whole recording was transcribed: segments run to its end, and the words are there.
+covered=$(jq -r '[.segments[-1].end, .duration_s] | @tsv' <<<"$RECORD")
+read -r last_end duration <<<"$covered"
+heard=$(jq -r .text <<<"$RECORD" | grep -oi "weeks" | wc -l)
+echo "transcribed in $(( $(date +%s) - started )) s: segments to ${last_end} s of ${duration} s; \"weeks\" heard $heard times for $((repeats + 1)) sentences"
+# 48 kHz stereo 16-bit: 192,000 bytes a second after the 44-byte header.
+python3 -c "import sys; sys.exit(0 if abs(float('$duration') - ($size - 44) / 192000) < 0.5 else 1)" \
+  || die "the engine decoded ${duration} s of a $(( (size - 44) / 192000 )) s recording"
+python3 -c "import sys; sys.exit(0 if float('$last_end') >= 0.9 * float('$duration') else 1)" \
+  || die "the transcript stops at ${last_end} s of ${duration} s"
+(( heard * 2 >= repeats + 1 )) || die "too few of the sentences were heard"
 echo "resumable walk-through: passed"

@@ -329,7 +329,7 @@ async fn a_recording_in_presigned_s3_parts_survives_a_cut_connection_and_is_tran
     let (received, response) = s.poll_transcribe_function().await;
     assert_eq!(received, 1);
     assert!(response.batch_item_failures.is_empty());
-    assert_transcribed(&s.record(&uploader.token, &id).await, repetitions);
+    assert_transcribed(&s.record(&uploader.token, &id).await, &audio, repetitions);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,15 +281,31 @@ pub async fn upload_with_a_cut_connection(uploader: &Uploader<'_>, audio: &Bytes
     id
 }
 
-/// The whole recording was transcribed: the sentence (as tiny.en hears espeak-ng) in every
-/// part of it, not only the first.
-pub fn assert_transcribed(record: &Value, repetitions: usize) {
+/// The whole recording was transcribed: the engine decoded all of it (every part, joined), the
+/// segments run to its end, and the sentence is heard (as tiny.en hears espeak-ng).
+pub fn assert_transcribed(record: &Value, audio: &[u8], repetitions: usize) {
     assert_eq!(record["status"], "completed", "{record}");
-    let text = record["text"].as_str().unwrap_or_default().to_lowercase();
-    let heard = text.matches("three weeks").count();
+    let duration = record["duration_s"].as_f64().unwrap();
+    // 48 kHz, stereo, 16-bit: 192,000 bytes a second after the 44-byte header.
+    let recorded = (audio.len() - 44) as f64 / 192_000.0;
     assert!(
-        text.contains("patient") && heard * 10 >= repetitions * 8,
-        "{heard} of {repetitions} repetitions heard: {text}"
+        (duration - recorded).abs() < 0.5,
+        "decoded {duration} s of a {recorded} s recording"
+    );
+    let last_end = record["segments"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|s| s["end"].as_f64())
+        .unwrap_or_default();
+    assert!(
+        last_end >= 0.9 * duration,
+        "segments stop at {last_end} s of {duration} s"
+    );
+    let text = record["text"].as_str().unwrap_or_default().to_lowercase();
+    let heard = text.matches("weeks").count();
+    assert!(
+        text.contains("patient") && heard * 2 >= repetitions,
+        "{heard} of {repetitions} sentences heard: {text}"
     );
 }
 
@@ -317,7 +333,7 @@ async fn a_recording_in_parts_survives_a_cut_connection_and_is_transcribed_on_th
     let (_, record) = app
         .get_json(&uploader.token, &format!("/v1/transcriptions/{id}"))
         .await;
-    assert_transcribed(&record, repetitions);
+    assert_transcribed(&record, &audio, repetitions);
 }
 
 #[tokio::test]
