@@ -166,7 +166,10 @@ locals {
       statements = [
         { sid = "ReadRecords", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.table_arns },
         { sid = "ForgetDeliveries", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.ehr_table },
-        { sid = "DeleteAudio", actions = ["s3:DeleteObject"], resources = local.audio_paths },
+        # Deleting an unfinished resumable upload aborts its S3 multipart upload (the parts are
+        # PHI); the sweep leaves that to the bucket's one-day lifecycle rule.
+        { sid = "DeleteAudio", actions = ["s3:DeleteObject", "s3:AbortMultipartUpload"], resources = local.audio_paths },
+        { sid = "FindUploads", actions = ["s3:ListBucketMultipartUploads"], resources = [local.bucket_arn] },
         local.read_secret,
         local.write_audit,
         local.use_key,

@@ -333,6 +333,46 @@ async fn a_recording_in_presigned_s3_parts_survives_a_cut_connection_and_is_tran
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_unfinished_upload_aborts_its_s3_multipart_upload() {
+    let s = stack(3, 30, &[]).await;
+    let uploader = Uploader {
+        token: s.guest_token().await,
+        app: &s.app,
+    };
+    let audio = bytes::Bytes::from(mmt_testkit::tone_wav(300.0, 48_000));
+    let plan = uploader.create(audio.len()).await;
+    let id = plan["id"].as_str().unwrap();
+    let (_, urls) = uploader.part_urls(id, Some(&[1])).await;
+    let target = &urls["parts"][0];
+    let response = uploader
+        .send(target, slice(&audio, &plan, target), None)
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let pending = |s: &Stack| {
+        let s3 = s.aws.s3.clone();
+        let bucket = s.deployment.bucket.clone();
+        async move {
+            s3.list_multipart_uploads()
+                .bucket(bucket)
+                .send()
+                .await
+                .unwrap()
+                .uploads()
+                .len()
+        }
+    };
+    assert_eq!(pending(&s).await, 1);
+    let deleted = s
+        .app
+        .delete(&uploader.token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(pending(&s).await, 0, "the parts went with the record");
+    assert!(s.aws.object_keys(&s.deployment.bucket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_to_s3_that_is_not_audio_is_refused_when_completed_and_removed() {
     let s = stack(3, 30, &[]).await;
     let token = s.guest_token().await;

@@ -13,7 +13,7 @@ use crate::{
     AppState,
     audit::{self, AuditAction, AuditEvent, AuditOutcome},
     auth::{Principal, Scope},
-    domain::{ResponseFormat, Status, TranscriptionRecord, render_transcript},
+    domain::{ResponseFormat, Status, TranscriptionRecord, UploadPlan, render_transcript},
     http::{
         ApiError, ErrorBody,
         extract::{ApiQuery, Caller, parse_transcription_id},
@@ -148,6 +148,11 @@ async fn delete_transcription(
     let principal = caller.require(Scope::Write)?;
     let record = load_owned(&state, principal, &id, AuditAction::Delete).await?;
     // Audio first: a record without audio can be swept again, audio without a record is lost PHI.
+    if record.status == Status::AwaitingUpload {
+        // What arrived of an unfinished resumable upload is PHI too.
+        let plan = UploadPlan::for_size(record.size_bytes);
+        state.blobs.discard_parts(&record.audio_key, &plan).await?;
+    }
     state.blobs.delete(&record.audio_key).await?;
     // Deliveries hold EHR identifiers: they go with the record.
     if let Some(ehr) = &state.ehr {
