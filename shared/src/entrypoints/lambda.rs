@@ -62,7 +62,14 @@ async fn handle_batch(
         let job = received_job(message);
         let retry = match kind.handle(state, &job).await {
             Disposition::Ack => false,
-            Disposition::Retry { .. } => true,
+            Disposition::Retry { delay, .. } => {
+                // Returned as a batch item failure alone, the message would wait out the whole
+                // visibility timeout: the backoff (or the EHR's Retry-After) decides instead.
+                if let Err(err) = queue.retry_later(&job, delay).await {
+                    tracing::warn!(message_id = %job.message_id, error = %err, "could not set the retry delay; the visibility timeout applies");
+                }
+                true
+            }
             Disposition::DeadLetter { reason } => match queue.dead_letter(&job, &reason).await {
                 Ok(()) => false,
                 Err(err) => {

@@ -455,6 +455,28 @@ async fn upload_tickets_are_checked_before_any_url_is_issued() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_message_comes_back_after_its_backoff_not_the_visibility_timeout() {
+    // Visibility 10 minutes, backoff 0 (JOB_RETRY_BASE_DELAY_MS=0 in tests): the retried
+    // message must be receivable again at once.
+    let s = stack(3, 600, &[("OPENAI_MAX_RETRIES", "0")]).await;
+    let token = s.guest_token().await;
+    let audio = mmt_testkit::tone_wav(2.0, 16_000);
+    s.app
+        .openai
+        .fail_file(sha256_hex(&audio), Failure::ServerError(503));
+    let id = s.resumable_upload(&token, audio).await;
+    let (received, response) = s.poll_transcribe_function().await;
+    assert_eq!((received, response.batch_item_failures.len()), (1, 1));
+    let again = s.aws.receive(&s.deployment.queue_url).await;
+    assert_eq!(
+        again.len(),
+        1,
+        "the retried message is visible after its backoff"
+    );
+    assert_eq!(s.record(&token, &id).await["attempts"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_message_is_dead_lettered_after_max_receives_while_its_batch_succeeds() {
     // Visibility 1 s so a failed message comes back quickly; three receives at most.
     let s = stack(
