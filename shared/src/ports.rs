@@ -258,6 +258,14 @@ pub enum BlobError {
     Unavailable(#[source] BoxError),
 }
 
+impl BlobError {
+    /// Whether the same read or write may succeed later: the store was unavailable or a stream
+    /// broke. A missing blob or a refused size stays so. Both engines judge storage by this.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Body(_))
+    }
+}
+
 /// Where and how a client sends one part of an upload straight to the store, bypassing the API.
 #[derive(Debug, Clone)]
 pub struct PresignedUpload {

@@ -105,7 +105,12 @@ impl OpenAiTranscriber {
         options: &TranscribeOptions,
     ) -> Result<Transcript, AttemptFailure> {
         let stream = audio.open().await.map_err(|e| {
-            AttemptFailure::permanent(format!("audio could not be read from storage: {e}"))
+            let reason = format!("audio could not be read from storage: {e}");
+            if e.is_transient() {
+                AttemptFailure::retryable(reason, None)
+            } else {
+                AttemptFailure::permanent(reason)
+            }
         })?;
         let file = multipart::Part::stream_with_length(
             reqwest::Body::wrap_stream(stream),

@@ -154,7 +154,13 @@ async fn spill(audio: &AudioInput) -> Result<tempfile::TempPath, EngineError> {
     let mut file = tokio::fs::File::create(&path)
         .await
         .map_err(|e| unreadable(&e))?;
-    let mut body = audio.open().await.map_err(|e| unreadable(&e))?;
+    let mut body = audio.open().await.map_err(|e| {
+        if e.is_transient() {
+            unreadable(&e)
+        } else {
+            EngineError::Permanent(format!("audio could not be read from storage: {e}"))
+        }
+    })?;
     while let Some(chunk) = body.next().await {
         file.write_all(&chunk.map_err(|e| unreadable(&e))?)
             .await

@@ -381,3 +381,30 @@ print(json.dumps(out))
         String::from_utf8_lossy(&denied.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_read_blip_is_retried_by_the_local_engine() {
+    let _whisper = WHISPER.lock().await;
+    let model = model_path();
+    let app = crate::helpers::spawn_app_customised(
+        &[
+            ("ENABLE_LOCAL_TRANSCRIPTION", "true"),
+            ("DEFAULT_ENGINE", "local"),
+            ("WHISPER_MODEL_PATH", model.as_str()),
+            ("WHISPER_THREADS", "2"),
+        ],
+        |state| crate::pipeline::blip_first_reads(state, 1),
+    )
+    .await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    let (_, r) = app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(
+        r["attempts"], 2,
+        "the blip cost one attempt, not the transcription"
+    );
+}

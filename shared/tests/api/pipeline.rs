@@ -192,3 +192,87 @@ async fn unreadable_jobs_are_dead_lettered_not_dropped() {
     assert_eq!(dead[0].0, "junk");
     assert_eq!(dead[0].3, "unreadable job body");
 }
+
+/// The app's blob store, whose first `blips` reads fail as an S3 blip would (503 from the
+/// store: `BlobError::Unavailable`); everything else passes through.
+struct BlippingStore {
+    inner: std::sync::Arc<dyn mmt_core::ports::BlobStore>,
+    blips: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl mmt_core::ports::BlobStore for BlippingStore {
+    async fn put(
+        &self,
+        key: &mmt_core::domain::BlobKey,
+        body: mmt_core::ports::ByteStream<'_>,
+        max_bytes: u64,
+    ) -> Result<u64, mmt_core::ports::BlobError> {
+        self.inner.put(key, body, max_bytes).await
+    }
+
+    async fn get(
+        &self,
+        key: &mmt_core::domain::BlobKey,
+    ) -> Result<mmt_core::ports::ByteStream<'static>, mmt_core::ports::BlobError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .blips
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(mmt_core::ports::BlobError::Unavailable(
+                "503 SlowDown from the store".into(),
+            ));
+        }
+        self.inner.get(key).await
+    }
+
+    async fn delete(
+        &self,
+        key: &mmt_core::domain::BlobKey,
+    ) -> Result<(), mmt_core::ports::BlobError> {
+        self.inner.delete(key).await
+    }
+
+    async fn ping(&self) -> Result<(), mmt_core::ports::BlobError> {
+        self.inner.ping().await
+    }
+}
+
+pub(crate) fn blip_first_reads(state: &mut mmt_core::AppState, blips: u32) {
+    state.blobs = std::sync::Arc::new(BlippingStore {
+        inner: state.blobs.clone(),
+        blips: blips.into(),
+    });
+}
+
+#[tokio::test]
+async fn a_storage_read_blip_is_retried_by_the_cloud_engine() {
+    let app = crate::helpers::spawn_app_customised(&[], |state| blip_first_reads(state, 1)).await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    let r = record(&app, &token, &id).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["attempts"], 1, "retried within the attempt");
+    assert_eq!(app.openai.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn audio_missing_from_storage_fails_at_once() {
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    for file in app.audio_files() {
+        std::fs::remove_file(file).unwrap();
+    }
+    app.drain_jobs().await;
+    let r = record(&app, &token, &id).await;
+    assert_eq!(
+        (r["status"].as_str(), r["attempts"].as_u64()),
+        (Some("failed"), Some(1)),
+        "{r}"
+    );
+    assert!(app.openai.requests().is_empty());
+}
