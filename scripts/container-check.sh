@@ -31,7 +31,8 @@ install -m 0644 "$model" "$work/models/ggml-tiny.en.bin"
 chown -R root:root "$work/data" && chmod 0755 "$work/data" # as a platform mounts a volume
 
 port=$(free_port)
-secrets=$("$work/bin/mmt" secrets --encryption 1 | grep -E '^[A-Z_]+=')
+secrets=$("$work/bin/mmt" secrets --encryption 1 | grep -E '^[A-Z_]+=') \
+  || die "mmt secrets failed or printed no KEY=value lines"
 # shellcheck disable=SC2046
 env -i PATH="$work/bin:/usr/sbin:/usr/bin:/sbin:/bin" $(printf '%s\n' "$secrets") \
   ENV=prod LOG_FORMAT=json HOST=127.0.0.1 PORT="$port" DATA_DIR="$work/data" MMT_RUN_AS="$run_as" \

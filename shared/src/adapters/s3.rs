@@ -142,6 +142,29 @@ impl S3BlobStore {
         }
     }
 
+    /// Joins `parts` (ascending) into the object.
+    async fn complete_multipart(
+        &self,
+        key: &BlobKey,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), BlobError> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Streams the rest of `body` as a multipart upload whose first part is `first`.
     async fn put_multipart(
         &self,
@@ -210,19 +233,7 @@ impl S3BlobStore {
                         .build(),
                 );
             }
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key.as_str())
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(unavailable)?;
+            self.complete_multipart(key, &upload_id, parts).await?;
             Ok(written)
         }
         .await;
@@ -349,20 +360,7 @@ impl BlobStore for S3BlobStore {
             })
             .collect();
         parts.sort_by_key(|part| part.part_number());
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.complete_multipart(key, &upload_id, parts).await
     }
 
     async fn discard_parts(&self, key: &BlobKey, _plan: &UploadPlan) -> Result<(), BlobError> {

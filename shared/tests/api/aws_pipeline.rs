@@ -129,20 +129,7 @@ impl Stack {
             app: &self.app,
             token: token.to_owned(),
         };
-        let (status, urls) = uploader.part_urls(&id, None).await;
-        assert_eq!(status, 200, "{urls}");
-        let audio = bytes::Bytes::from(audio);
-        for target in urls["parts"].as_array().unwrap() {
-            let response = uploader
-                .send(target, slice(&audio, &plan, target), None)
-                .await
-                .unwrap();
-            assert!(
-                response.status().is_success(),
-                "{}",
-                response.text().await.unwrap()
-            );
-        }
+        uploader.send_all(&plan, &bytes::Bytes::from(audio)).await;
         let (status, accepted) = uploader.complete(&id).await;
         assert_eq!(status, 202, "{accepted}");
         id
@@ -383,13 +370,7 @@ async fn an_upload_to_s3_that_is_not_audio_is_refused_when_completed_and_removed
     let document = bytes::Bytes::from_static(b"%PDF-1.7 not a recording at all");
     let plan = uploader.create(document.len()).await;
     let id = plan["id"].as_str().unwrap();
-    let (_, urls) = uploader.part_urls(id, None).await;
-    let target = &urls["parts"][0];
-    let response = uploader
-        .send(target, slice(&document, &plan, target), None)
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
+    uploader.send_all(&plan, &document).await;
     let (status, body) = uploader.complete(id).await;
     assert_eq!(status, 415, "{body}");
     let record = s.record(&token, id).await;

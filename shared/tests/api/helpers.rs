@@ -280,3 +280,16 @@ pub fn tool_python(name: &str) -> PathBuf {
     );
     python
 }
+
+/// Runs a tool the tests need (espeak-ng, ffmpeg, sox: `make setup` installs them); fails the
+/// test with its stderr if it fails.
+pub fn run_tool(cmd: &mut std::process::Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (make setup installs it)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

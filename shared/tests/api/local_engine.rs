@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::Command, time::Duration};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, run_tool, spawn_app_with};
 
 pub(crate) static WHISPER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -37,30 +37,23 @@ pub(crate) async fn local_app(extra: &[(&str, &str)]) -> TestApp {
     spawn_app_with(&env).await
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (make setup installs it)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Speech from espeak-ng, re-encoded by ffmpeg with `codec_args` into `name`.
 fn speech(dir: &std::path::Path, text: &str, name: &str, codec_args: &[&str]) -> Vec<u8> {
     let raw = dir.join(format!("{name}.espeak.wav"));
-    run(Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "130", "-w"])
-        .arg(&raw)
-        .arg(text));
+    run_tool(
+        Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "130", "-w"])
+            .arg(&raw)
+            .arg(text),
+    );
     let out = dir.join(name);
-    run(Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-        .arg(&raw)
-        .args(codec_args)
-        .arg(&out));
+    run_tool(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&raw)
+            .args(codec_args)
+            .arg(&out),
+    );
     std::fs::read(out).unwrap()
 }
 

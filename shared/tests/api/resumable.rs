@@ -11,7 +11,7 @@ use std::process::Command;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, sha256_hex, spawn_app_with};
+use crate::helpers::{TestApp, run_tool, sha256_hex, spawn_app_with};
 
 const SPOKEN: &str = "The patient reports a dry cough for three weeks and mild fever at night.";
 
@@ -32,34 +32,28 @@ pub fn speech_wav_of_size(size: usize) -> (Vec<u8>, usize) {
     let dir = tempfile::tempdir().unwrap();
     let spoken = dir.path().join("spoken.wav");
     let raw = dir.path().join("spoken.s16le");
-    let run = |cmd: &mut Command| {
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e} (make setup installs it)"));
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "140", "-w"])
-        .arg(&spoken)
-        .arg(SPOKEN));
-    run(Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-        .arg(&spoken)
-        .args([
-            "-af",
-            "apad=pad_dur=0.5",
-            "-ar",
-            "48000",
-            "-ac",
-            "2",
-            "-f",
-            "s16le",
-        ])
-        .arg(&raw));
+    run_tool(
+        Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "140", "-w"])
+            .arg(&spoken)
+            .arg(SPOKEN),
+    );
+    run_tool(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&spoken)
+            .args([
+                "-af",
+                "apad=pad_dur=0.5",
+                "-ar",
+                "48000",
+                "-ac",
+                "2",
+                "-f",
+                "s16le",
+            ])
+            .arg(&raw),
+    );
     let pcm = std::fs::read(&raw).unwrap();
     let data_len = (size - 44) & !3;
     let mut wav = Vec::with_capacity(size);
@@ -147,6 +141,24 @@ impl Uploader<'_> {
                 .bearer_auth(&self.token),
         )
         .await
+    }
+
+    /// Sends every missing part of `file` to the URLs the upload hands out; all must succeed.
+    pub async fn send_all(&self, plan: &Value, file: &Bytes) {
+        let (status, urls) = self.part_urls(plan["id"].as_str().unwrap(), None).await;
+        assert_eq!(status, 200, "{urls}");
+        for target in urls["parts"].as_array().unwrap() {
+            let response = self
+                .send(target, slice(file, plan, target), None)
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "part {}: {}",
+                target["number"],
+                response.text().await.unwrap()
+            );
+        }
     }
 
     /// Sends `bytes` to a part target with its headers only (no bearer token). `cut_after`:
@@ -456,14 +468,7 @@ async fn an_upload_that_is_not_audio_is_refused_when_completed_and_nothing_is_ke
     );
     let plan = uploader.create(document.len()).await;
     let id = plan["id"].as_str().unwrap();
-    let (_, urls) = uploader.part_urls(id, None).await;
-    for target in urls["parts"].as_array().unwrap() {
-        let response = uploader
-            .send(target, slice(&document, &plan, target), None)
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
+    uploader.send_all(&plan, &document).await;
     let (status, body) = uploader.complete(id).await;
     assert_eq!(status, 415, "{body}");
     assert!(app.audio_files().is_empty(), "{:?}", app.audio_files());

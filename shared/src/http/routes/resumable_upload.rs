@@ -35,7 +35,7 @@ use crate::{
         extract::{ApiJson, Caller, parse_transcription_id},
         routes::{
             transcriptions::load_owned,
-            upload::{Accepted, UploadFields, clean_file_name, discard},
+            upload::{Accepted, UploadFields, accepted, clean_file_name, discard},
         },
     },
     ports::{BlobError, Job},
@@ -425,24 +425,7 @@ async fn complete_upload(
         // Completed before (an answer lost on the way back): the same answer again.
         _ => record,
     };
-    let url = format!("/v1/transcriptions/{}", record.id);
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::from_str(&url).map_err(ApiError::internal)?,
-    );
-    Ok((
-        StatusCode::ACCEPTED,
-        headers,
-        Json(Accepted {
-            id: record.id.to_string(),
-            status: record.status,
-            engine: record.engine,
-            created_at: record.created_at,
-            size_bytes: record.size_bytes,
-            url,
-        }),
-    ))
+    accepted(&record)
 }
 
 /// Every part arrived: one object, checked to be audio, then queued.

@@ -95,7 +95,7 @@ async fn create_transcription(
     let upload = receive_upload(&state, request, UPLOAD_TEXT_FIELDS).await?;
     let (id, format, size_bytes) = (upload.id, upload.format, upload.size_bytes);
 
-    let accepted = async {
+    let queued = async {
         let fields = upload_fields(&state, &upload)?;
         let record = TranscriptionRecord::new_queued(
             id,
@@ -125,7 +125,7 @@ async fn create_transcription(
     }
     .await;
 
-    let record = match accepted {
+    let record = match queued {
         Ok(record) => record,
         Err(err) => {
             discard(&state, &upload.key).await;
@@ -141,7 +141,14 @@ async fn create_transcription(
         record.id,
     )
     .await;
-    let url = format!("/v1/transcriptions/{id}");
+    accepted(&record)
+}
+
+/// The 202 answer for a stored, queued recording: where to poll it.
+pub(crate) fn accepted(
+    record: &TranscriptionRecord,
+) -> Result<(StatusCode, HeaderMap, Json<Accepted>), ApiError> {
+    let url = format!("/v1/transcriptions/{}", record.id);
     let mut headers = HeaderMap::new();
     headers.insert(
         header::LOCATION,
@@ -151,11 +158,11 @@ async fn create_transcription(
         StatusCode::ACCEPTED,
         headers,
         Json(Accepted {
-            id: id.to_string(),
+            id: record.id.to_string(),
             status: record.status,
             engine: record.engine,
             created_at: record.created_at,
-            size_bytes,
+            size_bytes: record.size_bytes,
             url,
         }),
     ))
