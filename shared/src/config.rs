@@ -278,6 +278,15 @@ pub struct QueueConfig {
     pub ecs_agent_uri: Option<String>,
 }
 
+impl QueueConfig {
+    /// How long a `processing` record may go untouched before its claim counts as abandoned:
+    /// beyond a visibility timeout (a dead worker's message comes back), twice, plus the
+    /// longest backoff (a retried message waits that long).
+    pub fn processing_lease(&self) -> Duration {
+        self.visibility_timeout * 2 + crate::domain::MAX_BACKOFF
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,

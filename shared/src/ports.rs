@@ -1,5 +1,6 @@
-//! The small traits the core talks to. Adapters live in [`crate::adapters`]; the domain and
-//! the HTTP routes see only these.
+//! The small traits the use cases talk to (records, audit trail, EHR, blobs, job queue,
+//! engines, time), and the plain types that cross them. Adapters implement them; the layers
+//! above see only these.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,9 +11,8 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditEvent, AuditQuery};
 use crate::domain::{
-    AudioFormat, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind, JobId, NoteDelivery,
+    AuditEvent, AuditQuery, AudioFormat, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind, JobId, NoteDelivery,
     OwnerId, Transcript, TranscriptionId, TranscriptionRecord, UploadPlan,
 };
 
@@ -89,12 +89,11 @@ pub trait RecordStore: Send + Sync {
         size_bytes: u64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// `queued|processing → processing`, counting the attempt. `false` when final or missing.
-    async fn mark_processing(
-        &self,
-        id: &TranscriptionId,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    /// Takes the record for one piece of work, counting an attempt: `queued → processing`;
+    /// `processing → processing` only for the claim's own holder (the same message delivered
+    /// again) or when the last claim went stale. `false` when final, missing, or in the hands
+    /// of other live work: a duplicate message is refused here, not by the queue.
+    async fn claim(&self, id: &TranscriptionId, claim: &Claim) -> Result<bool, StoreError>;
     /// `queued|processing → completed`. `false` when already final or missing.
     async fn complete(
         &self,
@@ -109,8 +108,23 @@ pub trait RecordStore: Send + Sync {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Records how far a `processing` transcription has got (0–100).
-    async fn set_progress(&self, id: &TranscriptionId, percent: u8) -> Result<(), StoreError>;
+    /// Records how far a `processing` transcription has got (0–100), and that its worker is
+    /// alive: the write renews the claim.
+    async fn set_progress(
+        &self,
+        id: &TranscriptionId,
+        percent: u8,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Fails, with `reason`, `processing` records not touched since `stale_before` (their
+    /// worker died, or their last message was dead-lettered), at most `limit`; their ids.
+    async fn fail_stale(
+        &self,
+        stale_before: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionId>, StoreError>;
     /// `true` when a record was removed.
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError>;
     /// Records created before `cutoff`, oldest first, at most `limit`.
@@ -137,6 +151,37 @@ pub trait RecordStore: Send + Sync {
         Ok(())
     }
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Who takes a record to work on it, and from when an earlier claim counts as abandoned.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The job message (or request) doing the work: its own redelivery may claim again.
+    pub by: String,
+    pub now: DateTime<Utc>,
+    /// A `processing` record not touched since then was abandoned by its worker.
+    pub stale_before: DateTime<Utc>,
+}
+
+/// What one batch of a key rotation did.
+#[derive(Debug, Default)]
+pub struct ResealedPage {
+    /// The records looked at, with their audio, in scan order.
+    pub scanned: Vec<(TranscriptionId, BlobKey)>,
+    /// Records whose fields were sealed again under the primary key.
+    pub resealed: usize,
+}
+
+/// A record store that seals PHI fields and can seal them again under the primary key.
+#[async_trait]
+pub trait RecordResealer: RecordStore {
+    /// Seals again, under the primary key, the records after `after` (at most `limit`) that
+    /// another key sealed. Safe to repeat and to interrupt.
+    async fn reseal_page(
+        &self,
+        after: Option<&TranscriptionId>,
+        limit: u32,
+    ) -> Result<ResealedPage, StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,6 +402,13 @@ pub trait BlobStore: Send + Sync {
     async fn ping(&self) -> Result<(), BlobError>;
 }
 
+/// A blob store that seals what it keeps and can seal a blob again under the primary key.
+#[async_trait]
+pub trait BlobResealer: Send + Sync {
+    /// `true` when the blob was rewritten; `false` when the primary key already sealed it.
+    async fn reseal(&self, key: &BlobKey) -> Result<bool, BlobError>;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Jobs
 // ---------------------------------------------------------------------------------------------
@@ -373,14 +425,6 @@ impl Job {
     /// The job a queue message carries; `None` for anything else (dead-lettered by consumers).
     pub fn from_message(body: &str) -> Option<Self> {
         serde_json::from_str(body).ok()
-    }
-
-    /// Two enqueues of the same work collapse into one message.
-    pub fn dedupe_key(&self) -> String {
-        match self {
-            Job::Transcribe { transcription_id } => format!("transcribe:{transcription_id}"),
-            Job::EhrPush { delivery_id } => format!("ehr:{delivery_id}"),
-        }
     }
 }
 
@@ -427,14 +471,13 @@ pub enum QueueError {
 
 /// SQS semantics: receive leases a message for the visibility timeout and counts the receive;
 /// a message not acked reappears; past the maximum receive count it goes to the dead letters.
+///
+/// Delivery is at least once, on every backend: two enqueues of the same job are two
+/// messages, and a message may arrive twice. Duplicate work is stopped by the record's
+/// conditional state ([`RecordStore::claim`], a delivery's `pending` status), not by the queue.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    async fn enqueue(
-        &self,
-        job: &Job,
-        origin: &JobOrigin,
-        dedupe_key: Option<&str>,
-    ) -> Result<JobId, QueueError>;
+    async fn enqueue(&self, job: &Job, origin: &JobOrigin) -> Result<JobId, QueueError>;
     async fn receive(&self, max: usize) -> Result<Vec<ReceivedJob>, QueueError>;
     /// Heartbeat: keeps the lease while long work runs.
     async fn extend_lease(&self, job: &ReceivedJob, visibility: Duration)
@@ -448,6 +491,14 @@ pub trait JobQueue: Send + Sync {
     /// Failed for good: kept in the dead-letter store with the reason, never silently dropped.
     async fn dead_letter(&self, job: &ReceivedJob, reason: &str) -> Result<(), QueueError>;
     async fn stats(&self) -> Result<QueueStats, QueueError>;
+}
+
+/// Keeps the machine a job runs on from being scaled in while the job is in hand (ECS task
+/// protection). Best effort: a failure is logged, never fails the job.
+#[async_trait]
+pub trait ScaleInProtection: Send + Sync {
+    async fn job_started(&self);
+    async fn job_ended(&self);
 }
 
 // ---------------------------------------------------------------------------------------------

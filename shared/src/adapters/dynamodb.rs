@@ -27,7 +27,7 @@ use crate::{
     domain::{
         AudioFormat, BlobKey, OwnerId, Status, Transcript, TranscriptionId, TranscriptionRecord,
     },
-    ports::{BoxError, Cursor, Page, PageRequest, RecordStore, StoreError},
+    ports::{BoxError, Claim, Cursor, Page, PageRequest, RecordStore, StoreError},
 };
 
 pub const OWNER_INDEX: &str = "by_owner";
@@ -272,23 +272,29 @@ impl RecordStore for DynamoRecordStore {
         .await
     }
 
-    async fn mark_processing(
-        &self,
-        id: &TranscriptionId,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.transition(
-            id,
-            ACTIVE,
-            "SET #status = :processing_to, attempts = attempts + :one, updated_at = :now",
-            &[],
-            vec![
-                (":processing_to", s("processing")),
-                (":one", n(1)),
-                (":now", n(now.timestamp_micros())),
-            ],
-        )
-        .await
+    async fn claim(&self, id: &TranscriptionId, claim: &Claim) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(id))
+            .update_expression(
+                "SET #status = :processing, attempts = attempts + :one, updated_at = :now, claimed_by = :by",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND (#status = :queued OR (#status = :processing \
+                 AND (claimed_by = :by OR updated_at < :stale)))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":processing", s("processing"))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(claim.now.timestamp_micros()))
+            .expression_attribute_values(":by", s(claim.by.clone()))
+            .expression_attribute_values(":stale", n(claim.stale_before.timestamp_micros()))
+            .send()
+            .await;
+        written(result)
     }
 
     async fn complete(
@@ -336,21 +342,88 @@ impl RecordStore for DynamoRecordStore {
         .await
     }
 
-    async fn set_progress(&self, id: &TranscriptionId, percent: u8) -> Result<(), StoreError> {
+    async fn set_progress(
+        &self,
+        id: &TranscriptionId,
+        percent: u8,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", pk(id))
-            .update_expression("SET progress = :p")
+            .update_expression("SET progress = :p, updated_at = :now")
             .condition_expression("#status = :processing")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":processing", s("processing"))
             .expression_attribute_values(":p", n(percent.min(100)))
+            .expression_attribute_values(":now", n(now.timestamp_micros()))
             .send()
             .await;
         // A record no longer processing keeps its final state; progress is moot.
         written(result).map(|_| ())
+    }
+
+    async fn fail_stale(
+        &self,
+        stale_before: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionId>, StoreError> {
+        // Run by the daily sweep: a filtered scan, as `created_before` does.
+        let mut stale = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#status = :processing AND updated_at < :stale")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#id", "id")
+                .expression_attribute_values(":processing", s("processing"))
+                .expression_attribute_values(":stale", n(stale_before.timestamp_micros()))
+                .projection_expression("#id")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                if let Some(id) = item.get("id").and_then(|v| v.as_s().ok()) {
+                    stale.push(id.parse::<TranscriptionId>().map_err(|e| StoreError::Corrupt(e.to_string()))?);
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) if stale.len() < limit as usize => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        let mut failed = Vec::new();
+        for id in stale.into_iter().take(limit as usize) {
+            // Conditional again: a worker that renewed its claim since the scan keeps it.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", pk(&id))
+                .update_expression("SET #status = :failed, #error = :reason, updated_at = :now")
+                .condition_expression("#status = :processing AND updated_at < :stale")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#error", "error")
+                .expression_attribute_values(":failed", s("failed"))
+                .expression_attribute_values(":processing", s("processing"))
+                .expression_attribute_values(":reason", s(reason))
+                .expression_attribute_values(":now", n(now.timestamp_micros()))
+                .expression_attribute_values(":stale", n(stale_before.timestamp_micros()))
+                .send()
+                .await;
+            if written(result)? {
+                failed.push(id);
+            }
+        }
+        Ok(failed)
     }
 
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {

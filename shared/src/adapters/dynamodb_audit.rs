@@ -11,7 +11,7 @@ use chrono::{DateTime, Days, Utc};
 
 use super::dynamodb_items::{Item, micros, n, optional_text, s, text};
 use crate::{
-    audit::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     ports::{AuditError, AuditLog, BoxError},
 };
 

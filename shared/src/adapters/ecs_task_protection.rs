@@ -12,6 +12,8 @@
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+use crate::ports::ScaleInProtection;
 use tokio::sync::Mutex;
 
 /// Protection lasts this long per request, renewed while jobs keep coming; released explicitly
@@ -72,37 +74,6 @@ impl TaskProtection {
         }
     }
 
-    /// A job starts: protect the task (the first job, or a renewal past half the expiry).
-    pub async fn job_started(&self) {
-        let mut held = self.held.lock().await;
-        held.jobs += 1;
-        let stale = held
-            .protected_since
-            .is_none_or(|since| since.elapsed() > self.expires_in / 2);
-        if stale {
-            match self.set(true).await {
-                Ok(()) => held.protected_since = Some(Instant::now()),
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not protect the task from scale-in")
-                }
-            }
-        }
-    }
-
-    /// A job ended (whatever its outcome): the last one releases the protection.
-    pub async fn job_ended(&self) {
-        let mut held = self.held.lock().await;
-        held.jobs = held.jobs.saturating_sub(1);
-        if held.jobs == 0 && held.protected_since.is_some() {
-            match self.set(false).await {
-                Ok(()) => held.protected_since = None,
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not release the task's scale-in protection")
-                }
-            }
-        }
-    }
-
     async fn set(&self, enabled: bool) -> Result<(), ProtectionError> {
         let mut body = serde_json::json!({ "ProtectionEnabled": enabled });
         if enabled {
@@ -139,6 +110,41 @@ impl TaskProtection {
             None => Err(ProtectionError::Refused(status.to_string())),
         }
     }
+}
+
+#[async_trait::async_trait]
+impl ScaleInProtection for TaskProtection {
+    /// A job starts: protect the task (the first job, or a renewal past half the expiry).
+    async fn job_started(&self) {
+        let mut held = self.held.lock().await;
+        held.jobs += 1;
+        let stale = held
+            .protected_since
+            .is_none_or(|since| since.elapsed() > self.expires_in / 2);
+        if stale {
+            match self.set(true).await {
+                Ok(()) => held.protected_since = Some(Instant::now()),
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not protect the task from scale-in")
+                }
+            }
+        }
+    }
+
+    /// A job ended (whatever its outcome): the last one releases the protection.
+    async fn job_ended(&self) {
+        let mut held = self.held.lock().await;
+        held.jobs = held.jobs.saturating_sub(1);
+        if held.jobs == 0 && held.protected_since.is_some() {
+            match self.set(false).await {
+                Ok(()) => held.protected_since = None,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not release the task's scale-in protection")
+                }
+            }
+        }
+    }
+
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use futures::{StreamExt, stream};
 use crate::{
     crypto::{BLOB_CHUNK, BlobOpener, BlobSealer, CryptoError, KeyRing, sealed_blob_len},
     domain::{BlobKey, UploadPlan},
-    ports::{BlobError, BlobStore, ByteStream},
+    ports::{BlobError, BlobResealer, BlobStore, ByteStream},
 };
 
 pub struct EncryptedBlobStore {
@@ -55,10 +55,13 @@ impl EncryptedBlobStore {
         }
     }
 
-    /// Seals the blob again under the primary key if another key sealed it. `true` when it
-    /// was rewritten. The write replaces the old file atomically, so an interrupted
-    /// rotation leaves either the old or the new sealing, never a mix.
-    pub async fn reseal(&self, key: &BlobKey) -> Result<bool, BlobError> {
+}
+
+#[async_trait]
+impl BlobResealer for EncryptedBlobStore {
+    /// The write replaces the old file atomically, so an interrupted rotation leaves either
+    /// the old or the new sealing, never a mix.
+    async fn reseal(&self, key: &BlobKey) -> Result<bool, BlobError> {
         if self.key_id(key).await? == self.keys.primary_id() {
             return Ok(false);
         }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     crypto::KeyRing,
     domain::{AudioFormat, BlobKey, OwnerId, Transcript, TranscriptionId, TranscriptionRecord},
-    ports::{Page, PageRequest, RecordStore, StoreError},
+    ports::{Claim, Page, PageRequest, RecordResealer, RecordStore, ResealedPage, StoreError},
 };
 
 const PROMPT: &str = "prompt";
@@ -107,15 +107,6 @@ impl EncryptedRecordStore {
     }
 }
 
-/// What one batch of a key rotation did.
-#[derive(Debug, Default)]
-pub struct ResealedPage {
-    /// The records looked at, with their audio, in scan order.
-    pub scanned: Vec<(TranscriptionId, BlobKey)>,
-    /// Records whose fields were sealed again under the primary key.
-    pub resealed: usize,
-}
-
 impl EncryptedRecordStore {
     /// Whether every sealed field of a stored record is under the primary key.
     fn sealed_with_primary(&self, stored: &TranscriptionRecord) -> bool {
@@ -130,11 +121,13 @@ impl EncryptedRecordStore {
         .all(|sealed| KeyRing::key_id_of(sealed) == primary)
     }
 
-    /// Seals again, under the primary key, the records after `after` (at most `limit`) that
-    /// another key sealed. Safe to repeat and to interrupt: records already under the
-    /// primary key are left alone, and a record that changes while it is being rewritten is
-    /// read again rather than overwritten.
-    pub async fn reseal_page(
+}
+
+#[async_trait]
+impl RecordResealer for EncryptedRecordStore {
+    /// Records already under the primary key are left alone, and a record that changes while
+    /// it is being rewritten is read again rather than overwritten.
+    async fn reseal_page(
         &self,
         after: Option<&TranscriptionId>,
         limit: u32,
@@ -201,12 +194,8 @@ impl RecordStore for EncryptedRecordStore {
         self.inner.confirm_upload(id, format, size_bytes, now).await
     }
 
-    async fn mark_processing(
-        &self,
-        id: &TranscriptionId,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.mark_processing(id, now).await
+    async fn claim(&self, id: &TranscriptionId, claim: &Claim) -> Result<bool, StoreError> {
+        self.inner.claim(id, claim).await
     }
 
     async fn complete(
@@ -229,8 +218,23 @@ impl RecordStore for EncryptedRecordStore {
         self.inner.fail(id, reason, now).await
     }
 
-    async fn set_progress(&self, id: &TranscriptionId, percent: u8) -> Result<(), StoreError> {
-        self.inner.set_progress(id, percent).await
+    async fn set_progress(
+        &self,
+        id: &TranscriptionId,
+        percent: u8,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_progress(id, percent, now).await
+    }
+
+    async fn fail_stale(
+        &self,
+        stale_before: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionId>, StoreError> {
+        self.inner.fail_stale(stale_before, reason, now, limit).await
     }
 
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {

@@ -8,14 +8,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::Rng;
 use reqwest::{StatusCode, multipart};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::{
     config::CloudEngineConfig,
-    domain::{EngineKind, Segment, Transcript, language_code},
+    domain::{Backoff, EngineKind, Segment, Transcript, language_code},
     ports::{AudioInput, EngineError, Progress, TranscribeOptions, Transcriber},
 };
 
@@ -224,14 +223,11 @@ impl OpenAiTranscriber {
         })
     }
 
+    /// The calls of one attempt share a tighter cap than jobs: the attempt holds a lease.
     fn backoff(&self, attempt: u32) -> Duration {
-        let cap = self
-            .config
-            .retry_base_delay
-            .saturating_mul(2u32.saturating_pow(attempt))
-            .min(MAX_BACKOFF);
-        // Full jitter: concurrent workers that failed together do not retry together.
-        cap.mul_f64(rand::rng().random_range(0.5..=1.0))
+        Backoff::new(self.config.retry_base_delay)
+            .capped_at(MAX_BACKOFF)
+            .delay(attempt + 1, None)
     }
 }
 

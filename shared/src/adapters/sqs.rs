@@ -121,13 +121,8 @@ impl SqsJobQueue {
 
 #[async_trait]
 impl JobQueue for SqsJobQueue {
-    async fn enqueue(
-        &self,
-        job: &Job,
-        origin: &JobOrigin,
-        _dedupe_key: Option<&str>,
-    ) -> Result<JobId, QueueError> {
-        // Standard queues have no deduplication; the job handler is idempotent instead.
+    async fn enqueue(&self, job: &Job, origin: &JobOrigin) -> Result<JobId, QueueError> {
+        // Standard queues deliver at least once: the record's claim refuses duplicate work.
         let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.into()))?;
         let mut send = self
             .client

@@ -1,19 +1,23 @@
 //! The domain: what a transcription is and how it moves through its life. Names no vendor.
 
 mod audio;
+mod audit;
 mod ehr;
 mod ids;
 mod languages;
+mod retry;
 mod transcript;
 mod upload;
 
 pub use audio::{AudioFormat, sniff_audio_format};
+pub use audit::{AuditAction, AuditEvent, AuditOutcome, AuditQuery};
 pub use ehr::{
     DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, MAX_NOTE_CHARS, NoteDelivery, NoteSection,
     delivery_marker, note_text,
 };
 pub use ids::{BlobKey, InvalidId, JobId, OwnerId, PARTS_SUFFIX, TranscriptionId};
 pub use languages::{language_code, language_name};
+pub use retry::{Backoff, MAX_BACKOFF};
 pub use transcript::{ResponseFormat, Segment, Transcript, render_transcript};
 pub use upload::{MIN_PART_BYTES, UploadPlan};
 

@@ -6,9 +6,10 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::{Error, LambdaEvent};
 
 use crate::{
-    AppState,
+    app::AppState,
     domain::JobId,
-    jobs::{Disposition, JobKind, RetentionReport, sweep_retention},
+    app::{RetentionReport, sweep_retention},
+    jobs::{Disposition, JobKind},
     ports::ReceivedJob,
     telemetry::{self, trace::origin_from_attributes},
 };

@@ -6,9 +6,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    AppState,
+    app::AppState,
     http::{RouteGroup, full_router, router},
-    jobs::{run_retention_timer, run_transcribe_workers},
+    jobs::{run_retention_timer, run_job_consumers},
 };
 
 /// A bound, not yet running server. Tests bind port 0 and read [`Application::port`].
@@ -36,7 +36,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let state = self.state;
         let grace = state.config.shutdown_grace;
-        let workers = tokio::spawn(run_transcribe_workers(state.clone(), shutdown.clone()));
+        let workers = tokio::spawn(run_job_consumers(state.clone(), shutdown.clone()));
         let retention = tokio::spawn(run_retention_timer(state.clone(), shutdown.clone()));
         tracing::info!(port = self.listener.local_addr()?.port(), "MMT listening");
 
@@ -72,7 +72,7 @@ pub async fn run_worker_until_stopped(
         port = listener.local_addr()?.port(),
         "MMT worker running (health routes only)"
     );
-    let workers = tokio::spawn(run_transcribe_workers(state.clone(), shutdown.clone()));
+    let workers = tokio::spawn(run_job_consumers(state.clone(), shutdown.clone()));
     let health = axum::serve(listener, router(&[RouteGroup::Health], state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let served = health.await;

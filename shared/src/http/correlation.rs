@@ -20,15 +20,6 @@ use crate::telemetry;
 
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
-tokio::task_local! {
-    static CORRELATION_ID: String;
-}
-
-/// The current request's correlation id, inside a request.
-pub fn current_correlation_id() -> Option<String> {
-    CORRELATION_ID.try_with(Clone::clone).ok()
-}
-
 /// The correlation id of a request, as an extractor-friendly extension.
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
@@ -72,8 +63,7 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
     telemetry::continue_trace(&span, traceparent);
     telemetry::record_trace_id(&span);
     let started = Instant::now();
-    let mut response = CORRELATION_ID
-        .scope(id.clone(), next.run(request))
+    let mut response = telemetry::in_correlation(id.clone(), next.run(request))
         .instrument(span.clone())
         .await;
 

@@ -13,7 +13,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::correlation::current_correlation_id;
+use crate::telemetry::current_correlation_id;
 use crate::ports::{BlobError, QueueError, StoreError};
 use crate::telemetry::error_chain;
 
@@ -156,6 +156,15 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Unavailable(_) => Self::Unavailable(err.into()),
             StoreError::Corrupt(_) => Self::Internal(err.into()),
+        }
+    }
+}
+
+impl From<crate::app::uploads::AcceptError> for ApiError {
+    fn from(err: crate::app::uploads::AcceptError) -> Self {
+        match err {
+            crate::app::uploads::AcceptError::Records(err) => err.into(),
+            crate::app::uploads::AcceptError::Queue(err) => err.into(),
         }
     }
 }

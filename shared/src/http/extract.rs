@@ -7,7 +7,7 @@ use axum::{
 
 use super::error::ApiError;
 use crate::{
-    AppState,
+    app::AppState,
     auth::{Principal, Scope},
     domain::TranscriptionId,
 };

@@ -10,7 +10,7 @@ pub mod routes;
 mod security_headers;
 
 pub use correlation::{
-    CORRELATION_HEADER, CorrelationId, current_correlation_id, sanitize_correlation_id,
+    CORRELATION_HEADER, CorrelationId, sanitize_correlation_id,
 };
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 
@@ -27,7 +27,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::AppState;
+use crate::app::AppState;
 
 /// The routes each Lambda function serves. The local server serves every group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,17 +160,23 @@ fn with_middleware(
         routes = routes.merge(pages);
     }
     let cors = cors_layer(&state.config.cors_allow_origins);
-    let router = routes
+    let mut router = routes
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(state.config.json_body_limit_bytes))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
+        .layer(DefaultBodyLimit::max(state.config.json_body_limit_bytes));
+    if state.config.rate_limit_per_minute > 0 {
+        let limiter = std::sync::Arc::new(rate_limit::RateLimiter::new(
+            state.config.rate_limit_per_minute,
+        ));
+        router = router.layer(middleware::from_fn_with_state(
+            (state.clone(), limiter),
             rate_limit::limit,
-        ))
+        ));
+    }
+    let router = router
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::metrics::track_requests,
+            routes::metrics::track_requests,
         ))
         .layer(middleware::from_fn(security_headers::limit_header_size))
         .layer(middleware::from_fn(security_headers::add_security_headers))
@@ -191,7 +197,7 @@ fn with_middleware(
 pub fn full_router(state: AppState) -> Router {
     let metrics = Router::new().route(
         "/metrics",
-        axum::routing::get(crate::metrics::metrics_endpoint),
+        axum::routing::get(routes::metrics::metrics_endpoint),
     );
     let pages = match state.config.web.serve_page {
         true => metrics.merge(routes::web::routes()),

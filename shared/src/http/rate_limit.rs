@@ -19,7 +19,7 @@ use axum::{
 };
 
 use super::error::ApiError;
-use crate::AppState;
+use crate::app::AppState;
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Windows kept before stale ones are dropped, so memory stays bounded.
@@ -101,10 +101,12 @@ fn caller_key(state: &AppState, request: &Request) -> String {
     "anonymous".to_owned()
 }
 
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(limiter) = state.rate_limiter.clone() else {
-        return next.run(request).await;
-    };
+/// The middleware; built only when `RATE_LIMIT_PER_MINUTE` is above 0.
+pub async fn limit(
+    State((state, limiter)): State<(AppState, std::sync::Arc<RateLimiter>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.uri().path().starts_with("/health/") {
         return next.run(request).await;
     }

@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use tracing::Instrument;
 
-use super::{Disposition, JobKind};
+use super::{Disposition, JobKind, settle};
 use crate::{
-    AppState,
-    app::EhrServices,
-    audit::{self, AuditAction, AuditEvent, AuditOutcome},
-    domain::{EhrDelivery, EhrError, NoteDelivery, Status, delivery_marker, note_text},
+    app::{AppState, EhrServices, JobError, audit},
+    domain::{
+        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, NoteDelivery, Status,
+        delivery_marker, note_text,
+    },
     ports::{Job, ReceivedJob},
     telemetry,
 };
@@ -38,86 +38,96 @@ fn audit_attempt(
     event
 }
 
-/// Backoff for the next attempt: exponential with jitter, at least what the EHR asked for.
-fn next_delay(state: &AppState, receive_count: u32, asked: Option<Duration>) -> Duration {
-    let base = state.config.queue.retry_base_delay;
-    let exp = base
-        .saturating_mul(2u32.saturating_pow(receive_count.saturating_sub(1)))
-        .min(Duration::from_secs(300))
-        .mul_f64(rand::rng().random_range(0.75..=1.25));
-    exp.max(asked.unwrap_or_default())
-}
-
 async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
     let Some(ehr) = state.ehr.clone() else {
-        return Disposition::DeadLetter {
-            reason: "EHR push is not configured on this deployment".into(),
-        };
-    };
-    let retry = |reason: String| Disposition::Retry {
-        delay: next_delay(state, message.receive_count, None),
-        reason,
+        return settle::dead_letter(JobError::EhrNotConfigured);
     };
     let delivery_id = match Job::from_message(&message.body) {
         Some(Job::EhrPush { delivery_id }) => delivery_id,
-        _ => {
-            tracing::error!("not an EHR job; dead-lettering");
-            return Disposition::DeadLetter {
-                reason: "not an EHR job".into(),
-            };
+        Some(Job::Transcribe { .. }) => {
+            return settle::dead_letter(JobError::WrongQueue {
+                found: "transcribe",
+                queue: "EHR",
+            });
         }
+        None => return settle::dead_letter(JobError::Unreadable),
     };
-    let delivery = match ehr.deliveries.get(&delivery_id).await {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            tracing::info!(%delivery_id, "delivery no longer exists; nothing to do");
-            return Disposition::Ack;
-        }
-        Err(err) => return retry(format!("delivery store: {err}")),
+    let mut attempt = Attempt {
+        number: message.receive_count,
+        delivery: None,
     };
-    if delivery.status != crate::domain::DeliveryStatus::Pending {
-        tracing::info!(%delivery_id, status = delivery.status.as_str(), "already settled; redelivery ignored");
+    let Err(err) = push(state, &ehr, delivery_id, message, &mut attempt).await else {
         return Disposition::Ack;
+    };
+    let max_attempts = state.config.ehr.as_ref().map_or(1, |c| c.max_attempts);
+    match settle::decide(state, attempt.number, max_attempts, &err) {
+        settle::Decision::Retry(disposition) => {
+            state.metrics.record_ehr("retry");
+            tracing::warn!(%delivery_id, error.cause_chain = %err.reason(), "EHR push failed; will retry");
+            disposition
+        }
+        settle::Decision::GiveUp(reason) => match attempt.delivery {
+            Some(delivery) => give_up(state, &ehr, &delivery, message, reason).await,
+            // The delivery could not even be read: the message keeps the reason.
+            None => settle::dead_letter_with(reason),
+        },
+    }
+}
+
+/// How far one push got: its attempt number and the delivery, once read.
+struct Attempt {
+    number: u32,
+    delivery: Option<EhrDelivery>,
+}
+
+/// One attempt at a delivery. `Ok` when it was delivered, or when nothing is left to do.
+async fn push(
+    state: &AppState,
+    ehr: &EhrServices,
+    delivery_id: uuid::Uuid,
+    message: &ReceivedJob,
+    attempt: &mut Attempt,
+) -> Result<(), JobError> {
+    let Some(delivery) = ehr
+        .deliveries
+        .get(&delivery_id)
+        .await
+        .map_err(JobError::Deliveries)?
+    else {
+        tracing::info!(%delivery_id, "delivery no longer exists; nothing to do");
+        return Ok(());
+    };
+    attempt.number = attempt.number.max(delivery.attempts + 1);
+    let delivery = attempt.delivery.insert(delivery);
+    if delivery.status != DeliveryStatus::Pending {
+        tracing::info!(%delivery_id, status = delivery.status.as_str(), "already settled; redelivery ignored");
+        return Ok(());
     }
     let now = state.clock.now();
     let elapsed = (now - delivery.created_at).to_std().unwrap_or_default();
-    if elapsed
-        > state
-            .config
-            .ehr
-            .as_ref()
-            .map_or(Duration::MAX, |c| c.max_total)
-    {
-        return give_up(
-            state,
-            &ehr,
-            &delivery,
-            message,
-            "gave up: the delivery window passed".into(),
-        )
-        .await;
+    let window = state
+        .config
+        .ehr
+        .as_ref()
+        .map_or(Duration::MAX, |c| c.max_total);
+    if elapsed > window {
+        return Err(JobError::DeliveryWindowPassed);
     }
     let transcript = match state.records.get(&delivery.transcription_id).await {
         Ok(Some(record)) if record.status == Status::Completed => record.transcript,
         Ok(_) => None,
-        Err(err) => return retry(format!("record store: {err}")),
-    };
-    let Some(transcript) = transcript else {
-        return give_up(
-            state,
-            &ehr,
-            &delivery,
-            message,
-            "the transcription is no longer available".into(),
-        )
-        .await;
-    };
+        Err(err) => return Err(JobError::Records(err)),
+    }
+    .ok_or(JobError::TranscriptGone)?;
     // Every attempt after the first may follow a lost answer: look before writing.
     let check_existing = delivery.attempts > 0 || message.receive_count > 1;
-    match ehr.deliveries.record_attempt(&delivery.id, now).await {
-        Ok(true) => {}
-        Ok(false) => return Disposition::Ack,
-        Err(err) => return retry(format!("delivery store: {err}")),
+    if !ehr
+        .deliveries
+        .record_attempt(&delivery.id, now)
+        .await
+        .map_err(JobError::Deliveries)?
+    {
+        return Ok(());
     }
     let marker = delivery_marker(&delivery.id.to_string());
     let note = NoteDelivery {
@@ -131,70 +141,44 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         check_existing,
     };
     let correlation = message.origin.correlation_id.as_deref();
-    match ehr.client.deliver(&note).await {
-        Ok(receipt) => {
-            if let Err(err) = ehr
-                .deliveries
-                .mark_delivered(&delivery.id, &receipt, state.clock.now())
-                .await
-            {
-                // The note is in the EHR: the retry finds it by its marker.
-                return retry(format!("delivery store: {err}"));
-            }
-            state.metrics.record_ehr("delivered");
-            tracing::info!(delivery_id = %delivery.id, transcription_id = %delivery.transcription_id, found_existing = receipt.found_existing, "EHR note delivered");
-            let detail = format!(
-                "delivered; EHR note {}{}",
-                receipt.note_id,
-                if receipt.found_existing {
-                    " (found after a lost answer)"
-                } else {
-                    ""
-                }
-            );
+    let receipt = match ehr.client.deliver(&note).await {
+        Ok(receipt) => receipt,
+        Err(err) => {
+            let detail = format!("attempt {}: {err}", delivery.attempts + 1);
             audit::record(
                 state,
-                audit_attempt(&delivery, AuditOutcome::Success, detail, correlation),
+                audit_attempt(delivery, AuditOutcome::Failed, detail, correlation),
             )
             .await;
-            Disposition::Ack
+            return Err(JobError::Ehr(err));
         }
-        Err(EhrError::Transient {
-            reason,
-            retry_after,
-        }) => {
-            audit::record(
-                state,
-                audit_attempt(
-                    &delivery,
-                    AuditOutcome::Failed,
-                    format!("attempt {}: {reason}", delivery.attempts + 1),
-                    correlation,
-                ),
-            )
-            .await;
-            let max_attempts = state.config.ehr.as_ref().map_or(1, |c| c.max_attempts);
-            if delivery.attempts + 1 >= max_attempts {
-                let reason = format!(
-                    "{reason} (gave up after {} attempts)",
-                    delivery.attempts + 1
-                );
-                return give_up(state, &ehr, &delivery, message, reason).await;
-            }
-            state.metrics.record_ehr("retry");
-            tracing::warn!(delivery_id = %delivery.id, reason = %reason, "EHR push failed; will retry");
-            Disposition::Retry {
-                delay: next_delay(state, message.receive_count, retry_after),
-                reason,
-            }
+    };
+    // If this write fails the note is in the EHR: the retry finds it by its marker.
+    ehr.deliveries
+        .mark_delivered(&delivery.id, &receipt, state.clock.now())
+        .await
+        .map_err(JobError::Deliveries)?;
+    state.metrics.record_ehr("delivered");
+    tracing::info!(delivery_id = %delivery.id, transcription_id = %delivery.transcription_id, found_existing = receipt.found_existing, "EHR note delivered");
+    let detail = format!(
+        "delivered; EHR note {}{}",
+        receipt.note_id,
+        if receipt.found_existing {
+            " (found after a lost answer)"
+        } else {
+            ""
         }
-        Err(EhrError::Permanent(reason)) | Err(EhrError::NeedsLogin(reason)) => {
-            give_up(state, &ehr, &delivery, message, reason).await
-        }
-    }
+    );
+    audit::record(
+        state,
+        audit_attempt(delivery, AuditOutcome::Success, detail, correlation),
+    )
+    .await;
+    Ok(())
 }
 
-/// Marks the delivery failed with its reason and dead-letters the job.
+/// Marks the delivery failed with its reason and dead-letters the job. If that write fails,
+/// the job is retried so the next attempt can settle it.
 async fn give_up(
     state: &AppState,
     ehr: &EhrServices,
@@ -203,15 +187,17 @@ async fn give_up(
     reason: String,
 ) -> Disposition {
     state.metrics.record_ehr("failed");
-    tracing::error!(delivery_id = %delivery.id, reason = %reason, "EHR push failed");
+    tracing::error!(delivery_id = %delivery.id, error.cause_chain = %reason, "EHR push failed");
     if let Err(err) = ehr
         .deliveries
         .mark_failed(&delivery.id, &reason, state.clock.now())
         .await
     {
+        let err = JobError::Deliveries(err);
+        tracing::error!(delivery_id = %delivery.id, error.cause_chain = %err.reason(), "could not mark the delivery failed");
         return Disposition::Retry {
             delay: state.config.queue.retry_base_delay,
-            reason: format!("delivery store: {err}"),
+            reason: err.reason(),
         };
     }
     audit::record(

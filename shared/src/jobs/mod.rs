@@ -1,20 +1,30 @@
-//! Background work: transcription jobs and the retention sweep. Each entry point (local worker
-//! pool, SQS-triggered Lambda, scheduled Lambda) calls into these same functions.
+//! The queue consumers: each message is decoded, handed to its use case in [`crate::app`], and
+//! settled (acked, retried after the backoff, or dead-lettered) by one policy. The local worker
+//! pool and the SQS-triggered Lambda functions both call these.
 
 mod ehr_push;
-pub mod heartbeat;
-mod key_rotation;
-mod retention;
+mod settle;
 mod transcribe;
 #[cfg(feature = "local")]
 mod worker;
 
 pub use ehr_push::handle_ehr_message;
-pub use key_rotation::{KeyRotation, RotationError, RotationReport};
-pub use retention::{RetentionReport, sweep_retention};
-pub use transcribe::{Disposition, handle_transcribe_message};
+pub use transcribe::handle_transcribe_message;
 #[cfg(feature = "local")]
-pub use worker::{run_ehr_once, run_once, run_retention_timer, run_transcribe_workers};
+pub use worker::{run_ehr_once, run_job_consumers, run_once, run_retention_timer};
+
+use std::time::Duration;
+
+/// What the consumer should do with a message after handling it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Done (or nothing left to do): delete the message.
+    Ack,
+    /// Failed this time; deliver again after `delay`.
+    Retry { delay: Duration, reason: String },
+    /// Failed for good: the record is `failed`; keep the message in the dead letters.
+    DeadLetter { reason: String },
+}
 
 /// The kinds of queued work, each with its own queue and handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,14 +36,14 @@ pub enum JobKind {
 impl JobKind {
     pub fn name(self) -> &'static str {
         match self {
-            Self::Transcribe => "transcribe",
-            Self::EhrPush => "ehr",
+            Self::Transcribe => crate::app::TRANSCRIBE_QUEUE,
+            Self::EhrPush => crate::app::EHR_QUEUE,
         }
     }
 
     pub async fn handle(
         self,
-        state: &crate::AppState,
+        state: &crate::app::AppState,
         message: &crate::ports::ReceivedJob,
     ) -> Disposition {
         let disposition = match self {
@@ -52,7 +62,7 @@ impl JobKind {
     /// The queue this kind of job travels on in this process, if it has one.
     pub fn queue(
         self,
-        state: &crate::AppState,
+        state: &crate::app::AppState,
     ) -> Option<std::sync::Arc<dyn crate::ports::JobQueue>> {
         match self {
             Self::Transcribe => Some(state.transcribe_queue.clone()),

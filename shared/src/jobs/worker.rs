@@ -4,19 +4,20 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Disposition, JobKind as Consumer, heartbeat::BEAT_WHILE_WORKING, sweep_retention};
+use super::{Disposition, JobKind as Consumer};
 use crate::{
-    AppState,
+    app::{AppState, heartbeats::BEAT_WHILE_WORKING, sweep_retention},
     ports::{JobQueue, ReceivedJob},
 };
 
-/// Runs `WORKER_CONCURRENCY` transcription consumers, and one EHR consumer when EHR push is
-/// configured, until `shutdown` is cancelled.
+/// Runs the job consumers of this process until `shutdown` is cancelled:
+/// `WORKER_CONCURRENCY` on the transcribe queue, and one on the EHR queue when EHR push is
+/// configured.
 ///
 /// On shutdown a consumer stops receiving, gives its current job up to `SHUTDOWN_GRACE_SECS`
 /// to finish, and otherwise releases the lease so the job is delivered again at once on the
 /// next start (a crash is covered by the lease simply running out).
-pub async fn run_transcribe_workers(state: AppState, shutdown: CancellationToken) {
+pub async fn run_job_consumers(state: AppState, shutdown: CancellationToken) {
     let mut workers: Vec<_> = (0..state.config.queue.worker_concurrency)
         .map(|n| {
             tokio::spawn(consume(

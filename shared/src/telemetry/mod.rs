@@ -163,6 +163,20 @@ pub async fn flush() {
     .await;
 }
 
+tokio::task_local! {
+    static CORRELATION_ID: String;
+}
+
+/// The current request's correlation id, inside a request.
+pub fn current_correlation_id() -> Option<String> {
+    CORRELATION_ID.try_with(Clone::clone).ok()
+}
+
+/// Runs `work` as part of the request (or job) with correlation id `id`.
+pub async fn in_correlation<F: std::future::Future>(id: String, work: F) -> F::Output {
+    CORRELATION_ID.scope(id, work).await
+}
+
 /// An error and its sources on one line ("a: b: c"), for logs.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();

@@ -78,7 +78,7 @@ fn is_traceparent(value: &str) -> bool {
 /// What a job queued from here should carry: the request's correlation id and this span.
 pub fn job_origin() -> JobOrigin {
     JobOrigin {
-        correlation_id: crate::http::current_correlation_id(),
+        correlation_id: super::current_correlation_id(),
         traceparent: traceparent_of(&Span::current()),
     }
 }

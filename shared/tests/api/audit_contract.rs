@@ -3,7 +3,7 @@
 use chrono::{Duration, Utc};
 use mmt_core::{
     adapters::{Database, SqliteAuditLog, dynamodb_audit::DynamoAuditLog},
-    audit::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     domain::TranscriptionId,
     ports::AuditLog,
 };

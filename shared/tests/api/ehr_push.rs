@@ -182,12 +182,12 @@ async fn exactly_one_note_after_a_lost_answer_a_500_a_429_and_a_reset() {
         .app
         .state
         .audit
-        .query(&mmt_core::audit::AuditQuery {
+        .query(&mmt_core::domain::AuditQuery {
             since: chrono::DateTime::parse_from_rfc3339(&since).unwrap().into(),
             until: chrono::Utc::now() + chrono::Duration::seconds(1),
             subject: None,
             record_id: Some(id.parse().unwrap()),
-            action: Some(mmt_core::audit::AuditAction::EhrPush),
+            action: Some(mmt_core::domain::AuditAction::EhrPush),
             limit: 100,
         })
         .await

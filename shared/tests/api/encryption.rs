@@ -179,7 +179,7 @@ async fn with_encryption_the_audio_directory_holds_no_audio_bytes_and_the_engine
 }
 
 /// Opens the same data directory as `app` with another key ring and rotates.
-async fn rotate(app: &TestApp, keys: &str, primary: &str) -> mmt_core::jobs::RotationReport {
+async fn rotate(app: &TestApp, keys: &str, primary: &str) -> mmt_core::app::RotationReport {
     let state = reopen(app, keys, primary).await;
     let rotation = state.key_rotation.clone().expect("encryption is on");
     let mut batches = 0;

@@ -205,7 +205,7 @@ async fn ready_reports_the_workers_heartbeats_and_a_stopped_worker_is_not_ready(
     );
 
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let workers = tokio::spawn(mmt_core::jobs::run_transcribe_workers(
+    let workers = tokio::spawn(mmt_core::jobs::run_job_consumers(
         app.state.clone(),
         shutdown.clone(),
     ));
@@ -233,13 +233,8 @@ struct HangingQueue(Arc<dyn JobQueue>);
 
 #[async_trait::async_trait]
 impl JobQueue for HangingQueue {
-    async fn enqueue(
-        &self,
-        job: &Job,
-        origin: &JobOrigin,
-        dedupe: Option<&str>,
-    ) -> Result<JobId, QueueError> {
-        self.0.enqueue(job, origin, dedupe).await
+    async fn enqueue(&self, job: &Job, origin: &JobOrigin) -> Result<JobId, QueueError> {
+        self.0.enqueue(job, origin).await
     }
     async fn receive(&self, _max: usize) -> Result<Vec<ReceivedJob>, QueueError> {
         std::future::pending().await
@@ -274,7 +269,7 @@ async fn a_worker_stuck_on_its_queue_makes_the_process_not_ready() {
         state.transcribe_queue = Arc::new(HangingQueue(state.transcribe_queue.clone()));
     })
     .await;
-    let workers = tokio::spawn(mmt_core::jobs::run_transcribe_workers(
+    let workers = tokio::spawn(mmt_core::jobs::run_job_consumers(
         app.state.clone(),
         tokio_util::sync::CancellationToken::new(),
     ));

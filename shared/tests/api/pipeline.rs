@@ -141,7 +141,7 @@ async fn redelivery_after_completion_changes_nothing() {
     };
     app.state
         .transcribe_queue
-        .enqueue(&job, &JobOrigin::default(), None)
+        .enqueue(&job, &JobOrigin::default())
         .await
         .unwrap();
     assert_eq!(app.drain_jobs().await, vec![Disposition::Ack]);
@@ -150,24 +150,63 @@ async fn redelivery_after_completion_changes_nothing() {
 }
 
 #[tokio::test]
-async fn duplicate_enqueues_collapse_while_queued() {
-    let app = spawn_app().await;
+async fn a_duplicate_message_is_refused_by_the_records_claim() {
+    a_duplicate_message_does_no_work(&spawn_app().await).await;
+}
+
+/// Two messages for one record (a client completing twice, an at-least-once redelivery):
+/// the queue delivers both, on every backend; the record's claim lets only the first work.
+pub(crate) async fn a_duplicate_message_does_no_work(app: &crate::helpers::TestApp) {
     let token = app.guest_token().await;
     let id = app.upload_wav(&token).await;
     let job = Job::Transcribe {
         transcription_id: id.parse().unwrap(),
     };
     let queue = &app.state.transcribe_queue;
-    let first = queue
-        .enqueue(&job, &JobOrigin::default(), Some(&job.dedupe_key()))
-        .await
-        .unwrap();
-    let second = queue
-        .enqueue(&job, &JobOrigin::default(), Some(&job.dedupe_key()))
-        .await
-        .unwrap();
-    assert_eq!(first, second);
-    assert_eq!(queue.stats().await.unwrap().visible, 1);
+    queue.enqueue(&job, &JobOrigin::default()).await.unwrap();
+    let mut received = Vec::new();
+    for _ in 0..20 {
+        received.extend(queue.receive(2).await.unwrap());
+        if received.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        received.len(),
+        2,
+        "at least once: the duplicate is a message of its own"
+    );
+    let (first, second) = (received.remove(0), received.remove(0));
+    // The first message's worker has started on the record.
+    let now = chrono::Utc::now();
+    let started = mmt_core::ports::Claim {
+        by: first.message_id.as_str().to_owned(),
+        now,
+        stale_before: now - chrono::Duration::minutes(10),
+    };
+    assert!(
+        app.state
+            .records
+            .claim(&id.parse().unwrap(), &started)
+            .await
+            .unwrap()
+    );
+    let transcribe = mmt_core::jobs::JobKind::Transcribe;
+    assert_eq!(
+        transcribe.handle(&app.state, &second).await,
+        Disposition::Ack
+    );
+    assert!(
+        app.openai.requests().is_empty(),
+        "the duplicate did no work"
+    );
+    assert_eq!(record(app, &token, &id).await["status"], "processing");
+    assert_eq!(transcribe.handle(&app.state, &first).await, Disposition::Ack);
+    assert_eq!(app.openai.requests().len(), 1);
+    assert_eq!(record(app, &token, &id).await["status"], "completed");
+    for message in [&first, &second] {
+        queue.ack(message).await.unwrap();
+    }
 }
 
 #[tokio::test]

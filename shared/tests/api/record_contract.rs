@@ -9,7 +9,7 @@ use mmt_core::{
         AudioFormat, EngineKind, OwnerId, Segment, Status, Transcript, TranscriptionId,
         TranscriptionRecord,
     },
-    ports::{PageRequest, RecordStore},
+    ports::{Claim, PageRequest, RecordStore},
 };
 
 fn record(owner: &OwnerId, minutes_ago: i64) -> TranscriptionRecord {
@@ -99,8 +99,8 @@ async fn meets_the_contract(store: &dyn RecordStore) {
 
     // Transitions are conditional: nothing moves a final record.
     let now = Utc::now();
-    assert!(store.mark_processing(&first.id, now).await.unwrap());
-    store.set_progress(&first.id, 40).await.unwrap();
+    assert!(store.claim(&first.id, &claim("message-1", now)).await.unwrap());
+    store.set_progress(&first.id, 40, now).await.unwrap();
     assert_eq!(store.get(&first.id).await.unwrap().unwrap().progress, 40);
     assert!(
         store
@@ -115,8 +115,8 @@ async fn meets_the_contract(store: &dyn RecordStore) {
             .unwrap()
     );
     assert!(!store.fail(&first.id, "stale failure", now).await.unwrap());
-    assert!(!store.mark_processing(&first.id, now).await.unwrap());
-    store.set_progress(&first.id, 10).await.unwrap();
+    assert!(!store.claim(&first.id, &claim("message-1", now)).await.unwrap());
+    store.set_progress(&first.id, 10, now).await.unwrap();
     let done = store.get(&first.id).await.unwrap().unwrap();
     assert_eq!(done.status, Status::Completed);
     assert_eq!(done.transcript.unwrap().text, "first result");
@@ -138,7 +138,7 @@ async fn meets_the_contract(store: &dyn RecordStore) {
     );
     assert!(
         !store
-            .mark_processing(&TranscriptionId::new(), now)
+            .claim(&TranscriptionId::new(), &claim("message-1", now))
             .await
             .unwrap(),
         "missing records do not appear"
@@ -158,7 +158,7 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         Utc::now(),
     );
     store.insert(&direct).await.unwrap();
-    assert!(!store.mark_processing(&direct.id, now).await.unwrap());
+    assert!(!store.claim(&direct.id, &claim("message-2", now)).await.unwrap());
     assert!(
         store
             .confirm_upload(&direct.id, AudioFormat::Wav, 4321, now)
@@ -174,7 +174,7 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         ),
         (Status::Queued, AudioFormat::Wav, 4321)
     );
-    assert!(store.mark_processing(&direct.id, now).await.unwrap());
+    assert!(store.claim(&direct.id, &claim("message-2", now)).await.unwrap());
     assert!(
         !store
             .confirm_upload(&direct.id, AudioFormat::Mp3, 1, now)
@@ -187,6 +187,81 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         Status::Processing
     );
     store.delete(&direct.id).await.unwrap();
+
+    // A claim is held: a duplicate message is refused while the holder is alive, the
+    // holder's own redelivery may claim again, and anyone may once the claim is stale.
+    let claimed = TranscriptionRecord::new_queued(
+        TranscriptionId::new(),
+        alice.clone(),
+        EngineKind::Cloud,
+        None,
+        None,
+        None,
+        AudioFormat::Wav,
+        10,
+        now,
+    );
+    store.insert(&claimed).await.unwrap();
+    assert!(store.claim(&claimed.id, &claim("holder", now)).await.unwrap());
+    let later = now + Duration::seconds(5);
+    assert!(
+        !store.claim(&claimed.id, &claim("duplicate", later)).await.unwrap(),
+        "a duplicate message is refused while the claim is live"
+    );
+    assert!(
+        store.claim(&claimed.id, &claim("holder", later)).await.unwrap(),
+        "the holder's redelivery claims again"
+    );
+    let much_later = later + Duration::minutes(30);
+    assert!(
+        store
+            .claim(&claimed.id, &claim("rescuer", much_later))
+            .await
+            .unwrap(),
+        "a stale claim can be taken over"
+    );
+    assert_eq!(
+        store.get(&claimed.id).await.unwrap().unwrap().attempts,
+        3,
+        "every successful claim counts an attempt"
+    );
+
+    // The reconciler's step: `processing` records untouched since the cut-off fail; a record
+    // whose worker renewed its claim (progress) is left alone.
+    let renewed = TranscriptionRecord::new_queued(
+        TranscriptionId::new(),
+        alice.clone(),
+        EngineKind::Cloud,
+        None,
+        None,
+        None,
+        AudioFormat::Wav,
+        10,
+        now,
+    );
+    store.insert(&renewed).await.unwrap();
+    assert!(store.claim(&renewed.id, &claim("worker", much_later)).await.unwrap());
+    let cutoff = much_later + Duration::minutes(1);
+    store
+        .set_progress(&renewed.id, 50, cutoff + Duration::seconds(1))
+        .await
+        .unwrap();
+    let failed = store
+        .fail_stale(cutoff, "abandoned", cutoff + Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(failed, vec![claimed.id], "only the abandoned one");
+    let abandoned = store.get(&claimed.id).await.unwrap().unwrap();
+    assert_eq!(
+        (abandoned.status, abandoned.error.as_deref()),
+        (Status::Failed, Some("abandoned"))
+    );
+    assert_eq!(
+        store.get(&renewed.id).await.unwrap().unwrap().status,
+        Status::Processing
+    );
+    store.delete(&claimed.id).await.unwrap();
+    store.delete(&renewed.id).await.unwrap();
 
     // Retention reads oldest first; delete reports whether something went.
     let old = store
@@ -235,7 +310,12 @@ async fn meets_the_contract(store: &dyn RecordStore) {
     assert_eq!(stored.file_name, None);
     assert_eq!(stored.status, fresh.status, "nothing else changes");
     let stale = fresh.clone();
-    assert!(store.mark_processing(&fresh.id, Utc::now()).await.unwrap());
+    assert!(
+        store
+            .claim(&fresh.id, &claim("message-3", Utc::now()))
+            .await
+            .unwrap()
+    );
     let mut late = stale;
     late.prompt = Some("stale write".into());
     assert!(
@@ -320,4 +400,13 @@ async fn the_dynamodb_store_meets_the_contract_on_the_emulator() {
     // A missing table is not ready.
     let nowhere = DynamoRecordStore::new(client, "no-such-table", None);
     assert!(nowhere.ping().await.is_err());
+}
+
+/// A claim by `by` at `now`, treating claims untouched for ten minutes as abandoned.
+fn claim(by: &str, now: chrono::DateTime<Utc>) -> Claim {
+    Claim {
+        by: by.to_owned(),
+        now,
+        stale_before: now - Duration::minutes(10),
+    }
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use mmt_core::{jobs::sweep_retention, ports::ManualClock};
+use mmt_core::{app::sweep_retention, ports::ManualClock};
 
 use crate::helpers::spawn_app_customised;
 

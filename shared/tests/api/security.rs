@@ -299,7 +299,7 @@ async fn without_stored_phi_the_transcript_goes_after_the_delivery_window() {
     use std::sync::Arc;
 
     use chrono::{Duration, Utc};
-    use mmt_core::{jobs::sweep_retention, ports::ManualClock};
+    use mmt_core::{app::sweep_retention, ports::ManualClock};
 
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let app = {

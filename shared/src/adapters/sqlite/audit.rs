@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::{Database, from_micros, to_micros};
 use crate::{
-    audit::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     ports::{AuditError, AuditLog, BoxError},
 };
 

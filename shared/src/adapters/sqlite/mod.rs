@@ -104,6 +104,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN traceparent TEXT;
     ALTER TABLE dead_letter_jobs ADD COLUMN traceparent TEXT;
     "#,
+    // 6: the queue delivers at least once, as SQS does (no collapsing by key); duplicate work
+    //    is refused by the record's claim, which names the message holding it.
+    r#"
+    DROP INDEX jobs_dedupe;
+    ALTER TABLE transcriptions ADD COLUMN claimed_by TEXT;
+    CREATE INDEX transcriptions_in_flight ON transcriptions (status, updated_at);
+    "#,
 ];
 
 /// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:

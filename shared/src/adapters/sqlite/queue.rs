@@ -1,14 +1,16 @@
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{Database, to_micros};
 use crate::{
     domain::JobId,
-    ports::{BoxError, Job, JobOrigin, JobQueue, QueueError, QueueStats, ReceivedJob},
+    ports::{
+        BoxError, Clock, Job, JobOrigin, JobQueue, QueueError, QueueStats, ReceivedJob,
+        SystemClock,
+    },
 };
 
 /// A durable queue with SQS semantics in a SQLite table.
@@ -22,6 +24,8 @@ pub struct SqliteJobQueue {
     queue: &'static str,
     visibility_timeout: Duration,
     max_receive_count: u32,
+    /// Leases and delays are measured on it: tests move time instead of sleeping.
+    clock: Arc<dyn Clock>,
 }
 
 impl SqliteJobQueue {
@@ -36,7 +40,17 @@ impl SqliteJobQueue {
             queue,
             visibility_timeout,
             max_receive_count,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same queue, telling time by `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
+    }
+
+    fn now_micros(&self) -> i64 {
+        to_micros(self.clock.now())
     }
 
     /// Runs `change` on the message only while `job`'s receipt still holds its lease: a consumer
@@ -92,10 +106,6 @@ impl SqliteJobQueue {
     }
 }
 
-fn now_micros() -> i64 {
-    to_micros(Utc::now())
-}
-
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -114,39 +124,23 @@ const MOVE_TO_DEAD_LETTERS: &str = "INSERT OR REPLACE INTO dead_letter_jobs
 
 #[async_trait]
 impl JobQueue for SqliteJobQueue {
-    async fn enqueue(
-        &self,
-        job: &Job,
-        origin: &JobOrigin,
-        dedupe_key: Option<&str>,
-    ) -> Result<JobId, QueueError> {
+    async fn enqueue(&self, job: &Job, origin: &JobOrigin) -> Result<JobId, QueueError> {
         let body = serde_json::to_string(job).map_err(|e| QueueError::Unavailable(e.into()))?;
         let queue = self.queue;
         let JobOrigin {
             correlation_id,
             traceparent,
         } = origin.clone();
-        let dedupe_key = dedupe_key.map(str::to_owned);
+        let now = self.now_micros();
         self.db
             .call(move |conn| {
                 let id = JobId::new();
-                let now = now_micros();
-                let inserted = conn.execute(
-                    "INSERT INTO jobs (id, queue, body, correlation_id, traceparent, dedupe_key, enqueued_at, visible_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                     ON CONFLICT (queue, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
-                    params![id.as_str(), queue, body, correlation_id, traceparent, dedupe_key, now],
+                conn.execute(
+                    "INSERT INTO jobs (id, queue, body, correlation_id, traceparent, enqueued_at, visible_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    params![id.as_str(), queue, body, correlation_id, traceparent, now],
                 )?;
-                if inserted == 1 {
-                    return Ok(id);
-                }
-                // Same work already queued: hand back the existing message's id.
-                let existing: String = conn.query_row(
-                    "SELECT id FROM jobs WHERE queue = ?1 AND dedupe_key = ?2",
-                    params![queue, dedupe_key],
-                    |r| r.get(0),
-                )?;
-                Ok(JobId::from_raw(existing))
+                Ok(id)
             })
             .await
             .map_err(QueueError::Unavailable)
@@ -155,10 +149,10 @@ impl JobQueue for SqliteJobQueue {
     async fn receive(&self, max: usize) -> Result<Vec<ReceivedJob>, QueueError> {
         let (queue, visibility, max_receives) =
             (self.queue, self.visibility_timeout, self.max_receive_count);
+        let now = self.now_micros();
         self.db
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let now = now_micros();
                 let mut leased = Vec::new();
                 {
                     let mut ready = tx.prepare_cached(
@@ -217,10 +211,11 @@ impl JobQueue for SqliteJobQueue {
         job: &ReceivedJob,
         visibility: Duration,
     ) -> Result<(), QueueError> {
+        let now = self.now_micros();
         self.with_lease(job, move |tx, id| {
             tx.execute(
                 "UPDATE jobs SET visible_at = ?1 WHERE id = ?2",
-                params![now_micros() + micros(visibility), id],
+                params![now + micros(visibility), id],
             )?;
             Ok(())
         })
@@ -236,7 +231,7 @@ impl JobQueue for SqliteJobQueue {
     }
 
     async fn retry_later(&self, job: &ReceivedJob, delay: Duration) -> Result<(), QueueError> {
-        let max_receives = self.max_receive_count;
+        let (max_receives, now) = (self.max_receive_count, self.now_micros());
         self.with_lease(job, move |tx, id| {
             let count: u32 =
                 tx.query_row("SELECT receive_count FROM jobs WHERE id = ?1", [id], |r| {
@@ -246,13 +241,13 @@ impl JobQueue for SqliteJobQueue {
                 // No receive is left: dead-letter now rather than after another timeout.
                 tx.execute(
                     MOVE_TO_DEAD_LETTERS,
-                    params![now_micros(), "maximum receive count reached", id],
+                    params![now, "maximum receive count reached", id],
                 )?;
                 tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
             } else {
                 tx.execute(
                     "UPDATE jobs SET visible_at = ?1, lease_token = NULL WHERE id = ?2",
-                    params![now_micros() + micros(delay), id],
+                    params![now + micros(delay), id],
                 )?;
             }
             Ok(())
@@ -261,11 +256,12 @@ impl JobQueue for SqliteJobQueue {
     }
 
     async fn release(&self, job: &ReceivedJob) -> Result<(), QueueError> {
-        self.with_lease(job, |tx, id| {
+        let now = self.now_micros();
+        self.with_lease(job, move |tx, id| {
             tx.execute(
                 "UPDATE jobs SET visible_at = ?1, lease_token = NULL, receive_count = max(receive_count - 1, 0)
                  WHERE id = ?2",
-                params![now_micros(), id],
+                params![now, id],
             )?;
             Ok(())
         })
@@ -276,10 +272,10 @@ impl JobQueue for SqliteJobQueue {
         let queue = self.queue;
         let job = job.clone();
         let reason = reason.to_owned();
+        let now = self.now_micros();
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let now = now_micros();
                 let id = job.message_id.as_str().to_owned();
                 let moved = tx.execute(MOVE_TO_DEAD_LETTERS, params![now, reason, id])?;
                 if moved == 0 {
@@ -301,9 +297,9 @@ impl JobQueue for SqliteJobQueue {
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let queue = self.queue;
+        let now = self.now_micros();
         self.db
             .call(move |conn| {
-                let now = now_micros();
                 let (visible, in_flight, oldest): (u64, u64, Option<i64>) = conn.query_row(
                     "SELECT coalesce(sum(visible_at <= ?2), 0), coalesce(sum(visible_at > ?2), 0), min(enqueued_at)
                      FROM jobs WHERE queue = ?1",
@@ -327,22 +323,30 @@ impl JobQueue for SqliteJobQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::TranscriptionId;
+    use crate::{domain::TranscriptionId, ports::ManualClock};
 
     const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-    fn queue(visibility_ms: u64, max_receives: u32) -> (tempfile::TempDir, SqliteJobQueue) {
+    /// A queue on a manual clock: time moves only when a test says so.
+    fn queue(
+        visibility_ms: u64,
+        max_receives: u32,
+    ) -> (tempfile::TempDir, SqliteJobQueue, Arc<ManualClock>) {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("q.db")).unwrap();
-        (
-            dir,
-            SqliteJobQueue::new(
-                db,
-                "test",
-                Duration::from_millis(visibility_ms),
-                max_receives,
-            ),
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let queue = SqliteJobQueue::new(
+            db,
+            "test",
+            Duration::from_millis(visibility_ms),
+            max_receives,
         )
+        .with_clock(clock.clone());
+        (dir, queue, clock)
+    }
+
+    fn ms(n: i64) -> chrono::Duration {
+        chrono::Duration::milliseconds(n)
     }
 
     fn job() -> Job {
@@ -353,14 +357,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_lease_hides_the_message_until_it_runs_out() {
-        let (_dir, q) = queue(1000, 5);
+        let (_dir, q, clock) = queue(1000, 5);
         q.enqueue(
             &job(),
             &JobOrigin {
                 correlation_id: Some("corr-1".into()),
                 traceparent: Some(TRACEPARENT.into()),
             },
-            None,
         )
         .await
         .unwrap();
@@ -369,12 +372,13 @@ mod tests {
         assert_eq!(first[0].receive_count, 1);
         assert_eq!(first[0].origin.correlation_id.as_deref(), Some("corr-1"));
         assert_eq!(first[0].origin.traceparent.as_deref(), Some(TRACEPARENT));
+        clock.advance(ms(999));
         assert!(
             q.receive(10).await.unwrap().is_empty(),
-            "leased messages are invisible"
+            "leased messages are invisible until the lease ends"
         );
 
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        clock.advance(ms(1));
         let second = q.receive(10).await.unwrap();
         assert_eq!(
             second.len(),
@@ -387,7 +391,7 @@ mod tests {
             "the old receipt is stale"
         );
         q.ack(&second[0]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        clock.advance(ms(5000));
         assert!(
             q.receive(10).await.unwrap().is_empty(),
             "acked messages are gone"
@@ -396,30 +400,32 @@ mod tests {
 
     #[tokio::test]
     async fn heartbeats_keep_the_lease() {
-        let (_dir, q) = queue(1000, 5);
-        q.enqueue(&job(), &JobOrigin::default(), None)
-            .await
-            .unwrap();
+        let (_dir, q, clock) = queue(1000, 5);
+        q.enqueue(&job(), &JobOrigin::default()).await.unwrap();
         let leased = q.receive(1).await.unwrap().remove(0);
         for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(400)).await;
+            clock.advance(ms(400));
             q.extend_lease(&leased, Duration::from_millis(1000))
                 .await
                 .unwrap();
         }
+        clock.advance(ms(999));
         assert!(q.receive(1).await.unwrap().is_empty());
-        q.ack(&leased).await.unwrap();
+        clock.advance(ms(1));
+        assert_eq!(
+            q.receive(1).await.unwrap().len(),
+            1,
+            "back once the last heartbeat's lease ran out"
+        );
     }
 
     #[tokio::test]
     async fn an_unacked_message_goes_to_the_dead_letters_after_max_receives() {
-        let (_dir, q) = queue(50, 2);
-        q.enqueue(&job(), &JobOrigin::default(), None)
-            .await
-            .unwrap();
+        let (_dir, q, clock) = queue(50, 2);
+        q.enqueue(&job(), &JobOrigin::default()).await.unwrap();
         for _ in 0..2 {
             assert_eq!(q.receive(1).await.unwrap().len(), 1);
-            tokio::time::sleep(Duration::from_millis(80)).await;
+            clock.advance(ms(50));
         }
         assert!(q.receive(1).await.unwrap().is_empty());
         let dead = q.dead_letters().await.unwrap();
@@ -434,19 +440,18 @@ mod tests {
 
     #[tokio::test]
     async fn retry_later_delays_and_release_does_not_count() {
-        let (_dir, q) = queue(10_000, 3);
-        q.enqueue(&job(), &JobOrigin::default(), None)
-            .await
-            .unwrap();
+        let (_dir, q, clock) = queue(10_000, 3);
+        q.enqueue(&job(), &JobOrigin::default()).await.unwrap();
         let leased = q.receive(1).await.unwrap().remove(0);
         q.retry_later(&leased, Duration::from_millis(100))
             .await
             .unwrap();
+        clock.advance(ms(99));
         assert!(
             q.receive(1).await.unwrap().is_empty(),
             "not before the delay"
         );
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        clock.advance(ms(1));
         let again = q.receive(1).await.unwrap().remove(0);
         assert_eq!(again.receive_count, 2);
         q.release(&again).await.unwrap();

@@ -7,7 +7,7 @@ use crate::{
     domain::{
         AudioFormat, BlobKey, OwnerId, Status, Transcript, TranscriptionId, TranscriptionRecord,
     },
-    ports::{BoxError, Cursor, Page, PageRequest, RecordStore, StoreError},
+    ports::{BoxError, Claim, Cursor, Page, PageRequest, RecordStore, StoreError},
 };
 
 /// [`RecordStore`] on SQLite.
@@ -196,16 +196,18 @@ impl RecordStore for SqliteRecordStore {
         .await
     }
 
-    async fn mark_processing(
-        &self,
-        id: &TranscriptionId,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    async fn claim(&self, id: &TranscriptionId, claim: &Claim) -> Result<bool, StoreError> {
         self.transition(
             id,
-            "UPDATE transcriptions SET status = 'processing', attempts = attempts + 1, updated_at = ?1
-             WHERE id = ?2 AND status IN ('queued', 'processing')",
-            vec![to_micros(now).into()],
+            "UPDATE transcriptions SET status = 'processing', attempts = attempts + 1, updated_at = ?1,
+                    claimed_by = ?2
+             WHERE id = ?4 AND (status = 'queued'
+                   OR (status = 'processing' AND (claimed_by IS ?2 OR updated_at < ?3)))",
+            vec![
+                to_micros(claim.now).into(),
+                claim.by.clone().into(),
+                to_micros(claim.stale_before).into(),
+            ],
         )
         .await
     }
@@ -247,14 +249,50 @@ impl RecordStore for SqliteRecordStore {
         .await
     }
 
-    async fn set_progress(&self, id: &TranscriptionId, percent: u8) -> Result<(), StoreError> {
+    async fn set_progress(
+        &self,
+        id: &TranscriptionId,
+        percent: u8,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.transition(
             id,
-            "UPDATE transcriptions SET progress = ?1 WHERE id = ?2 AND status = 'processing'",
-            vec![i64::from(percent.min(100)).into()],
+            "UPDATE transcriptions SET progress = ?1, updated_at = ?2 WHERE id = ?3 AND status = 'processing'",
+            vec![i64::from(percent.min(100)).into(), to_micros(now).into()],
         )
         .await
         .map(|_| ())
+    }
+
+    async fn fail_stale(
+        &self,
+        stale_before: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionId>, StoreError> {
+        let reason = reason.to_owned();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE transcriptions SET status = 'failed', error = ?1, updated_at = ?2
+                     WHERE id IN (SELECT id FROM transcriptions
+                                  WHERE status = 'processing' AND updated_at < ?3
+                                  ORDER BY updated_at LIMIT ?4)
+                     RETURNING id",
+                )?;
+                let rows = stmt.query_map(
+                    params![reason, to_micros(now), to_micros(stale_before), limit],
+                    |row| row.get::<_, String>(0),
+                )?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(row?.parse()?);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(classify)
     }
 
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {

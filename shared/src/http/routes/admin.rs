@@ -5,8 +5,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    AppState,
-    audit::{self, AuditAction, AuditEvent, AuditOutcome, AuditQuery},
+    app::AppState,
+    app::audit,
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     auth::Scope,
     http::{
         ApiError, ErrorBody,

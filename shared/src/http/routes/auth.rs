@@ -11,8 +11,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    AppState,
-    audit::{self, AuditAction, AuditEvent, AuditOutcome},
+    app::AppState,
+    app::audit,
+    domain::{AuditAction, AuditEvent, AuditOutcome},
     auth::{IssuedToken, Scope, verify_password},
     domain::OwnerId,
     http::{ApiError, ErrorBody, extract::ApiJson},

@@ -10,8 +10,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::transcriptions::load_owned;
 use crate::{
-    AppState,
-    audit::{self, AuditAction, AuditEvent, AuditOutcome},
+    app::AppState,
+    app::audit,
+    domain::{AuditAction, AuditEvent, AuditOutcome},
     auth::Scope,
     domain::{DeliveryStatus, EhrDelivery, EhrReceipt, NoteSection, Status},
     http::{
@@ -216,7 +217,7 @@ async fn push_to_ehr(
     };
     if let Err(err) = ehr
         .queue
-        .enqueue(&job, &telemetry::job_origin(), Some(&job.dedupe_key()))
+        .enqueue(&job, &telemetry::job_origin())
         .await
     {
         let _ = ehr

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod docs;
 pub mod ehr;
 pub mod health;
+pub mod metrics;
 pub mod openai_compat;
 pub mod resumable_upload;
 pub mod transcriptions;

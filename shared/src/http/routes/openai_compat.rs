@@ -15,11 +15,18 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::upload::{MAX_PROMPT_CHARS, ReceivedUpload, UploadFields, discard, receive_upload};
 use crate::{
-    AppState,
+    app::{
+        AppState, JobError,
+        transcriptions::{self, Processed},
+        uploads::{self, Then},
+    },
     auth::Scope,
-    domain::{ResponseFormat, Transcript, TranscriptionRecord, language_name, render_transcript},
+    domain::{
+        ResponseFormat, Transcript, TranscriptionId, TranscriptionRecord, language_name,
+        render_transcript,
+    },
     http::{ApiError, ErrorBody, extract::Caller},
-    ports::{AudioInput, EngineError, Progress, TranscribeOptions},
+    ports::{EngineError, StoreError},
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -152,73 +159,75 @@ async fn create_audio_transcription(
     let upload = receive_upload(&state, request, TEXT_FIELDS).await?;
     let prepared = async {
         let params = parse_params(&state, &upload)?;
-        let engine_kind = params.fields.engine;
-        let engine = state.engines.get(engine_kind).cloned().ok_or_else(|| {
-            ApiError::EngineUnavailable(format!("the {engine_kind} engine is not available"))
-        })?;
-        let record = TranscriptionRecord::new_queued(
-            upload.id,
-            principal.owner.clone(),
-            engine_kind,
-            params.fields.language.clone(),
-            params.fields.prompt.clone(),
-            upload.file_name.clone().filter(|_| state.config.store_phi),
-            upload.format,
-            upload.size_bytes,
-            state.clock.now(),
-        );
-        state.records.insert(&record).await?;
-        Ok((params, engine, record))
+        let engine = params.fields.engine;
+        if state.engines.get(engine).is_none() {
+            return Err(ApiError::EngineUnavailable(format!(
+                "the {engine} engine is not available"
+            )));
+        }
+        Ok(params)
     }
     .await;
-    let (params, engine, record) = match prepared {
-        Ok(prepared) => prepared,
+    let params = match prepared {
+        Ok(params) => params,
         Err(err) => {
             discard(&state, &upload.key).await;
             return Err(err);
         }
     };
-
-    state
-        .records
-        .mark_processing(&record.id, state.clock.now())
-        .await?;
-    crate::audit::record_success(
-        &state,
-        &principal.owner,
-        crate::audit::AuditAction::Create,
-        record.id,
-    )
-    .await;
-    let audio = AudioInput::of(&record, state.blobs.clone());
-    let options = TranscribeOptions::of(&record);
-    let transcript = match engine
-        .transcribe(&audio, &options, &Progress::ignore())
-        .await
-    {
-        Ok(transcript) => transcript,
-        Err(err) => {
-            let reason = err.to_string();
-            state
-                .records
-                .fail(&record.id, &reason, state.clock.now())
-                .await?;
-            tracing::warn!(transcription_id = %record.id, reason = %reason, "synchronous transcription failed");
-            return Err(match err {
-                EngineError::Permanent(reason) => ApiError::bad_request("invalid_audio", reason),
-                EngineError::Transient(reason) => ApiError::EngineUnavailable(reason),
-            });
-        }
+    let record = TranscriptionRecord::new_queued(
+        upload.id,
+        principal.owner.clone(),
+        params.fields.engine,
+        params.fields.language.clone(),
+        params.fields.prompt.clone(),
+        upload.file_name.clone().filter(|_| state.config.store_phi),
+        upload.format,
+        upload.size_bytes,
+        state.clock.now(),
+    );
+    let record = uploads::accept(&state, record, Then::ProcessNow).await?;
+    // Its own task: a client that goes away drops this handler, not the work, and the record
+    // still ends `completed` or `failed`.
+    let work = tokio::spawn(transcribe_now(state.clone(), record.id));
+    let transcript = match work.await {
+        Ok(Ok(transcript)) => transcript,
+        Ok(Err(err)) => return Err(engine_failure(err)),
+        Err(panicked) => return Err(ApiError::internal(panicked)),
     };
-    state
-        .records
-        .complete(&record.id, &transcript, state.clock.now())
-        .await?;
-    if !state.config.store_phi {
-        discard(&state, &record.audio_key).await;
-    }
-    tracing::info!(transcription_id = %record.id, engine = %engine.describe(), "synchronous transcription completed");
     Ok(render(&transcript, params.format))
+}
+
+/// Processes the record now, failing it with the reason when that does not work out.
+async fn transcribe_now(state: AppState, id: TranscriptionId) -> Result<Transcript, JobError> {
+    let outcome = match transcriptions::process(&state, &id, &format!("request:{id}")).await {
+        Ok(Processed::Completed(transcript)) => return Ok(transcript),
+        Ok(Processed::Skipped(why)) => Err(JobError::Records(StoreError::Corrupt(format!(
+            "the new record could not be processed: {why}"
+        )))),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = &outcome {
+        tracing::warn!(transcription_id = %id, error.cause_chain = %err.reason(), "synchronous transcription failed");
+        if let Err(not_failed) = transcriptions::fail(&state, &id, &err.reason()).await {
+            tracing::error!(transcription_id = %id, error.cause_chain = %not_failed.reason(), "could not mark the record failed; the sweep will");
+        }
+    }
+    outcome
+}
+
+/// OpenAI's answers for a transcription that did not work: 400 for audio the engine refuses,
+/// 503 for an engine that may work later.
+fn engine_failure(err: JobError) -> ApiError {
+    match err {
+        JobError::Engine(EngineError::Permanent(reason)) => {
+            ApiError::bad_request("invalid_audio", reason)
+        }
+        JobError::Engine(EngineError::Transient(reason)) => ApiError::EngineUnavailable(reason),
+        JobError::Records(err) => err.into(),
+        other if other.is_transient() => ApiError::EngineUnavailable(other.reason()),
+        other => ApiError::bad_request("invalid_audio", other.reason()),
+    }
 }
 
 fn render(transcript: &Transcript, format: Format) -> Response {

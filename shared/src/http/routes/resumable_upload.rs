@@ -23,8 +23,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    AppState,
-    audit::AuditAction,
+    app::{AppState, uploads},
+    domain::AuditAction,
     auth::{PartGrant, Principal, Scope},
     domain::{
         AudioFormat, BlobKey, EngineKind, Status, TranscriptionRecord, UploadPlan,
@@ -38,8 +38,7 @@ use crate::{
             upload::{Accepted, UploadFields, accepted, clean_file_name, discard},
         },
     },
-    ports::{BlobError, Job},
-    telemetry,
+    ports::BlobError,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -191,7 +190,7 @@ async fn create_upload(
     }
     let plan = UploadPlan::for_size(record.size_bytes);
     tracing::info!(transcription_id = %record.id, engine = %record.engine, format = %format, size_bytes = request.size, parts = plan.part_count, "resumable upload created");
-    crate::audit::record_success(&state, &principal.owner, AuditAction::Create, record.id).await;
+    crate::app::audit::record_success(&state, &principal.owner, AuditAction::Create, record.id).await;
     let answer = upload_state(&record, Vec::new());
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -422,8 +421,13 @@ async fn complete_upload(
                 "this upload failed; start a new one".into(),
             ));
         }
-        // Completed before (an answer lost on the way back): the same answer again.
-        _ => record,
+        // Completed before (an answer lost on the way back, or the queue failed): queued
+        // again, which is safe, since a duplicate message is refused by the record's claim.
+        Status::Queued => {
+            uploads::enqueue(&state, &record.id).await?;
+            record
+        }
+        Status::Processing | Status::Completed => record,
     };
     accepted(&record)
 }
@@ -470,14 +474,8 @@ async fn join_and_queue(
         .records
         .confirm_upload(&record.id, format, plan.size, state.clock.now())
         .await?;
-    let job = Job::Transcribe {
-        transcription_id: record.id,
-    };
-    // The record is queued now; if this fails the client completes again and it is retried.
-    state
-        .transcribe_queue
-        .enqueue(&job, &telemetry::job_origin(), Some(&job.dedupe_key()))
-        .await?;
+    // The record is queued now; if this fails the client completes again, which queues again.
+    uploads::enqueue(state, &record.id).await?;
     state.metrics.record_upload(plan.size);
     tracing::info!(transcription_id = %record.id, format = %format, size_bytes = plan.size, parts = plan.part_count, "resumable upload complete; transcription queued");
     state

@@ -10,8 +10,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::views::{TranscriptionList, TranscriptionView};
 use crate::{
-    AppState,
-    audit::{self, AuditAction, AuditEvent, AuditOutcome},
+    app::AppState,
+    app::audit,
+    domain::{AuditAction, AuditEvent, AuditOutcome},
     auth::{Principal, Scope},
     domain::{ResponseFormat, Status, TranscriptionRecord, UploadPlan, render_transcript},
     http::{

@@ -19,15 +19,14 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    AppState,
+    app::AppState,
     auth::Scope,
     domain::{
         AudioFormat, BlobKey, EngineKind, Status, TranscriptionId, TranscriptionRecord,
         parse_language, sniff_audio_format,
     },
     http::{ApiError, ErrorBody, extract::Caller},
-    ports::Job,
-    telemetry,
+    app::uploads::{self, Then},
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -95,52 +94,25 @@ async fn create_transcription(
     let upload = receive_upload(&state, request, UPLOAD_TEXT_FIELDS).await?;
     let (id, format, size_bytes) = (upload.id, upload.format, upload.size_bytes);
 
-    let queued = async {
-        let fields = upload_fields(&state, &upload)?;
-        let record = TranscriptionRecord::new_queued(
-            id,
-            principal.owner.clone(),
-            fields.engine,
-            fields.language,
-            fields.prompt,
-            upload.file_name.clone().filter(|_| state.config.store_phi),
-            format,
-            size_bytes,
-            state.clock.now(),
-        );
-        state.records.insert(&record).await?;
-        let job = Job::Transcribe {
-            transcription_id: id,
-        };
-        if let Err(err) = state
-            .transcribe_queue
-            .enqueue(&job, &telemetry::job_origin(), Some(&job.dedupe_key()))
-            .await
-        {
-            // Nothing half-done: a record no worker will ever see is worse than a clear 503.
-            let _ = state.records.delete(&id).await;
-            return Err(err.into());
-        }
-        Ok(record)
-    }
-    .await;
-
-    let record = match queued {
-        Ok(record) => record,
+    let fields = match upload_fields(&state, &upload) {
+        Ok(fields) => fields,
         Err(err) => {
             discard(&state, &upload.key).await;
             return Err(err);
         }
     };
-    state.metrics.record_upload(size_bytes);
-    tracing::info!(transcription_id = %id, engine = %record.engine, format = %format, size_bytes, "transcription queued");
-    crate::audit::record_success(
-        &state,
-        &principal.owner,
-        crate::audit::AuditAction::Create,
-        record.id,
-    )
-    .await;
+    let record = TranscriptionRecord::new_queued(
+        id,
+        principal.owner.clone(),
+        fields.engine,
+        fields.language,
+        fields.prompt,
+        upload.file_name.clone().filter(|_| state.config.store_phi),
+        format,
+        size_bytes,
+        state.clock.now(),
+    );
+    let record = uploads::accept(&state, record, Then::Queue).await?;
     accepted(&record)
 }
 

@@ -9,7 +9,7 @@ use axum::{
     routing::get,
 };
 
-use crate::AppState;
+use crate::app::AppState;
 
 const INDEX: &str = include_str!("../../../../web/index.html");
 const APP_JS: &str = include_str!("../../../../web/app.js");

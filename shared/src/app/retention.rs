@@ -1,8 +1,9 @@
 use serde::Serialize;
 
 use crate::{
-    AppState,
-    audit::{self, AuditAction, AuditEvent, AuditOutcome},
+    app::AppState,
+    app::audit,
+    domain::{AuditAction, AuditEvent, AuditOutcome},
     ports::StoreError,
 };
 

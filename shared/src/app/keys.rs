@@ -5,15 +5,12 @@
 
 use std::sync::Arc;
 
-use crate::{
-    adapters::{encrypted_blobs::EncryptedBlobStore, encrypted_records::EncryptedRecordStore},
-    ports::{BlobError, RecordStore, StoreError},
-};
+use crate::ports::{BlobError, BlobResealer, RecordResealer, StoreError};
 
 /// The stores that seal what they keep, as built for this process.
 pub struct KeyRotation {
-    records: Arc<EncryptedRecordStore>,
-    blobs: Option<Arc<EncryptedBlobStore>>,
+    records: Arc<dyn RecordResealer>,
+    blobs: Option<Arc<dyn BlobResealer>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +31,7 @@ pub enum RotationError {
 }
 
 impl KeyRotation {
-    pub fn new(records: Arc<EncryptedRecordStore>, blobs: Option<Arc<EncryptedBlobStore>>) -> Self {
+    pub fn new(records: Arc<dyn RecordResealer>, blobs: Option<Arc<dyn BlobResealer>>) -> Self {
         Self { records, blobs }
     }
 

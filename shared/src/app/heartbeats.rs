@@ -5,22 +5,38 @@
 
 use std::{
     collections::BTreeMap,
-    sync::Mutex,
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
+
+use chrono::{DateTime, Utc};
+
+use crate::ports::{Clock, SystemClock};
 
 /// How often a consumer busy with a job says it is alive.
 pub const BEAT_WHILE_WORKING: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 enum Beat {
-    Alive(Instant),
+    Alive(DateTime<Utc>),
     Stopped,
 }
 
-#[derive(Debug, Default)]
 pub struct WorkerHeartbeats {
     beats: Mutex<BTreeMap<String, Beat>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for WorkerHeartbeats {
+    fn default() -> Self {
+        Self::new(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for WorkerHeartbeats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHeartbeats").finish_non_exhaustive()
+    }
 }
 
 /// What `/health/ready` reports about the consumers of this process.
@@ -34,8 +50,16 @@ pub struct WorkerHealth {
 }
 
 impl WorkerHeartbeats {
+    /// Beats are timed by `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            beats: Mutex::default(),
+            clock,
+        }
+    }
+
     pub fn beat(&self, worker: &str) {
-        self.set(worker, Beat::Alive(Instant::now()));
+        self.set(worker, Beat::Alive(self.clock.now()));
     }
 
     pub fn stopped(&self, worker: &str) {
@@ -55,13 +79,13 @@ impl WorkerHeartbeats {
         if beats.is_empty() {
             return None;
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut stuck = Vec::new();
         let mut oldest = Duration::ZERO;
         for (worker, beat) in beats.iter() {
             match beat {
                 Beat::Alive(at) => {
-                    let age = now.saturating_duration_since(*at);
+                    let age = (now - *at).to_std().unwrap_or_default();
                     oldest = oldest.max(age);
                     if age > stale_after {
                         stuck.push(worker.clone());
@@ -84,17 +108,18 @@ mod tests {
 
     #[test]
     fn a_silent_or_stopped_worker_is_reported() {
-        let beats = WorkerHeartbeats::default();
+        let clock = Arc::new(crate::ports::ManualClock::new(Utc::now()));
+        let beats = WorkerHeartbeats::new(clock.clone());
         assert_eq!(beats.health(Duration::from_secs(1)), None);
         beats.beat("transcribe-0");
         beats.beat("ehr-0");
         let fresh = beats.health(Duration::from_secs(60)).unwrap();
         assert_eq!((fresh.workers, fresh.stuck.len()), (2, 0));
-        std::thread::sleep(Duration::from_millis(30));
+        clock.advance(chrono::Duration::milliseconds(30));
         beats.beat("ehr-0");
         let late = beats.health(Duration::from_millis(20)).unwrap();
         assert_eq!(late.stuck, vec!["transcribe-0".to_owned()]);
-        assert!(late.oldest_beat_s >= 0.03);
+        assert_eq!(late.oldest_beat_s, 0.03);
         beats.stopped("ehr-0");
         assert_eq!(
             beats.health(Duration::from_secs(60)).unwrap().stuck,

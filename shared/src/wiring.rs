@@ -1,4 +1,5 @@
-//! Wiring: configuration in, adapters built once, shared by every route and worker.
+//! Wiring: configuration in, adapters built once into the [`AppState`] every route and worker
+//! shares. The only module that names every adapter.
 
 use std::sync::Arc;
 
@@ -11,20 +12,14 @@ use crate::{
         DiskBlobStore, OpenAiTranscriber, encrypted_blobs::EncryptedBlobStore,
         encrypted_records::EncryptedRecordStore,
     },
+    app::{AppState, EHR_QUEUE, EhrServices, Engines, KeyRotation, TRANSCRIBE_QUEUE},
     auth::{TokenKeys, TokenService},
     config::{AuditBackend, BlobBackend, Config, QueueBackend, RecordBackend},
-    domain::EngineKind,
-    jobs::KeyRotation,
     ports::{
-        AuditLog, BlobStore, BoxError, Clock, DeliveryStore, EhrClient, EhrConnectionStore,
-        JobQueue, RecordStore, SystemClock, Transcriber,
+        AuditLog, BlobStore, BoxError, DeliveryStore, EhrClient, EhrConnectionStore, JobQueue,
+        RecordStore, SystemClock, Transcriber,
     },
 };
-
-/// The queue that carries transcription jobs.
-pub const TRANSCRIBE_QUEUE: &str = "transcribe";
-/// The queue that carries EHR pushes.
-pub const EHR_QUEUE: &str = "ehr";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -55,57 +50,6 @@ pub enum StartupError {
     #[cfg(feature = "whisper")]
     #[error(transparent)]
     LocalModel(#[from] crate::adapters::whisper::LoadError),
-}
-
-/// The engines this process can run, by kind.
-#[derive(Clone, Default)]
-pub struct Engines {
-    pub cloud: Option<Arc<dyn Transcriber>>,
-    pub local: Option<Arc<dyn Transcriber>>,
-}
-
-impl Engines {
-    pub fn get(&self, kind: EngineKind) -> Option<&Arc<dyn Transcriber>> {
-        match kind {
-            EngineKind::Cloud => self.cloud.as_ref(),
-            EngineKind::Local => self.local.as_ref(),
-        }
-    }
-}
-
-/// Everything a handler or worker needs. Cheap to clone; built once per process (per Lambda
-/// cold start), never per request.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub records: Arc<dyn RecordStore>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub transcribe_queue: Arc<dyn JobQueue>,
-    /// The append-only audit trail, kept apart from the records.
-    pub audit: Arc<dyn AuditLog>,
-    /// `Some` when `EHR_TARGET` is set.
-    pub ehr: Option<EhrServices>,
-    /// This process's counters, served at `GET /metrics`.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// The in-process consumers' heartbeats, read by `/health/ready`.
-    pub worker_heartbeats: Arc<crate::jobs::heartbeat::WorkerHeartbeats>,
-    pub engines: Engines,
-    pub tokens: Arc<TokenService>,
-    pub clock: Arc<dyn Clock>,
-    /// `Some` when field encryption is on: re-seals what older keys sealed.
-    pub key_rotation: Option<Arc<KeyRotation>>,
-    /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
-    pub rate_limiter: Option<Arc<crate::http::rate_limit::RateLimiter>>,
-    /// `Some` in an ECS task (`ECS_AGENT_URI`): jobs in hand protect the task from scale-in.
-    pub scale_in_protection: Option<Arc<crate::adapters::ecs_task_protection::TaskProtection>>,
-}
-
-/// What EHR pushes need: the client, the outbox and the queue its jobs travel on.
-#[derive(Clone)]
-pub struct EhrServices {
-    pub client: Arc<dyn EhrClient>,
-    pub deliveries: Arc<dyn DeliveryStore>,
-    pub queue: Arc<dyn JobQueue>,
 }
 
 /// The AWS SDK's shared configuration (region, credentials, endpoint), when built with AWS
@@ -160,11 +104,6 @@ impl AppState {
             None
         };
         let tokens = token_service(&config);
-        let rate_limiter = (config.rate_limit_per_minute > 0).then(|| {
-            Arc::new(crate::http::rate_limit::RateLimiter::new(
-                config.rate_limit_per_minute,
-            ))
-        });
         Ok(Self {
             records,
             blobs,
@@ -176,13 +115,12 @@ impl AppState {
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
-            rate_limiter,
             key_rotation,
             scale_in_protection: config.queue.ecs_agent_uri.as_deref().map(|uri| {
                 Arc::new(crate::adapters::ecs_task_protection::TaskProtection::new(
                     uri,
                     crate::adapters::ecs_task_protection::DEFAULT_PROTECTION,
-                ))
+                )) as Arc<dyn crate::ports::ScaleInProtection>
             }),
             config: Arc::new(config),
         })
@@ -298,7 +236,12 @@ impl Backends<'_> {
         let records = Arc::new(EncryptedRecordStore::new(records, keys.clone()));
         let sealed_blobs = matches!(self.config.blob_backend, BlobBackend::Disk)
             .then(|| Arc::new(EncryptedBlobStore::new(blobs.clone(), keys.clone())));
-        let rotation = KeyRotation::new(records.clone(), sealed_blobs.clone());
+        let rotation = KeyRotation::new(
+            records.clone(),
+            sealed_blobs
+                .clone()
+                .map(|sealed| sealed as Arc<dyn crate::ports::BlobResealer>),
+        );
         let blobs = match sealed_blobs {
             Some(sealed) => sealed as Arc<dyn BlobStore>,
             None => blobs,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{AppState, domain::TranscriptionId, http::current_correlation_id};
+use super::TranscriptionId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -98,7 +98,7 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// An event happening now, in the current request's correlation if there is one.
+    /// An event happening now; the audit use case adds the current correlation id.
     pub fn now(action: AuditAction, outcome: AuditOutcome, subject: impl Into<String>) -> Self {
         Self {
             id: Uuid::now_v7(),
@@ -108,7 +108,7 @@ impl AuditEvent {
             outcome,
             subject: subject.into(),
             record_id: None,
-            correlation_id: current_correlation_id(),
+            correlation_id: None,
             detail: None,
         }
     }
@@ -143,45 +143,4 @@ impl AuditQuery {
             && self.record_id.is_none_or(|r| Some(r) == event.record_id)
             && self.action.is_none_or(|a| a == event.action)
     }
-}
-
-/// Appends an event. A failure to audit is logged loudly but does not undo what already
-/// happened (the action is done; refusing the response would only hide its result).
-pub async fn record(state: &AppState, event: AuditEvent) {
-    if let Err(err) = state.audit.append(&event).await {
-        tracing::error!(
-            error = %crate::telemetry::error_chain(&err),
-            action = event.action.as_str(),
-            "could not write the audit event"
-        );
-    }
-}
-
-/// Records that `subject` did `action` to one record, successfully.
-pub async fn record_success(
-    state: &AppState,
-    subject: &crate::domain::OwnerId,
-    action: AuditAction,
-    record_id: TranscriptionId,
-) {
-    let event = AuditEvent::now(action, AuditOutcome::Success, subject.as_str()).on(record_id);
-    record(state, event).await;
-}
-
-/// The audit event of a finished key rotation.
-pub async fn record_key_rotation(
-    state: &AppState,
-    primary: &str,
-    report: &crate::jobs::RotationReport,
-) {
-    let event = AuditEvent::now(
-        AuditAction::KeyRotation,
-        AuditOutcome::Success,
-        "system:key-rotation",
-    )
-    .detail(format!(
-        "primary key {primary}: {} records looked at, {} resealed, {} audio files resealed",
-        report.records_scanned, report.records_resealed, report.audio_resealed
-    ));
-    record(state, event).await;
 }

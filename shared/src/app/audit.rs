@@ -1,0 +1,51 @@
+//! Recording to the audit trail: who did what to which record, and how it ended.
+
+use crate::{
+    app::AppState,
+    domain::{AuditAction, AuditEvent, AuditOutcome, TranscriptionId},
+    telemetry,
+};
+
+/// Appends an event. A failure to audit is logged loudly but does not undo what already
+/// happened (the action is done; refusing the response would only hide its result).
+pub async fn record(state: &AppState, mut event: AuditEvent) {
+    if event.correlation_id.is_none() {
+        event.correlation_id = telemetry::current_correlation_id();
+    }
+    if let Err(err) = state.audit.append(&event).await {
+        tracing::error!(
+            error = %telemetry::error_chain(&err),
+            action = event.action.as_str(),
+            "could not write the audit event"
+        );
+    }
+}
+
+/// Records that `subject` did `action` to one record, successfully.
+pub async fn record_success(
+    state: &AppState,
+    subject: &crate::domain::OwnerId,
+    action: AuditAction,
+    record_id: TranscriptionId,
+) {
+    let event = AuditEvent::now(action, AuditOutcome::Success, subject.as_str()).on(record_id);
+    record(state, event).await;
+}
+
+/// The audit event of a finished key rotation.
+pub async fn record_key_rotation(
+    state: &AppState,
+    primary: &str,
+    report: &super::keys::RotationReport,
+) {
+    let event = AuditEvent::now(
+        AuditAction::KeyRotation,
+        AuditOutcome::Success,
+        "system:key-rotation",
+    )
+    .detail(format!(
+        "primary key {primary}: {} records looked at, {} resealed, {} audio files resealed",
+        report.records_scanned, report.records_resealed, report.audio_resealed
+    ));
+    record(state, event).await;
+}

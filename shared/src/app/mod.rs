@@ -1,0 +1,83 @@
+//! The use cases: what MMT does (accept uploads, process transcriptions, push to the EHR,
+//! sweep what retention says must go, rotate keys, keep the audit trail), written once against
+//! the ports and called alike by the HTTP handlers, the job consumers and the CLI.
+
+pub mod audit;
+pub mod errors;
+pub mod heartbeats;
+pub mod keys;
+pub mod retention;
+pub mod transcriptions;
+pub mod uploads;
+
+use std::sync::Arc;
+
+use crate::{
+    auth::TokenService,
+    config::Config,
+    domain::EngineKind,
+    ports::{
+        AuditLog, BlobStore, Clock, DeliveryStore, EhrClient, JobQueue, RecordStore,
+        ScaleInProtection, Transcriber,
+    },
+};
+
+pub use errors::JobError;
+pub use heartbeats::WorkerHeartbeats;
+pub use keys::{KeyRotation, RotationError, RotationReport};
+pub use retention::{RetentionReport, sweep_retention};
+
+/// The queue that carries transcription jobs.
+pub const TRANSCRIBE_QUEUE: &str = "transcribe";
+/// The queue that carries EHR pushes.
+pub const EHR_QUEUE: &str = "ehr";
+
+/// The engines this process can run, by kind.
+#[derive(Clone, Default)]
+pub struct Engines {
+    pub cloud: Option<Arc<dyn Transcriber>>,
+    pub local: Option<Arc<dyn Transcriber>>,
+}
+
+impl Engines {
+    pub fn get(&self, kind: EngineKind) -> Option<&Arc<dyn Transcriber>> {
+        match kind {
+            EngineKind::Cloud => self.cloud.as_ref(),
+            EngineKind::Local => self.local.as_ref(),
+        }
+    }
+}
+
+/// Everything a handler or worker needs. Cheap to clone; built once per process (per Lambda
+/// cold start), never per request.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub records: Arc<dyn RecordStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub transcribe_queue: Arc<dyn JobQueue>,
+    /// The append-only audit trail, kept apart from the records.
+    pub audit: Arc<dyn AuditLog>,
+    /// `Some` when `EHR_TARGET` is set.
+    pub ehr: Option<EhrServices>,
+    /// This process's counters, served at `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The in-process consumers' heartbeats, read by `/health/ready`.
+    pub worker_heartbeats: Arc<WorkerHeartbeats>,
+    pub engines: Engines,
+    pub tokens: Arc<TokenService>,
+    pub clock: Arc<dyn Clock>,
+    /// `Some` when field encryption is on: re-seals what older keys sealed.
+    pub key_rotation: Option<Arc<KeyRotation>>,
+    /// `Some` in an ECS task (`ECS_AGENT_URI`): jobs in hand protect the task from scale-in.
+    pub scale_in_protection: Option<Arc<dyn ScaleInProtection>>,
+}
+
+/// What EHR pushes need: the client, the outbox and the queue its jobs travel on.
+#[derive(Clone)]
+pub struct EhrServices {
+    pub client: Arc<dyn EhrClient>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    pub queue: Arc<dyn JobQueue>,
+}
+
