@@ -6,7 +6,6 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex};
 
-
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];

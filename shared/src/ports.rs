@@ -12,11 +12,23 @@ use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AuditEvent, AuditQuery, AudioFormat, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind, JobId, NoteDelivery,
-    OwnerId, Transcript, TranscriptionId, TranscriptionRecord, UploadPlan,
+    AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind,
+    JobId, NoteDelivery, OwnerId, Transcript, TranscriptionId, TranscriptionRecord, UploadPlan,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An error and its sources on one line ("a: b: c"), for logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
 
 // ---------------------------------------------------------------------------------------------
 // Records

@@ -97,10 +97,10 @@ mod tests {
         assert_eq!(env["ENCRYPTION_KEYS"].split(',').count(), 2);
         env.insert("ENV".into(), "prod".into());
         let config = Config::from_map(&env).unwrap();
-        let rsa = config.jwt_rsa.as_ref().unwrap();
+        let rsa = config.auth.jwt_rsa.as_ref().unwrap();
         assert!(rsa.signing.is_some());
         assert_eq!(rsa.signing.as_ref().unwrap().public_key(), &rsa.public);
-        assert!(config.field_encryption.is_some() && config.admin_api_key.is_some());
+        assert!(config.storage.field_encryption.is_some() && config.auth.admin_api_key.is_some());
 
         // Fresh every time.
         let again = parse(&env_block(SecretsRequest::default()).unwrap());

@@ -92,13 +92,13 @@ impl AppState {
         let (records, blobs, key_rotation) = backends.sealed_stores()?;
         let audit = backends.audit_log()?;
         let ehr = backends.ehr_services()?;
-        let cloud = match &config.cloud {
+        let cloud = match &config.engines.cloud {
             Some(cloud) => Some(Arc::new(
                 OpenAiTranscriber::new(cloud.clone()).map_err(StartupError::CloudClient)?,
             ) as Arc<dyn Transcriber>),
             None => None,
         };
-        let local = if config.local_engine_enabled {
+        let local = if config.engines.local_engine_enabled {
             Some(load_local_engine(&config)?)
         } else {
             None
@@ -122,6 +122,11 @@ impl AppState {
                     crate::adapters::ecs_task_protection::DEFAULT_PROTECTION,
                 )) as Arc<dyn crate::ports::ScaleInProtection>
             }),
+            rate_limiter: (config.http.rate_limit_per_minute > 0).then(|| {
+                Arc::new(crate::app::rate_limit::RateLimiter::new(
+                    config.http.rate_limit_per_minute,
+                ))
+            }),
             config: Arc::new(config),
         })
     }
@@ -131,12 +136,13 @@ impl AppState {
 /// one outside production when none is set).
 fn token_service(config: &Config) -> TokenService {
     let old_secrets: Vec<&[u8]> = config
+        .auth
         .jwt_old_secrets
         .iter()
         .map(|s| s.expose_secret().as_bytes())
         .collect();
     let ephemeral;
-    let keys = match (&config.jwt_rsa, &config.jwt_secret) {
+    let keys = match (&config.auth.jwt_rsa, &config.auth.jwt_secret) {
         (Some(rsa), current) => TokenKeys::Rsa {
             signing: rsa.signing.clone(),
             public: rsa.public.clone(),
@@ -169,9 +175,9 @@ fn token_service(config: &Config) -> TokenService {
     };
     TokenService::from_keys(
         keys,
-        &config.jwt_issuer,
-        &config.jwt_audience,
-        config.access_token_ttl,
+        &config.auth.jwt_issuer,
+        &config.auth.jwt_audience,
+        config.auth.access_token_ttl,
     )
 }
 
@@ -186,7 +192,7 @@ fn open_embedded_db(config: &Config) -> Result<Option<EmbeddedDb>, StartupError>
         return Ok(None);
     }
     #[cfg(feature = "sqlite")]
-    return crate::adapters::Database::open(&config.database_path)
+    return crate::adapters::Database::open(&config.storage.database_path)
         .map(Some)
         .map_err(StartupError::Database);
     #[cfg(not(feature = "sqlite"))]
@@ -230,11 +236,11 @@ impl Backends<'_> {
     > {
         let records = self.record_store()?;
         let blobs = self.blob_store()?;
-        let Some(keys) = &self.config.field_encryption else {
+        let Some(keys) = &self.config.storage.field_encryption else {
             return Ok((records, blobs, None));
         };
         let records = Arc::new(EncryptedRecordStore::new(records, keys.clone()));
-        let sealed_blobs = matches!(self.config.blob_backend, BlobBackend::Disk)
+        let sealed_blobs = matches!(self.config.storage.blob_backend, BlobBackend::Disk)
             .then(|| Arc::new(EncryptedBlobStore::new(blobs.clone(), keys.clone())));
         let rotation = KeyRotation::new(
             records.clone(),
@@ -250,9 +256,10 @@ impl Backends<'_> {
     }
 
     fn blob_store(&self) -> Result<Arc<dyn BlobStore>, StartupError> {
-        match &self.config.blob_backend {
+        match &self.config.storage.blob_backend {
             BlobBackend::Disk => Ok(Arc::new(
-                DiskBlobStore::new(&self.config.audio_dir).map_err(StartupError::AudioDir)?,
+                DiskBlobStore::new(&self.config.storage.audio_dir)
+                    .map_err(StartupError::AudioDir)?,
             )),
             #[cfg(feature = "aws")]
             BlobBackend::S3 {
@@ -270,7 +277,7 @@ impl Backends<'_> {
     }
 
     fn record_store(&self) -> Result<Arc<dyn RecordStore>, StartupError> {
-        match &self.config.record_backend {
+        match &self.config.storage.record_backend {
             #[cfg(feature = "sqlite")]
             RecordBackend::Sqlite => {
                 Ok(Arc::new(crate::adapters::SqliteRecordStore::new(self.db())))
@@ -282,7 +289,7 @@ impl Backends<'_> {
                 Ok(Arc::new(crate::adapters::dynamodb::DynamoRecordStore::new(
                     aws_sdk_dynamodb::Client::new(self.aws()?),
                     table.clone(),
-                    self.config.retention(),
+                    self.config.retention.keep_for(),
                 )))
             }
             #[cfg(not(feature = "aws"))]
@@ -294,7 +301,7 @@ impl Backends<'_> {
         let Some(ehr) = &self.config.ehr else {
             return Ok(None);
         };
-        let keys = self.config.field_encryption.clone();
+        let keys = self.config.storage.field_encryption.clone();
         let (deliveries, connections) = self.ehr_stores(ehr, keys)?;
         let client: Arc<dyn EhrClient> = match &ehr.target {
             crate::config::EhrTarget::OpenEmr(openemr) => Arc::new(
@@ -322,7 +329,7 @@ impl Backends<'_> {
         ehr: &crate::config::EhrConfig,
         keys: Option<Arc<crate::crypto::KeyRing>>,
     ) -> Result<(Arc<dyn DeliveryStore>, Arc<dyn EhrConnectionStore>), StartupError> {
-        match (&self.config.record_backend, &ehr.table) {
+        match (&self.config.storage.record_backend, &ehr.table) {
             #[cfg(feature = "aws")]
             (RecordBackend::DynamoDb { .. }, Some(table)) => {
                 let store = Arc::new(crate::adapters::dynamodb_ehr::DynamoEhrStore::new(
@@ -351,7 +358,7 @@ impl Backends<'_> {
     }
 
     fn audit_log(&self) -> Result<Arc<dyn AuditLog>, StartupError> {
-        match &self.config.audit_backend {
+        match &self.config.storage.audit_backend {
             #[cfg(feature = "sqlite")]
             AuditBackend::Sqlite { path } => Ok(Arc::new(crate::adapters::SqliteAuditLog::new(
                 crate::adapters::Database::open_audit(path).map_err(StartupError::AuditLog)?,
@@ -428,8 +435,8 @@ impl Backends<'_> {
 
 #[cfg(feature = "whisper")]
 fn load_local_engine(config: &Config) -> Result<Arc<dyn Transcriber>, StartupError> {
-    let engine = crate::adapters::whisper::WhisperTranscriber::load(&config.local)?;
-    tracing::info!(engine = %engine.describe(), threads = config.local.threads, "local engine loaded");
+    let engine = crate::adapters::whisper::WhisperTranscriber::load(&config.engines.local)?;
+    tracing::info!(engine = %engine.describe(), threads = config.engines.local.threads, "local engine loaded");
     Ok(Arc::new(engine))
 }
 

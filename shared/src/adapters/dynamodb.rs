@@ -392,7 +392,10 @@ impl RecordStore for DynamoRecordStore {
                 .map_err(unavailable)?;
             for item in page.items() {
                 if let Some(id) = item.get("id").and_then(|v| v.as_s().ok()) {
-                    stale.push(id.parse::<TranscriptionId>().map_err(|e| StoreError::Corrupt(e.to_string()))?);
+                    stale.push(
+                        id.parse::<TranscriptionId>()
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    );
                 }
             }
             match page.last_evaluated_key() {

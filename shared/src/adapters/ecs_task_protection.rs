@@ -144,7 +144,6 @@ impl ScaleInProtection for TaskProtection {
             }
         }
     }
-
 }
 
 #[cfg(test)]

@@ -54,7 +54,6 @@ impl EncryptedBlobStore {
             }
         }
     }
-
 }
 
 #[async_trait]

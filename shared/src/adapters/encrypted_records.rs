@@ -120,7 +120,6 @@ impl EncryptedRecordStore {
         .flatten()
         .all(|sealed| KeyRing::key_id_of(sealed) == primary)
     }
-
 }
 
 #[async_trait]
@@ -234,7 +233,9 @@ impl RecordStore for EncryptedRecordStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<TranscriptionId>, StoreError> {
-        self.inner.fail_stale(stale_before, reason, now, limit).await
+        self.inner
+            .fail_stale(stale_before, reason, now, limit)
+            .await
     }
 
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {

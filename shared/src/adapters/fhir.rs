@@ -13,10 +13,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use reqwest::{StatusCode, header};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
+pub use crate::config::FhirConfig;
 use crate::{
     domain::{EhrError, EhrReceipt, NoteDelivery},
     ports::{ConnectionState, EhrClient},
@@ -26,23 +27,6 @@ use crate::{
 pub const TRANSCRIPTION_SYSTEM: &str = "urn:mmt:transcription";
 /// The identifier system of MMT deliveries (what conditional creates match on).
 pub const DELIVERY_SYSTEM: &str = "urn:mmt:ehr-delivery";
-
-#[derive(Clone)]
-pub struct FhirConfig {
-    /// The FHIR base, e.g. `https://fhir.example.org/r4`.
-    pub base_url: String,
-    /// A bearer token for the server, when it wants one.
-    pub bearer_token: Option<SecretString>,
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for FhirConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FhirConfig")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
-}
 
 pub struct FhirClient {
     http: reqwest::Client,

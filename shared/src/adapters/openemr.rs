@@ -21,11 +21,12 @@ use std::{
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
+pub use crate::config::OpenEmrConfig;
 use crate::{
     domain::{EhrError, EhrReceipt, NoteDelivery},
     ports::{ConnectionState, EhrClient, EhrConnectionStore},
@@ -33,34 +34,6 @@ use crate::{
 
 /// The name of the connection in the [`EhrConnectionStore`].
 pub const CONNECTION: &str = "openemr";
-
-#[derive(Clone)]
-pub struct OpenEmrConfig {
-    /// Where OpenEMR answers, e.g. `https://emr.example.org` (no trailing `/apis`).
-    pub base_url: String,
-    /// The OpenEMR site (`default` on most installs).
-    pub site: String,
-    pub client_id: String,
-    /// For confidential clients.
-    pub client_secret: Option<SecretString>,
-    pub scopes: String,
-    /// The refresh token from the one-time login, used until a rotated one is stored.
-    pub initial_refresh_token: Option<SecretString>,
-    /// Development and tests only: `(username, password)` for the password grant.
-    pub password_login: Option<(String, SecretString)>,
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for OpenEmrConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenEmrConfig")
-            .field("base_url", &self.base_url)
-            .field("site", &self.site)
-            .field("client_id", &self.client_id)
-            .field("scopes", &self.scopes)
-            .finish_non_exhaustive()
-    }
-}
 
 struct CachedToken {
     value: String,

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod errors;
 pub mod heartbeats;
 pub mod keys;
+pub mod rate_limit;
 pub mod retention;
 pub mod transcriptions;
 pub mod uploads;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub key_rotation: Option<Arc<KeyRotation>>,
     /// `Some` in an ECS task (`ECS_AGENT_URI`): jobs in hand protect the task from scale-in.
     pub scale_in_protection: Option<Arc<dyn ScaleInProtection>>,
+    /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
+    pub rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
 }
 
 /// What EHR pushes need: the client, the outbox and the queue its jobs travel on.
@@ -80,4 +83,3 @@ pub struct EhrServices {
     pub deliveries: Arc<dyn DeliveryStore>,
     pub queue: Arc<dyn JobQueue>,
 }
-

@@ -28,10 +28,10 @@ const SWEEPER: &str = "system:retention";
 /// interruption leaves a record that the next sweep finds again, never orphaned audio.
 pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport {
-        retention_days: state.config.retention_days,
+        retention_days: state.config.retention.retention_days,
         ..Default::default()
     };
-    let Some(retention) = state.config.retention() else {
+    let Some(retention) = state.config.retention.keep_for() else {
         return Ok(report);
     };
     let cutoff = state.clock.now() - retention;

@@ -102,11 +102,7 @@ pub async fn process(
 }
 
 /// Fails the record with the error's reason. `false` when it was already final or gone.
-pub async fn fail(
-    state: &AppState,
-    id: &TranscriptionId,
-    reason: &str,
-) -> Result<bool, JobError> {
+pub async fn fail(state: &AppState, id: &TranscriptionId, reason: &str) -> Result<bool, JobError> {
     state
         .records
         .fail(id, reason, state.clock.now())
@@ -118,12 +114,13 @@ pub async fn fail(
 /// engine's progress renews it, and a retry comes back within a visibility timeout plus the
 /// longest backoff.
 pub fn lease(state: &AppState) -> chrono::Duration {
-    chrono::Duration::from_std(state.config.queue.processing_lease()).unwrap_or(chrono::Duration::MAX)
+    chrono::Duration::from_std(state.config.queue.processing_lease())
+        .unwrap_or(chrono::Duration::MAX)
 }
 
 /// Without `STORE_PHI`, the transcript is all the product keeps.
 async fn forget_audio(state: &AppState, record: &TranscriptionRecord) {
-    if !state.config.store_phi
+    if !state.config.retention.store_phi
         && let Err(err) = state.blobs.delete(&record.audio_key).await
     {
         tracing::warn!(error = %crate::telemetry::error_chain(&err), "could not remove audio after transcription");

@@ -125,7 +125,7 @@ async fn rotate_keys() -> ExitCode {
     };
     let _telemetry = telemetry::init(&config.telemetry, "keys-rotate");
     // Rotation touches stores only: no engine to load.
-    config.local_engine_enabled = false;
+    config.engines.local_engine_enabled = false;
     let state = match AppState::from_config(config).await {
         Ok(state) => state,
         Err(err) => {
@@ -139,6 +139,7 @@ async fn rotate_keys() -> ExitCode {
     };
     let primary = state
         .config
+        .storage
         .field_encryption
         .as_ref()
         .map(|keys| keys.primary_id().to_owned())
@@ -243,7 +244,7 @@ fn transcribe(file: &str) -> ExitCode {
         return ExitCode::from(65);
     };
     let started = std::time::Instant::now();
-    let engine = match WhisperTranscriber::load(&config.local) {
+    let engine = match WhisperTranscriber::load(&config.engines.local) {
         Ok(engine) => engine,
         Err(err) => {
             eprintln!("mmt: {err}");
@@ -252,7 +253,7 @@ fn transcribe(file: &str) -> ExitCode {
     };
     let loaded_s = started.elapsed().as_secs_f64();
     let options = TranscribeOptions {
-        language: config.local.language.clone(),
+        language: config.engines.local.language.clone(),
         prompt: None,
     };
     let started = std::time::Instant::now();
@@ -261,8 +262,8 @@ fn transcribe(file: &str) -> ExitCode {
             let elapsed_s = started.elapsed().as_secs_f64();
             let audio_s = transcript.duration_s.unwrap_or_default();
             let report = serde_json::json!({
-                "model": config.local.model_path.display().to_string(),
-                "threads": config.local.threads,
+                "model": config.engines.local.model_path.display().to_string(),
+                "threads": config.engines.local.threads,
                 "audio_s": audio_s,
                 "load_s": loaded_s,
                 "transcribe_s": elapsed_s,

@@ -7,8 +7,8 @@ use lambda_runtime::{Error, LambdaEvent};
 
 use crate::{
     app::AppState,
-    domain::JobId,
     app::{RetentionReport, sweep_retention},
+    domain::JobId,
     jobs::{Disposition, JobKind},
     ports::ReceivedJob,
     telemetry::{self, trace::origin_from_attributes},

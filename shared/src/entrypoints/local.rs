@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     app::AppState,
     http::{RouteGroup, full_router, router},
-    jobs::{run_retention_timer, run_job_consumers},
+    jobs::{run_job_consumers, run_retention_timer},
 };
 
 /// A bound, not yet running server. Tests bind port 0 and read [`Application::port`].
@@ -19,7 +19,7 @@ pub struct Application {
 
 impl Application {
     pub async fn bind(state: AppState) -> std::io::Result<Self> {
-        let addr = SocketAddr::new(state.config.host, state.config.port);
+        let addr = SocketAddr::new(state.config.http.host, state.config.http.port);
         let listener = TcpListener::bind(addr).await?;
         Ok(Self { listener, state })
     }
@@ -35,7 +35,7 @@ impl Application {
     /// `SHUTDOWN_GRACE_SECS` to finish; unfinished jobs have their leases released.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let state = self.state;
-        let grace = state.config.shutdown_grace;
+        let grace = state.config.http.shutdown_grace;
         let workers = tokio::spawn(run_job_consumers(state.clone(), shutdown.clone()));
         let retention = tokio::spawn(run_retention_timer(state.clone(), shutdown.clone()));
         tracing::info!(port = self.listener.local_addr()?.port(), "MMT listening");
@@ -66,7 +66,7 @@ pub async fn run_worker_until_stopped(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let addr = SocketAddr::new(state.config.host, state.config.port);
+    let addr = SocketAddr::new(state.config.http.host, state.config.http.port);
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(
         port = listener.local_addr()?.port(),

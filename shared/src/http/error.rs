@@ -13,8 +13,8 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::telemetry::current_correlation_id;
 use crate::ports::{BlobError, QueueError, StoreError};
+use crate::telemetry::current_correlation_id;
 use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]

@@ -9,9 +9,7 @@ pub mod rate_limit;
 pub mod routes;
 mod security_headers;
 
-pub use correlation::{
-    CORRELATION_HEADER, CorrelationId, sanitize_correlation_id,
-};
+pub use correlation::{CORRELATION_HEADER, CorrelationId};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 
 use axum::{
@@ -153,27 +151,23 @@ fn with_middleware(
     let served: Vec<RouteGroup> = groups
         .iter()
         .copied()
-        .filter(|g| *g != RouteGroup::Docs || state.config.docs_enabled)
+        .filter(|g| *g != RouteGroup::Docs || state.config.http.docs_enabled)
         .collect();
     let (mut routes, _) = merged(&served).split_for_parts();
     if let Some(pages) = pages {
         routes = routes.merge(pages);
     }
-    let cors = cors_layer(&state.config.cors_allow_origins);
-    let mut router = routes
+    let cors = cors_layer(&state.config.http.cors_allow_origins);
+    let router = routes
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(state.config.json_body_limit_bytes));
-    if state.config.rate_limit_per_minute > 0 {
-        let limiter = std::sync::Arc::new(rate_limit::RateLimiter::new(
-            state.config.rate_limit_per_minute,
-        ));
-        router = router.layer(middleware::from_fn_with_state(
-            (state.clone(), limiter),
+        .layer(DefaultBodyLimit::max(
+            state.config.http.json_body_limit_bytes,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             rate_limit::limit,
-        ));
-    }
-    let router = router
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             routes::metrics::track_requests,
@@ -199,7 +193,7 @@ pub fn full_router(state: AppState) -> Router {
         "/metrics",
         axum::routing::get(routes::metrics::metrics_endpoint),
     );
-    let pages = match state.config.web.serve_page {
+    let pages = match state.config.http.web.serve_page {
         true => metrics.merge(routes::web::routes()),
         false => metrics,
     };

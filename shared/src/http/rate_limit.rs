@@ -4,12 +4,7 @@
 //! `Retry-After`. Health checks are never limited. In AWS the gateway's throttling is the
 //! first line; this limit is per process (per function instance).
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Instant};
 
 use axum::{
     extract::{ConnectInfo, Request, State},
@@ -20,58 +15,6 @@ use axum::{
 
 use super::error::ApiError;
 use crate::app::AppState;
-
-const WINDOW: Duration = Duration::from_secs(60);
-/// Windows kept before stale ones are dropped, so memory stays bounded.
-const MAX_TRACKED: usize = 10_000;
-
-#[derive(Debug)]
-pub struct RateLimiter {
-    per_minute: u32,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
-}
-
-/// The outcome of one request against its caller's window.
-struct Decision {
-    allowed: bool,
-    remaining: u32,
-    reset: Duration,
-}
-
-impl RateLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        Self {
-            per_minute,
-            windows: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn check(&self, key: String, now: Instant) -> Decision {
-        let mut windows = self.windows.lock().expect("rate limit lock");
-        if windows.len() >= MAX_TRACKED {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
-        let (start, count) = windows.entry(key).or_insert((now, 0));
-        if now.duration_since(*start) >= WINDOW {
-            *start = now;
-            *count = 0;
-        }
-        let reset = WINDOW.saturating_sub(now.duration_since(*start));
-        if *count >= self.per_minute {
-            return Decision {
-                allowed: false,
-                remaining: 0,
-                reset,
-            };
-        }
-        *count += 1;
-        Decision {
-            allowed: true,
-            remaining: self.per_minute - *count,
-            reset,
-        }
-    }
-}
 
 /// Who a request counts against: its verified subject, else its client address.
 fn caller_key(state: &AppState, request: &Request) -> String {
@@ -101,12 +44,10 @@ fn caller_key(state: &AppState, request: &Request) -> String {
     "anonymous".to_owned()
 }
 
-/// The middleware; built only when `RATE_LIMIT_PER_MINUTE` is above 0.
-pub async fn limit(
-    State((state, limiter)): State<(AppState, std::sync::Arc<RateLimiter>)>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(limiter) = state.rate_limiter.clone() else {
+        return next.run(request).await;
+    };
     if request.uri().path().starts_with("/health/") {
         return next.run(request).await;
     }
@@ -121,7 +62,7 @@ pub async fn limit(
         .into_response()
     };
     let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(limiter.per_minute));
+    headers.insert("x-ratelimit-limit", HeaderValue::from(limiter.per_minute()));
     headers.insert(
         "x-ratelimit-remaining",
         HeaderValue::from(decision.remaining),
@@ -131,30 +72,4 @@ pub async fn limit(
         headers.insert(header::RETRY_AFTER, HeaderValue::from(reset_s));
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_window_allows_the_limit_then_refuses_until_it_resets() {
-        let limiter = RateLimiter::new(3);
-        let t0 = Instant::now();
-        let remaining: Vec<_> = (0..3)
-            .map(|_| limiter.check("a".into(), t0).remaining)
-            .collect();
-        assert_eq!(remaining, vec![2, 1, 0]);
-        let refused = limiter.check("a".into(), t0 + Duration::from_secs(10));
-        assert!(!refused.allowed);
-        assert_eq!(refused.reset, Duration::from_secs(50));
-        assert!(
-            limiter.check("b".into(), t0).allowed,
-            "callers are counted apart"
-        );
-        assert!(
-            limiter.check("a".into(), t0 + WINDOW).allowed,
-            "a new window"
-        );
-    }
 }

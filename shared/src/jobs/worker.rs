@@ -135,7 +135,7 @@ async fn settle(
     let outcome = tokio::select! {
         joined = &mut task => Some(joined),
         _ = shutdown.cancelled() => {
-            match tokio::time::timeout(state.config.shutdown_grace, &mut task).await {
+            match tokio::time::timeout(state.config.http.shutdown_grace, &mut task).await {
                 Ok(joined) => Some(joined),
                 Err(_) => {
                     task.abort();
@@ -202,11 +202,11 @@ pub async fn run_once(state: &AppState) -> Option<Disposition> {
 
 /// Runs the retention sweep now and then every `RETENTION_SWEEP_INTERVAL_SECS`.
 pub async fn run_retention_timer(state: AppState, shutdown: CancellationToken) {
-    if state.config.retention().is_none() {
+    if state.config.retention.keep_for().is_none() {
         tracing::info!("RETENTION_DAYS=0: records are kept; no retention sweep");
         return;
     }
-    let mut tick = tokio::time::interval(state.config.retention_sweep_every());
+    let mut tick = tokio::time::interval(state.config.retention.sweep_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -167,6 +167,16 @@ tokio::task_local! {
     static CORRELATION_ID: String;
 }
 
+/// Accepts a client id only if it cannot smuggle anything into logs or headers.
+pub fn sanitize_correlation_id(raw: &str) -> Option<String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    ok.then(|| raw.to_owned())
+}
+
 /// The current request's correlation id, inside a request.
 pub fn current_correlation_id() -> Option<String> {
     CORRELATION_ID.try_with(Clone::clone).ok()
@@ -177,14 +187,20 @@ pub async fn in_correlation<F: std::future::Future>(id: String, work: F) -> F::O
     CORRELATION_ID.scope(id, work).await
 }
 
-/// An error and its sources on one line ("a: b: c"), for logs.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
+pub use crate::ports::error_chain;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_tokens_are_accepted() {
+        assert_eq!(
+            sanitize_correlation_id("abc-123_x.y").as_deref(),
+            Some("abc-123_x.y")
+        );
+        assert_eq!(sanitize_correlation_id("a b"), None);
+        assert_eq!(sanitize_correlation_id("x\r\nSet-Cookie: y"), None);
+        assert_eq!(sanitize_correlation_id(&"a".repeat(65)), None);
     }
-    out
 }

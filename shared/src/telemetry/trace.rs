@@ -10,10 +10,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{
-    http::sanitize_correlation_id,
-    ports::{CORRELATION_ATTRIBUTE, JobOrigin, ReceivedJob, TRACEPARENT_ATTRIBUTE},
-};
+use super::sanitize_correlation_id;
+use crate::ports::{CORRELATION_ATTRIBUTE, JobOrigin, ReceivedJob, TRACEPARENT_ATTRIBUTE};
 
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 

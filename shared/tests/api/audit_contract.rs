@@ -3,8 +3,8 @@
 use chrono::{Duration, Utc};
 use mmt_core::{
     adapters::{Database, SqliteAuditLog, dynamodb_audit::DynamoAuditLog},
-    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     domain::TranscriptionId,
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     ports::AuditLog,
 };
 

@@ -313,10 +313,14 @@ async fn a_recording_in_presigned_s3_parts_survives_a_cut_connection_and_is_tran
         pending.uploads().is_empty(),
         "the multipart upload was completed"
     );
+    // Completing twice (the second after a lost answer) queues twice; the second message
+    // finds the record claimed or final and does nothing.
     let (received, response) = s.poll_transcribe_function().await;
-    assert_eq!(received, 1);
+    assert!((1..=2).contains(&received), "{received}");
     assert!(response.batch_item_failures.is_empty());
-    assert_transcribed(&s.record(&uploader.token, &id).await, &audio, repetitions);
+    let record = s.record(&uploader.token, &id).await;
+    assert_eq!(record["attempts"], 1, "transcribed once: {record}");
+    assert_transcribed(&record, &audio, repetitions);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,7 +559,7 @@ async fn secrets_given_as_ssm_parameters_are_read_at_start_up() {
         .await
         .unwrap();
     let config = mmt_core::Config::from_map(&resolved).unwrap();
-    assert_eq!(config.jwt_secret.unwrap().expose_secret(), secret);
+    assert_eq!(config.auth.jwt_secret.unwrap().expose_secret(), secret);
 
     // A missing parameter stops start-up with its name, and no value anywhere.
     let mut missing = env;

@@ -201,7 +201,10 @@ pub(crate) async fn a_duplicate_message_does_no_work(app: &crate::helpers::TestA
         "the duplicate did no work"
     );
     assert_eq!(record(app, &token, &id).await["status"], "processing");
-    assert_eq!(transcribe.handle(&app.state, &first).await, Disposition::Ack);
+    assert_eq!(
+        transcribe.handle(&app.state, &first).await,
+        Disposition::Ack
+    );
     assert_eq!(app.openai.requests().len(), 1);
     assert_eq!(record(app, &token, &id).await["status"], "completed");
     for message in [&first, &second] {

@@ -131,10 +131,7 @@ async fn a_message_never_acked_is_redriven_to_the_dlq_after_max_receive_count() 
         Duration::ZERO,
     );
     let poison = job();
-    queue
-        .enqueue(&poison, &JobOrigin::default())
-        .await
-        .unwrap();
+    queue.enqueue(&poison, &JobOrigin::default()).await.unwrap();
     let healthy = job();
     queue
         .enqueue(&healthy, &JobOrigin::default())

@@ -99,7 +99,12 @@ async fn meets_the_contract(store: &dyn RecordStore) {
 
     // Transitions are conditional: nothing moves a final record.
     let now = Utc::now();
-    assert!(store.claim(&first.id, &claim("message-1", now)).await.unwrap());
+    assert!(
+        store
+            .claim(&first.id, &claim("message-1", now))
+            .await
+            .unwrap()
+    );
     store.set_progress(&first.id, 40, now).await.unwrap();
     assert_eq!(store.get(&first.id).await.unwrap().unwrap().progress, 40);
     assert!(
@@ -115,7 +120,12 @@ async fn meets_the_contract(store: &dyn RecordStore) {
             .unwrap()
     );
     assert!(!store.fail(&first.id, "stale failure", now).await.unwrap());
-    assert!(!store.claim(&first.id, &claim("message-1", now)).await.unwrap());
+    assert!(
+        !store
+            .claim(&first.id, &claim("message-1", now))
+            .await
+            .unwrap()
+    );
     store.set_progress(&first.id, 10, now).await.unwrap();
     let done = store.get(&first.id).await.unwrap().unwrap();
     assert_eq!(done.status, Status::Completed);
@@ -158,7 +168,12 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         Utc::now(),
     );
     store.insert(&direct).await.unwrap();
-    assert!(!store.claim(&direct.id, &claim("message-2", now)).await.unwrap());
+    assert!(
+        !store
+            .claim(&direct.id, &claim("message-2", now))
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .confirm_upload(&direct.id, AudioFormat::Wav, 4321, now)
@@ -174,7 +189,12 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         ),
         (Status::Queued, AudioFormat::Wav, 4321)
     );
-    assert!(store.claim(&direct.id, &claim("message-2", now)).await.unwrap());
+    assert!(
+        store
+            .claim(&direct.id, &claim("message-2", now))
+            .await
+            .unwrap()
+    );
     assert!(
         !store
             .confirm_upload(&direct.id, AudioFormat::Mp3, 1, now)
@@ -202,14 +222,25 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         now,
     );
     store.insert(&claimed).await.unwrap();
-    assert!(store.claim(&claimed.id, &claim("holder", now)).await.unwrap());
+    assert!(
+        store
+            .claim(&claimed.id, &claim("holder", now))
+            .await
+            .unwrap()
+    );
     let later = now + Duration::seconds(5);
     assert!(
-        !store.claim(&claimed.id, &claim("duplicate", later)).await.unwrap(),
+        !store
+            .claim(&claimed.id, &claim("duplicate", later))
+            .await
+            .unwrap(),
         "a duplicate message is refused while the claim is live"
     );
     assert!(
-        store.claim(&claimed.id, &claim("holder", later)).await.unwrap(),
+        store
+            .claim(&claimed.id, &claim("holder", later))
+            .await
+            .unwrap(),
         "the holder's redelivery claims again"
     );
     let much_later = later + Duration::minutes(30);
@@ -240,7 +271,12 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         now,
     );
     store.insert(&renewed).await.unwrap();
-    assert!(store.claim(&renewed.id, &claim("worker", much_later)).await.unwrap());
+    assert!(
+        store
+            .claim(&renewed.id, &claim("worker", much_later))
+            .await
+            .unwrap()
+    );
     let cutoff = much_later + Duration::minutes(1);
     store
         .set_progress(&renewed.id, 50, cutoff + Duration::seconds(1))

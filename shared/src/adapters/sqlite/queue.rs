@@ -8,8 +8,7 @@ use super::{Database, to_micros};
 use crate::{
     domain::JobId,
     ports::{
-        BoxError, Clock, Job, JobOrigin, JobQueue, QueueError, QueueStats, ReceivedJob,
-        SystemClock,
+        BoxError, Clock, Job, JobOrigin, JobQueue, QueueError, QueueStats, ReceivedJob, SystemClock,
     },
 };
 

@@ -7,8 +7,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     app::AppState,
     app::audit,
-    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     auth::Scope,
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     http::{
         ApiError, ErrorBody,
         extract::{ApiQuery, Caller},

@@ -13,9 +13,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     app::AppState,
     app::audit,
-    domain::{AuditAction, AuditEvent, AuditOutcome},
     auth::{IssuedToken, Scope, verify_password},
     domain::OwnerId,
+    domain::{AuditAction, AuditEvent, AuditOutcome},
     http::{ApiError, ErrorBody, extract::ApiJson},
 };
 
@@ -61,7 +61,7 @@ async fn sign_in(
     )
 )]
 async fn guest(State(state): State<AppState>) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    if !state.config.allow_guest_auth {
+    if !state.config.auth.allow_guest_auth {
         return Err(ApiError::Forbidden(
             "guest_auth_disabled",
             "guest sign-in is disabled on this deployment",
@@ -94,7 +94,7 @@ async fn login(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    if !state.config.allow_local_login {
+    if !state.config.auth.allow_local_login {
         return Err(ApiError::Forbidden(
             "local_login_disabled",
             "password sign-in is disabled on this deployment",
@@ -102,6 +102,7 @@ async fn login(
     }
     let hash = state
         .config
+        .auth
         .local_users
         .iter()
         .find(|u| u.username == request.username)
@@ -152,7 +153,7 @@ async fn admin(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<AdminLoginRequest>,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    let Some(expected) = &state.config.admin_api_key else {
+    let Some(expected) = &state.config.auth.admin_api_key else {
         return Err(ApiError::Forbidden(
             "admin_disabled",
             "no admin key is configured on this deployment",

@@ -32,11 +32,11 @@ async fn status(State(state): State<AppState>) -> Json<DemoStatus> {
         demo_mode: c.demo_mode,
         environment: c.environment.as_str(),
         version: env!("CARGO_PKG_VERSION"),
-        cloud_enabled: c.engine_enabled(EngineKind::Cloud),
-        local_enabled: c.engine_enabled(EngineKind::Local),
-        guest_auth: c.allow_guest_auth,
-        local_login: c.allow_local_login,
-        default_engine: c.default_engine,
+        cloud_enabled: c.engines.enabled(EngineKind::Cloud),
+        local_enabled: c.engines.enabled(EngineKind::Local),
+        guest_auth: c.auth.allow_guest_auth,
+        local_login: c.auth.allow_local_login,
+        default_engine: c.engines.default_engine,
         ehr_enabled: c.ehr.is_some(),
     })
 }

@@ -12,8 +12,8 @@ use super::transcriptions::load_owned;
 use crate::{
     app::AppState,
     app::audit,
-    domain::{AuditAction, AuditEvent, AuditOutcome},
     auth::Scope,
+    domain::{AuditAction, AuditEvent, AuditOutcome},
     domain::{DeliveryStatus, EhrDelivery, EhrReceipt, NoteSection, Status},
     http::{
         ApiError, ErrorBody,
@@ -215,11 +215,7 @@ async fn push_to_ehr(
     let job = Job::EhrPush {
         delivery_id: delivery.id,
     };
-    if let Err(err) = ehr
-        .queue
-        .enqueue(&job, &telemetry::job_origin())
-        .await
-    {
+    if let Err(err) = ehr.queue.enqueue(&job, &telemetry::job_origin()).await {
         let _ = ehr
             .deliveries
             .mark_failed(&delivery.id, "could not queue the push", state.clock.now())

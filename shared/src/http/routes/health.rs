@@ -92,6 +92,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let engine = timed(async {
         let default = state
             .config
+            .engines
             .default_engine
             .ok_or("no transcription engine is enabled")?;
         let engine = state

@@ -49,7 +49,7 @@ pub async fn metrics_endpoint(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Some(expected) = &state.config.metrics_token {
+    if let Some(expected) = &state.config.http.metrics_token {
         use secrecy::ExposeSecret;
         use sha2::Digest;
         let given = headers
@@ -93,4 +93,3 @@ pub async fn metrics_endpoint(
     )
         .into_response()
 }
-

@@ -181,7 +181,10 @@ async fn create_audio_transcription(
         params.fields.engine,
         params.fields.language.clone(),
         params.fields.prompt.clone(),
-        upload.file_name.clone().filter(|_| state.config.store_phi),
+        upload
+            .file_name
+            .clone()
+            .filter(|_| state.config.retention.store_phi),
         upload.format,
         upload.size_bytes,
         state.clock.now(),

@@ -24,8 +24,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::{AppState, uploads},
-    domain::AuditAction,
     auth::{PartGrant, Principal, Scope},
+    domain::AuditAction,
     domain::{
         AudioFormat, BlobKey, EngineKind, Status, TranscriptionRecord, UploadPlan,
         sniff_audio_format,
@@ -151,7 +151,7 @@ async fn create_upload(
     ApiJson(request): ApiJson<UploadRequest>,
 ) -> Result<(StatusCode, HeaderMap, Json<UploadState>), ApiError> {
     let principal = caller.require(Scope::Write)?.clone();
-    let limit = state.config.max_upload_bytes;
+    let limit = state.config.http.max_upload_bytes;
     if request.size == 0 {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -175,7 +175,7 @@ async fn create_upload(
         fields.engine,
         fields.language,
         fields.prompt,
-        clean_file_name(&request.filename).filter(|_| state.config.store_phi),
+        clean_file_name(&request.filename).filter(|_| state.config.retention.store_phi),
         format,
         request.size,
         state.clock.now(),
@@ -190,7 +190,8 @@ async fn create_upload(
     }
     let plan = UploadPlan::for_size(record.size_bytes);
     tracing::info!(transcription_id = %record.id, engine = %record.engine, format = %format, size_bytes = request.size, parts = plan.part_count, "resumable upload created");
-    crate::app::audit::record_success(&state, &principal.owner, AuditAction::Create, record.id).await;
+    crate::app::audit::record_success(&state, &principal.owner, AuditAction::Create, record.id)
+        .await;
     let answer = upload_state(&record, Vec::new());
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -272,7 +273,7 @@ async fn part_urls(
             format!("ask for at most {MAX_URLS_PER_REQUEST} parts at a time"),
         ));
     }
-    let ttl = state.config.direct_upload_ttl;
+    let ttl = state.config.http.direct_upload_ttl;
     let mut parts = Vec::with_capacity(wanted.len());
     for number in wanted {
         let length = plan.part_length(number);
@@ -372,7 +373,7 @@ async fn put_part(
     let body = exact_length(
         request.into_body().into_data_stream(),
         grant.length,
-        state.config.body_idle_timeout,
+        state.config.http.body_idle_timeout,
     );
     match state.blobs.put_part(&record.audio_key, number, body).await {
         Ok(()) => Ok(StatusCode::OK),

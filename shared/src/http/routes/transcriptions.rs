@@ -12,8 +12,8 @@ use super::views::{TranscriptionList, TranscriptionView};
 use crate::{
     app::AppState,
     app::audit,
-    domain::{AuditAction, AuditEvent, AuditOutcome},
     auth::{Principal, Scope},
+    domain::{AuditAction, AuditEvent, AuditOutcome},
     domain::{ResponseFormat, Status, TranscriptionRecord, UploadPlan, render_transcript},
     http::{
         ApiError, ErrorBody,

@@ -20,13 +20,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
+    app::uploads::{self, Then},
     auth::Scope,
     domain::{
         AudioFormat, BlobKey, EngineKind, Status, TranscriptionId, TranscriptionRecord,
         parse_language, sniff_audio_format,
     },
     http::{ApiError, ErrorBody, extract::Caller},
-    app::uploads::{self, Then},
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -107,7 +107,10 @@ async fn create_transcription(
         fields.engine,
         fields.language,
         fields.prompt,
-        upload.file_name.clone().filter(|_| state.config.store_phi),
+        upload
+            .file_name
+            .clone()
+            .filter(|_| state.config.retention.store_phi),
         format,
         size_bytes,
         state.clock.now(),
@@ -204,8 +207,8 @@ fn parse_prompt(raw: Option<&str>) -> Result<Option<String>, ApiError> {
 
 /// The engine an upload asked for, or the deployment's default, if it is enabled.
 fn resolve_engine(state: &AppState, requested: Option<EngineKind>) -> Result<EngineKind, ApiError> {
-    match requested.or(state.config.default_engine) {
-        Some(engine) if state.config.engine_enabled(engine) => Ok(engine),
+    match requested.or(state.config.engines.default_engine) {
+        Some(engine) if state.config.engines.enabled(engine) => Ok(engine),
         Some(engine) => Err(ApiError::bad_request(
             "engine_unavailable",
             format!("the {engine} engine is not enabled on this deployment"),
@@ -246,7 +249,7 @@ pub(crate) async fn receive_upload(
     request: Request,
     text_fields: &[(&str, usize)],
 ) -> Result<ReceivedUpload, ApiError> {
-    let limit = state.config.max_upload_bytes;
+    let limit = state.config.http.max_upload_bytes;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -257,7 +260,11 @@ pub(crate) async fn receive_upload(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let stalled = Arc::new(AtomicBool::new(false));
-    let request = with_idle_timeout(request, state.config.body_idle_timeout, stalled.clone());
+    let request = with_idle_timeout(
+        request,
+        state.config.http.body_idle_timeout,
+        stalled.clone(),
+    );
     let mut multipart = Multipart::from_request(request, state).await.map_err(|_| {
         ApiError::bad_request(
             "invalid_request",
@@ -400,7 +407,7 @@ async fn store_audio(
         .boxed();
     let size = state
         .blobs
-        .put(key, body, state.config.max_upload_bytes)
+        .put(key, body, state.config.http.max_upload_bytes)
         .await?;
     Ok((format, size))
 }

@@ -64,7 +64,7 @@ async fn index() -> Response {
 /// `window.__MMT_CONFIG` from `WEB_API_BASE_URL` / `WEB_PRODUCTION_API_BASE_URL`, or the
 /// default file when neither is set.
 async fn config_js(State(state): State<AppState>) -> Response {
-    let web = &state.config.web;
+    let web = &state.config.http.web;
     if web.api_base_url.is_none() && web.production_api_base_url.is_none() {
         return asset(DEFAULT_CONFIG_JS, "text/javascript; charset=utf-8");
     }

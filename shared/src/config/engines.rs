@@ -1,0 +1,166 @@
+//! The transcription engines: the OpenAI-compatible cloud API and local Whisper.
+
+use std::{path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+
+use super::source::{ConfigError, Source};
+use crate::domain::EngineKind;
+
+#[derive(Debug, Clone)]
+pub struct EnginesConfig {
+    pub cloud: Option<CloudEngineConfig>,
+    pub local_engine_enabled: bool,
+    /// The local engine runs on a separate worker (the GPU service) that consumes the queue:
+    /// this process accepts `engine=local` uploads without loading a model.
+    pub local_engine_on_worker: bool,
+    pub local: LocalEngineConfig,
+    pub default_engine: Option<EngineKind>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudEngineConfig {
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub model: String,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    pub retry_base_delay: Duration,
+}
+
+/// The local Whisper engine (whisper.cpp).
+#[derive(Debug, Clone)]
+pub struct LocalEngineConfig {
+    pub model_path: PathBuf,
+    pub threads: usize,
+    /// ISO 639-1 code, or `None` to detect (multilingual models) / English (`.en` models).
+    pub language: Option<String>,
+    /// Vocabulary hints used when an upload gives no prompt.
+    pub initial_prompt: Option<String>,
+    /// 1 = greedy decoding; more = beam search of this width.
+    pub beam_size: usize,
+    pub temperature: f32,
+    /// Temperature fallback step when decoding fails its quality checks; 0 disables it.
+    pub temperature_increment: f32,
+    /// Size whisper's audio context to short clips instead of a full 30 s window.
+    pub fit_audio_context: bool,
+    /// Long recordings are transcribed in pieces of about this length (bounded memory).
+    pub chunk: Duration,
+    pub use_gpu: bool,
+}
+
+impl EnginesConfig {
+    pub(super) fn parse(src: &Source) -> Result<Self, ConfigError> {
+        let cloud = CloudEngineConfig::parse(src)?;
+        let local_engine_enabled = src.flag("ENABLE_LOCAL_TRANSCRIPTION", false)?;
+        let local_engine_on_worker = src.flag("LOCAL_ENGINE_ON_WORKER", false)?;
+        let local_available = local_engine_enabled || local_engine_on_worker;
+        let local = LocalEngineConfig::parse(src)?;
+        let default_engine = match src.raw("DEFAULT_ENGINE") {
+            Some(v) => Some(v.parse::<EngineKind>().map_err(|e| ConfigError::Invalid {
+                key: "DEFAULT_ENGINE",
+                reason: e,
+            })?),
+            // Local first: audio that never leaves the box is the safer default for PHI.
+            None if local_available => Some(EngineKind::Local),
+            None if cloud.is_some() => Some(EngineKind::Cloud),
+            None => None,
+        };
+        match default_engine {
+            Some(EngineKind::Cloud) if cloud.is_none() => {
+                return Err(ConfigError::Invalid {
+                    key: "DEFAULT_ENGINE",
+                    reason: "cloud is not enabled (ENABLE_CLOUD_TRANSCRIPTION)".into(),
+                });
+            }
+            Some(EngineKind::Local) if !local_available => {
+                return Err(ConfigError::Invalid {
+                    key: "DEFAULT_ENGINE",
+                    reason: "local is not enabled (ENABLE_LOCAL_TRANSCRIPTION or LOCAL_ENGINE_ON_WORKER)"
+                        .into(),
+                });
+            }
+            _ => {}
+        }
+
+        Ok(Self {
+            cloud,
+            local_engine_enabled,
+            local_engine_on_worker,
+            local,
+            default_engine,
+        })
+    }
+
+    /// Whether uploads may ask for `engine`.
+    pub fn enabled(&self, engine: EngineKind) -> bool {
+        match engine {
+            EngineKind::Cloud => self.cloud.is_some(),
+            EngineKind::Local => self.local_engine_enabled || self.local_engine_on_worker,
+        }
+    }
+}
+
+impl CloudEngineConfig {
+    fn parse(src: &Source) -> Result<Option<Self>, ConfigError> {
+        if !src.flag("ENABLE_CLOUD_TRANSCRIPTION", false)? {
+            return Ok(None);
+        }
+        let api_key = src.secret("OPENAI_API_KEY").ok_or(ConfigError::Missing {
+            key: "OPENAI_API_KEY",
+            reason: "ENABLE_CLOUD_TRANSCRIPTION is on".into(),
+        })?;
+        let base_url = src
+            .raw("OPENAI_BASE_URL")
+            .unwrap_or_else(|| "https://api.openai.com/v1".into());
+        let parsed = reqwest::Url::parse(&base_url).map_err(|e| ConfigError::Invalid {
+            key: "OPENAI_BASE_URL",
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid {
+                key: "OPENAI_BASE_URL",
+                reason: "must be an http(s) URL".into(),
+            });
+        }
+        Ok(Some(CloudEngineConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            model: src
+                .raw("CLOUD_TRANSCRIPTION_MODEL")
+                .unwrap_or_else(|| "whisper-1".into()),
+            request_timeout: Duration::from_secs(src.parse("OPENAI_TIMEOUT_SECS", 120u64)?),
+            max_retries: src.parse("OPENAI_MAX_RETRIES", 3u32)?,
+            retry_base_delay: Duration::from_millis(src.parse("OPENAI_RETRY_BASE_MS", 500u64)?),
+        }))
+    }
+}
+
+impl LocalEngineConfig {
+    fn parse(src: &Source) -> Result<Self, ConfigError> {
+        let models_dir: PathBuf = src.parse("MODELS_DIR", PathBuf::from("./models"))?;
+        let default_threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8);
+        Ok(Self {
+            model_path: src.parse("WHISPER_MODEL_PATH", models_dir.join("ggml-tiny.en.bin"))?,
+            threads: src.parse("WHISPER_THREADS", default_threads)?.max(1),
+            language: match src.raw("WHISPER_LANGUAGE").as_deref() {
+                None | Some("auto") => None,
+                Some(raw) => Some(crate::domain::parse_language(raw).map_err(|reason| {
+                    ConfigError::Invalid {
+                        key: "WHISPER_LANGUAGE",
+                        reason,
+                    }
+                })?),
+            },
+            initial_prompt: src.raw("WHISPER_INITIAL_PROMPT"),
+            beam_size: src.parse("WHISPER_BEAM_SIZE", 1usize)?.clamp(1, 16),
+            temperature: src.parse("WHISPER_TEMPERATURE", 0.0f32)?,
+            temperature_increment: src.parse("WHISPER_TEMPERATURE_INCREMENT", 0.2f32)?,
+            fit_audio_context: src.flag("WHISPER_FIT_AUDIO_CONTEXT", true)?,
+            chunk: Duration::from_secs(src.parse("WHISPER_CHUNK_SECS", 300u64)?.clamp(30, 3600)),
+            use_gpu: src.flag("WHISPER_USE_GPU", true)?,
+        })
+    }
+}
