@@ -66,28 +66,7 @@ pub fn decode_file(
     mut on_info: impl FnMut(AudioInfo),
     mut sink: impl FnMut(&[f32]) -> Result<(), AudioError>,
 ) -> Result<u64, AudioError> {
-    let file = File::open(path)?;
-    if file.metadata()?.len() == 0 {
-        return Err(AudioError::Empty);
-    }
-    let stream = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = extension {
-        hint.with_extension(ext);
-    }
-    let probed = symphonia::default::get_probe()
-        .format(
-            &hint,
-            stream,
-            &FormatOptions::default(),
-            &MetadataOptions::default(),
-        )
-        .map_err(|e| match e {
-            SymphoniaError::Unsupported(_) => AudioError::Unsupported,
-            SymphoniaError::IoError(e) if e.kind() == ErrorKind::UnexpectedEof => AudioError::Empty,
-            other => AudioError::Corrupt(other.to_string()),
-        })?;
-    let mut format = probed.format;
+    let mut format = open_container(path, extension)?;
     let track = format
         .tracks()
         .iter()
@@ -143,6 +122,35 @@ pub fn decode_file(
         return Err(AudioError::Empty);
     }
     Ok(produced)
+}
+
+/// The container at `path`, probed by its content (the extension is only a hint).
+fn open_container(
+    path: &Path,
+    extension: Option<&str>,
+) -> Result<Box<dyn symphonia::core::formats::FormatReader>, AudioError> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Err(AudioError::Empty);
+    }
+    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = extension {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            stream,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|e| match e {
+            SymphoniaError::Unsupported(_) => AudioError::Unsupported,
+            SymphoniaError::IoError(e) if e.kind() == ErrorKind::UnexpectedEof => AudioError::Empty,
+            other => AudioError::Corrupt(other.to_string()),
+        })?;
+    Ok(probed.format)
 }
 
 fn emit(

@@ -103,6 +103,40 @@ impl OpenAiTranscriber {
         audio: &AudioInput,
         options: &TranscribeOptions,
     ) -> Result<Transcript, AttemptFailure> {
+        let form = self.form(audio, options).await?;
+        let response = self
+            .http
+            .post(format!("{}/audio/transcriptions", self.config.base_url))
+            .bearer_auth(self.config.api_key.expose_secret())
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| {
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "request failed"
+                };
+                AttemptFailure::retryable(format!("cloud engine {what}"), None)
+            })?;
+
+        if response.status().is_success() {
+            let body = response.bytes().await.map_err(|_| {
+                AttemptFailure::retryable("cloud engine response was cut off".into(), None)
+            })?;
+            return parse_success(&body);
+        }
+        Err(failure_of(response).await)
+    }
+
+    /// The multipart request OpenAI documents, with the audio streamed from storage.
+    async fn form(
+        &self,
+        audio: &AudioInput,
+        options: &TranscribeOptions,
+    ) -> Result<multipart::Form, AttemptFailure> {
         let stream = audio.open().await.map_err(|e| {
             let reason = format!("audio could not be read from storage: {e}");
             if e.is_transient() {
@@ -137,90 +171,7 @@ impl OpenAiTranscriber {
         if let Some(prompt) = &options.prompt {
             form = form.text("prompt", prompt.clone());
         }
-
-        let response = self
-            .http
-            .post(format!("{}/audio/transcriptions", self.config.base_url))
-            .bearer_auth(self.config.api_key.expose_secret())
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|e| {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "request failed"
-                };
-                AttemptFailure::retryable(format!("cloud engine {what}"), None)
-            })?;
-
-        let status = response.status();
-        if status.is_success() {
-            let body = response.bytes().await.map_err(|_| {
-                AttemptFailure::retryable("cloud engine response was cut off".into(), None)
-            })?;
-            return parse_success(&body);
-        }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(60.0)));
-        let detail: ErrorBody = response
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        // Only the error's type/code: the message text of a remote service is not ours to log.
-        let label = [detail.error.kind.as_deref(), detail.error.code.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", ");
-        let described = |what: &str| {
-            if label.is_empty() {
-                format!("cloud engine {what} (HTTP {})", status.as_u16())
-            } else {
-                format!("cloud engine {what} (HTTP {}: {label})", status.as_u16())
-            }
-        };
-        Err(match status {
-            StatusCode::TOO_MANY_REQUESTS
-                if detail.error.code.as_deref() == Some("insufficient_quota") =>
-            {
-                AttemptFailure {
-                    reason: described("quota is exhausted"),
-                    retry_here: false,
-                    retry_after: None,
-                    transient: true,
-                }
-            }
-            StatusCode::TOO_MANY_REQUESTS => {
-                AttemptFailure::retryable(described("rate-limited the request"), retry_after)
-            }
-            StatusCode::UNAUTHORIZED => {
-                AttemptFailure::permanent(described("rejected the API key"))
-            }
-            StatusCode::FORBIDDEN => AttemptFailure::permanent(described("refused access")),
-            StatusCode::NOT_FOUND => {
-                AttemptFailure::permanent(described("does not know the configured model"))
-            }
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                AttemptFailure::permanent(described("refused the file as too large"))
-            }
-            StatusCode::REQUEST_TIMEOUT => {
-                AttemptFailure::retryable(described("timed out"), retry_after)
-            }
-            s if s.is_server_error() => {
-                AttemptFailure::retryable(described("had a server error"), retry_after)
-            }
-            _ => AttemptFailure::permanent(described("rejected the audio or request")),
-        })
+        Ok(form)
     }
 
     /// The calls of one attempt share a tighter cap than jobs: the attempt holds a lease.
@@ -228,6 +179,67 @@ impl OpenAiTranscriber {
         Backoff::new(self.config.retry_base_delay)
             .capped_at(MAX_BACKOFF)
             .delay(attempt + 1, None)
+    }
+}
+
+/// What an error answer means: whether to retry, and after how long.
+async fn failure_of(response: reqwest::Response) -> AttemptFailure {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(60.0)));
+    let detail: ErrorBody = response
+        .bytes()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    // Only the error's type/code: the message text of a remote service is not ours to log.
+    let label = [detail.error.kind.as_deref(), detail.error.code.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let described = |what: &str| {
+        if label.is_empty() {
+            format!("cloud engine {what} (HTTP {})", status.as_u16())
+        } else {
+            format!("cloud engine {what} (HTTP {}: {label})", status.as_u16())
+        }
+    };
+    match status {
+        StatusCode::TOO_MANY_REQUESTS
+            if detail.error.code.as_deref() == Some("insufficient_quota") =>
+        {
+            AttemptFailure {
+                reason: described("quota is exhausted"),
+                retry_here: false,
+                retry_after: None,
+                transient: true,
+            }
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            AttemptFailure::retryable(described("rate-limited the request"), retry_after)
+        }
+        StatusCode::UNAUTHORIZED => AttemptFailure::permanent(described("rejected the API key")),
+        StatusCode::FORBIDDEN => AttemptFailure::permanent(described("refused access")),
+        StatusCode::NOT_FOUND => {
+            AttemptFailure::permanent(described("does not know the configured model"))
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            AttemptFailure::permanent(described("refused the file as too large"))
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            AttemptFailure::retryable(described("timed out"), retry_after)
+        }
+        s if s.is_server_error() => {
+            AttemptFailure::retryable(described("had a server error"), retry_after)
+        }
+        _ => AttemptFailure::permanent(described("rejected the audio or request")),
     }
 }
 

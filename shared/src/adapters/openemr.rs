@@ -21,7 +21,7 @@ use std::{
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument;
@@ -178,22 +178,7 @@ impl OpenEmrClient {
     /// password grant in development.
     async fn fetch_token(&self) -> Result<TokenAnswer, EhrError> {
         if let Some((username, password)) = &self.config.password_login {
-            let response = self
-                .token_request(vec![
-                    ("grant_type", "password".into()),
-                    ("username", username.clone()),
-                    ("password", password.expose_secret().to_owned()),
-                    ("scope", self.config.scopes.clone()),
-                    ("user_role", "users".into()),
-                ])
-                .await?;
-            if !response.status().is_success() {
-                return Err(EhrError::NeedsLogin(format!(
-                    "OpenEMR refused the password login ({})",
-                    response.status().as_u16()
-                )));
-            }
-            return response.json().await.map_err(|e| transport(&e, true));
+            return self.password_grant(username, password).await;
         }
         // A rotation by another process between our read and our refresh shows up as
         // invalid_grant with a different token in the store: try once more with that one.
@@ -220,24 +205,7 @@ impl OpenEmrClient {
             let status = response.status();
             if status.is_success() {
                 let answer: TokenAnswer = response.json().await.map_err(|e| transport(&e, true))?;
-                let Some(next) = &answer.refresh_token else {
-                    return Ok(answer);
-                };
-                let expected = stored.as_ref().map(|(token, _)| token.as_str());
-                match self.connections.rotate(CONNECTION, expected, next).await {
-                    Ok(true) => return Ok(answer),
-                    // Someone stored another token meanwhile; ours is the newest OpenEMR
-                    // issued, so it must win, or the next refresh fails.
-                    Ok(false) => {
-                        let latest = self.connections.load(CONNECTION).await.ok().flatten();
-                        let latest = latest.as_ref().map(|(t, _)| t.as_str());
-                        if let Err(err) = self.connections.rotate(CONNECTION, latest, next).await {
-                            return Err(self.store_error(err));
-                        }
-                        return Ok(answer);
-                    }
-                    Err(err) => return Err(self.store_error(err)),
-                }
+                return self.keep_rotated(stored.as_ref(), answer).await;
             }
             let body: Value = response.json().await.unwrap_or(Value::Null);
             if body["error"] == "invalid_grant" {
@@ -268,6 +236,55 @@ impl OpenEmrClient {
             reason: "the OpenEMR refresh token kept changing; will retry".into(),
             retry_after: None,
         })
+    }
+
+    /// Development and tests only: the password grant.
+    async fn password_grant(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<TokenAnswer, EhrError> {
+        let response = self
+            .token_request(vec![
+                ("grant_type", "password".into()),
+                ("username", username.to_owned()),
+                ("password", password.expose_secret().to_owned()),
+                ("scope", self.config.scopes.clone()),
+                ("user_role", "users".into()),
+            ])
+            .await?;
+        if !response.status().is_success() {
+            return Err(EhrError::NeedsLogin(format!(
+                "OpenEMR refused the password login ({})",
+                response.status().as_u16()
+            )));
+        }
+        return response.json().await.map_err(|e| transport(&e, true));
+    }
+
+    /// Stores the refresh token a refresh rotated to. Another process may have stored another
+    /// meanwhile; ours is the newest OpenEMR issued, so it must win, or the next refresh fails.
+    async fn keep_rotated(
+        &self,
+        stored: Option<&(String, ConnectionState)>,
+        answer: TokenAnswer,
+    ) -> Result<TokenAnswer, EhrError> {
+        let Some(next) = &answer.refresh_token else {
+            return Ok(answer);
+        };
+        let expected = stored.map(|(token, _)| token.as_str());
+        match self.connections.rotate(CONNECTION, expected, next).await {
+            Ok(true) => Ok(answer),
+            Ok(false) => {
+                let latest = self.connections.load(CONNECTION).await.ok().flatten();
+                let latest = latest.as_ref().map(|(t, _)| t.as_str());
+                if let Err(err) = self.connections.rotate(CONNECTION, latest, next).await {
+                    return Err(self.store_error(err));
+                }
+                Ok(answer)
+            }
+            Err(err) => Err(self.store_error(err)),
+        }
     }
 
     /// Whether another process rotated the refresh token away from `used`: OpenEMR answers

@@ -188,55 +188,9 @@ impl S3BlobStore {
             .ok_or_else(|| BlobError::Unavailable("S3 returned no upload id".into()))?
             .to_owned();
 
-        let result = async {
-            let mut parts = Vec::new();
-            let mut written = first.len() as u64;
-            let mut part = first;
-            let mut finished = false;
-            while !finished {
-                // Fill the next part (the first arrives full).
-                while part.len() < PART_SIZE {
-                    match body.next().await {
-                        Some(chunk) => {
-                            let chunk = chunk.map_err(BlobError::Body)?;
-                            written += chunk.len() as u64;
-                            if written > max_bytes {
-                                return Err(BlobError::TooLarge { limit: max_bytes });
-                            }
-                            part.extend_from_slice(&chunk);
-                        }
-                        None => {
-                            finished = true;
-                            break;
-                        }
-                    }
-                }
-                if part.is_empty() {
-                    break;
-                }
-                let number = parts.len() as i32 + 1;
-                let uploaded = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(key.as_str())
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(S3Body::from(std::mem::take(&mut part)))
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(uploaded.e_tag().map(str::to_owned))
-                        .build(),
-                );
-            }
-            self.complete_multipart(key, &upload_id, parts).await?;
-            Ok(written)
-        }
-        .await;
+        let result = self
+            .send_parts(key, &upload_id, first, body, max_bytes)
+            .await;
 
         if result.is_err() {
             // Parts of an abandoned upload are billed and hold PHI: remove them now.
@@ -253,6 +207,63 @@ impl S3BlobStore {
             }
         }
         result
+    }
+
+    /// Sends the body as the parts of upload `upload_id` and completes it: the size written.
+    async fn send_parts(
+        &self,
+        key: &BlobKey,
+        upload_id: &str,
+        first: Vec<u8>,
+        body: &mut ByteStream<'_>,
+        max_bytes: u64,
+    ) -> Result<u64, BlobError> {
+        let mut parts = Vec::new();
+        let mut written = first.len() as u64;
+        let mut part = first;
+        let mut finished = false;
+        while !finished {
+            // Fill the next part (the first arrives full).
+            while part.len() < PART_SIZE {
+                match body.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk.map_err(BlobError::Body)?;
+                        written += chunk.len() as u64;
+                        if written > max_bytes {
+                            return Err(BlobError::TooLarge { limit: max_bytes });
+                        }
+                        part.extend_from_slice(&chunk);
+                    }
+                    None => {
+                        finished = true;
+                        break;
+                    }
+                }
+            }
+            if part.is_empty() {
+                break;
+            }
+            let number = parts.len() as i32 + 1;
+            let uploaded = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(S3Body::from(std::mem::take(&mut part)))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                    .build(),
+            );
+        }
+        self.complete_multipart(key, upload_id, parts).await?;
+        Ok(written)
     }
 }
 

@@ -235,50 +235,8 @@ impl Job {
         total_s: Option<f64>,
     ) -> Result<(), EngineError> {
         let piece_s = piece.len() as f64 / f64::from(TARGET_RATE);
-        let strategy = if self.config.beam_size > 1 {
-            SamplingStrategy::BeamSearch {
-                beam_size: self.config.beam_size as i32,
-                patience: -1.0,
-            }
-        } else {
-            SamplingStrategy::Greedy { best_of: 1 }
-        };
-        let mut params = FullParams::new(strategy);
-        params.set_n_threads(self.config.threads as i32);
-        params.set_translate(false);
-        params.set_print_special(false);
-        params.set_print_progress(false);
-        params.set_print_realtime(false);
-        params.set_print_timestamps(false);
-        params.set_suppress_blank(true);
-        params.set_suppress_nst(true);
-        params.set_temperature(self.config.temperature);
-        params.set_temperature_inc(self.config.temperature_increment);
-        params.set_language(Some(self.language.as_deref().unwrap_or("auto")));
-        if self.config.fit_audio_context && piece_s < WINDOW_SECS {
-            // A 3 s clip need not pay for a 30 s encoder pass; keep a margin past the audio.
-            let frames = ((piece_s + 1.0) * FRAMES_PER_SEC).ceil() as i32;
-            params.set_audio_ctx(frames.clamp(64, 1500));
-        }
-        let prompt = match (&self.prompt, out.text.is_empty()) {
-            (Some(p), true) => p.clone(),
-            (p, false) => {
-                // Carry the end of the previous piece across the cut.
-                let tail: String = out
-                    .text
-                    .chars()
-                    .rev()
-                    .take(200)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                format!("{} {tail}", p.as_deref().unwrap_or_default())
-                    .trim()
-                    .to_owned()
-            }
-            (None, true) => String::new(),
-        };
+        let mut params = self.params(piece_s);
+        let prompt = self.prompt_after(&out.text);
         if !prompt.is_empty() {
             params.set_initial_prompt(&prompt);
         }
@@ -316,6 +274,59 @@ impl Job {
         }
         out.offset_s += piece_s;
         Ok(())
+    }
+
+    /// Decoding settings for a piece of `piece_s` seconds.
+    fn params(&self, piece_s: f64) -> FullParams<'_, '_> {
+        let strategy = if self.config.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: self.config.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut params = FullParams::new(strategy);
+        params.set_n_threads(self.config.threads as i32);
+        params.set_translate(false);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_temperature(self.config.temperature);
+        params.set_temperature_inc(self.config.temperature_increment);
+        params.set_language(Some(self.language.as_deref().unwrap_or("auto")));
+        if self.config.fit_audio_context && piece_s < WINDOW_SECS {
+            // A 3 s clip need not pay for a 30 s encoder pass; keep a margin past the audio.
+            let frames = ((piece_s + 1.0) * FRAMES_PER_SEC).ceil() as i32;
+            params.set_audio_ctx(frames.clamp(64, 1500));
+        }
+        params
+    }
+
+    /// The prompt of the next piece: the configured vocabulary, and the end of what was
+    /// transcribed so far, carried across the cut.
+    fn prompt_after(&self, done: &str) -> String {
+        match (&self.prompt, done.is_empty()) {
+            (Some(p), true) => p.clone(),
+            (p, false) => {
+                // Carry the end of the previous piece across the cut.
+                let tail: String = done
+                    .chars()
+                    .rev()
+                    .take(200)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                format!("{} {tail}", p.as_deref().unwrap_or_default())
+                    .trim()
+                    .to_owned()
+            }
+            (None, true) => String::new(),
+        }
     }
 }
 

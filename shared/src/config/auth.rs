@@ -249,3 +249,23 @@ fn parse_local_users(raw: &str) -> Result<Vec<LocalUser>, ConfigError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::config;
+
+    #[test]
+    fn local_users_need_argon2_hashes() {
+        let err = config(&[("LOCAL_LOGIN_USERS", "alice:plaintext")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LOCAL_LOGIN_USERS") && !err.contains("plaintext"),
+            "{err}"
+        );
+        let hash = crate::auth::hash_password("correct horse").unwrap();
+        let c = config(&[("LOCAL_LOGIN_USERS", &format!("alice:{hash}; bob:{hash}"))]).unwrap();
+        assert_eq!(c.auth.local_users.len(), 2);
+        assert_eq!(c.auth.local_users[1].username, "bob");
+    }
+}

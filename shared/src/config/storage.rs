@@ -103,30 +103,7 @@ impl StorageConfig {
             },
         };
 
-        let field_encryption = if src.flag("ENABLE_FIELD_ENCRYPTION", false)? {
-            let keys = src.secret("ENCRYPTION_KEYS").ok_or(ConfigError::Missing {
-                key: "ENCRYPTION_KEYS",
-                reason:
-                    "ENABLE_FIELD_ENCRYPTION is on (generate keys with `openssl rand -base64 32`)"
-                        .into(),
-            })?;
-            let primary = src
-                .raw("PRIMARY_ENCRYPTION_KEY_ID")
-                .ok_or(ConfigError::Missing {
-                    key: "PRIMARY_ENCRYPTION_KEY_ID",
-                    reason: "ENABLE_FIELD_ENCRYPTION is on".into(),
-                })?;
-            let ring =
-                crate::crypto::KeyRing::parse(keys.expose_secret(), &primary).map_err(|e| {
-                    ConfigError::Invalid {
-                        key: "ENCRYPTION_KEYS",
-                        reason: e.to_string(),
-                    }
-                })?;
-            Some(Arc::new(ring))
-        } else {
-            None
-        };
+        let field_encryption = parse_key_ring(src)?;
 
         Ok(Self {
             database_path,
@@ -155,4 +132,29 @@ impl StorageConfig {
         }
         Ok(())
     }
+}
+
+/// `ENABLE_FIELD_ENCRYPTION`: the key ring from `ENCRYPTION_KEYS`, with its primary key.
+fn parse_key_ring(src: &Source) -> Result<Option<Arc<crate::crypto::KeyRing>>, ConfigError> {
+    if !src.flag("ENABLE_FIELD_ENCRYPTION", false)? {
+        return Ok(None);
+    }
+    let keys = src.secret("ENCRYPTION_KEYS").ok_or(ConfigError::Missing {
+        key: "ENCRYPTION_KEYS",
+        reason: "ENABLE_FIELD_ENCRYPTION is on (generate keys with `openssl rand -base64 32`)"
+            .into(),
+    })?;
+    let primary = src
+        .raw("PRIMARY_ENCRYPTION_KEY_ID")
+        .ok_or(ConfigError::Missing {
+            key: "PRIMARY_ENCRYPTION_KEY_ID",
+            reason: "ENABLE_FIELD_ENCRYPTION is on".into(),
+        })?;
+    let ring = crate::crypto::KeyRing::parse(keys.expose_secret(), &primary).map_err(|e| {
+        ConfigError::Invalid {
+            key: "ENCRYPTION_KEYS",
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(Some(Arc::new(ring)))
 }

@@ -129,17 +129,7 @@ async fn push(
     {
         return Ok(());
     }
-    let marker = delivery_marker(&delivery.id.to_string());
-    let note = NoteDelivery {
-        delivery_id: delivery.id,
-        transcription_id: delivery.transcription_id,
-        patient_ref: delivery.patient_ref.clone(),
-        encounter_ref: delivery.encounter_ref.clone(),
-        section: delivery.section,
-        text: note_text(&transcript.text, &delivery.transcription_id, &marker),
-        marker,
-        check_existing,
-    };
+    let note = note_for(delivery, &transcript.text, check_existing);
     let correlation = message.origin.correlation_id.as_deref();
     let receipt = match ehr.client.deliver(&note).await {
         Ok(receipt) => receipt,
@@ -158,6 +148,32 @@ async fn push(
         .mark_delivered(&delivery.id, &receipt, state.clock.now())
         .await
         .map_err(JobError::Deliveries)?;
+    delivered(state, delivery, &receipt, correlation).await;
+    Ok(())
+}
+
+/// The note of a delivery, marked so that a later attempt can find it.
+fn note_for(delivery: &EhrDelivery, transcript: &str, check_existing: bool) -> NoteDelivery {
+    let marker = delivery_marker(&delivery.id.to_string());
+    NoteDelivery {
+        delivery_id: delivery.id,
+        transcription_id: delivery.transcription_id,
+        patient_ref: delivery.patient_ref.clone(),
+        encounter_ref: delivery.encounter_ref.clone(),
+        section: delivery.section,
+        text: note_text(transcript, &delivery.transcription_id, &marker),
+        marker,
+        check_existing,
+    }
+}
+
+/// Counts, logs and audits a delivered note.
+async fn delivered(
+    state: &AppState,
+    delivery: &EhrDelivery,
+    receipt: &crate::domain::EhrReceipt,
+    correlation: Option<&str>,
+) {
     state.metrics.record_ehr("delivered");
     tracing::info!(delivery_id = %delivery.id, transcription_id = %delivery.transcription_id, found_existing = receipt.found_existing, "EHR note delivered");
     let detail = format!(
@@ -174,7 +190,6 @@ async fn push(
         audit_attempt(delivery, AuditOutcome::Success, detail, correlation),
     )
     .await;
-    Ok(())
 }
 
 /// Marks the delivery failed with its reason and dead-letters the job. If that write fails,

@@ -109,30 +109,8 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
         ("queue".to_owned(), queue),
         ("engine".to_owned(), engine),
     ]);
-    if let Some(workers) = state
-        .worker_heartbeats
-        .health(state.config.queue.worker_stale_after)
-    {
-        let detail = if workers.stuck.is_empty() {
-            format!(
-                "{} consumers, last heard from at most {:.1} s ago",
-                workers.workers, workers.oldest_beat_s
-            )
-        } else {
-            format!(
-                "not heard from within {} s: {}",
-                state.config.queue.worker_stale_after.as_secs(),
-                workers.stuck.join(", ")
-            )
-        };
-        checks.insert(
-            "workers".to_owned(),
-            DependencyCheck {
-                ok: workers.stuck.is_empty(),
-                latency_ms: 0.0,
-                detail: Some(detail),
-            },
-        );
+    if let Some(workers) = workers_check(&state) {
+        checks.insert("workers".to_owned(), workers);
     }
     let failing: Vec<String> = checks
         .iter()
@@ -157,4 +135,28 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
             checks,
         }),
     )
+}
+
+/// The in-process consumers, when this process runs any.
+fn workers_check(state: &AppState) -> Option<DependencyCheck> {
+    let workers = state
+        .worker_heartbeats
+        .health(state.config.queue.worker_stale_after)?;
+    let detail = if workers.stuck.is_empty() {
+        format!(
+            "{} consumers, last heard from at most {:.1} s ago",
+            workers.workers, workers.oldest_beat_s
+        )
+    } else {
+        format!(
+            "not heard from within {} s: {}",
+            state.config.queue.worker_stale_after.as_secs(),
+            workers.stuck.join(", ")
+        )
+    };
+    Some(DependencyCheck {
+        ok: workers.stuck.is_empty(),
+        latency_ms: 0.0,
+        detail: Some(detail),
+    })
 }

@@ -249,29 +249,7 @@ pub(crate) async fn receive_upload(
     request: Request,
     text_fields: &[(&str, usize)],
 ) -> Result<ReceivedUpload, ApiError> {
-    let limit = state.config.http.max_upload_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit.saturating_add(MULTIPART_OVERHEAD)) {
-        drain_body(request).await;
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let stalled = Arc::new(AtomicBool::new(false));
-    let request = with_idle_timeout(
-        request,
-        state.config.http.body_idle_timeout,
-        stalled.clone(),
-    );
-    let mut multipart = Multipart::from_request(request, state).await.map_err(|_| {
-        ApiError::bad_request(
-            "invalid_request",
-            "expected a multipart/form-data body with a `file` field",
-        )
-    })?;
-
+    let (mut multipart, stalled) = open_multipart(state, request).await?;
     let id = TranscriptionId::new();
     let mut upload = ReceivedUpload {
         id,
@@ -283,44 +261,13 @@ pub(crate) async fn receive_upload(
     };
     // Set before the file is written, so a failure anywhere after removes what was written.
     let mut file_seen = false;
-    let mut stored = false;
-    let read = async {
-        let malformed =
-            |_| ApiError::bad_request("invalid_request", "the multipart body is malformed");
-        while let Some(field) = multipart.next_field().await.map_err(malformed)? {
-            let name = field.name().unwrap_or_default().to_owned();
-            if name == "file" {
-                if file_seen {
-                    return Err(ApiError::bad_request(
-                        "invalid_request",
-                        "send exactly one `file`",
-                    ));
-                }
-                file_seen = true;
-                upload.file_name = field.file_name().and_then(clean_file_name);
-                (upload.format, upload.size_bytes) = store_audio(state, &upload.key, field).await?;
-                stored = true;
-            } else if let Some((_, max)) = text_fields.iter().find(|(n, _)| *n == name) {
-                if upload.fields.len() >= 32 {
-                    return Err(ApiError::bad_request(
-                        "invalid_request",
-                        "too many form fields",
-                    ));
-                }
-                let value = small_text(field, *max).await?;
-                upload.fields.push((name, value));
-            } else {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    format!(
-                        "unknown form field {:?}",
-                        name.chars().take(40).collect::<String>()
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
+    let read = read_fields(
+        state,
+        &mut multipart,
+        text_fields,
+        &mut upload,
+        &mut file_seen,
+    )
     .await;
     if let Err(err) = read {
         if file_seen {
@@ -337,7 +284,7 @@ pub(crate) async fn receive_upload(
         }
         return Err(err);
     }
-    if !stored {
+    if !file_seen {
         return Err(ApiError::bad_request(
             "missing_file",
             "the form has no `file` field",
@@ -347,6 +294,80 @@ pub(crate) async fn receive_upload(
     span.record("size_bytes", upload.size_bytes);
     span.record("format", upload.format.extension());
     Ok(upload)
+}
+
+/// The body as a multipart stream, refused early when its declared length is too large; the
+/// flag turns true if the client stops sending (the idle timeout).
+async fn open_multipart(
+    state: &AppState,
+    request: Request,
+) -> Result<(Multipart, Arc<AtomicBool>), ApiError> {
+    let limit = state.config.http.max_upload_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit.saturating_add(MULTIPART_OVERHEAD)) {
+        drain_body(request).await;
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let stalled = Arc::new(AtomicBool::new(false));
+    let request = with_idle_timeout(
+        request,
+        state.config.http.body_idle_timeout,
+        stalled.clone(),
+    );
+    let multipart = Multipart::from_request(request, state).await.map_err(|_| {
+        ApiError::bad_request(
+            "invalid_request",
+            "expected a multipart/form-data body with a `file` field",
+        )
+    })?;
+    Ok((multipart, stalled))
+}
+
+/// Reads every field: the one `file` is stored as it streams, the known text fields are kept.
+async fn read_fields(
+    state: &AppState,
+    multipart: &mut Multipart,
+    text_fields: &[(&str, usize)],
+    upload: &mut ReceivedUpload,
+    file_seen: &mut bool,
+) -> Result<(), ApiError> {
+    let malformed = |_| ApiError::bad_request("invalid_request", "the multipart body is malformed");
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            if *file_seen {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "send exactly one `file`",
+                ));
+            }
+            *file_seen = true;
+            upload.file_name = field.file_name().and_then(clean_file_name);
+            (upload.format, upload.size_bytes) = store_audio(state, &upload.key, field).await?;
+        } else if let Some((_, max)) = text_fields.iter().find(|(n, _)| *n == name) {
+            if upload.fields.len() >= 32 {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "too many form fields",
+                ));
+            }
+            let value = small_text(field, *max).await?;
+            upload.fields.push((name, value));
+        } else {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "unknown form field {:?}",
+                    name.chars().take(40).collect::<String>()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The request with a body that fails once no bytes arrive for `idle`: a slow or stalled
