@@ -12,12 +12,14 @@ use crate::{
         DiskBlobStore, OpenAiTranscriber, encrypted_blobs::EncryptedBlobStore,
         encrypted_records::EncryptedRecordStore,
     },
-    app::{AppState, EHR_QUEUE, EhrServices, Engines, KeyRotation, TRANSCRIBE_QUEUE},
+    app::{
+        AppState, EHR_QUEUE, EhrServices, Engines, KeyRotation, TRANSCRIBE_QUEUE, WorkerHeartbeats,
+    },
     auth::{TokenKeys, TokenService},
     config::{AuditBackend, BlobBackend, Config, QueueBackend, RecordBackend},
     ports::{
-        AuditLog, BlobStore, BoxError, DeliveryStore, EhrClient, EhrConnectionStore, JobQueue,
-        RecordStore, SystemClock, Transcriber,
+        AuditLog, BlobStore, BoxError, Clock, DeliveryStore, EhrClient, EhrConnectionStore,
+        JobQueue, RecordStore, SystemClock, Transcriber,
     },
 };
 
@@ -82,11 +84,22 @@ impl AppState {
         config: Config,
         aws: Option<AwsSdkConfig>,
     ) -> Result<Self, StartupError> {
+        Self::build(config, aws, Arc::new(SystemClock)).await
+    }
+
+    /// As [`AppState::with_aws_config`], telling time by `clock` everywhere: records, the
+    /// embedded queue's leases and delays, the consumers' heartbeats (tests move time).
+    pub async fn build(
+        config: Config,
+        aws: Option<AwsSdkConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let db = open_embedded_db(&config)?;
         let backends = Backends {
             config: &config,
             db: db.as_ref(),
             aws: aws.as_ref(),
+            clock: &clock,
         };
         let queue = backends.transcribe_queue()?;
         let (records, blobs, key_rotation) = backends.sealed_stores()?;
@@ -111,10 +124,10 @@ impl AppState {
             audit,
             ehr,
             metrics: Arc::default(),
-            worker_heartbeats: Arc::default(),
+            worker_heartbeats: Arc::new(WorkerHeartbeats::new(clock.clone())),
             engines: Engines { cloud, local },
             tokens: Arc::new(tokens),
-            clock: Arc::new(SystemClock),
+            clock,
             key_rotation,
             scale_in_protection: config.queue.ecs_agent_uri.as_deref().map(|uri| {
                 Arc::new(crate::adapters::ecs_task_protection::TaskProtection::new(
@@ -206,6 +219,8 @@ struct Backends<'a> {
     db: Option<&'a EmbeddedDb>,
     #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     aws: Option<&'a AwsSdkConfig>,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    clock: &'a Arc<dyn Clock>,
 }
 
 impl Backends<'_> {
@@ -410,12 +425,15 @@ impl Backends<'_> {
             #[cfg(not(feature = "sqlite"))]
             QueueBackend::Sqlite => Err(StartupError::NoSqliteSupport),
             #[cfg(feature = "sqlite")]
-            QueueBackend::Sqlite => Ok(Arc::new(crate::adapters::SqliteJobQueue::new(
-                self.db(),
-                name,
-                queue.visibility_timeout,
-                max_receives,
-            ))),
+            QueueBackend::Sqlite => Ok(Arc::new(
+                crate::adapters::SqliteJobQueue::new(
+                    self.db(),
+                    name,
+                    queue.visibility_timeout,
+                    max_receives,
+                )
+                .with_clock(self.clock.clone()),
+            )),
             #[cfg(feature = "aws")]
             QueueBackend::Sqs { wait, .. } => {
                 let (url, dead_letter_url) = sqs.cloned().ok_or(StartupError::NoAwsConfig)?;

@@ -1,8 +1,10 @@
+//! The retention sweep: deletes what the retention policy says must go, and first fails the
+//! records whose work was abandoned, so that every record reaches a final state.
+
 use serde::Serialize;
 
+use super::{AppState, audit, transcriptions};
 use crate::{
-    app::AppState,
-    app::audit,
     domain::{AuditAction, AuditEvent, AuditOutcome},
     ports::StoreError,
 };
@@ -16,6 +18,9 @@ pub struct RetentionReport {
     pub deleted_audio: u64,
     /// Records whose audio could not be removed this time; the next sweep tries again.
     pub failed: u64,
+    /// Records left `processing` past their lease (their worker stopped, or their last
+    /// message was dead-lettered while the store failed), now `failed`.
+    pub abandoned: u64,
 }
 
 const BATCH: u32 = 100;
@@ -23,17 +28,62 @@ const BATCH: u32 = 100;
 /// The subject the sweep acts as in the audit trail.
 const SWEEPER: &str = "system:retention";
 
-/// Deletes audio and records older than `RETENTION_DAYS` (with `STORE_PHI=false`, older than
-/// `PHI_DELIVERY_WINDOW_MINUTES`). Audio goes first, so an
-/// interruption leaves a record that the next sweep finds again, never orphaned audio.
+/// What a record abandoned in `processing` is failed with.
+pub const ABANDONED: &str =
+    "abandoned: no worker finished it within its lease; upload the recording again";
+
+/// Fails the abandoned records, then deletes audio and records older than `RETENTION_DAYS`
+/// (with `STORE_PHI=false`, older than `PHI_DELIVERY_WINDOW_MINUTES`; nothing with
+/// `RETENTION_DAYS=0`).
 pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport {
         retention_days: state.config.retention.retention_days,
+        abandoned: reconcile(state).await?,
         ..Default::default()
     };
-    let Some(retention) = state.config.retention.keep_for() else {
-        return Ok(report);
-    };
+    if let Some(retention) = state.config.retention.keep_for() {
+        delete_expired(state, retention, &mut report).await?;
+    }
+    state
+        .metrics
+        .record_retention_deletions(report.deleted_records);
+    tracing::info!(
+        retention_days = report.retention_days,
+        deleted_records = report.deleted_records,
+        failed = report.failed,
+        abandoned = report.abandoned,
+        "retention sweep finished"
+    );
+    Ok(report)
+}
+
+/// Fails the records stuck in `processing` past their lease: how many.
+async fn reconcile(state: &AppState) -> Result<u64, StoreError> {
+    let now = state.clock.now();
+    let stale_before = now - transcriptions::lease(state);
+    let mut abandoned = 0;
+    loop {
+        let failed = state
+            .records
+            .fail_stale(stale_before, ABANDONED, now, BATCH)
+            .await?;
+        for id in &failed {
+            tracing::warn!(transcription_id = %id, "abandoned in processing; failed by the sweep");
+        }
+        abandoned += failed.len() as u64;
+        if failed.len() < BATCH as usize {
+            return Ok(abandoned);
+        }
+    }
+}
+
+/// Audio goes first, so an interruption leaves a record that the next sweep finds again,
+/// never orphaned audio.
+async fn delete_expired(
+    state: &AppState,
+    retention: chrono::Duration,
+    report: &mut RetentionReport,
+) -> Result<(), StoreError> {
     let cutoff = state.clock.now() - retention;
     let mut skipped = std::collections::HashSet::new();
     loop {
@@ -71,14 +121,5 @@ pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreE
     if report.deleted_records > 0 {
         state.records.purge_residue().await?;
     }
-    state
-        .metrics
-        .record_retention_deletions(report.deleted_records);
-    tracing::info!(
-        retention_days = report.retention_days,
-        deleted_records = report.deleted_records,
-        failed = report.failed,
-        "retention sweep finished"
-    );
-    Ok(report)
+    Ok(())
 }

@@ -200,12 +200,9 @@ pub async fn run_once(state: &AppState) -> Option<Disposition> {
     Some(disposition)
 }
 
-/// Runs the retention sweep now and then every `RETENTION_SWEEP_INTERVAL_SECS`.
+/// Runs the retention sweep now and then every `RETENTION_SWEEP_INTERVAL_SECS` (with
+/// `RETENTION_DAYS=0` it deletes nothing, but still fails abandoned records).
 pub async fn run_retention_timer(state: AppState, shutdown: CancellationToken) {
-    if state.config.retention.keep_for().is_none() {
-        tracing::info!("RETENTION_DAYS=0: records are kept; no retention sweep");
-        return;
-    }
     let mut tick = tokio::time::interval(state.config.retention.sweep_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -579,3 +579,29 @@ async fn secrets_given_as_ssm_parameters_are_read_at_start_up() {
     ));
     assert!(err.to_string().contains("/mmt-test/not-there"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_whose_store_keeps_failing_ends_failed_after_the_last_receive() {
+    let mut s = stack(3, 600, &[]).await;
+    // The function's record store (the HTTP routes keep the healthy one to read it back).
+    crate::pipeline::fail_every_completion(&mut s.app.state);
+    let token = s.guest_token().await;
+    let id = s
+        .resumable_upload(&token, mmt_testkit::tone_wav(2.0, 16_000))
+        .await;
+    let mut reported = Vec::new();
+    for _ in 0..3 {
+        let (received, response) = s.poll_transcribe_function().await;
+        assert_eq!(received, 1, "the retry is back after its backoff (0 in tests)");
+        reported.push(response.batch_item_failures.len());
+    }
+    assert_eq!(reported, vec![1, 1, 0], "retried twice, then settled");
+    crate::pipeline::assert_failed_by_the_store(&s.record(&token, &id).await, 3);
+    assert_eq!(s.dead_letters().await.len(), 1, "the message is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_message_is_refused_by_the_records_claim_on_sqs() {
+    let s = stack(3, 600, &[]).await;
+    crate::pipeline::a_duplicate_message_does_no_work(&s.app).await;
+}

@@ -76,18 +76,29 @@ pub async fn spawn_app_customised(
     overrides: &[(&str, &str)],
     customise: impl FnOnce(&mut AppState),
 ) -> TestApp {
-    spawn(overrides, None, customise).await
+    spawn(overrides, None, None, customise).await
+}
+
+/// An app that tells time by `clock` everywhere, the embedded queue included: a test moves
+/// time instead of sleeping.
+pub async fn spawn_app_on_clock(
+    overrides: &[(&str, &str)],
+    clock: std::sync::Arc<mmt_core::ports::ManualClock>,
+    customise: impl FnOnce(&mut AppState),
+) -> TestApp {
+    spawn(overrides, None, Some(clock), customise).await
 }
 
 /// An app whose AWS clients talk to `aws` (the emulator); `overrides` choose the backends.
 #[cfg(feature = "aws")]
 pub async fn spawn_app_on_aws(overrides: &[(&str, &str)], aws: AwsSdkConfig) -> TestApp {
-    spawn(overrides, Some(aws), |_| {}).await
+    spawn(overrides, Some(aws), None, |_| {}).await
 }
 
 async fn spawn(
     overrides: &[(&str, &str)],
     aws: Option<AwsSdkConfig>,
+    clock: Option<std::sync::Arc<mmt_core::ports::ManualClock>>,
     customise: impl FnOnce(&mut AppState),
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
@@ -97,7 +108,11 @@ async fn spawn(
         // Nothing is exported in tests: the guard has nothing to flush.
         std::mem::forget(mmt_core::telemetry::init(&config.telemetry, "test"));
     }
-    let mut state = AppState::with_aws_config(config, aws)
+    let clock: std::sync::Arc<dyn mmt_core::ports::Clock> = match clock {
+        Some(manual) => manual,
+        None => std::sync::Arc::new(mmt_core::ports::SystemClock),
+    };
+    let mut state = AppState::build(config, aws, clock)
         .await
         .expect("app state");
     customise(&mut state);
@@ -292,4 +307,46 @@ pub fn run_tool(cmd: &mut std::process::Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What this thread logs from now until the returned value is dropped (a current-thread
+/// test runtime keeps every task on this thread).
+pub fn capture_logs() -> CapturedLogs {
+    let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let buffer = buffer.clone();
+        move || LogWriter(buffer.clone())
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    CapturedLogs {
+        buffer,
+        _guard: tracing::subscriber::set_default(subscriber),
+    }
+}
+
+pub struct CapturedLogs {
+    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

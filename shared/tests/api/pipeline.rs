@@ -1,14 +1,16 @@
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use mmt_core::{
     adapters::{Database, SqliteJobQueue},
     app::TRANSCRIBE_QUEUE,
+    domain::{AudioFormat, BlobKey, OwnerId, Transcript, TranscriptionId, TranscriptionRecord},
     jobs::Disposition,
-    ports::{Job, JobOrigin},
+    ports::{Claim, Job, JobOrigin, Page, PageRequest, RecordStore, StoreError},
 };
 use mmt_testkit::Failure;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_customised, spawn_app_with};
 
 fn dead_letter_view(app: &TestApp) -> SqliteJobQueue {
     let db = Database::open(&app.dir.path().join("mmt.db")).unwrap();
@@ -291,7 +293,7 @@ pub(crate) fn blip_first_reads(state: &mut mmt_core::AppState, blips: u32) {
 
 #[tokio::test]
 async fn a_storage_read_blip_is_retried_by_the_cloud_engine() {
-    let app = crate::helpers::spawn_app_customised(&[], |state| blip_first_reads(state, 1)).await;
+    let app = spawn_app_customised(&[], |state| blip_first_reads(state, 1)).await;
     let token = app.guest_token().await;
     let id = app.upload_wav(&token).await;
     app.drain_jobs().await;
@@ -317,4 +319,155 @@ async fn audio_missing_from_storage_fails_at_once() {
         "{r}"
     );
     assert!(app.openai.requests().is_empty());
+}
+
+/// The root cause a broken store reports, planted so tests can look for it in records and logs.
+pub(crate) const PLANTED_CAUSE: &str = "disk I/O error: planted by the test";
+
+/// The app's record store, whose `complete` always fails as a broken disk would; everything
+/// else passes through.
+struct FailingCompletion {
+    inner: std::sync::Arc<dyn RecordStore>,
+}
+
+fn planted() -> StoreError {
+    StoreError::Unavailable(Box::new(std::io::Error::other(PLANTED_CAUSE)))
+}
+
+#[async_trait::async_trait]
+impl RecordStore for FailingCompletion {
+    async fn insert(&self, record: &TranscriptionRecord) -> Result<(), StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn get(&self, id: &TranscriptionId) -> Result<Option<TranscriptionRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+        page: &PageRequest,
+    ) -> Result<Page<TranscriptionRecord>, StoreError> {
+        self.inner.list_by_owner(owner, page).await
+    }
+    async fn confirm_upload(
+        &self,
+        id: &TranscriptionId,
+        format: AudioFormat,
+        size_bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.confirm_upload(id, format, size_bytes, now).await
+    }
+    async fn claim(&self, id: &TranscriptionId, claim: &Claim) -> Result<bool, StoreError> {
+        self.inner.claim(id, claim).await
+    }
+    async fn complete(
+        &self,
+        _id: &TranscriptionId,
+        _transcript: &Transcript,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Err(planted())
+    }
+    async fn fail(
+        &self,
+        id: &TranscriptionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.fail(id, reason, now).await
+    }
+    async fn set_progress(
+        &self,
+        id: &TranscriptionId,
+        percent: u8,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_progress(id, percent, now).await
+    }
+    async fn fail_stale(
+        &self,
+        stale_before: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionId>, StoreError> {
+        self.inner.fail_stale(stale_before, reason, now, limit).await
+    }
+    async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn created_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TranscriptionId, BlobKey)>, StoreError> {
+        self.inner.created_before(cutoff, limit).await
+    }
+    async fn scan(
+        &self,
+        after: Option<&TranscriptionId>,
+        limit: u32,
+    ) -> Result<Vec<TranscriptionRecord>, StoreError> {
+        self.inner.scan(after, limit).await
+    }
+    async fn rewrite_phi(&self, record: &TranscriptionRecord) -> Result<bool, StoreError> {
+        self.inner.rewrite_phi(record).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+pub(crate) fn fail_every_completion(state: &mut mmt_core::AppState) {
+    state.records = std::sync::Arc::new(FailingCompletion {
+        inner: state.records.clone(),
+    });
+}
+
+/// What a record that could never be stored ends as: failed, with the whole cause.
+pub(crate) fn assert_failed_by_the_store(record: &serde_json::Value, receives: u32) {
+    assert_eq!(record["status"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("gave up after {receives} attempts")),
+        "{error}"
+    );
+    assert!(error.contains(PLANTED_CAUSE), "the root cause is kept: {error}");
+}
+
+#[tokio::test]
+async fn a_record_whose_store_keeps_failing_ends_failed_after_the_last_receive() {
+    let logs = crate::helpers::capture_logs();
+    let app =
+        spawn_app_customised(&[("MAX_RECEIVE_COUNT", "3")], fail_every_completion).await;
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    let done = app.drain_jobs().await;
+    assert!(
+        matches!(
+            done.as_slice(),
+            [
+                Disposition::Retry { .. },
+                Disposition::Retry { .. },
+                Disposition::DeadLetter { .. }
+            ]
+        ),
+        "{done:?}"
+    );
+    assert_failed_by_the_store(&record(&app, &token, &id).await, 3);
+
+    // The one error line of the failed job carries the chain down to the planted cause.
+    let logs = logs.text();
+    let failed: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("transcription failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{logs}");
+    assert!(
+        failed[0].contains("could not read or write the transcription record")
+            && failed[0].contains(PLANTED_CAUSE),
+        "{}",
+        failed[0]
+    );
 }

@@ -104,3 +104,49 @@ async fn a_swept_record_leaves_no_trace_in_the_raw_database_files() {
         "deleted, not merely unlinked: no copy in free pages or the write-ahead log"
     );
 }
+
+#[tokio::test]
+async fn a_record_abandoned_in_processing_is_failed_by_the_sweep() {
+    use mmt_core::{
+        app::{retention::ABANDONED, transcriptions::lease},
+        domain::TranscriptionId,
+        ports::{Claim, Clock},
+    };
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    // Records kept forever: the sweep still reconciles.
+    let app = crate::helpers::spawn_app_on_clock(&[("RETENTION_DAYS", "0")], clock.clone(), |_| {})
+        .await;
+    let token = app.guest_token().await;
+    let claim_now = |id: &str, by: &str| {
+        let id: TranscriptionId = id.parse().unwrap();
+        let claim = Claim {
+            by: by.to_owned(),
+            now: clock.now(),
+            stale_before: clock.now() - lease(&app.state),
+        };
+        let records = app.state.records.clone();
+        async move { assert!(records.claim(&id, &claim).await.unwrap()) }
+    };
+    // A worker takes the first and dies; the second is taken later and still alive.
+    let abandoned = app.upload_wav(&token).await;
+    claim_now(&abandoned, "worker-that-died").await;
+    clock.advance(lease(&app.state) - Duration::seconds(1));
+    let alive = app.upload_wav(&token).await;
+    claim_now(&alive, "worker-still-working").await;
+    assert_eq!(sweep_retention(&app.state).await.unwrap().abandoned, 0);
+
+    clock.advance(Duration::seconds(2));
+    let report = sweep_retention(&app.state).await.unwrap();
+    assert_eq!((report.abandoned, report.deleted_records), (1, 0));
+    let (_, first) = app
+        .get_json(&token, &format!("/v1/transcriptions/{abandoned}"))
+        .await;
+    assert_eq!(
+        (first["status"].as_str(), first["error"].as_str()),
+        (Some("failed"), Some(ABANDONED))
+    );
+    let (_, second) = app
+        .get_json(&token, &format!("/v1/transcriptions/{alive}"))
+        .await;
+    assert_eq!(second["status"], "processing");
+}

@@ -156,3 +156,39 @@ async fn malformed_ids_are_plain_404s() {
         assert_eq!(body["error"]["code"], "not_found");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_the_synchronous_endpoint_still_leaves_a_final_record() {
+    use reqwest::multipart::{Form, Part};
+    use std::time::{Duration, Instant};
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    app.openai.set_latency(Duration::from_secs(3));
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let form = Form::new()
+        .part("file", Part::bytes(crate::helpers::tone()).file_name("visit.wav"))
+        .text("model", "whisper-1");
+    let gone = impatient
+        .post(app.url("/v1/audio/transcriptions"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await;
+    assert!(gone.is_err_and(|e| e.is_timeout()), "the client gave up first");
+
+    // The work goes on without the client and ends the record one way or the other.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let record = loop {
+        let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
+        let record = list["items"][0].clone();
+        if matches!(record["status"].as_str(), Some("completed" | "failed")) {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "never settled: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(record["status"], "completed", "{record}");
+}
