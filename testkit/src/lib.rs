@@ -488,17 +488,17 @@ pub fn tone_wav(seconds: f64, sample_rate: u32) -> Vec<u8> {
 }
 
 /// A real AWS emulator for tests: `moto_server` (PyPI `moto[server]`, installed by
-/// `scripts/setup.sh`) on a free loopback port, stopped when dropped.
+/// `scripts/setup.sh`) on the loopback port it binds itself, stopped when dropped. Its SQS
+/// clock moves with [`MotoServer::advance_sqs_clock`].
 pub struct MotoServer {
     child: std::process::Child,
     endpoint: String,
+    clock_file: tempfile::NamedTempFile,
+    clock_offset: std::sync::Mutex<Duration>,
 }
 
 impl MotoServer {
     pub async fn start() -> std::io::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
         // moto_server's own Python (the virtual environment `make setup` made), running
         // testkit/moto/moto_server.py: moto with its ListParts answer put right.
         let moto = which("moto_server").ok_or_else(|| {
@@ -509,10 +509,12 @@ impl MotoServer {
         })?;
         let python = moto.with_file_name("python3");
         let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("moto/moto_server.py");
-        let child = std::process::Command::new(&python)
+        let clock_file = tempfile::NamedTempFile::new()?;
+        let mut child = std::process::Command::new(&python)
             .arg(launcher)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
+            .args(["-H", "127.0.0.1"])
+            .env("MMT_MOTO_CLOCK_FILE", clock_file.path())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(|e| {
@@ -521,23 +523,39 @@ impl MotoServer {
                     format!("{}: {e} (run `make setup`)", python.display()),
                 )
             })?;
-        let server = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if std::time::Instant::now() > deadline {
+        // The launcher prints the port it bound, once it listens.
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let first_line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                .map(|_| line)
+        });
+        let port: u16 = match tokio::time::timeout(Duration::from_secs(30), first_line).await {
+            Ok(Ok(Ok(line))) => line.trim().parse().map_err(|_| {
+                std::io::Error::other(format!("moto_server printed {line:?}, not a port"))
+            })?,
+            _ => {
+                let _ = child.kill();
                 return Err(std::io::Error::other(
                     "moto_server did not start within 30 s",
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(server)
+        };
+        Ok(Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            clock_file,
+            clock_offset: std::sync::Mutex::new(Duration::ZERO),
+        })
+    }
+
+    /// Moves this emulator's SQS clock forward by `by`: visibility timeouts and delays run
+    /// out as if that much time had passed.
+    pub fn advance_sqs_clock(&self, by: Duration) {
+        let mut offset = self.clock_offset.lock().expect("clock lock");
+        *offset += by;
+        std::fs::write(self.clock_file.path(), offset.as_secs_f64().to_string())
+            .expect("the clock file is writable");
     }
 
     /// The value for `AWS_ENDPOINT_URL`.

@@ -405,8 +405,17 @@ impl TokenService {
 
     /// A signed [`PartGrant`], valid for `ttl`.
     pub fn issue_part_grant(&self, grant: &PartGrant, ttl: Duration) -> Result<String, AuthError> {
+        self.issue_part_grant_at(grant, ttl, unix_now())
+    }
+
+    /// As [`TokenService::issue_part_grant`], as if it were `now` (Unix seconds).
+    fn issue_part_grant_at(
+        &self,
+        grant: &PartGrant,
+        ttl: Duration,
+        now: u64,
+    ) -> Result<String, AuthError> {
         let (kid, algorithm, key) = self.signing.as_ref().ok_or(AuthError::NoSigningKey)?;
-        let now = unix_now();
         let claims = PartClaims {
             iss: self.issuer.clone(),
             aud: self.part_audience(),
@@ -509,9 +518,18 @@ mod tests {
             .issue(&OwnerId::parse("user:a").unwrap(), &[Scope::Write])
             .unwrap();
         assert!(tokens.verify_part_grant(&access.access_token).is_err());
-        let expired = tokens.issue_part_grant(&grant, Duration::ZERO).unwrap();
-        std::thread::sleep(Duration::from_millis(1100));
+        let an_hour_ago = unix_now() - 3600;
+        let expired = tokens
+            .issue_part_grant_at(&grant, Duration::from_secs(60), an_hour_ago)
+            .unwrap();
         assert!(tokens.verify_part_grant(&expired).is_err());
+        let fresh = tokens
+            .issue_part_grant_at(&grant, Duration::from_secs(60), unix_now())
+            .unwrap();
+        assert!(
+            tokens.verify_part_grant(&fresh).is_ok(),
+            "the same grant, in time"
+        );
         let other = TokenService::new(
             b"another-secret-another-secret-00",
             "mmt",

@@ -592,7 +592,10 @@ async fn a_record_whose_store_keeps_failing_ends_failed_after_the_last_receive()
     let mut reported = Vec::new();
     for _ in 0..3 {
         let (received, response) = s.poll_transcribe_function().await;
-        assert_eq!(received, 1, "the retry is back after its backoff (0 in tests)");
+        assert_eq!(
+            received, 1,
+            "the retry is back after its backoff (0 in tests)"
+        );
         reported.push(response.batch_item_failures.len());
     }
     assert_eq!(reported, vec![1, 1, 0], "retried twice, then settled");

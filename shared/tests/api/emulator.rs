@@ -107,6 +107,11 @@ impl Emulator {
         self.moto.endpoint()
     }
 
+    /// Moves SQS's clock: visibility timeouts and delays run out without a wait.
+    pub fn advance_sqs_clock(&self, by: std::time::Duration) {
+        self.moto.advance_sqs_clock(by);
+    }
+
     pub async fn bucket(&self, name: &str) {
         self.s3
             .create_bucket()

@@ -209,8 +209,7 @@ async fn ready_reports_the_workers_heartbeats_and_a_stopped_worker_is_not_ready(
         app.state.clone(),
         shutdown.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, body) = ready(&app).await;
+    let (status, body) = ready_once_workers_beat(&app).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["workers"]["ok"], true);
 
@@ -263,24 +262,41 @@ impl JobQueue for HangingQueue {
     }
 }
 
+/// Readiness once the consumers, started on tasks of their own, have beaten once.
+async fn ready_once_workers_beat(app: &crate::helpers::TestApp) -> (u16, Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = ready(app).await;
+        if body["checks"].get("workers").is_some() {
+            return (status, body);
+        }
+        assert!(std::time::Instant::now() < deadline, "no beat: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stuck_on_its_queue_makes_the_process_not_ready() {
-    let app = crate::helpers::spawn_app_customised(&[("WORKER_STALE_AFTER_SECS", "1")], |state| {
-        state.transcribe_queue = Arc::new(HangingQueue(state.transcribe_queue.clone()));
-    })
+    let clock = Arc::new(mmt_core::ports::ManualClock::new(chrono::Utc::now()));
+    let app = crate::helpers::spawn_app_on_clock(
+        &[("WORKER_STALE_AFTER_SECS", "1")],
+        clock.clone(),
+        |state| {
+            state.transcribe_queue = Arc::new(HangingQueue(state.transcribe_queue.clone()));
+        },
+    )
     .await;
     let workers = tokio::spawn(mmt_core::jobs::run_job_consumers(
         app.state.clone(),
         tokio_util::sync::CancellationToken::new(),
     ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, body) = ready(&app).await;
+    let (status, body) = ready_once_workers_beat(&app).await;
     assert_eq!(
         (status, &body["checks"]["workers"]["ok"]),
         (200, &Value::Bool(true)),
         "{body}"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    clock.advance(chrono::Duration::milliseconds(1001));
     let (status, body) = ready(&app).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["failing"], serde_json::json!(["workers"]));

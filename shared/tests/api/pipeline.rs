@@ -392,7 +392,9 @@ impl RecordStore for FailingCompletion {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<TranscriptionId>, StoreError> {
-        self.inner.fail_stale(stale_before, reason, now, limit).await
+        self.inner
+            .fail_stale(stale_before, reason, now, limit)
+            .await
     }
     async fn delete(&self, id: &TranscriptionId) -> Result<bool, StoreError> {
         self.inner.delete(id).await
@@ -433,14 +435,16 @@ pub(crate) fn assert_failed_by_the_store(record: &serde_json::Value, receives: u
         error.contains(&format!("gave up after {receives} attempts")),
         "{error}"
     );
-    assert!(error.contains(PLANTED_CAUSE), "the root cause is kept: {error}");
+    assert!(
+        error.contains(PLANTED_CAUSE),
+        "the root cause is kept: {error}"
+    );
 }
 
 #[tokio::test]
 async fn a_record_whose_store_keeps_failing_ends_failed_after_the_last_receive() {
     let logs = crate::helpers::capture_logs();
-    let app =
-        spawn_app_customised(&[("MAX_RECEIVE_COUNT", "3")], fail_every_completion).await;
+    let app = spawn_app_customised(&[("MAX_RECEIVE_COUNT", "3")], fail_every_completion).await;
     let token = app.guest_token().await;
     let id = app.upload_wav(&token).await;
     let done = app.drain_jobs().await;

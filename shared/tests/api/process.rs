@@ -19,12 +19,22 @@ pub(crate) struct Server {
     log: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port a server started with `PORT=0` reports in its "listening" (or "running") line,
+/// once it has bound it: text (`port=8080`) or JSON (`"port":8080`) logs. The offset skips
+/// the lines of earlier runs appended to the same log.
+fn reported_port(log: &Path, from: usize) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .get(from..)?
+        .lines()
+        .find(|l| l.contains("MMT listening") || l.contains("MMT worker running"))?;
+    let after = &line[line.find("port")? + "port".len()..];
+    let digits: String = after
+        .trim_start_matches(['=', '"', ':', ' '])
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 pub(crate) async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
@@ -33,7 +43,7 @@ pub(crate) async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
 
 /// Runs `mmt <mode>` and waits until its `/health/live` answers.
 async fn start_mode(mode: &str, env: &HashMap<String, String>, log: &Path) -> Server {
-    let port = free_port();
+    let earlier = std::fs::metadata(log).map_or(0, |m| m.len() as usize);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -43,17 +53,23 @@ async fn start_mode(mode: &str, env: &HashMap<String, String>, log: &Path) -> Se
         .arg(mode)
         .env_clear()
         .envs(env)
-        .env("PORT", port.to_string())
+        .env("PORT", "0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::from(log_file.try_clone().unwrap()))
         .stderr(Stdio::from(log_file))
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut base = String::new();
     loop {
-        if let Ok(r) = client.get(format!("{base}/health/live")).send().await
+        if base.is_empty()
+            && let Some(port) = reported_port(log, earlier)
+        {
+            base = format!("http://127.0.0.1:{port}");
+        }
+        if !base.is_empty()
+            && let Ok(r) = client.get(format!("{base}/health/live")).send().await
             && r.status() == 200
         {
             break;

@@ -3,13 +3,31 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mmt_core::{
     adapters::{Database, SqliteJobQueue, sqs::SqsJobQueue},
     domain::TranscriptionId,
-    ports::{Job, JobOrigin, JobQueue},
+    ports::{Job, JobOrigin, JobQueue, ManualClock},
 };
 
 use crate::emulator::Emulator;
+
+/// How a contract run moves time: the SQLite queue's clock, or the emulator's SQS clock.
+/// Nothing sleeps.
+enum Time<'a> {
+    Manual(Arc<ManualClock>),
+    Emulator(&'a Emulator),
+}
+
+impl Time<'_> {
+    fn pass(&self, by: Duration) {
+        match self {
+            Time::Manual(clock) => clock.advance(chrono::Duration::from_std(by).unwrap()),
+            Time::Emulator(aws) => aws.advance_sqs_clock(by),
+        }
+    }
+}
 
 const VISIBILITY: Duration = Duration::from_secs(2);
 
@@ -19,7 +37,7 @@ fn job() -> Job {
     }
 }
 
-async fn meets_the_contract(queue: &dyn JobQueue) {
+async fn meets_the_contract(queue: &dyn JobQueue, time: Time<'_>) {
     let first = job();
     let origin = JobOrigin {
         correlation_id: Some("corr-42".into()),
@@ -40,9 +58,9 @@ async fn meets_the_contract(queue: &dyn JobQueue) {
     );
 
     // A heartbeat keeps it hidden past the original lease.
-    tokio::time::sleep(VISIBILITY / 2).await;
+    time.pass(VISIBILITY / 2);
     queue.extend_lease(message, VISIBILITY * 2).await.unwrap();
-    tokio::time::sleep(VISIBILITY).await;
+    time.pass(VISIBILITY);
     assert!(
         queue.receive(10).await.unwrap().is_empty(),
         "the heartbeat kept the lease"
@@ -56,7 +74,7 @@ async fn meets_the_contract(queue: &dyn JobQueue) {
 
     // Ack: gone for good.
     queue.ack(&again[0]).await.unwrap();
-    tokio::time::sleep(VISIBILITY + Duration::from_millis(500)).await;
+    time.pass(VISIBILITY * 3);
     assert!(
         queue.receive(10).await.unwrap().is_empty(),
         "acked messages never return"
@@ -67,7 +85,7 @@ async fn meets_the_contract(queue: &dyn JobQueue) {
     queue.enqueue(&doomed, &JobOrigin::default()).await.unwrap();
     let received = queue.receive(1).await.unwrap();
     queue.dead_letter(&received[0], "unreadable").await.unwrap();
-    tokio::time::sleep(VISIBILITY + Duration::from_millis(500)).await;
+    time.pass(VISIBILITY * 3);
     assert!(queue.receive(10).await.unwrap().is_empty());
     let stats = queue.stats().await.unwrap();
     assert_eq!(
@@ -102,21 +120,17 @@ async fn meets_the_contract(queue: &dyn JobQueue) {
 async fn the_sqlite_queue_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(&dir.path().join("q.db")).unwrap();
-    meets_the_contract(&SqliteJobQueue::new(db, "transcribe", VISIBILITY, 5)).await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let queue = SqliteJobQueue::new(db, "transcribe", VISIBILITY, 5).with_clock(clock.clone());
+    meets_the_contract(&queue, Time::Manual(clock)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqs_queue_meets_the_contract_on_the_emulator() {
     let aws = Emulator::start().await;
     let (url, dlq) = aws.queue_pair("mmt-transcribe", 5, 30).await;
-    meets_the_contract(&SqsJobQueue::new(
-        aws.sqs.clone(),
-        url,
-        dlq,
-        VISIBILITY,
-        Duration::ZERO,
-    ))
-    .await;
+    let queue = SqsJobQueue::new(aws.sqs.clone(), url, dlq, VISIBILITY, Duration::ZERO);
+    meets_the_contract(&queue, Time::Emulator(&aws)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +161,7 @@ async fn a_message_never_acked_is_redriven_to_the_dlq_after_max_receive_count() 
                 healthy_done = true;
             }
         }
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        aws.advance_sqs_clock(Duration::from_millis(1300));
     }
     assert!(healthy_done);
     let stats = queue.stats().await.unwrap();
@@ -156,25 +170,4 @@ async fn a_message_never_acked_is_redriven_to_the_dlq_after_max_receive_count() 
         (0, 0, 1),
         "{stats:?}"
     );
-
-    // Duplicates: two enqueues of the same job are two messages, on every backend. The queue
-    // is at least once; the record's claim refuses the duplicate work (`pipeline` tests).
-    let twice = job();
-    let ids = [
-        queue.enqueue(&twice, &JobOrigin::default()).await.unwrap(),
-        queue.enqueue(&twice, &JobOrigin::default()).await.unwrap(),
-    ];
-    assert_ne!(ids[0], ids[1]);
-    let mut both = Vec::new();
-    for _ in 0..20 {
-        both.extend(queue.receive(10).await.unwrap());
-        if both.len() >= 2 {
-            break;
-        }
-    }
-    assert_eq!(both.len(), 2, "both delivered");
-    for message in &both {
-        assert_eq!(serde_json::from_str::<Job>(&message.body).unwrap(), twice);
-        queue.ack(message).await.unwrap();
-    }
 }

@@ -114,8 +114,8 @@ async fn a_record_abandoned_in_processing_is_failed_by_the_sweep() {
     };
     let clock = Arc::new(ManualClock::new(Utc::now()));
     // Records kept forever: the sweep still reconciles.
-    let app = crate::helpers::spawn_app_on_clock(&[("RETENTION_DAYS", "0")], clock.clone(), |_| {})
-        .await;
+    let app =
+        crate::helpers::spawn_app_on_clock(&[("RETENTION_DAYS", "0")], clock.clone(), |_| {}).await;
     let token = app.guest_token().await;
     let claim_now = |id: &str, by: &str| {
         let id: TranscriptionId = id.parse().unwrap();

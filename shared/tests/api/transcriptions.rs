@@ -169,7 +169,10 @@ async fn a_client_that_leaves_the_synchronous_endpoint_still_leaves_a_final_reco
         .build()
         .unwrap();
     let form = Form::new()
-        .part("file", Part::bytes(crate::helpers::tone()).file_name("visit.wav"))
+        .part(
+            "file",
+            Part::bytes(crate::helpers::tone()).file_name("visit.wav"),
+        )
         .text("model", "whisper-1");
     let gone = impatient
         .post(app.url("/v1/audio/transcriptions"))
@@ -177,7 +180,10 @@ async fn a_client_that_leaves_the_synchronous_endpoint_still_leaves_a_final_reco
         .multipart(form)
         .send()
         .await;
-    assert!(gone.is_err_and(|e| e.is_timeout()), "the client gave up first");
+    assert!(
+        gone.is_err_and(|e| e.is_timeout()),
+        "the client gave up first"
+    );
 
     // The work goes on without the client and ends the record one way or the other.
     let deadline = Instant::now() + Duration::from_secs(30);
