@@ -285,6 +285,19 @@ fn no_function_is_longer_than_80_lines() {
 }
 
 #[test]
+fn every_module_says_what_it_owns() {
+    let undocumented: Vec<String> = source_files(&src())
+        .into_iter()
+        .filter(|path| !fs::read_to_string(path).unwrap().starts_with("//!"))
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "no module doc comment: {undocumented:?}"
+    );
+}
+
+#[test]
 fn no_configuration_file_is_longer_than_400_lines() {
     let config = src().join("config");
     assert!(config.is_dir(), "configuration is a folder of sections");

@@ -2,7 +2,9 @@
 //! failures so one bad message never fails its neighbours.
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use mmt_core::{AppState, Config, entrypoints::lambda::handle_sqs_event, telemetry};
+use mmt_core::{
+    AppState, Config, entrypoints::lambda::handle_queue_batch, jobs::JobKind, telemetry,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -11,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = AppState::from_config(config).await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
-        handle_sqs_event(state, event)
+        handle_queue_batch(state, JobKind::Transcribe, event)
     }))
     .await
 }

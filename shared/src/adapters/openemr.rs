@@ -259,7 +259,7 @@ impl OpenEmrClient {
                 response.status().as_u16()
             )));
         }
-        return response.json().await.map_err(|e| transport(&e, true));
+        response.json().await.map_err(|e| transport(&e, true))
     }
 
     /// Stores the refresh token a refresh rotated to. Another process may have stored another

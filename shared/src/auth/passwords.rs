@@ -1,3 +1,5 @@
+//! Argon2 password hashes for local sign-in (`LOCAL_LOGIN_USERS`, `mmt hash-password`).
+
 use std::sync::OnceLock;
 
 use argon2::{

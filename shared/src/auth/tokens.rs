@@ -1,3 +1,5 @@
+//! Access tokens and part grants: HS256 or RS256 signing, verification, JWKS, scopes.
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};

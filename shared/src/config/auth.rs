@@ -87,7 +87,7 @@ impl AuthConfig {
         }
 
         let jwt_rsa = if src.flag("USE_RSA_INTERNAL_JWT", false)? {
-            Some(parse_rsa_jwt(&src)?)
+            Some(parse_rsa_jwt(src)?)
         } else {
             None
         };

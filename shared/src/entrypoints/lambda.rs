@@ -33,27 +33,13 @@ fn received_job(message: &SqsMessage) -> ReceivedJob {
     }
 }
 
-/// Handles a batch from the transcribe queue. Messages run concurrently and fail alone: only
-/// the ids that should be delivered again are returned in `batchItemFailures`.
-pub async fn handle_sqs_event(
+/// Handles a batch from `kind`'s queue. Messages run concurrently and fail alone: only the
+/// ids that should be delivered again are returned in `batchItemFailures`, each after its
+/// retry delay has been set as its visibility.
+pub async fn handle_queue_batch(
     state: &AppState,
-    event: LambdaEvent<SqsEvent>,
-) -> Result<SqsBatchResponse, Error> {
-    handle_batch(state, event, JobKind::Transcribe).await
-}
-
-/// Handles a batch from the EHR queue, like [`handle_sqs_event`].
-pub async fn handle_ehr_sqs_event(
-    state: &AppState,
-    event: LambdaEvent<SqsEvent>,
-) -> Result<SqsBatchResponse, Error> {
-    handle_batch(state, event, JobKind::EhrPush).await
-}
-
-async fn handle_batch(
-    state: &AppState,
-    event: LambdaEvent<SqsEvent>,
     kind: JobKind,
+    event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let queue = kind
         .queue(state)
@@ -98,6 +84,27 @@ async fn handle_batch(
         response.batch_item_failures.push(failure);
     }
     Ok(response)
+}
+
+/// One function, two event sources (`ehr-push`): a batch from `kind`'s queue, told apart by
+/// its `Records` list, or an API Gateway request for `router`.
+pub async fn handle_queue_batch_or_request(
+    state: &AppState,
+    router: &axum::Router,
+    kind: JobKind,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, Error> {
+    use lambda_http::{Adapter, Service, request::LambdaRequest};
+    let LambdaEvent { payload, context } = event;
+    if payload.get("Records").is_some() {
+        let batch = serde_json::from_value(payload)?;
+        let answer = handle_queue_batch(state, kind, LambdaEvent::new(batch, context)).await?;
+        return Ok(serde_json::to_value(answer)?);
+    }
+    let request: LambdaRequest = serde_json::from_value(payload)?;
+    let mut adapter = Adapter::from(router.clone());
+    let answer = adapter.call(LambdaEvent::new(request, context)).await?;
+    Ok(serde_json::to_value(answer)?)
 }
 
 /// The scheduled retention sweep. Accepts an EventBridge rule event or an EventBridge

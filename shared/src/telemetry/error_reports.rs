@@ -65,7 +65,7 @@ const KEPT_HEADERS: &[&str] = &[
 ];
 
 /// Opaque ids whose names happen to contain a denied part.
-const ALLOWED_FIELDS: &[&str] = &["transcription_id", "delivery_id", "blob_key", "dedupe_key"];
+const ALLOWED_FIELDS: &[&str] = &["transcription_id", "delivery_id", "blob_key"];
 
 pub fn field_may_hold_phi(name: &str) -> bool {
     let name = name.to_ascii_lowercase();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Context, LambdaEvent};
 use mmt_core::{
-    entrypoints::lambda::{handle_scheduled_sweep, handle_sqs_event},
+    entrypoints::lambda::{handle_queue_batch, handle_scheduled_sweep},
     http::RouteGroup,
 };
 use mmt_testkit::Failure;
@@ -79,9 +79,13 @@ impl Stack {
     }
 
     async fn deliver(&self, event: SqsEvent) -> SqsBatchResponse {
-        handle_sqs_event(&self.app.state, LambdaEvent::new(event, Context::default()))
-            .await
-            .unwrap()
+        handle_queue_batch(
+            &self.app.state,
+            mmt_core::jobs::JobKind::Transcribe,
+            LambdaEvent::new(event, Context::default()),
+        )
+        .await
+        .unwrap()
     }
 
     async fn record(&self, token: &str, id: &str) -> Value {

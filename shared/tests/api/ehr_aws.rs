@@ -8,7 +8,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use mmt_core::{
     adapters::dynamodb_ehr::DynamoEhrStore,
     domain::{EhrDelivery, EhrReceipt, NoteSection, OwnerId, TranscriptionId},
-    entrypoints::lambda::handle_ehr_sqs_event,
+    entrypoints::lambda::handle_queue_batch,
     ports::{ConnectionState, DeliveryStore, EhrConnectionStore},
 };
 use mmt_testkit::openemr::{EmrFault, FakeOpenEmr};
@@ -88,8 +88,9 @@ async fn a_push_runs_through_the_ehr_queue_and_lands_once_after_a_lost_answer() 
         }
         invocations += 1;
         assert!(invocations < 10, "the delivery did not settle");
-        let answer = handle_ehr_sqs_event(
+        let answer = handle_queue_batch(
             &app.state,
+            mmt_core::jobs::JobKind::EhrPush,
             LambdaEvent::new(sqs_event(&messages), Context::default()),
         )
         .await

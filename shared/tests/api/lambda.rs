@@ -3,7 +3,7 @@
 use lambda_runtime::{Context, LambdaEvent};
 use mmt_core::{
     adapters::{Database, SqliteJobQueue},
-    entrypoints::lambda::{handle_scheduled_sweep, handle_sqs_event},
+    entrypoints::lambda::{handle_queue_batch, handle_scheduled_sweep},
     http::{RouteGroup, router},
 };
 use mmt_testkit::Failure;
@@ -107,9 +107,13 @@ async fn every_http_fixture_gets_the_expected_answer_from_its_function() {
     // The transcribe function consumes the SQS fixture: one good message, one unreadable.
     let sqs: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(&fixture("sqs-transcribe.json").replace(FIXTURE_ID, &id)).unwrap();
-    let response = handle_sqs_event(&app.state, LambdaEvent::new(sqs, Context::default()))
-        .await
-        .unwrap();
+    let response = handle_queue_batch(
+        &app.state,
+        mmt_core::jobs::JobKind::Transcribe,
+        LambdaEvent::new(sqs, Context::default()),
+    )
+    .await
+    .unwrap();
     assert!(
         response.batch_item_failures.is_empty(),
         "the unreadable message is dead-lettered, not retried"
@@ -160,9 +164,13 @@ async fn a_failing_message_is_reported_alone_in_batch_item_failures() {
     let id = app.upload_wav(&token).await;
     let sqs: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(&fixture("sqs-transcribe.json").replace(FIXTURE_ID, &id)).unwrap();
-    let response = handle_sqs_event(&app.state, LambdaEvent::new(sqs, Context::default()))
-        .await
-        .unwrap();
+    let response = handle_queue_batch(
+        &app.state,
+        mmt_core::jobs::JobKind::Transcribe,
+        LambdaEvent::new(sqs, Context::default()),
+    )
+    .await
+    .unwrap();
     let failed: Vec<_> = response
         .batch_item_failures
         .iter()

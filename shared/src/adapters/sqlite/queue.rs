@@ -1,3 +1,6 @@
+//! The durable job queue in the SQLite file, with SQS semantics (leases, receive counts, dead
+//! letters), telling time by the `Clock` port.
+
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;

@@ -1,3 +1,5 @@
+//! Transcription records in the SQLite file: conditional status changes, claims, owner listing.
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};

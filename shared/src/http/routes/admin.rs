@@ -1,3 +1,5 @@
+//! `GET /v1/admin/audit`: the audit trail, for admin tokens only.
+
 use axum::{Json, extract::State};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};

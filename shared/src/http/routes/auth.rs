@@ -1,3 +1,5 @@
+//! Sign-in: `POST /auth/guest`, `/auth/login`, `/auth/admin`, and the JWKS.
+
 use axum::{
     Json,
     extract::State,

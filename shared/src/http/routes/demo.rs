@@ -1,3 +1,5 @@
+//! `GET /demo/status`: what this deployment offers, for the web page.
+
 use axum::{Json, extract::State};
 use serde::Serialize;
 use utoipa::ToSchema;

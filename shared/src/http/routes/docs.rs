@@ -1,3 +1,5 @@
+//! `GET /openapi.json` and `GET /docs`: the API description and its page.
+
 use std::sync::LazyLock;
 
 use axum::{

@@ -1,3 +1,6 @@
+//! `POST|GET /v1/transcriptions/{id}/ehr` and `GET /v1/admin/ehr`: asking for EHR pushes and
+//! following them.
+
 use axum::{
     Json,
     extract::{Path, State},

@@ -1,3 +1,5 @@
+//! `GET /health/live` and `GET /health/ready`: liveness, and each dependency checked.
+
 use std::{collections::BTreeMap, future::Future, time::Instant};
 
 use axum::{Json, extract::State, http::StatusCode};

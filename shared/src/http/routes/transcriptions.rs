@@ -1,3 +1,5 @@
+//! The owner's records: list, read, delete, and download transcripts in every format.
+
 use axum::{
     Json,
     extract::{Path, State},

@@ -1,3 +1,5 @@
+//! `POST /v1/transcriptions`: one multipart request, streamed to storage and queued.
+
 use std::{
     sync::{
         Arc,
