@@ -1,51 +1,67 @@
 //! Recording to the audit trail: who did what to which record, and how it ended.
 
+use std::sync::Arc;
+
+use super::AppState;
 use crate::{
-    app::AppState,
-    domain::{AuditAction, AuditEvent, AuditOutcome, TranscriptionId},
+    domain::{AuditAction, AuditEvent, AuditOutcome, OwnerId, TranscriptionId},
+    ports::AuditLog,
     telemetry,
 };
 
-/// Appends an event. A failure to audit is logged loudly but does not undo what already
-/// happened (the action is done; refusing the response would only hide its result).
-pub async fn record(state: &AppState, mut event: AuditEvent) {
-    if event.correlation_id.is_none() {
-        event.correlation_id = telemetry::current_correlation_id();
-    }
-    if let Err(err) = state.audit.append(&event).await {
-        tracing::error!(
-            error = %telemetry::error_chain(&err),
-            action = event.action.as_str(),
-            "could not write the audit event"
-        );
+/// The audit trail, as the use cases write to it.
+#[derive(Clone)]
+pub struct AuditTrail {
+    log: Arc<dyn AuditLog>,
+}
+
+impl AppState {
+    pub fn audit_trail(&self) -> AuditTrail {
+        AuditTrail {
+            log: self.audit.clone(),
+        }
     }
 }
 
-/// Records that `subject` did `action` to one record, successfully.
-pub async fn record_success(
-    state: &AppState,
-    subject: &crate::domain::OwnerId,
-    action: AuditAction,
-    record_id: TranscriptionId,
-) {
-    let event = AuditEvent::now(action, AuditOutcome::Success, subject.as_str()).on(record_id);
-    record(state, event).await;
-}
+impl AuditTrail {
+    /// Appends an event, in the current request's correlation. A failure to audit is logged
+    /// loudly but does not undo what already happened (the action is done; refusing the
+    /// response would only hide its result).
+    pub async fn record(&self, mut event: AuditEvent) {
+        if event.correlation_id.is_none() {
+            event.correlation_id = telemetry::current_correlation_id();
+        }
+        if let Err(err) = self.log.append(&event).await {
+            tracing::error!(
+                error = %telemetry::error_chain(&err),
+                action = event.action.as_str(),
+                "could not write the audit event"
+            );
+        }
+    }
 
-/// The audit event of a finished key rotation.
-pub async fn record_key_rotation(
-    state: &AppState,
-    primary: &str,
-    report: &super::keys::RotationReport,
-) {
-    let event = AuditEvent::now(
-        AuditAction::KeyRotation,
-        AuditOutcome::Success,
-        "system:key-rotation",
-    )
-    .detail(format!(
-        "primary key {primary}: {} records looked at, {} resealed, {} audio files resealed",
-        report.records_scanned, report.records_resealed, report.audio_resealed
-    ));
-    record(state, event).await;
+    /// Records that `subject` did `action` to one record, successfully.
+    pub async fn record_success(
+        &self,
+        subject: &OwnerId,
+        action: AuditAction,
+        record_id: TranscriptionId,
+    ) {
+        let event = AuditEvent::now(action, AuditOutcome::Success, subject.as_str()).on(record_id);
+        self.record(event).await;
+    }
+
+    /// The audit event of a finished key rotation.
+    pub async fn record_key_rotation(&self, primary: &str, report: &super::keys::RotationReport) {
+        let event = AuditEvent::now(
+            AuditAction::KeyRotation,
+            AuditOutcome::Success,
+            "system:key-rotation",
+        )
+        .detail(format!(
+            "primary key {primary}: {} records looked at, {} resealed, {} audio files resealed",
+            report.records_scanned, report.records_resealed, report.audio_resealed
+        ));
+        self.record(event).await;
+    }
 }

@@ -26,7 +26,7 @@ use crate::{
 pub use errors::JobError;
 pub use heartbeats::WorkerHeartbeats;
 pub use keys::{KeyRotation, RotationError, RotationReport};
-pub use retention::{RetentionReport, sweep_retention};
+pub use retention::{Retention, RetentionReport};
 
 /// The queue that carries transcription jobs.
 pub const TRANSCRIBE_QUEUE: &str = "transcribe";

@@ -1,13 +1,46 @@
 //! The retention sweep: deletes what the retention policy says must go, and first fails the
 //! records whose work was abandoned, so that every record reaches a final state.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
-use super::{AppState, audit, transcriptions};
+use super::{AppState, audit::AuditTrail, transcriptions::Transcriptions};
 use crate::{
+    config::RetentionConfig,
     domain::{AuditAction, AuditEvent, AuditOutcome},
-    ports::StoreError,
+    metrics::Metrics,
+    ports::{BlobStore, Clock, DeliveryStore, RecordStore, StoreError},
 };
+
+/// What a sweep needs.
+pub struct Retention {
+    records: Arc<dyn RecordStore>,
+    blobs: Arc<dyn BlobStore>,
+    /// The EHR outbox, when EHR push is configured: a record's deliveries go with it.
+    deliveries: Option<Arc<dyn DeliveryStore>>,
+    audit: AuditTrail,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    policy: RetentionConfig,
+    /// Tells an abandoned `processing` record from one still in hand.
+    transcriptions: Transcriptions,
+}
+
+impl AppState {
+    pub fn retention(&self) -> Retention {
+        Retention {
+            records: self.records.clone(),
+            blobs: self.blobs.clone(),
+            deliveries: self.ehr.as_ref().map(|ehr| ehr.deliveries.clone()),
+            audit: self.audit_trail(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            policy: self.config.retention.clone(),
+            transcriptions: self.transcriptions(),
+        }
+    }
+}
 
 /// What a sweep did. Counts only: ids are in the audit log lines, never PHI.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
@@ -32,94 +65,95 @@ const SWEEPER: &str = "system:retention";
 pub const ABANDONED: &str =
     "abandoned: no worker finished it within its lease; upload the recording again";
 
-/// Fails the abandoned records, then deletes audio and records older than `RETENTION_DAYS`
-/// (with `STORE_PHI=false`, older than `PHI_DELIVERY_WINDOW_MINUTES`; nothing with
-/// `RETENTION_DAYS=0`).
-pub async fn sweep_retention(state: &AppState) -> Result<RetentionReport, StoreError> {
-    let mut report = RetentionReport {
-        retention_days: state.config.retention.retention_days,
-        abandoned: reconcile(state).await?,
-        ..Default::default()
-    };
-    if let Some(retention) = state.config.retention.keep_for() {
-        delete_expired(state, retention, &mut report).await?;
+impl Retention {
+    /// Fails the abandoned records, then deletes audio and records older than `RETENTION_DAYS`
+    /// (with `STORE_PHI=false`, older than `PHI_DELIVERY_WINDOW_MINUTES`; nothing with
+    /// `RETENTION_DAYS=0`).
+    pub async fn sweep(&self) -> Result<RetentionReport, StoreError> {
+        let mut report = RetentionReport {
+            retention_days: self.policy.retention_days,
+            abandoned: self.reconcile().await?,
+            ..Default::default()
+        };
+        if let Some(retention) = self.policy.keep_for() {
+            self.delete_expired(retention, &mut report).await?;
+        }
+        self.metrics
+            .record_retention_deletions(report.deleted_records);
+        tracing::info!(
+            retention_days = report.retention_days,
+            deleted_records = report.deleted_records,
+            failed = report.failed,
+            abandoned = report.abandoned,
+            "retention sweep finished"
+        );
+        Ok(report)
     }
-    state
-        .metrics
-        .record_retention_deletions(report.deleted_records);
-    tracing::info!(
-        retention_days = report.retention_days,
-        deleted_records = report.deleted_records,
-        failed = report.failed,
-        abandoned = report.abandoned,
-        "retention sweep finished"
-    );
-    Ok(report)
-}
 
-/// Fails the records stuck in `processing` past their lease: how many.
-async fn reconcile(state: &AppState) -> Result<u64, StoreError> {
-    let now = state.clock.now();
-    let stale_before = now - transcriptions::lease(state);
-    let mut abandoned = 0;
-    loop {
-        let failed = state
-            .records
-            .fail_stale(stale_before, ABANDONED, now, BATCH)
-            .await?;
-        for id in &failed {
-            tracing::warn!(transcription_id = %id, "abandoned in processing; failed by the sweep");
-        }
-        abandoned += failed.len() as u64;
-        if failed.len() < BATCH as usize {
-            return Ok(abandoned);
+    /// Fails the records stuck in `processing` past their lease: how many.
+    async fn reconcile(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let stale_before = self.transcriptions.stale_before();
+        let mut abandoned = 0;
+        loop {
+            let failed = self
+                .records
+                .fail_stale(stale_before, ABANDONED, now, BATCH)
+                .await?;
+            for id in &failed {
+                tracing::warn!(transcription_id = %id, "abandoned in processing; failed by the sweep");
+            }
+            abandoned += failed.len() as u64;
+            if failed.len() < BATCH as usize {
+                return Ok(abandoned);
+            }
         }
     }
-}
 
-/// Audio goes first, so an interruption leaves a record that the next sweep finds again,
-/// never orphaned audio.
-async fn delete_expired(
-    state: &AppState,
-    retention: chrono::Duration,
-    report: &mut RetentionReport,
-) -> Result<(), StoreError> {
-    let cutoff = state.clock.now() - retention;
-    let mut skipped = std::collections::HashSet::new();
-    loop {
-        let batch = state
-            .records
-            .created_before(cutoff, BATCH + skipped.len() as u32)
-            .await?;
-        let batch: Vec<_> = batch
-            .into_iter()
-            .filter(|(id, _)| !skipped.contains(id))
-            .collect();
-        if batch.is_empty() {
-            break;
+    /// Audio goes first, so an interruption leaves a record that the next sweep finds again,
+    /// never orphaned audio.
+    async fn delete_expired(
+        &self,
+        retention: chrono::Duration,
+        report: &mut RetentionReport,
+    ) -> Result<(), StoreError> {
+        let cutoff = self.clock.now() - retention;
+        let mut skipped = std::collections::HashSet::new();
+        loop {
+            let batch = self
+                .records
+                .created_before(cutoff, BATCH + skipped.len() as u32)
+                .await?;
+            let batch: Vec<_> = batch
+                .into_iter()
+                .filter(|(id, _)| !skipped.contains(id))
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            for (id, audio_key) in batch {
+                if let Err(err) = self.blobs.delete(&audio_key).await {
+                    tracing::error!(transcription_id = %id, error = %err, "retention: audio not deleted; will retry next sweep");
+                    report.failed += 1;
+                    skipped.insert(id);
+                    continue;
+                }
+                report.deleted_audio += 1;
+                if let Some(deliveries) = &self.deliveries {
+                    deliveries.delete_for_transcription(&id).await?;
+                }
+                if self.records.delete(&id).await? {
+                    report.deleted_records += 1;
+                    let event =
+                        AuditEvent::now(AuditAction::Sweep, AuditOutcome::Success, SWEEPER).on(id);
+                    self.audit.record(event).await;
+                }
+                tracing::info!(transcription_id = %id, "retention: deleted audio and record");
+            }
         }
-        for (id, audio_key) in batch {
-            if let Err(err) = state.blobs.delete(&audio_key).await {
-                tracing::error!(transcription_id = %id, error = %err, "retention: audio not deleted; will retry next sweep");
-                report.failed += 1;
-                skipped.insert(id);
-                continue;
-            }
-            report.deleted_audio += 1;
-            if let Some(ehr) = &state.ehr {
-                ehr.deliveries.delete_for_transcription(&id).await?;
-            }
-            if state.records.delete(&id).await? {
-                report.deleted_records += 1;
-                let event =
-                    AuditEvent::now(AuditAction::Sweep, AuditOutcome::Success, SWEEPER).on(id);
-                audit::record(state, event).await;
-            }
-            tracing::info!(transcription_id = %id, "retention: deleted audio and record");
+        if report.deleted_records > 0 {
+            self.records.purge_residue().await?;
         }
+        Ok(())
     }
-    if report.deleted_records > 0 {
-        state.records.purge_residue().await?;
-    }
-    Ok(())
 }

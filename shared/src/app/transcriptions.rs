@@ -2,15 +2,45 @@
 //! transcript, or the reason it failed. The transcribe job and the synchronous
 //! OpenAI-compatible endpoint both call [`process`]; neither repeats its steps.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tracing::Instrument;
 
-use super::{AppState, errors::JobError};
+use super::{AppState, Engines, errors::JobError};
 use crate::{
     domain::{Transcript, TranscriptionId, TranscriptionRecord},
-    ports::{AudioInput, Claim, Progress, TranscribeOptions},
+    metrics::Metrics,
+    ports::{AudioInput, BlobStore, Claim, Clock, Progress, RecordStore, TranscribeOptions},
 };
+
+/// What processing a transcription needs.
+pub struct Transcriptions {
+    records: Arc<dyn RecordStore>,
+    blobs: Arc<dyn BlobStore>,
+    engines: Engines,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    /// How long a `processing` record may go untouched before its claim counts as abandoned:
+    /// the engine's progress renews it, and a retry comes back within a visibility timeout
+    /// plus the longest backoff.
+    lease: Duration,
+    /// Without it, the transcript is all the product keeps.
+    store_phi: bool,
+}
+
+impl AppState {
+    pub fn transcriptions(&self) -> Transcriptions {
+        Transcriptions {
+            records: self.records.clone(),
+            blobs: self.blobs.clone(),
+            engines: self.engines.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            lease: self.config.queue.processing_lease(),
+            store_phi: self.config.retention.store_phi,
+        }
+    }
+}
 
 /// What processing did.
 #[derive(Debug)]
@@ -24,140 +54,134 @@ pub enum Processed {
 /// Progress is written at most twice a second, and only when it moved.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// Claims the record as `claimant` (a job message's id, or the request's), transcribes it and
-/// stores the transcript. Safe to call again for the same record: a final record is left
-/// alone, and a record claimed by other live work is skipped.
-pub async fn process(
-    state: &AppState,
-    id: &TranscriptionId,
-    claimant: &str,
-) -> Result<Processed, JobError> {
-    let Some(record) = state.records.get(id).await.map_err(JobError::Records)? else {
-        return Ok(Processed::Skipped("record no longer exists"));
-    };
-    if record.status.is_final() {
-        return Ok(Processed::Skipped("already final"));
-    }
-    let engine = state
-        .engines
-        .get(record.engine)
-        .cloned()
-        .ok_or(JobError::NoEngine(record.engine))?;
-    let now = state.clock.now();
-    let claim = Claim {
-        by: claimant.to_owned(),
-        now,
-        stale_before: now - lease(state),
-    };
-    if !state
-        .records
-        .claim(id, &claim)
-        .await
-        .map_err(JobError::Records)?
-    {
-        return Ok(Processed::Skipped("claimed by other live work"));
-    }
-
-    let (progress, progress_writer) = progress_to_record(state, *id);
-    let started = std::time::Instant::now();
-    let engine_span = tracing::info_span!(
-        "engine",
-        engine = record.engine.as_str(),
-        model = %engine.describe(),
-        audio_bytes = record.size_bytes,
-    );
-    let outcome = engine
-        .transcribe(
-            &AudioInput::of(&record, state.blobs.clone()),
-            &TranscribeOptions::of(&record),
-            &progress,
-        )
-        .instrument(engine_span)
-        .await;
-    progress_writer.abort();
-    let transcript = outcome.map_err(JobError::Engine)?;
-    let stored = state
-        .records
-        .complete(id, &transcript, state.clock.now())
-        .await
-        .map_err(JobError::Records)?;
-    let elapsed_s = started.elapsed().as_secs_f64();
-    state.metrics.record_transcription(
-        record.engine.as_str(),
-        &engine.describe(),
-        transcript.duration_s,
-        elapsed_s,
-    );
-    tracing::info!(
-        transcription_id = %id,
-        engine = %record.engine,
-        model = %engine.describe(),
-        elapsed_s,
-        audio_s = transcript.duration_s,
-        stored,
-        "transcription completed"
-    );
-    forget_audio(state, &record).await;
-    Ok(Processed::Completed(transcript))
-}
-
-/// Fails the record with the error's reason. `false` when it was already final or gone.
-pub async fn fail(state: &AppState, id: &TranscriptionId, reason: &str) -> Result<bool, JobError> {
-    state
-        .records
-        .fail(id, reason, state.clock.now())
-        .await
-        .map_err(JobError::Records)
-}
-
-/// How long a `processing` record may go untouched before its claim counts as abandoned: the
-/// engine's progress renews it, and a retry comes back within a visibility timeout plus the
-/// longest backoff.
-pub fn lease(state: &AppState) -> chrono::Duration {
-    chrono::Duration::from_std(state.config.queue.processing_lease())
-        .unwrap_or(chrono::Duration::MAX)
-}
-
-/// Without `STORE_PHI`, the transcript is all the product keeps.
-async fn forget_audio(state: &AppState, record: &TranscriptionRecord) {
-    if !state.config.retention.store_phi
-        && let Err(err) = state.blobs.delete(&record.audio_key).await
-    {
-        tracing::warn!(error = %crate::telemetry::error_chain(&err), "could not remove audio after transcription");
-    }
-}
-
-/// Writes the engine's progress to the record, at most every [`PROGRESS_EVERY`] and only
-/// when it moved, and at least every quarter lease even when it did not, which renews the
-/// claim of a long silent attempt.
-fn progress_to_record(
-    state: &AppState,
-    id: TranscriptionId,
-) -> (Progress, tokio::task::JoinHandle<()>) {
-    let (sender, mut receiver) = tokio::sync::watch::channel(0u8);
-    let progress = Progress::new(move |percent| {
-        sender.send_if_modified(|current| {
-            let moved = percent > *current;
-            if moved {
-                *current = percent;
-            }
-            moved
-        });
-    });
-    let (records, clock) = (state.records.clone(), state.clock.clone());
-    let renew_every = state.config.queue.processing_lease() / 4;
-    let writer = tokio::spawn(async move {
-        loop {
-            let changed = tokio::time::timeout(renew_every, receiver.changed()).await;
-            if matches!(changed, Ok(Err(_))) {
-                break;
-            }
-            let percent = *receiver.borrow_and_update();
-            if let Err(err) = records.set_progress(&id, percent, clock.now()).await {
-                tracing::warn!(error = %crate::telemetry::error_chain(&err), "could not record progress");
-            }
-            tokio::time::sleep(PROGRESS_EVERY).await;
+impl Transcriptions {
+    /// Claims the record as `claimant` (a job message's id, or the request's), transcribes it and
+    /// stores the transcript. Safe to call again for the same record: a final record is left
+    /// alone, and a record claimed by other live work is skipped.
+    pub async fn process(
+        &self,
+        id: &TranscriptionId,
+        claimant: &str,
+    ) -> Result<Processed, JobError> {
+        let Some(record) = self.records.get(id).await.map_err(JobError::Records)? else {
+            return Ok(Processed::Skipped("record no longer exists"));
+        };
+        if record.status.is_final() {
+            return Ok(Processed::Skipped("already final"));
         }
-    });
-    (progress, writer)
+        let engine = self
+            .engines
+            .get(record.engine)
+            .cloned()
+            .ok_or(JobError::NoEngine(record.engine))?;
+        let claim = Claim {
+            by: claimant.to_owned(),
+            now: self.clock.now(),
+            stale_before: self.stale_before(),
+        };
+        if !self
+            .records
+            .claim(id, &claim)
+            .await
+            .map_err(JobError::Records)?
+        {
+            return Ok(Processed::Skipped("claimed by other live work"));
+        }
+
+        let (progress, progress_writer) = self.progress_to_record(*id);
+        let started = std::time::Instant::now();
+        let engine_span = tracing::info_span!(
+            "engine",
+            engine = record.engine.as_str(),
+            model = %engine.describe(),
+            audio_bytes = record.size_bytes,
+        );
+        let outcome = engine
+            .transcribe(
+                &AudioInput::of(&record, self.blobs.clone()),
+                &TranscribeOptions::of(&record),
+                &progress,
+            )
+            .instrument(engine_span)
+            .await;
+        progress_writer.abort();
+        let transcript = outcome.map_err(JobError::Engine)?;
+        let stored = self
+            .records
+            .complete(id, &transcript, self.clock.now())
+            .await
+            .map_err(JobError::Records)?;
+        let elapsed_s = started.elapsed().as_secs_f64();
+        self.metrics.record_transcription(
+            record.engine.as_str(),
+            &engine.describe(),
+            transcript.duration_s,
+            elapsed_s,
+        );
+        tracing::info!(
+            transcription_id = %id,
+            engine = %record.engine,
+            model = %engine.describe(),
+            elapsed_s,
+            audio_s = transcript.duration_s,
+            stored,
+            "transcription completed"
+        );
+        self.forget_audio(&record).await;
+        Ok(Processed::Completed(transcript))
+    }
+
+    /// Fails the record with the error's reason. `false` when it was already final or gone.
+    pub async fn fail(&self, id: &TranscriptionId, reason: &str) -> Result<bool, JobError> {
+        self.records
+            .fail(id, reason, self.clock.now())
+            .await
+            .map_err(JobError::Records)
+    }
+
+    /// A record `processing` since before this instant was abandoned.
+    pub fn stale_before(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now() - chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Without `STORE_PHI`, the transcript is all the product keeps.
+    async fn forget_audio(&self, record: &TranscriptionRecord) {
+        if !self.store_phi
+            && let Err(err) = self.blobs.delete(&record.audio_key).await
+        {
+            tracing::warn!(error = %crate::telemetry::error_chain(&err), "could not remove audio after transcription");
+        }
+    }
+
+    /// Writes the engine's progress to the record, at most every [`PROGRESS_EVERY`] and only
+    /// when it moved, and at least every quarter lease even when it did not, which renews the
+    /// claim of a long silent attempt.
+    fn progress_to_record(&self, id: TranscriptionId) -> (Progress, tokio::task::JoinHandle<()>) {
+        let (sender, mut receiver) = tokio::sync::watch::channel(0u8);
+        let progress = Progress::new(move |percent| {
+            sender.send_if_modified(|current| {
+                let moved = percent > *current;
+                if moved {
+                    *current = percent;
+                }
+                moved
+            });
+        });
+        let (records, clock) = (self.records.clone(), self.clock.clone());
+        let renew_every = self.lease / 4;
+        let writer = tokio::spawn(async move {
+            loop {
+                let changed = tokio::time::timeout(renew_every, receiver.changed()).await;
+                if matches!(changed, Ok(Err(_))) {
+                    break;
+                }
+                let percent = *receiver.borrow_and_update();
+                if let Err(err) = records.set_progress(&id, percent, clock.now()).await {
+                    tracing::warn!(error = %crate::telemetry::error_chain(&err), "could not record progress");
+                }
+                tokio::time::sleep(PROGRESS_EVERY).await;
+            }
+        });
+        (progress, writer)
+    }
 }

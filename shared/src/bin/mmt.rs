@@ -154,7 +154,10 @@ async fn rotate_keys() -> ExitCode {
         .await;
     match outcome {
         Ok(report) => {
-            mmt_core::app::audit::record_key_rotation(&state, &primary, &report).await;
+            state
+                .audit_trail()
+                .record_key_rotation(&primary, &report)
+                .await;
             println!(
                 "rotation complete: {} records ({} resealed), {} audio files resealed; \
                  everything is now sealed with key {primary:?}, and the other keys can be \

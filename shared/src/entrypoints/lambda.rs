@@ -7,7 +7,7 @@ use lambda_runtime::{Error, LambdaEvent};
 
 use crate::{
     app::AppState,
-    app::{RetentionReport, sweep_retention},
+    app::RetentionReport,
     domain::JobId,
     jobs::{Disposition, JobKind},
     ports::ReceivedJob,
@@ -113,7 +113,7 @@ pub async fn handle_scheduled_sweep(
     state: &AppState,
     _event: LambdaEvent<serde_json::Value>,
 ) -> Result<RetentionReport, Error> {
-    let report = sweep_retention(state).await;
+    let report = state.retention().sweep().await;
     telemetry::flush().await;
     Ok(report?)
 }

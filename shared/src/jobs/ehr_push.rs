@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::{Disposition, JobKind, settle};
 use crate::{
-    app::{AppState, EhrServices, JobError, audit},
+    app::{AppState, EhrServices, JobError},
     domain::{
         AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, NoteDelivery, Status,
         delivery_marker, note_text,
@@ -135,11 +135,15 @@ async fn push(
         Ok(receipt) => receipt,
         Err(err) => {
             let detail = format!("attempt {}: {err}", delivery.attempts + 1);
-            audit::record(
-                state,
-                audit_attempt(delivery, AuditOutcome::Failed, detail, correlation),
-            )
-            .await;
+            state
+                .audit_trail()
+                .record(audit_attempt(
+                    delivery,
+                    AuditOutcome::Failed,
+                    detail,
+                    correlation,
+                ))
+                .await;
             return Err(JobError::Ehr(err));
         }
     };
@@ -185,11 +189,15 @@ async fn delivered(
             ""
         }
     );
-    audit::record(
-        state,
-        audit_attempt(delivery, AuditOutcome::Success, detail, correlation),
-    )
-    .await;
+    state
+        .audit_trail()
+        .record(audit_attempt(
+            delivery,
+            AuditOutcome::Success,
+            detail,
+            correlation,
+        ))
+        .await;
 }
 
 /// Marks the delivery failed with its reason and dead-letters the job. If that write fails,
@@ -215,15 +223,14 @@ async fn give_up(
             reason: err.reason(),
         };
     }
-    audit::record(
-        state,
-        audit_attempt(
+    state
+        .audit_trail()
+        .record(audit_attempt(
             delivery,
             AuditOutcome::Failed,
             format!("failed: {reason}"),
             message.origin.correlation_id.as_deref(),
-        ),
-    )
-    .await;
+        ))
+        .await;
     Disposition::DeadLetter { reason }
 }

@@ -4,7 +4,7 @@ use tracing::Instrument;
 
 use super::{Disposition, JobKind, settle};
 use crate::{
-    app::{self, AppState, JobError, transcriptions::Processed},
+    app::{AppState, JobError, transcriptions::Processed},
     domain::TranscriptionId,
     ports::{Job, ReceivedJob},
     telemetry,
@@ -28,7 +28,11 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
         }
         None => return settle::dead_letter(JobError::Unreadable),
     };
-    match app::transcriptions::process(state, &id, message.message_id.as_str()).await {
+    match state
+        .transcriptions()
+        .process(&id, message.message_id.as_str())
+        .await
+    {
         Ok(Processed::Completed(_)) => Disposition::Ack,
         Ok(Processed::Skipped(why)) => {
             tracing::info!(transcription_id = %id, why, "nothing to do");
@@ -54,7 +58,7 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
 /// goes stale, so it never stays `processing`.
 async fn give_up(state: &AppState, id: &TranscriptionId, reason: String) -> Disposition {
     tracing::error!(transcription_id = %id, error.cause_chain = %reason, "transcription failed");
-    if let Err(err) = app::transcriptions::fail(state, id, &reason).await {
+    if let Err(err) = state.transcriptions().fail(id, &reason).await {
         tracing::error!(transcription_id = %id, error.cause_chain = %err.reason(), "could not mark the record failed; the sweep will");
     }
     Disposition::DeadLetter { reason }

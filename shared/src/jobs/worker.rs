@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Disposition, JobKind as Consumer};
 use crate::{
-    app::{AppState, heartbeats::BEAT_WHILE_WORKING, sweep_retention},
+    app::{AppState, heartbeats::BEAT_WHILE_WORKING},
     ports::{JobQueue, ReceivedJob},
 };
 
@@ -209,7 +209,7 @@ pub async fn run_retention_timer(state: AppState, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(err) = sweep_retention(&state).await {
+                if let Err(err) = state.retention().sweep().await {
                     tracing::error!(error = %err, "retention sweep failed; will retry at the next interval");
                 }
             }

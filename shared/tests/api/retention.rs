@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use mmt_core::{app::sweep_retention, ports::ManualClock};
+use mmt_core::ports::ManualClock;
 
 use crate::helpers::spawn_app_customised;
 
@@ -22,14 +22,14 @@ async fn the_sweep_deletes_what_is_past_retention_and_nothing_else() {
     let recent = app.upload_wav(&token).await;
     assert_eq!(app.audio_files().len(), 2);
 
-    let report = sweep_retention(&app.state).await.unwrap();
+    let report = app.state.retention().sweep().await.unwrap();
     assert_eq!(
         (report.deleted_records, report.deleted_audio, report.failed),
         (0, 0, 0)
     );
 
     clock.advance(Duration::days(11)); // `old` is 31 days old, `recent` 11
-    let report = sweep_retention(&app.state).await.unwrap();
+    let report = app.state.retention().sweep().await.unwrap();
     assert_eq!((report.deleted_records, report.deleted_audio), (1, 1));
     assert_eq!(
         app.get(&token, &format!("/v1/transcriptions/{old}"))
@@ -57,7 +57,7 @@ async fn retention_zero_keeps_everything() {
     let token = app.guest_token().await;
     let id = app.upload_wav(&token).await;
     clock.advance(Duration::days(3999));
-    let report = sweep_retention(&app.state).await.unwrap();
+    let report = app.state.retention().sweep().await.unwrap();
     assert_eq!(report.deleted_records, 0);
     assert_eq!(
         app.get(&token, &format!("/v1/transcriptions/{id}"))
@@ -96,7 +96,7 @@ async fn a_swept_record_leaves_no_trace_in_the_raw_database_files() {
 
     clock.advance(Duration::days(31));
     assert_eq!(
-        sweep_retention(&app.state).await.unwrap().deleted_records,
+        app.state.retention().sweep().await.unwrap().deleted_records,
         1
     );
     assert!(
@@ -108,7 +108,7 @@ async fn a_swept_record_leaves_no_trace_in_the_raw_database_files() {
 #[tokio::test]
 async fn a_record_abandoned_in_processing_is_failed_by_the_sweep() {
     use mmt_core::{
-        app::{retention::ABANDONED, transcriptions::lease},
+        app::retention::ABANDONED,
         domain::TranscriptionId,
         ports::{Claim, Clock},
     };
@@ -122,21 +122,22 @@ async fn a_record_abandoned_in_processing_is_failed_by_the_sweep() {
         let claim = Claim {
             by: by.to_owned(),
             now: clock.now(),
-            stale_before: clock.now() - lease(&app.state),
+            stale_before: app.state.transcriptions().stale_before(),
         };
         let records = app.state.records.clone();
         async move { assert!(records.claim(&id, &claim).await.unwrap()) }
     };
+    let lease = Duration::from_std(app.state.config.queue.processing_lease()).unwrap();
     // A worker takes the first and dies; the second is taken later and still alive.
     let abandoned = app.upload_wav(&token).await;
     claim_now(&abandoned, "worker-that-died").await;
-    clock.advance(lease(&app.state) - Duration::seconds(1));
+    clock.advance(lease - Duration::seconds(1));
     let alive = app.upload_wav(&token).await;
     claim_now(&alive, "worker-still-working").await;
-    assert_eq!(sweep_retention(&app.state).await.unwrap().abandoned, 0);
+    assert_eq!(app.state.retention().sweep().await.unwrap().abandoned, 0);
 
     clock.advance(Duration::seconds(2));
-    let report = sweep_retention(&app.state).await.unwrap();
+    let report = app.state.retention().sweep().await.unwrap();
     assert_eq!((report.abandoned, report.deleted_records), (1, 0));
     let (_, first) = app
         .get_json(&token, &format!("/v1/transcriptions/{abandoned}"))

@@ -299,7 +299,7 @@ async fn without_stored_phi_the_transcript_goes_after_the_delivery_window() {
     use std::sync::Arc;
 
     use chrono::{Duration, Utc};
-    use mmt_core::{app::sweep_retention, ports::ManualClock};
+    use mmt_core::ports::ManualClock;
 
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let app = {
@@ -331,12 +331,12 @@ async fn without_stored_phi_the_transcript_goes_after_the_delivery_window() {
 
     clock.advance(Duration::minutes(29));
     assert_eq!(
-        sweep_retention(&app.state).await.unwrap().deleted_records,
+        app.state.retention().sweep().await.unwrap().deleted_records,
         0
     );
     clock.advance(Duration::minutes(2));
     assert_eq!(
-        sweep_retention(&app.state).await.unwrap().deleted_records,
+        app.state.retention().sweep().await.unwrap().deleted_records,
         1
     );
     assert_eq!(

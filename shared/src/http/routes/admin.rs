@@ -8,7 +8,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
-    app::audit,
     auth::Scope,
     domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
     http::{
@@ -75,7 +74,7 @@ async fn audit_events(
                 AuditOutcome::Denied,
                 caller.0.owner.as_str(),
             );
-            audit::record(&state, event).await;
+            state.audit_trail().record(event).await;
             return Err(err);
         }
     };
@@ -124,6 +123,6 @@ async fn audit_events(
         principal.owner.as_str(),
     )
     .detail(format!("{} events returned", events.len()));
-    audit::record(&state, event).await;
+    state.audit_trail().record(event).await;
     Ok(Json(AuditEvents { events }))
 }

@@ -14,7 +14,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
-    app::audit,
     auth::{IssuedToken, Scope, verify_password},
     domain::OwnerId,
     domain::{AuditAction, AuditEvent, AuditOutcome},
@@ -35,7 +34,10 @@ const USER_SCOPES: &[Scope] = &[Scope::Read, Scope::Write, Scope::EhrPush];
 const GUEST_SCOPES: &[Scope] = &[Scope::Read, Scope::Write];
 
 async fn audit_login(state: &AppState, subject: &str, outcome: AuditOutcome) {
-    audit::record(state, AuditEvent::now(AuditAction::Login, outcome, subject)).await;
+    state
+        .audit_trail()
+        .record(AuditEvent::now(AuditAction::Login, outcome, subject))
+        .await;
 }
 
 /// Every successful sign-in: a token for `owner` with `scopes`, and its line in the audit trail.

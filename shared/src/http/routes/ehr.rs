@@ -14,7 +14,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::transcriptions::load_owned;
 use crate::{
     app::AppState,
-    app::audit,
     auth::Scope,
     domain::{AuditAction, AuditEvent, AuditOutcome},
     domain::{DeliveryStatus, EhrDelivery, EhrReceipt, NoteSection, Status},
@@ -232,7 +231,7 @@ async fn push_to_ehr(
     )
     .on(record.id)
     .detail(format!("requested delivery {}", delivery.id));
-    audit::record(&state, event).await;
+    state.audit_trail().record(event).await;
     tracing::info!(transcription_id = %record.id, delivery_id = %delivery.id, "EHR push queued");
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))
 }

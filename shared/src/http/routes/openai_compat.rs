@@ -15,11 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::upload::{MAX_PROMPT_CHARS, ReceivedUpload, UploadFields, discard, receive_upload};
 use crate::{
-    app::{
-        AppState, JobError,
-        transcriptions::{self, Processed},
-        uploads::{self, Then},
-    },
+    app::{AppState, JobError, transcriptions::Processed, uploads::Then},
     auth::Scope,
     domain::{
         ResponseFormat, Transcript, TranscriptionId, TranscriptionRecord, language_name,
@@ -189,7 +185,7 @@ async fn create_audio_transcription(
         upload.size_bytes,
         state.clock.now(),
     );
-    let record = uploads::accept(&state, record, Then::ProcessNow).await?;
+    let record = state.uploads().accept(record, Then::ProcessNow).await?;
     // Its own task: a client that goes away drops this handler, not the work, and the record
     // still ends `completed` or `failed`.
     let work = tokio::spawn(transcribe_now(state.clone(), record.id));
@@ -203,7 +199,11 @@ async fn create_audio_transcription(
 
 /// Processes the record now, failing it with the reason when that does not work out.
 async fn transcribe_now(state: AppState, id: TranscriptionId) -> Result<Transcript, JobError> {
-    let outcome = match transcriptions::process(&state, &id, &format!("request:{id}")).await {
+    let outcome = match state
+        .transcriptions()
+        .process(&id, &format!("request:{id}"))
+        .await
+    {
         Ok(Processed::Completed(transcript)) => return Ok(transcript),
         Ok(Processed::Skipped(why)) => Err(JobError::Records(StoreError::Corrupt(format!(
             "the new record could not be processed: {why}"
@@ -212,7 +212,7 @@ async fn transcribe_now(state: AppState, id: TranscriptionId) -> Result<Transcri
     };
     if let Err(err) = &outcome {
         tracing::warn!(transcription_id = %id, error.cause_chain = %err.reason(), "synchronous transcription failed");
-        if let Err(not_failed) = transcriptions::fail(&state, &id, &err.reason()).await {
+        if let Err(not_failed) = state.transcriptions().fail(&id, &err.reason()).await {
             tracing::error!(transcription_id = %id, error.cause_chain = %not_failed.reason(), "could not mark the record failed; the sweep will");
         }
     }

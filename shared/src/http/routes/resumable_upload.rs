@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::{AppState, uploads},
+    app::AppState,
     auth::{PartGrant, Principal, Scope},
     domain::AuditAction,
     domain::{
@@ -190,7 +190,9 @@ async fn create_upload(
     }
     let plan = UploadPlan::for_size(record.size_bytes);
     tracing::info!(transcription_id = %record.id, engine = %record.engine, format = %format, size_bytes = request.size, parts = plan.part_count, "resumable upload created");
-    crate::app::audit::record_success(&state, &principal.owner, AuditAction::Create, record.id)
+    state
+        .audit_trail()
+        .record_success(&principal.owner, AuditAction::Create, record.id)
         .await;
     let answer = upload_state(&record, Vec::new());
     let mut headers = HeaderMap::new();
@@ -425,7 +427,7 @@ async fn complete_upload(
         // Completed before (an answer lost on the way back, or the queue failed): queued
         // again, which is safe, since a duplicate message is refused by the record's claim.
         Status::Queued => {
-            uploads::enqueue(&state, &record.id).await?;
+            state.uploads().enqueue(&record.id).await?;
             record
         }
         Status::Processing | Status::Completed => record,
@@ -476,7 +478,7 @@ async fn join_and_queue(
         .confirm_upload(&record.id, format, plan.size, state.clock.now())
         .await?;
     // The record is queued now; if this fails the client completes again, which queues again.
-    uploads::enqueue(state, &record.id).await?;
+    state.uploads().enqueue(&record.id).await?;
     state.metrics.record_upload(plan.size);
     tracing::info!(transcription_id = %record.id, format = %format, size_bytes = plan.size, parts = plan.part_count, "resumable upload complete; transcription queued");
     state

@@ -13,7 +13,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::views::{TranscriptionList, TranscriptionView};
 use crate::{
     app::AppState,
-    app::audit,
     auth::{Principal, Scope},
     domain::{AuditAction, AuditEvent, AuditOutcome},
     domain::{ResponseFormat, Status, TranscriptionRecord, UploadPlan, render_transcript},
@@ -43,11 +42,12 @@ pub(crate) async fn load_owned(
         Some(record) if record.owner == principal.owner => Ok(record),
         Some(_) => {
             // Someone else's record: the caller sees a 404, the trail sees the attempt.
-            audit::record(
-                state,
-                AuditEvent::now(action, AuditOutcome::Denied, principal.owner.as_str()).on(id),
-            )
-            .await;
+            state
+                .audit_trail()
+                .record(
+                    AuditEvent::now(action, AuditOutcome::Denied, principal.owner.as_str()).on(id),
+                )
+                .await;
             Err(ApiError::NotFound)
         }
         None => Err(ApiError::NotFound),
@@ -126,7 +126,10 @@ async fn get_transcription(
 ) -> Result<Json<TranscriptionView>, ApiError> {
     let principal = caller.require(Scope::Read)?;
     let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
-    audit::record_success(&state, &principal.owner, AuditAction::Read, record.id).await;
+    state
+        .audit_trail()
+        .record_success(&principal.owner, AuditAction::Read, record.id)
+        .await;
     Ok(Json(record.into()))
 }
 
@@ -163,7 +166,10 @@ async fn delete_transcription(
     }
     state.records.delete(&record.id).await?;
     tracing::info!(transcription_id = %record.id, "transcription deleted by owner");
-    audit::record_success(&state, &principal.owner, AuditAction::Delete, record.id).await;
+    state
+        .audit_trail()
+        .record_success(&principal.owner, AuditAction::Delete, record.id)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -214,7 +220,10 @@ async fn get_transcript(
             )));
         }
     };
-    audit::record_success(&state, &principal.owner, AuditAction::Download, record.id).await;
+    state
+        .audit_trail()
+        .record_success(&principal.owner, AuditAction::Download, record.id)
+        .await;
     let disposition = format!(
         "attachment; filename=\"{}.{}\"",
         record.id,

@@ -22,7 +22,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
-    app::uploads::{self, Then},
+    app::uploads::Then,
     auth::Scope,
     domain::{
         AudioFormat, BlobKey, EngineKind, Status, TranscriptionId, TranscriptionRecord,
@@ -117,7 +117,7 @@ async fn create_transcription(
         size_bytes,
         state.clock.now(),
     );
-    let record = uploads::accept(&state, record, Then::Queue).await?;
+    let record = state.uploads().accept(record, Then::Queue).await?;
     accepted(&record)
 }
 
