@@ -3,6 +3,7 @@
 //! the ports and called alike by the HTTP handlers, the job consumers and the CLI.
 
 pub mod audit;
+pub mod deliveries;
 pub mod errors;
 pub mod heartbeats;
 pub mod keys;

@@ -169,6 +169,15 @@ impl From<crate::app::uploads::AcceptError> for ApiError {
     }
 }
 
+impl From<crate::app::deliveries::RequestError> for ApiError {
+    fn from(err: crate::app::deliveries::RequestError) -> Self {
+        match err {
+            crate::app::deliveries::RequestError::Deliveries(err) => err.into(),
+            crate::app::deliveries::RequestError::Queue(err) => err.into(),
+        }
+    }
+}
+
 impl From<QueueError> for ApiError {
     fn from(err: QueueError) -> Self {
         Self::Unavailable(err.into())

@@ -13,16 +13,17 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::transcriptions::load_owned;
 use crate::{
-    app::AppState,
+    app::{
+        AppState,
+        deliveries::{self, Requested},
+    },
     auth::Scope,
-    domain::{AuditAction, AuditEvent, AuditOutcome},
+    domain::AuditAction,
     domain::{DeliveryStatus, EhrDelivery, EhrReceipt, NoteSection, Status},
     http::{
         ApiError, ErrorBody,
         extract::{ApiJson, Caller},
     },
-    ports::Job,
-    telemetry,
 };
 
 /// Served by the `ehr-push` function, the one whose role reaches the EHR connection's store.
@@ -168,10 +169,8 @@ async fn push_to_ehr(
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let principal = caller.require(Scope::EhrPush)?;
     let record = load_owned(&state, principal, &id, AuditAction::EhrPush).await?;
-    let (Some(ehr), Some(config)) = (state.ehr.clone(), state.config.ehr.as_ref()) else {
-        return Err(ApiError::EhrNotConfigured);
-    };
-    let target = config.target.name();
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    let target = deliveries.target();
     if request
         .target
         .as_deref()
@@ -194,46 +193,17 @@ async fn push_to_ehr(
             record.status.as_str()
         )));
     }
-    let existing = ehr.deliveries.for_transcription(&record.id).await?;
-    if let Some(delivery) = existing
-        .into_iter()
-        .find(|d| d.covers(target, &request.patient_id, &request.encounter_id))
-    {
-        return Ok((StatusCode::OK, Json(delivery.into())));
-    }
-    let section = request.note_section.unwrap_or(config.default_section);
-    let delivery = EhrDelivery::new_pending(
-        record.id,
-        principal.owner.clone(),
-        target,
-        request.patient_id,
-        request.encounter_id,
-        section,
-        state.clock.now(),
-    );
-    // The outbox row first, then the job: a crash in between leaves a pending delivery that
-    // a second request returns (and can be re-queued), never a note without a record of it.
-    ehr.deliveries.insert(&delivery).await?;
-    let job = Job::EhrPush {
-        delivery_id: delivery.id,
+    let push = deliveries::PushRequest {
+        patient_ref: request.patient_id,
+        encounter_ref: request.encounter_id,
+        section: request.note_section,
     };
-    if let Err(err) = ehr.queue.enqueue(&job, &telemetry::job_origin()).await {
-        let _ = ehr
-            .deliveries
-            .mark_failed(&delivery.id, "could not queue the push", state.clock.now())
-            .await;
-        return Err(err.into());
-    }
-    let event = AuditEvent::now(
-        AuditAction::EhrPush,
-        AuditOutcome::Success,
-        principal.owner.as_str(),
+    Ok(
+        match deliveries.request(&record, &principal.owner, push).await? {
+            Requested::Existing(delivery) => (StatusCode::OK, Json(delivery.into())),
+            Requested::Queued(delivery) => (StatusCode::ACCEPTED, Json(delivery.into())),
+        },
     )
-    .on(record.id)
-    .detail(format!("requested delivery {}", delivery.id));
-    state.audit_trail().record(event).await;
-    tracing::info!(transcription_id = %record.id, delivery_id = %delivery.id, "EHR push queued");
-    Ok((StatusCode::ACCEPTED, Json(delivery.into())))
 }
 
 /// The transcription's EHR deliveries and their status.

@@ -1,0 +1,298 @@
+//! EHR deliveries: asking for a push (one outbox row, one job) and performing it. Safe to
+//! perform again for the same delivery: one no longer pending is left alone, and every attempt
+//! after the first looks for the note an earlier attempt may have written before it posts.
+
+use std::sync::Arc;
+
+use super::{AppState, EhrServices, audit::AuditTrail, errors::JobError};
+use crate::{
+    config::EhrConfig,
+    domain::{
+        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, NoteDelivery,
+        NoteSection, OwnerId, Status, TranscriptionRecord, delivery_marker, note_text,
+    },
+    metrics::Metrics,
+    ports::{Clock, Job, QueueError, ReceivedJob, RecordStore, StoreError},
+    telemetry,
+};
+
+/// The subject EHR jobs act as in the audit trail.
+const PUSHER: &str = "system:ehr-push";
+
+/// What EHR deliveries need.
+pub struct Deliveries {
+    ehr: EhrServices,
+    records: Arc<dyn RecordStore>,
+    audit: AuditTrail,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    config: EhrConfig,
+}
+
+impl AppState {
+    /// `None` when EHR push is not configured (`EHR_TARGET`).
+    pub fn deliveries(&self) -> Option<Deliveries> {
+        Some(Deliveries {
+            ehr: self.ehr.clone()?,
+            records: self.records.clone(),
+            audit: self.audit_trail(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            config: self.config.ehr.clone()?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("could not read or write the EHR delivery")]
+    Deliveries(#[from] StoreError),
+    #[error("could not queue the push")]
+    Queue(#[from] QueueError),
+}
+
+/// What a push request came to.
+pub enum Requested {
+    /// The same push was asked for before: that delivery.
+    Existing(EhrDelivery),
+    Queued(EhrDelivery),
+}
+
+/// What a push asks for.
+pub struct PushRequest {
+    pub patient_ref: String,
+    pub encounter_ref: String,
+    pub section: Option<NoteSection>,
+}
+
+/// How far one push got: its attempt number and the delivery, once read.
+pub struct Attempt {
+    pub number: u32,
+    pub delivery: Option<EhrDelivery>,
+}
+
+impl Deliveries {
+    /// The EHR this deployment pushes to (`openemr`, `fhir`).
+    pub fn target(&self) -> &'static str {
+        self.config.target.name()
+    }
+
+    /// Attempts per delivery before it fails.
+    pub fn max_attempts(&self) -> u32 {
+        self.config.max_attempts
+    }
+
+    /// Asks for a push of a completed transcription: the outbox row first, then the job, so a
+    /// crash in between leaves a pending delivery that a second request returns, never a note
+    /// without a record of it. The same push asked for again returns the first delivery.
+    pub async fn request(
+        &self,
+        record: &TranscriptionRecord,
+        requester: &OwnerId,
+        push: PushRequest,
+    ) -> Result<Requested, RequestError> {
+        debug_assert_eq!(record.status, Status::Completed);
+        let target = self.target();
+        let existing = self.ehr.deliveries.for_transcription(&record.id).await?;
+        if let Some(delivery) = existing
+            .into_iter()
+            .find(|d| d.covers(target, &push.patient_ref, &push.encounter_ref))
+        {
+            return Ok(Requested::Existing(delivery));
+        }
+        let delivery = EhrDelivery::new_pending(
+            record.id,
+            requester.clone(),
+            target,
+            push.patient_ref,
+            push.encounter_ref,
+            push.section.unwrap_or(self.config.default_section),
+            self.clock.now(),
+        );
+        self.ehr.deliveries.insert(&delivery).await?;
+        let job = Job::EhrPush {
+            delivery_id: delivery.id,
+        };
+        if let Err(err) = self.ehr.queue.enqueue(&job, &telemetry::job_origin()).await {
+            if let Err(not_failed) = self
+                .ehr
+                .deliveries
+                .mark_failed(&delivery.id, "could not queue the push", self.clock.now())
+                .await
+            {
+                tracing::error!(delivery_id = %delivery.id, error.cause_chain = %telemetry::error_chain(&not_failed), "could not fail a delivery that was not queued");
+            }
+            return Err(err.into());
+        }
+        let event = AuditEvent::now(
+            AuditAction::EhrPush,
+            AuditOutcome::Success,
+            requester.as_str(),
+        )
+        .on(record.id)
+        .detail(format!("requested delivery {}", delivery.id));
+        self.audit.record(event).await;
+        tracing::info!(transcription_id = %record.id, delivery_id = %delivery.id, "EHR push queued");
+        Ok(Requested::Queued(delivery))
+    }
+
+    /// One attempt at a delivery. `Ok` when it was delivered, or when nothing is left to do.
+    pub async fn push(
+        &self,
+        delivery_id: uuid::Uuid,
+        message: &ReceivedJob,
+        attempt: &mut Attempt,
+    ) -> Result<(), JobError> {
+        let Some(delivery) = self
+            .ehr
+            .deliveries
+            .get(&delivery_id)
+            .await
+            .map_err(JobError::Deliveries)?
+        else {
+            tracing::info!(%delivery_id, "delivery no longer exists; nothing to do");
+            return Ok(());
+        };
+        attempt.number = attempt.number.max(delivery.attempts + 1);
+        let delivery = attempt.delivery.insert(delivery);
+        if delivery.status != DeliveryStatus::Pending {
+            tracing::info!(%delivery_id, status = delivery.status.as_str(), "already settled; redelivery ignored");
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let elapsed = (now - delivery.created_at).to_std().unwrap_or_default();
+        if elapsed > self.config.max_total {
+            return Err(JobError::DeliveryWindowPassed);
+        }
+        let transcript = match self.records.get(&delivery.transcription_id).await {
+            Ok(Some(record)) if record.status == Status::Completed => record.transcript,
+            Ok(_) => None,
+            Err(err) => return Err(JobError::Records(err)),
+        }
+        .ok_or(JobError::TranscriptGone)?;
+        // Every attempt after the first may follow a lost answer: look before writing.
+        let check_existing = delivery.attempts > 0 || message.receive_count > 1;
+        if !self
+            .ehr
+            .deliveries
+            .record_attempt(&delivery.id, now)
+            .await
+            .map_err(JobError::Deliveries)?
+        {
+            return Ok(());
+        }
+        let note = Self::note_for(delivery, &transcript.text, check_existing);
+        let correlation = message.origin.correlation_id.as_deref();
+        let receipt = match self.ehr.client.deliver(&note).await {
+            Ok(receipt) => receipt,
+            Err(err) => {
+                let detail = format!("attempt {}: {err}", delivery.attempts + 1);
+                self.audit
+                    .record(Self::audit_attempt(
+                        delivery,
+                        AuditOutcome::Failed,
+                        detail,
+                        correlation,
+                    ))
+                    .await;
+                return Err(JobError::Ehr(err));
+            }
+        };
+        // If this write fails the note is in the EHR: the retry finds it by its marker.
+        self.ehr
+            .deliveries
+            .mark_delivered(&delivery.id, &receipt, self.clock.now())
+            .await
+            .map_err(JobError::Deliveries)?;
+        self.delivered(delivery, &receipt, correlation).await;
+        Ok(())
+    }
+
+    /// The note of a delivery, marked so that a later attempt can find it.
+    pub fn note_for(
+        delivery: &EhrDelivery,
+        transcript: &str,
+        check_existing: bool,
+    ) -> NoteDelivery {
+        let marker = delivery_marker(&delivery.id.to_string());
+        NoteDelivery {
+            delivery_id: delivery.id,
+            transcription_id: delivery.transcription_id,
+            patient_ref: delivery.patient_ref.clone(),
+            encounter_ref: delivery.encounter_ref.clone(),
+            section: delivery.section,
+            text: note_text(transcript, &delivery.transcription_id, &marker),
+            marker,
+            check_existing,
+        }
+    }
+
+    /// Counts, logs and audits a delivered note.
+    async fn delivered(
+        &self,
+        delivery: &EhrDelivery,
+        receipt: &crate::domain::EhrReceipt,
+        correlation: Option<&str>,
+    ) {
+        self.metrics.record_ehr("delivered");
+        tracing::info!(delivery_id = %delivery.id, transcription_id = %delivery.transcription_id, found_existing = receipt.found_existing, "EHR note delivered");
+        let detail = format!(
+            "delivered; EHR note {}{}",
+            receipt.note_id,
+            if receipt.found_existing {
+                " (found after a lost answer)"
+            } else {
+                ""
+            }
+        );
+        self.audit
+            .record(Self::audit_attempt(
+                delivery,
+                AuditOutcome::Success,
+                detail,
+                correlation,
+            ))
+            .await;
+    }
+
+    /// Marks the delivery failed with its reason, and audits it.
+    pub async fn give_up(
+        &self,
+        delivery: &EhrDelivery,
+        message: &ReceivedJob,
+        reason: &str,
+    ) -> Result<(), JobError> {
+        self.metrics.record_ehr("failed");
+        tracing::error!(delivery_id = %delivery.id, error.cause_chain = %reason, "EHR push failed");
+        if let Err(err) = self
+            .ehr
+            .deliveries
+            .mark_failed(&delivery.id, reason, self.clock.now())
+            .await
+        {
+            return Err(JobError::Deliveries(err));
+        }
+        self.audit
+            .record(Self::audit_attempt(
+                delivery,
+                AuditOutcome::Failed,
+                format!("failed: {reason}"),
+                message.origin.correlation_id.as_deref(),
+            ))
+            .await;
+        Ok(())
+    }
+
+    fn audit_attempt(
+        delivery: &EhrDelivery,
+        outcome: AuditOutcome,
+        detail: String,
+        correlation_id: Option<&str>,
+    ) -> AuditEvent {
+        let mut event = AuditEvent::now(AuditAction::EhrPush, outcome, PUSHER)
+            .on(delivery.transcription_id)
+            .detail(detail);
+        event.correlation_id = correlation_id.map(str::to_owned);
+        event
+    }
+}
