@@ -23,19 +23,16 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState,
+    app::{AppState, uploads::ResumableError},
     auth::{PartGrant, Principal, Scope},
     domain::AuditAction,
-    domain::{
-        AudioFormat, BlobKey, EngineKind, Status, TranscriptionRecord, UploadPlan,
-        sniff_audio_format,
-    },
+    domain::{AudioFormat, EngineKind, Status, TranscriptionRecord, UploadPlan},
     http::{
         ApiError, ErrorBody,
         extract::{ApiJson, Caller, parse_transcription_id},
         routes::{
             transcriptions::load_owned,
-            upload::{Accepted, UploadFields, accepted, clean_file_name, discard},
+            upload::{Accepted, UploadFields, accepted, clean_file_name},
         },
     },
     ports::BlobError,
@@ -180,20 +177,11 @@ async fn create_upload(
         request.size,
         state.clock.now(),
     );
-    state
-        .blobs
-        .begin_parts(&record.audio_key, format.mime_type())
-        .await?;
-    if let Err(err) = state.records.insert(&record).await {
-        discard_parts(&state, &record).await;
-        return Err(err.into());
-    }
-    let plan = UploadPlan::for_size(record.size_bytes);
-    tracing::info!(transcription_id = %record.id, engine = %record.engine, format = %format, size_bytes = request.size, parts = plan.part_count, "resumable upload created");
-    state
-        .audit_trail()
-        .record_success(&principal.owner, AuditAction::Create, record.id)
-        .await;
+    let record = state
+        .uploads()
+        .begin_resumable(record)
+        .await
+        .map_err(resumable_failure)?;
     let answer = upload_state(&record, Vec::new());
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -224,7 +212,11 @@ async fn upload_status(
 ) -> Result<Json<UploadState>, ApiError> {
     let principal = caller.require(Scope::Read)?;
     let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
-    let received = received_parts(&state, &record).await?;
+    let received = state
+        .uploads()
+        .received_parts(&record)
+        .await
+        .map_err(gone_if_not_found)?;
     Ok(Json(upload_state(&record, received)))
 }
 
@@ -265,7 +257,11 @@ async fn part_urls(
             numbers
         }
         None => {
-            let received = received_parts(&state, &record).await?;
+            let received = state
+                .uploads()
+                .received_parts(&record)
+                .await
+                .map_err(gone_if_not_found)?;
             plan.numbers().filter(|n| !received.contains(n)).collect()
         }
     };
@@ -418,7 +414,11 @@ async fn complete_upload(
     let principal = caller.require(Scope::Write)?;
     let record = load_owned(&state, principal, &id, AuditAction::Create).await?;
     let record = match record.status {
-        Status::AwaitingUpload => join_and_queue(&state, record).await?,
+        Status::AwaitingUpload => state
+            .uploads()
+            .complete_resumable(record)
+            .await
+            .map_err(resumable_failure)?,
         Status::Failed => {
             return Err(ApiError::Conflict(
                 "this upload failed; start a new one".into(),
@@ -435,70 +435,23 @@ async fn complete_upload(
     accepted(&record)
 }
 
-/// Every part arrived: one object, checked to be audio, then queued.
-async fn join_and_queue(
-    state: &AppState,
-    record: TranscriptionRecord,
-) -> Result<TranscriptionRecord, ApiError> {
-    let plan = UploadPlan::for_size(record.size_bytes);
-    let received = received_parts(state, &record).await?;
-    let missing: Vec<u32> = plan.numbers().filter(|n| !received.contains(n)).collect();
-    if !missing.is_empty() {
-        let listed: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
-        let more = if missing.len() > 20 { ", ..." } else { "" };
-        return Err(ApiError::Conflict(format!(
-            "{} of {} parts are missing: {}{more}",
-            missing.len(),
-            plan.part_count,
-            listed.join(", ")
-        )));
-    }
-    state
-        .blobs
-        .complete_parts(&record.audio_key, &plan)
-        .await
-        .map_err(gone_if_not_found)?;
-    let format = match sniff_stored(state, &record.audio_key).await? {
-        Some(format) => format,
-        None => {
-            discard(state, &record.audio_key).await;
-            state
-                .records
-                .fail(
-                    &record.id,
-                    "the uploaded file is not audio MMT can transcribe",
-                    state.clock.now(),
-                )
-                .await?;
-            return Err(ApiError::UnsupportedMediaType);
+/// The answers for a resumable upload that could not go on.
+fn resumable_failure(err: ResumableError) -> ApiError {
+    match err {
+        ResumableError::MissingParts { missing, total } => {
+            let listed: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+            let more = if missing.len() > 20 { ", ..." } else { "" };
+            ApiError::Conflict(format!(
+                "{} of {total} parts are missing: {}{more}",
+                missing.len(),
+                listed.join(", ")
+            ))
         }
-    };
-    state
-        .records
-        .confirm_upload(&record.id, format, plan.size, state.clock.now())
-        .await?;
-    // The record is queued now; if this fails the client completes again, which queues again.
-    state.uploads().enqueue(&record.id).await?;
-    state.metrics.record_upload(plan.size);
-    tracing::info!(transcription_id = %record.id, format = %format, size_bytes = plan.size, parts = plan.part_count, "resumable upload complete; transcription queued");
-    state
-        .records
-        .get(&record.id)
-        .await?
-        .ok_or(ApiError::NotFound)
-}
-
-/// The format of a stored object, judged by its first bytes.
-async fn sniff_stored(state: &AppState, key: &BlobKey) -> Result<Option<AudioFormat>, BlobError> {
-    let mut body = state.blobs.get(key).await?;
-    let mut head = Vec::with_capacity(AudioFormat::SNIFF_LEN);
-    while head.len() < AudioFormat::SNIFF_LEN {
-        match body.next().await {
-            Some(chunk) => head.extend_from_slice(&chunk.map_err(BlobError::Body)?),
-            None => break,
-        }
+        ResumableError::NotAudio => ApiError::UnsupportedMediaType,
+        ResumableError::Records(err) => err.into(),
+        ResumableError::Blobs(err) => gone_if_not_found(err),
+        ResumableError::Queue(err) => err.into(),
     }
-    Ok(sniff_audio_format(&head))
 }
 
 /// The caller's upload, still waiting for parts.
@@ -514,21 +467,6 @@ async fn awaiting_parts(
             "this upload is no longer waiting for parts".into(),
         )),
     }
-}
-
-async fn received_parts(
-    state: &AppState,
-    record: &TranscriptionRecord,
-) -> Result<Vec<u32>, ApiError> {
-    if record.status != Status::AwaitingUpload {
-        return Ok(UploadPlan::for_size(record.size_bytes).numbers().collect());
-    }
-    let plan = UploadPlan::for_size(record.size_bytes);
-    state
-        .blobs
-        .received_parts(&record.audio_key, &plan)
-        .await
-        .map_err(gone_if_not_found)
 }
 
 fn upload_state(record: &TranscriptionRecord, received: Vec<u32>) -> UploadState {
@@ -554,13 +492,6 @@ fn gone_if_not_found(err: BlobError) -> ApiError {
     match err {
         BlobError::NotFound => ApiError::UploadGone,
         other => other.into(),
-    }
-}
-
-async fn discard_parts(state: &AppState, record: &TranscriptionRecord) {
-    let plan = UploadPlan::for_size(record.size_bytes);
-    if let Err(err) = state.blobs.discard_parts(&record.audio_key, &plan).await {
-        tracing::error!(error = %err, "could not discard the parts of an upload");
     }
 }
 
