@@ -8,6 +8,7 @@ pub mod errors;
 pub mod heartbeats;
 pub mod keys;
 pub mod rate_limit;
+pub mod records;
 pub mod retention;
 pub mod transcriptions;
 pub mod uploads;

@@ -5,20 +5,25 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{AppState, audit::AuditTrail, transcriptions::Transcriptions};
+use super::{
+    AppState,
+    audit::AuditTrail,
+    records::{EraseError, Records},
+    transcriptions::Transcriptions,
+};
 use crate::{
     config::RetentionConfig,
     domain::{AuditAction, AuditEvent, AuditOutcome},
     metrics::Metrics,
-    ports::{BlobStore, Clock, DeliveryStore, RecordStore, StoreError},
+    ports::{Clock, RecordStore, StoreError},
+    telemetry,
 };
 
 /// What a sweep needs.
 pub struct Retention {
     records: Arc<dyn RecordStore>,
-    blobs: Arc<dyn BlobStore>,
-    /// The EHR outbox, when EHR push is configured: a record's deliveries go with it.
-    deliveries: Option<Arc<dyn DeliveryStore>>,
+    /// Removes a record with its audio and EHR deliveries, as an owner's delete does.
+    erasing: Records,
     audit: AuditTrail,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -31,8 +36,7 @@ impl AppState {
     pub fn retention(&self) -> Retention {
         Retention {
             records: self.records.clone(),
-            blobs: self.blobs.clone(),
-            deliveries: self.ehr.as_ref().map(|ehr| ehr.deliveries.clone()),
+            erasing: self.owned_records(),
             audit: self.audit_trail(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
@@ -131,18 +135,22 @@ impl Retention {
             if batch.is_empty() {
                 break;
             }
-            for (id, audio_key) in batch {
-                if let Err(err) = self.blobs.delete(&audio_key).await {
-                    tracing::error!(transcription_id = %id, error = %err, "retention: audio not deleted; will retry next sweep");
-                    report.failed += 1;
-                    skipped.insert(id);
+            for (id, _) in batch {
+                let Some(record) = self.records.get(&id).await? else {
                     continue;
-                }
+                };
+                let erased = match self.erasing.erase(&record).await {
+                    Ok(erased) => erased,
+                    Err(EraseError::Audio(err)) => {
+                        tracing::error!(transcription_id = %id, error.cause_chain = %telemetry::error_chain(&err), "retention: audio not deleted; will retry next sweep");
+                        report.failed += 1;
+                        skipped.insert(id);
+                        continue;
+                    }
+                    Err(EraseError::Records(err)) => return Err(err),
+                };
                 report.deleted_audio += 1;
-                if let Some(deliveries) = &self.deliveries {
-                    deliveries.delete_for_transcription(&id).await?;
-                }
-                if self.records.delete(&id).await? {
+                if erased {
                     report.deleted_records += 1;
                     let event =
                         AuditEvent::now(AuditAction::Sweep, AuditOutcome::Success, SWEEPER).on(id);

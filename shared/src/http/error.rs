@@ -178,6 +178,15 @@ impl From<crate::app::deliveries::RequestError> for ApiError {
     }
 }
 
+impl From<crate::app::records::EraseError> for ApiError {
+    fn from(err: crate::app::records::EraseError) -> Self {
+        match err {
+            crate::app::records::EraseError::Audio(err) => err.into(),
+            crate::app::records::EraseError::Records(err) => err.into(),
+        }
+    }
+}
+
 impl From<QueueError> for ApiError {
     fn from(err: QueueError) -> Self {
         Self::Unavailable(err.into())

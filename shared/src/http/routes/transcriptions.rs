@@ -14,8 +14,8 @@ use super::views::{TranscriptionList, TranscriptionView};
 use crate::{
     app::AppState,
     auth::{Principal, Scope},
-    domain::{AuditAction, AuditEvent, AuditOutcome},
-    domain::{ResponseFormat, Status, TranscriptionRecord, UploadPlan, render_transcript},
+    domain::AuditAction,
+    domain::{ResponseFormat, Status, TranscriptionRecord, render_transcript},
     http::{
         ApiError, ErrorBody,
         extract::{ApiQuery, Caller, parse_transcription_id},
@@ -38,20 +38,11 @@ pub(crate) async fn load_owned(
     action: AuditAction,
 ) -> Result<TranscriptionRecord, ApiError> {
     let id = parse_transcription_id(raw_id)?;
-    match state.records.get(&id).await? {
-        Some(record) if record.owner == principal.owner => Ok(record),
-        Some(_) => {
-            // Someone else's record: the caller sees a 404, the trail sees the attempt.
-            state
-                .audit_trail()
-                .record(
-                    AuditEvent::now(action, AuditOutcome::Denied, principal.owner.as_str()).on(id),
-                )
-                .await;
-            Err(ApiError::NotFound)
-        }
-        None => Err(ApiError::NotFound),
-    }
+    state
+        .owned_records()
+        .owned(&principal.owner, &id, action)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -153,18 +144,7 @@ async fn delete_transcription(
 ) -> Result<StatusCode, ApiError> {
     let principal = caller.require(Scope::Write)?;
     let record = load_owned(&state, principal, &id, AuditAction::Delete).await?;
-    // Audio first: a record without audio can be swept again, audio without a record is lost PHI.
-    if record.status == Status::AwaitingUpload {
-        // What arrived of an unfinished resumable upload is PHI too.
-        let plan = UploadPlan::for_size(record.size_bytes);
-        state.blobs.discard_parts(&record.audio_key, &plan).await?;
-    }
-    state.blobs.delete(&record.audio_key).await?;
-    // Deliveries hold EHR identifiers: they go with the record.
-    if let Some(ehr) = &state.ehr {
-        ehr.deliveries.delete_for_transcription(&record.id).await?;
-    }
-    state.records.delete(&record.id).await?;
+    state.owned_records().erase(&record).await?;
     tracing::info!(transcription_id = %record.id, "transcription deleted by owner");
     state
         .audit_trail()
