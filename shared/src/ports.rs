@@ -267,7 +267,7 @@ pub trait DeliveryStore: Send + Sync {
 }
 
 /// The state of the long-lived login to an EHR.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum ConnectionState {
     Connected,
@@ -465,7 +465,7 @@ pub struct ReceivedJob {
     pub origin: JobOrigin,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct QueueStats {
     pub visible: u64,
     pub in_flight: u64,

@@ -47,7 +47,7 @@ impl AppState {
 }
 
 /// What a sweep did. Counts only: ids are in the audit log lines, never PHI.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RetentionReport {
     /// Retention in days; 0 means keep forever (nothing was swept).
     pub retention_days: u32,

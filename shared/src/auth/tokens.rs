@@ -87,7 +87,7 @@ struct PartClaims {
     len: u64,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct IssuedToken {
     pub access_token: String,
     pub token_type: &'static str,

@@ -5,12 +5,11 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::TranscriptionId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
     Create,
@@ -56,7 +55,7 @@ impl AuditAction {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditOutcome {
     Success,
@@ -74,23 +73,21 @@ impl AuditOutcome {
         }
     }
 
+    pub const ALL: [AuditOutcome; 3] = [Self::Success, Self::Denied, Self::Failed];
+
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Success, Self::Denied, Self::Failed]
-            .into_iter()
-            .find(|o| o.as_str() == raw)
+        Self::ALL.into_iter().find(|o| o.as_str() == raw)
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    #[schema(value_type = String)]
     pub id: Uuid,
     pub at: DateTime<Utc>,
     pub action: AuditAction,
     pub outcome: AuditOutcome,
     /// The subject that acted (`guest:…`, `user:…`, `admin`, `system:retention`, …).
     pub subject: String,
-    #[schema(value_type = Option<String>)]
     pub record_id: Option<TranscriptionId>,
     pub correlation_id: Option<String>,
     /// Counts and key ids only, never content (for example "3 records deleted").

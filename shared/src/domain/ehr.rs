@@ -4,7 +4,6 @@
 use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use chrono::{DateTime, Utc};
 
@@ -14,7 +13,7 @@ use super::{OwnerId, TranscriptionId};
 pub const MAX_NOTE_CHARS: usize = 65_535;
 
 /// Which part of a SOAP note the transcript goes into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoteSection {
     Subjective,
@@ -24,6 +23,13 @@ pub enum NoteSection {
 }
 
 impl NoteSection {
+    pub const ALL: [NoteSection; 4] = [
+        Self::Subjective,
+        Self::Objective,
+        Self::Assessment,
+        Self::Plan,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Subjective => "subjective",
@@ -96,7 +102,7 @@ pub fn note_text(transcript: &str, transcription: &TranscriptionId, marker: &str
 }
 
 /// What the EHR answered for a note it holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EhrReceipt {
     /// The EHR's id of the note (OpenEMR: the SOAP note's `sid`).
     pub note_id: String,
@@ -125,7 +131,7 @@ pub enum EhrError {
 }
 
 /// Where a delivery is. `Delivered` and `Failed` are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
@@ -134,6 +140,8 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [Self::Pending, Self::Delivered, Self::Failed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

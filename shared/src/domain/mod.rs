@@ -25,10 +25,9 @@ use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// Which engine turns audio into text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// An OpenAI-compatible transcription API.
@@ -38,6 +37,8 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    pub const ALL: [EngineKind; 2] = [Self::Cloud, Self::Local];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Cloud => "cloud",
@@ -64,7 +65,7 @@ impl fmt::Display for EngineKind {
 }
 
 /// Where a transcription is in its life. `Completed` and `Failed` are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Created by `POST /v1/uploads`; the client has not completed its resumable upload yet.
@@ -76,6 +77,14 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 5] = [
+        Self::AwaitingUpload,
+        Self::Queued,
+        Self::Processing,
+        Self::Completed,
+        Self::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AwaitingUpload => "awaiting_upload",

@@ -3,10 +3,9 @@
 use std::{fmt::Write, str::FromStr};
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// A stretch of speech, with times in seconds from the start of the audio.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     pub start: f64,
     pub end: f64,
@@ -23,7 +22,7 @@ pub struct Transcript {
 }
 
 /// Download formats for `GET /v1/transcriptions/{id}/transcript`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseFormat {
     Json,
@@ -46,6 +45,8 @@ impl FromStr for ResponseFormat {
 }
 
 impl ResponseFormat {
+    pub const ALL: [ResponseFormat; 4] = [Self::Json, Self::Txt, Self::Srt, Self::Vtt];
+
     pub fn content_type(self) -> &'static str {
         match self {
             Self::Json => "application/json",

@@ -7,6 +7,7 @@ mod error;
 mod extract;
 pub mod rate_limit;
 pub mod routes;
+mod schema;
 mod security_headers;
 
 pub use correlation::{CORRELATION_HEADER, CorrelationId};

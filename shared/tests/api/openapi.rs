@@ -183,3 +183,69 @@ async fn the_web_page_is_served_with_its_own_policy_and_its_config() {
         404
     );
 }
+
+#[tokio::test]
+async fn every_schema_the_document_refers_to_is_in_it() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    fn refs(value: &Value, found: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner.as_str()) {
+                        ("$ref", Some(target)) => {
+                            found.insert(target.to_owned());
+                        }
+                        _ => refs(inner, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+            _ => {}
+        }
+    }
+    let mut found = BTreeSet::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 10, "{found:?}");
+    let missing: Vec<&String> = found
+        .iter()
+        .filter(|target| {
+            let name = target.trim_start_matches("#/components/schemas/");
+            doc["components"]["schemas"].get(name).is_none()
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "referred to but not described: {missing:?}"
+    );
+    for name in [
+        "Status",
+        "EngineKind",
+        "Segment",
+        "AuditEvent",
+        "NoteSection",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{name} is described"
+        );
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["Status"]["enum"],
+        serde_json::json!([
+            "awaiting_upload",
+            "queued",
+            "processing",
+            "completed",
+            "failed"
+        ])
+    );
+}
