@@ -1,6 +1,7 @@
 //! The shape of `shared/src`, checked: the layering rule (a module imports only from the
-//! layers below it, as `lib.rs` lists them), functions of at most 80 lines, and configuration
-//! files of at most 400. Each checker is shown failing on a planted case first.
+//! layers below it, as `lib.rs` lists them), no import cycle between any two modules, a doc
+//! comment on every module, functions of at most 80 lines, and configuration files of at most
+//! 400. Each checker is shown failing on a planted case.
 
 use std::{
     fs,
@@ -309,4 +310,170 @@ fn no_configuration_file_is_longer_than_400_lines() {
             path.display()
         );
     }
+}
+
+/// `a::{b, c::{d, e}}, f` → `a::b`, `a::c::d`, `a::c::e`, `f`: the paths a `use` tree names.
+fn use_paths(tree: &str) -> Vec<Vec<String>> {
+    fn split_top(list: &str) -> Vec<&str> {
+        let (mut parts, mut depth, mut start) = (Vec::new(), 0, 0);
+        for (i, c) in list.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(&list[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&list[start..]);
+        parts
+    }
+    fn walk(prefix: &[String], tree: &str, out: &mut Vec<Vec<String>>) {
+        for item in split_top(tree) {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            match (item.find('{'), item.rfind('}')) {
+                (Some(open), Some(close)) => {
+                    let mut head = prefix.to_vec();
+                    head.extend(
+                        item[..open]
+                            .split("::")
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned),
+                    );
+                    walk(&head, &item[open + 1..close], out);
+                }
+                _ => {
+                    let name = item.split(" as ").next().unwrap_or(item);
+                    let mut path = prefix.to_vec();
+                    path.extend(name.split("::").map(|s| s.trim().to_owned()));
+                    out.push(path);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&[], tree, &mut out);
+    out
+}
+
+/// Every module of the library and the modules each one names, by path (`app::uploads`).
+fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let root = src();
+    let mut paths = std::collections::BTreeMap::new();
+    for (_, file) in library_files() {
+        let relative = file.strip_prefix(&root).unwrap().with_extension("");
+        let mut parts: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if parts.last().is_some_and(|p| p == "mod") {
+            parts.pop();
+        }
+        paths.insert(parts.join("::"), (parts, file));
+    }
+    let known: std::collections::BTreeSet<String> = paths.keys().cloned().collect();
+    let resolve = |own: &[String], path: &[String]| -> Option<String> {
+        let mut full: Vec<String> = match path.first().map(String::as_str) {
+            Some("crate") => Vec::new(),
+            Some("super") | Some("self") => own.to_vec(),
+            _ => return None,
+        };
+        for segment in path {
+            match segment.as_str() {
+                "crate" | "self" => {}
+                "super" => {
+                    full.pop();
+                }
+                other => full.push(other.to_owned()),
+            }
+        }
+        (1..=full.len())
+            .rev()
+            .map(|n| full[..n].join("::"))
+            .find(|candidate| known.contains(candidate))
+    };
+    let mut graph = std::collections::BTreeMap::new();
+    for (module, (parts, file)) in &paths {
+        let code = production_code(&fs::read_to_string(file).unwrap());
+        let mut named = Vec::new();
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("use ") {
+            rest = &rest[at + 4..];
+            let end = rest.find(';').unwrap_or(rest.len());
+            named.extend(use_paths(&rest[..end]));
+        }
+        for word in code.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')) {
+            if word.starts_with("crate::") || word.starts_with("super::") {
+                named.push(word.split("::").map(str::to_owned).collect());
+            }
+        }
+        let targets = named
+            .iter()
+            .filter_map(|path| resolve(parts, path))
+            .filter(|target| target != module)
+            .collect();
+        graph.insert(module.clone(), targets);
+    }
+    graph
+}
+
+/// A module and one it contains (`app` and `app::uploads`) may name each other: the parent
+/// declares and re-exports, the child uses its siblings through the parent.
+fn nested(a: &str, b: &str) -> bool {
+    a.starts_with(&format!("{b}::")) || b.starts_with(&format!("{a}::"))
+}
+
+#[test]
+fn use_trees_expand_to_every_path_they_name() {
+    let paths = use_paths("crate::{app::{AppState, audit::AuditTrail}, domain::Status as S}");
+    let joined: Vec<String> = paths.iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        joined,
+        vec![
+            "crate::app::AppState",
+            "crate::app::audit::AuditTrail",
+            "crate::domain::Status"
+        ]
+    );
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let graph = module_graph();
+    assert!(
+        graph["app::uploads"].contains("app::audit"),
+        "the graph sees sibling imports"
+    );
+    let mut cycles = Vec::new();
+    for (module, targets) in &graph {
+        // Depth-first from each module along non-nested edges: back to it is a cycle.
+        let mut stack: Vec<(String, Vec<String>)> = targets
+            .iter()
+            .filter(|t| !nested(module, t))
+            .map(|t| (t.clone(), vec![module.clone(), t.clone()]))
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some((at, trail)) = stack.pop() {
+            if &at == module {
+                cycles.push(trail.join(" → "));
+                break;
+            }
+            if !seen.insert(at.clone()) {
+                continue;
+            }
+            for next in graph.get(&at).into_iter().flatten() {
+                if !nested(&at, next) {
+                    let mut longer = trail.clone();
+                    longer.push(next.clone());
+                    stack.push((next.clone(), longer));
+                }
+            }
+        }
+    }
+    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
 }
