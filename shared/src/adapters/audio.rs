@@ -94,7 +94,7 @@ pub fn decode_file(
             Ok(None) => break,
             Err(err) if produced > 0 || !mono.is_empty() => {
                 // A truncated tail: keep what decoded.
-                tracing::debug!(error = %err, "audio stream ended early");
+                tracing::debug!(error.cause_chain = %crate::telemetry::error_chain(&err), "audio stream ended early");
                 break;
             }
             Err(err) => return Err(err),

@@ -125,7 +125,7 @@ impl ScaleInProtection for TaskProtection {
             match self.set(true).await {
                 Ok(()) => held.protected_since = Some(Instant::now()),
                 Err(err) => {
-                    tracing::warn!(error = %err, "could not protect the task from scale-in")
+                    tracing::warn!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not protect the task from scale-in")
                 }
             }
         }
@@ -139,7 +139,7 @@ impl ScaleInProtection for TaskProtection {
             match self.set(false).await {
                 Ok(()) => held.protected_since = None,
                 Err(err) => {
-                    tracing::warn!(error = %err, "could not release the task's scale-in protection")
+                    tracing::warn!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not release the task's scale-in protection")
                 }
             }
         }

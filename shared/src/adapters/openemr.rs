@@ -220,7 +220,7 @@ impl OpenEmrClient {
                         reason: reason.clone(),
                     };
                     if let Err(err) = self.connections.set_state(CONNECTION, &state).await {
-                        tracing::error!(error = %err, "could not record the EHR connection state");
+                        tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not record the EHR connection state");
                     }
                 }
                 return Err(EhrError::NeedsLogin(reason));

@@ -203,7 +203,7 @@ impl S3BlobStore {
                 .send()
                 .await
             {
-                tracing::error!(error = %err, "could not abort a multipart upload; the bucket's lifecycle rule will");
+                tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not abort a multipart upload; the bucket's lifecycle rule will");
             }
         }
         result

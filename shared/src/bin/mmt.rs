@@ -85,7 +85,7 @@ async fn serve(mode: Mode) -> ExitCode {
         Mode::Server => match Application::bind(state).await {
             Ok(app) => app.run_until_stopped(shutdown).await,
             Err(err) => {
-                tracing::error!(error = %err, "cannot bind the listening socket");
+                tracing::error!(error.cause_chain = %mmt_core::telemetry::error_chain(&err), "cannot bind the listening socket");
                 return ExitCode::FAILURE;
             }
         },
@@ -93,7 +93,7 @@ async fn serve(mode: Mode) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %err, "server failed");
+            tracing::error!(error.cause_chain = %mmt_core::telemetry::error_chain(&err), "server failed");
             ExitCode::FAILURE
         }
     }

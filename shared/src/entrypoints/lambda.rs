@@ -53,14 +53,14 @@ pub async fn handle_queue_batch(
                 // Returned as a batch item failure alone, the message would wait out the whole
                 // visibility timeout: the backoff (or the EHR's Retry-After) decides instead.
                 if let Err(err) = queue.retry_later(&job, delay).await {
-                    tracing::warn!(message_id = %job.message_id, error = %err, "could not set the retry delay; the visibility timeout applies");
+                    tracing::warn!(message_id = %job.message_id, error.cause_chain = %crate::telemetry::error_chain(&err), "could not set the retry delay; the visibility timeout applies");
                 }
                 true
             }
             Disposition::DeadLetter { reason } => match queue.dead_letter(&job, &reason).await {
                 Ok(()) => false,
                 Err(err) => {
-                    tracing::error!(message_id = %job.message_id, error = %err, "could not dead-letter; leaving it to redrive");
+                    tracing::error!(message_id = %job.message_id, error.cause_chain = %crate::telemetry::error_chain(&err), "could not dead-letter; leaving it to redrive");
                     true
                 }
             },

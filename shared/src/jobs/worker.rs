@@ -59,7 +59,7 @@ async fn consume(
         let received = match queue.receive(1).await {
             Ok(received) => received,
             Err(err) => {
-                tracing::error!(worker, queue = kind, error = %err, "could not poll the job queue");
+                tracing::error!(worker, queue = kind, error.cause_chain = %crate::telemetry::error_chain(&err), "could not poll the job queue");
                 Vec::new()
             }
         };
@@ -112,7 +112,7 @@ async fn settle(
             loop {
                 tick.tick().await;
                 if let Err(err) = queue.extend_lease(&message, visibility).await {
-                    tracing::warn!(error = %err, "could not extend the job lease");
+                    tracing::warn!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not extend the job lease");
                 }
             }
         })
@@ -161,7 +161,7 @@ async fn settle(
         Some(Ok(disposition)) => apply(queue.as_ref(), message, disposition).await,
     };
     if let Err(err) = applied {
-        tracing::error!(message_id = %message.message_id, error = %err, "could not settle the job; the lease will expire and it will be redelivered");
+        tracing::error!(message_id = %message.message_id, error.cause_chain = %crate::telemetry::error_chain(&err), "could not settle the job; the lease will expire and it will be redelivered");
     }
 }
 
@@ -183,7 +183,7 @@ pub async fn run_ehr_once(state: &AppState) -> Option<Disposition> {
     let message = queue.receive(1).await.ok()?.into_iter().next()?;
     let disposition = Consumer::EhrPush.handle(state, &message).await;
     if let Err(err) = apply(queue.as_ref(), &message, disposition.clone()).await {
-        tracing::error!(error = %err, "could not settle the job");
+        tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not settle the job");
     }
     Some(disposition)
 }
@@ -195,7 +195,7 @@ pub async fn run_once(state: &AppState) -> Option<Disposition> {
     let message = queue.receive(1).await.ok()?.into_iter().next()?;
     let disposition = Consumer::Transcribe.handle(state, &message).await;
     if let Err(err) = apply(queue.as_ref(), &message, disposition.clone()).await {
-        tracing::error!(error = %err, "could not settle the job");
+        tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not settle the job");
     }
     Some(disposition)
 }
@@ -210,7 +210,7 @@ pub async fn run_retention_timer(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
                 if let Err(err) = state.retention().sweep().await {
-                    tracing::error!(error = %err, "retention sweep failed; will retry at the next interval");
+                    tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "retention sweep failed; will retry at the next interval");
                 }
             }
         }

@@ -467,7 +467,7 @@ pub(crate) fn clean_file_name(raw: &str) -> Option<String> {
 
 pub(crate) async fn discard(state: &AppState, key: &BlobKey) {
     if let Err(err) = state.blobs.delete(key).await {
-        tracing::error!(error = %err, "could not remove the audio of a refused upload");
+        tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not remove the audio of a refused upload");
     }
 }
 
