@@ -8,11 +8,11 @@ use super::{AppState, EhrServices, audit::AuditTrail, errors::JobError};
 use crate::{
     config::EhrConfig,
     domain::{
-        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, NoteDelivery,
+        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, EhrError, NoteDelivery,
         NoteSection, OwnerId, Status, TranscriptionRecord, delivery_marker, note_text,
     },
     metrics::Metrics,
-    ports::{Clock, Job, QueueError, ReceivedJob, RecordStore, StoreError},
+    ports::{Clock, ConnectionState, Job, QueueError, ReceivedJob, RecordStore, StoreError},
     telemetry,
 };
 
@@ -75,6 +75,21 @@ impl Deliveries {
     /// The EHR this deployment pushes to (`openemr`, `fhir`).
     pub fn target(&self) -> &'static str {
         self.config.target.name()
+    }
+
+    /// Where the EHR answers, for an administrator (no credentials).
+    pub fn endpoint(&self) -> String {
+        self.ehr.client.describe()
+    }
+
+    /// The state of the EHR login (`None` where the EHR needs none).
+    pub async fn connection(&self) -> Result<Option<ConnectionState>, EhrError> {
+        self.ehr.client.connection_state().await
+    }
+
+    /// A transcription's deliveries, oldest first.
+    pub async fn of(&self, record: &TranscriptionRecord) -> Result<Vec<EhrDelivery>, StoreError> {
+        self.ehr.deliveries.for_transcription(&record.id).await
     }
 
     /// Attempts per delivery before it fails.

@@ -62,17 +62,14 @@ async fn ehr_connection(
     caller: Caller,
 ) -> Result<Json<EhrConnectionView>, ApiError> {
     caller.require(Scope::Admin)?;
-    let (Some(ehr), Some(config)) = (state.ehr.as_ref(), state.config.ehr.as_ref()) else {
-        return Err(ApiError::EhrNotConfigured);
-    };
-    let connection = ehr
-        .client
-        .connection_state()
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    let connection = deliveries
+        .connection()
         .await
         .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
     Ok(Json(EhrConnectionView {
-        target: config.target.name(),
-        endpoint: ehr.client.describe(),
+        target: deliveries.target(),
+        endpoint: deliveries.endpoint(),
         connection,
     }))
 }
@@ -227,11 +224,13 @@ async fn list_deliveries(
 ) -> Result<Json<DeliveryList>, ApiError> {
     let principal = caller.require(Scope::Read)?;
     let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
-    let Some(ehr) = state.ehr.clone() else {
-        return Err(ApiError::EhrNotConfigured);
-    };
-    let deliveries = ehr.deliveries.for_transcription(&record.id).await?;
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
     Ok(Json(DeliveryList {
-        deliveries: deliveries.into_iter().map(Into::into).collect(),
+        deliveries: deliveries
+            .of(&record)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
     }))
 }
