@@ -467,7 +467,7 @@ async fn a_retried_message_comes_back_after_its_backoff_not_the_visibility_timeo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_message_is_dead_lettered_after_max_receives_while_its_batch_succeeds() {
-    // Visibility 1 s so a failed message comes back quickly; three receives at most.
+    // Visibility 1 s, passed on the emulator's clock between polls; three receives at most.
     let s = stack(
         3,
         1,
@@ -505,7 +505,7 @@ async fn a_poisoned_message_is_dead_lettered_after_max_receives_while_its_batch_
             polls < 30,
             "the poisoned message never settled: {bad_record}"
         );
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        s.aws.advance_sqs_clock(Duration::from_millis(1100));
     }
 
     for id in &good {
