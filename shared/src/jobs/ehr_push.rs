@@ -5,6 +5,7 @@ use tracing::Instrument;
 use super::{Disposition, JobKind, settle};
 use crate::{
     app::{AppState, JobError, deliveries::Attempt},
+    domain::Backoff,
     ports::{Job, ReceivedJob},
     telemetry,
 };
@@ -35,7 +36,8 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
     let Err(err) = deliveries.push(delivery_id, message, &mut attempt).await else {
         return Disposition::Ack;
     };
-    match settle::decide(state, attempt.number, deliveries.max_attempts(), &err) {
+    let backoff = Backoff::new(state.config.queue.retry_base_delay);
+    match settle::decide(backoff, attempt.number, deliveries.max_attempts(), &err) {
         settle::Decision::Retry(disposition) => {
             state.metrics.record_ehr("retry");
             tracing::warn!(%delivery_id, error.cause_chain = %err.reason(), "EHR push failed; will retry");

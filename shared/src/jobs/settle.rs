@@ -1,10 +1,7 @@
 //! What to do with a message whose work failed: one policy for every job.
 
 use super::Disposition;
-use crate::{
-    app::{AppState, JobError},
-    domain::Backoff,
-};
+use crate::{app::JobError, domain::Backoff};
 
 pub enum Decision {
     Retry(Disposition),
@@ -15,7 +12,7 @@ pub enum Decision {
 /// Transient failures are retried after the backoff (or the `Retry-After` asked for) until
 /// the last attempt (`attempt` of `max_attempts`, counted from 1; a transcription's limit is
 /// the queue's receive count); then, and for permanent failures at once, the work gives up.
-pub fn decide(state: &AppState, attempt: u32, max_attempts: u32, err: &JobError) -> Decision {
+pub fn decide(backoff: Backoff, attempt: u32, max_attempts: u32, err: &JobError) -> Decision {
     if !err.is_transient() {
         return Decision::GiveUp(err.reason());
     }
@@ -25,7 +22,7 @@ pub fn decide(state: &AppState, attempt: u32, max_attempts: u32, err: &JobError)
             err.reason()
         ));
     }
-    let delay = Backoff::new(state.config.queue.retry_base_delay).delay(attempt, err.retry_after());
+    let delay = backoff.delay(attempt, err.retry_after());
     Decision::Retry(Disposition::Retry {
         delay,
         reason: err.reason(),

@@ -5,7 +5,7 @@ use tracing::Instrument;
 use super::{Disposition, JobKind, settle};
 use crate::{
     app::{AppState, JobError, transcriptions::Processed},
-    domain::TranscriptionId,
+    domain::{Backoff, TranscriptionId},
     ports::{Job, ReceivedJob},
     telemetry,
 };
@@ -39,7 +39,7 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
             Disposition::Ack
         }
         Err(err) => match settle::decide(
-            state,
+            Backoff::new(state.config.queue.retry_base_delay),
             message.receive_count,
             state.config.queue.max_receive_count,
             &err,
