@@ -310,27 +310,32 @@ pub fn run_tool(cmd: &mut std::process::Command) {
 }
 
 /// What this thread logs from now until the returned value is dropped (a current-thread
-/// test runtime keeps every task on this thread).
+/// test runtime keeps every task of a test on its thread). One subscriber serves the whole
+/// test binary and writes each thread's lines to that thread's capture, if any: a subscriber
+/// per test would share tracing's global per-callsite cache with the tests beside it.
 pub fn capture_logs() -> CapturedLogs {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadCapture)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        // Fails only when TEST_LOG installed the service's own subscriber first.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
     let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let writer = {
-        let buffer = buffer.clone();
-        move || LogWriter(buffer.clone())
-    };
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    CapturedLogs {
-        buffer,
-        _guard: tracing::subscriber::set_default(subscriber),
-    }
+    CAPTURE.with(|capture| *capture.borrow_mut() = Some(buffer.clone()));
+    CapturedLogs { buffer }
+}
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 pub struct CapturedLogs {
     buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    _guard: tracing::subscriber::DefaultGuard,
 }
 
 impl CapturedLogs {
@@ -339,11 +344,22 @@ impl CapturedLogs {
     }
 }
 
-struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+impl Drop for CapturedLogs {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
+    }
+}
 
-impl std::io::Write for LogWriter {
+/// Writes to the current thread's capture; lines of threads without one are dropped.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
+        CAPTURE.with(|capture| {
+            if let Some(buffer) = capture.borrow().as_ref() {
+                buffer.lock().unwrap().extend_from_slice(bytes);
+            }
+        });
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
