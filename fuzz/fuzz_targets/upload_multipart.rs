@@ -36,7 +36,7 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
         .build()
         .expect("a runtime");
     let config = mmt_core::Config::from_map(&env).expect("a valid configuration");
-    let audio_dir = config.audio_dir.clone();
+    let audio_dir = config.storage.audio_dir.clone();
     let state = runtime
         .block_on(mmt_core::AppState::from_config(config))
         .expect("the app starts");
