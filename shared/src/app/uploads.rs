@@ -9,8 +9,8 @@ use futures::StreamExt;
 use super::{AppState, audit::AuditTrail};
 use crate::{
     domain::{
-        AudioFormat, AuditAction, Status, TranscriptionId, TranscriptionRecord, UploadPlan,
-        sniff_audio_format,
+        AudioFormat, AuditAction, BlobKey, Status, TranscriptionId, TranscriptionRecord,
+        UploadPlan, sniff_audio_format,
     },
     metrics::Metrics,
     ports::{BlobError, BlobStore, Clock, Job, JobQueue, QueueError, RecordStore, StoreError},
@@ -96,7 +96,7 @@ impl Uploads {
         }
         .await;
         if let Err(err) = kept {
-            self.discard_audio(&record).await;
+            self.discard_audio(&record.audio_key).await;
             return Err(err);
         }
         self.metrics.record_upload(record.size_bytes);
@@ -120,9 +120,9 @@ impl Uploads {
     }
 
     /// Removes the audio of a recording that will not be transcribed.
-    pub async fn discard_audio(&self, record: &TranscriptionRecord) {
-        if let Err(err) = self.blobs.delete(&record.audio_key).await {
-            tracing::error!(transcription_id = %record.id, error.cause_chain = %telemetry::error_chain(&err), "could not remove the audio of a refused upload");
+    pub async fn discard_audio(&self, key: &BlobKey) {
+        if let Err(err) = self.blobs.delete(key).await {
+            tracing::error!(error.cause_chain = %telemetry::error_chain(&err), "could not remove the audio of a refused upload");
         }
     }
 
@@ -176,7 +176,7 @@ impl Uploads {
         }
         self.blobs.complete_parts(&record.audio_key, &plan).await?;
         let Some(format) = self.sniff_stored(&record).await? else {
-            self.discard_audio(&record).await;
+            self.discard_audio(&record.audio_key).await;
             self.records
                 .fail(
                     &record.id,

@@ -4,6 +4,17 @@ use serde_json::Value;
 
 use crate::helpers::spawn_app;
 
+async fn document(app: &crate::helpers::TestApp) -> Value {
+    app.client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 const EXPECTED: &[(&str, &str)] = &[
     ("get", "/health/live"),
     ("get", "/health/ready"),
@@ -34,15 +45,7 @@ const EXPECTED: &[(&str, &str)] = &[
 #[tokio::test]
 async fn the_document_lists_every_route_and_every_listed_route_exists() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&app).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
 
@@ -187,15 +190,7 @@ async fn the_web_page_is_served_with_its_own_policy_and_its_config() {
 #[tokio::test]
 async fn every_schema_the_document_refers_to_is_in_it() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&app).await;
     fn refs(value: &Value, found: &mut BTreeSet<String>) {
         match value {
             Value::Object(map) => {

@@ -210,17 +210,7 @@ async fn meets_the_contract(store: &dyn RecordStore) {
 
     // A claim is held: a duplicate message is refused while the holder is alive, the
     // holder's own redelivery may claim again, and anyone may once the claim is stale.
-    let claimed = TranscriptionRecord::new_queued(
-        TranscriptionId::new(),
-        alice.clone(),
-        EngineKind::Cloud,
-        None,
-        None,
-        None,
-        AudioFormat::Wav,
-        10,
-        now,
-    );
+    let claimed = record(&alice, 0);
     store.insert(&claimed).await.unwrap();
     assert!(
         store
@@ -259,17 +249,7 @@ async fn meets_the_contract(store: &dyn RecordStore) {
 
     // The reconciler's step: `processing` records untouched since the cut-off fail; a record
     // whose worker renewed its claim (progress) is left alone.
-    let renewed = TranscriptionRecord::new_queued(
-        TranscriptionId::new(),
-        alice.clone(),
-        EngineKind::Cloud,
-        None,
-        None,
-        None,
-        AudioFormat::Wav,
-        10,
-        now,
-    );
+    let renewed = record(&alice, 0);
     store.insert(&renewed).await.unwrap();
     assert!(
         store

@@ -13,7 +13,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::upload::{MAX_PROMPT_CHARS, ReceivedUpload, UploadFields, discard, receive_upload};
+use super::upload::{MAX_PROMPT_CHARS, ReceivedUpload, UploadFields, receive_upload};
 use crate::{
     app::{AppState, JobError, transcriptions::Processed, uploads::Then},
     auth::Scope,
@@ -167,7 +167,7 @@ async fn create_audio_transcription(
     let params = match prepared {
         Ok(params) => params,
         Err(err) => {
-            discard(&state, &upload.key).await;
+            state.uploads().discard_audio(&upload.key).await;
             return Err(err);
         }
     };

@@ -99,7 +99,7 @@ async fn create_transcription(
     let fields = match upload_fields(&state, &upload) {
         Ok(fields) => fields,
         Err(err) => {
-            discard(&state, &upload.key).await;
+            state.uploads().discard_audio(&upload.key).await;
             return Err(err);
         }
     };
@@ -273,7 +273,7 @@ pub(crate) async fn receive_upload(
     .await;
     if let Err(err) = read {
         if file_seen {
-            discard(state, &upload.key).await;
+            state.uploads().discard_audio(&upload.key).await;
         }
         if stalled.load(Ordering::Relaxed) {
             return Err(ApiError::RequestTimeout);
@@ -463,12 +463,6 @@ pub(crate) fn clean_file_name(raw: &str) -> Option<String> {
     let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
     let cleaned = cleaned.trim();
     (!cleaned.is_empty()).then(|| cleaned.to_owned())
-}
-
-pub(crate) async fn discard(state: &AppState, key: &BlobKey) {
-    if let Err(err) = state.blobs.delete(key).await {
-        tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not remove the audio of a refused upload");
-    }
 }
 
 /// Reads (and drops) a bounded amount of a refused body, so the client gets to read our answer
