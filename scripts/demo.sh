@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the one-process server on embedded defaults (SQLite + files under ./data) with
-# the local Whisper engine (tiny.en by default; MODEL=base for the multilingual base model).
+# the local Whisper engine (tiny.en by default; MODEL=base for the multilingual base model),
+# quantized to q4_0 (MODEL_QUANT=q8_0|q5_1|q5_0, or MODEL_QUANT= for the float16 original:
+# `make bench` compares them).
 # Set OPENAI_API_KEY (and optionally OPENAI_BASE_URL) to enable the cloud engine as well.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +12,7 @@ export DATA_DIR=${DATA_DIR:-./data}
 export DEMO_MODE=${DEMO_MODE:-true}
 mkdir -p "$DATA_DIR"
 
-model=$(MODEL=${MODEL:-tiny.en} scripts/model.sh)
+model=$(MODEL=${MODEL:-tiny.en} QUANT=${MODEL_QUANT-q4_0} scripts/model.sh)
 export ENABLE_LOCAL_TRANSCRIPTION=${ENABLE_LOCAL_TRANSCRIPTION:-true}
 export WHISPER_MODEL_PATH=${WHISPER_MODEL_PATH:-$model}
 if [[ -n "${OPENAI_API_KEY:-}" ]]; then

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make model` (MODEL=tiny.en by default; MODEL=base for the multilingual base model):
 # obtains a real whisper.cpp model under $MODELS_DIR (git-ignored) without manual steps.
+# QUANT=q8_0|q5_1|q5_0|q4_0 also writes its quantized copy (ggml-$MODEL-$QUANT.bin, by this
+# project's quantizer, which writes the bytes ggml's own does) and prints that path instead.
 #   1. the official ggml file from the whisper.cpp model repository (published SHA-1/SHA-256
 #      checked; models without a known checksum need WHISPER_MODEL_SHA256);
 #   2. when that is unreachable (air-gapped hosts, these build machines): the CTranslate2
@@ -38,10 +40,23 @@ esac
 
 file_size() { stat -c %s "$1"; }
 
+# Prints the path to use: the verified file $1, or its $QUANT quantization (made once).
+finish() {
+  if [[ -z "${QUANT:-}" ]]; then echo "$1"; exit 0; fi
+  local quantized="$MODELS_DIR/ggml-$MODEL-$QUANT.bin"
+  if [[ ! -f "$quantized" || ! -f "$quantized.verified" || "$(file_size "$quantized")" != "$(cat "$quantized.verified")" ]]; then
+    cargo build -q --release -p whisper-ggml
+    target/release/ggml-convert quantize "$QUANT" "$1" "$quantized" >&2
+    file_size "$quantized" >"$quantized.verified"
+    log "quantized ggml-$MODEL.bin to $QUANT"
+  fi
+  echo "$quantized"
+  exit 0
+}
+
 if [[ -f "$target" && -f "$target.verified" && "$(file_size "$target")" == "$(cat "$target.verified")" ]]; then
   log "$target is present and verified"
-  echo "$target"
-  exit 0
+  finish "$target"
 fi
 mkdir -p "$MODELS_DIR"
 
@@ -52,8 +67,7 @@ if curl -fsSL --connect-timeout 10 --retry 1 -o "$target.download" "$OFFICIAL_UR
     mv "$target.download" "$target"
     file_size "$target" >"$target.verified"
     log "downloaded the official ggml-$MODEL.bin"
-    echo "$target"
-    exit 0
+    finish "$target"
   fi
   log "the downloaded file does not match its published checksum; discarding it"
 fi
@@ -93,4 +107,4 @@ got=$(file_size "$target.partial-convert")
 mv "$target.partial-convert" "$target"
 echo "$got" >"$target.verified"
 log "converted ggml-$MODEL.bin ($got bytes, the official size)"
-echo "$target"
+finish "$target"

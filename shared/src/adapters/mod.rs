@@ -19,6 +19,8 @@ pub mod openai;
 pub mod openemr;
 #[cfg(feature = "aws")]
 pub mod s3;
+#[cfg(feature = "whisper")]
+pub mod speech_pieces;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "aws")]

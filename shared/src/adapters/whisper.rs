@@ -1,15 +1,14 @@
 //! [`Transcriber`] on whisper.cpp, in this process (CPU, or NVIDIA GPU with the `cuda` feature).
 //!
-//! The model is loaded once and shared; each transcription gets its own decoder state. Audio
-//! is decoded as a stream (see [`super::audio`]) and transcribed in pieces of about
-//! `WHISPER_CHUNK_SECS`, cut at the quietest moment near the boundary, so memory does not grow
-//! with the length of the recording. Each piece after the first is prompted with the end of
-//! the text before it, so context carries across the cut.
+//! The model is loaded once and shared. Audio is decoded as a stream (see [`super::audio`])
+//! and cut into pieces of about `WHISPER_PIECE_SECS` at the speaker's pauses, long silences
+//! left out (see [`super::speech_pieces`]); `WHISPER_WORKERS` threads transcribe the pieces in
+//! parallel, each with its own decoder state and an encoder pass sized to its piece. Memory
+//! is bounded by the pieces in flight, not by the length of the recording.
 
 use std::{
-    cell::Cell,
     path::{Path, PathBuf},
-    sync::{Arc, Once},
+    sync::{Arc, Mutex, Once, mpsc},
 };
 
 use async_trait::async_trait;
@@ -19,7 +18,10 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
-use super::audio::{AudioError, TARGET_RATE, decode_file};
+use super::{
+    audio::{AudioError, TARGET_RATE, decode_file},
+    speech_pieces::{Piece, SpeechPieces},
+};
 use crate::{
     config::LocalEngineConfig,
     domain::{EngineKind, Segment, Transcript},
@@ -28,10 +30,12 @@ use crate::{
 
 /// Whisper's window: shorter pieces can use a smaller audio context.
 const WINDOW_SECS: f64 = 30.0;
+/// A fitted encoder context covers the piece plus this much, and never less than
+/// `MIN_FITTED_SECS`.
+const FIT_MARGIN_SECS: f64 = 2.0;
+const MIN_FITTED_SECS: f64 = 10.0;
 /// Encoder frames per second of audio (1500 per 30 s window).
 const FRAMES_PER_SEC: f64 = 50.0;
-/// How far past the nominal chunk length we look for a quiet place to cut.
-const CUT_SEARCH_SECS: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -179,79 +183,153 @@ struct Job {
     progress: Progress,
 }
 
-impl Job {
-    fn run(self, path: &Path) -> Result<Transcript, EngineError> {
-        let mut state = self.context.create_state().map_err(|e| {
-            EngineError::Transient(format!("the local engine could not start: {e}"))
-        })?;
-        let chunk_samples = self.config.chunk.as_secs() as usize * TARGET_RATE as usize;
-        let search = CUT_SEARCH_SECS * TARGET_RATE as usize;
-        let total_s = Cell::new(None::<f64>);
-        let mut out = Pieces::default();
-        let mut buffer: Vec<f32> = Vec::new();
+/// What one piece produced, with timestamps already in the recording's time.
+struct PieceText {
+    segments: Vec<Segment>,
+    language: Option<String>,
+}
 
+/// State shared by the decoding thread and the piece workers of one job.
+struct Shared {
+    pieces: Mutex<mpsc::Receiver<(usize, Piece)>>,
+    results: Mutex<Vec<(usize, PieceText)>>,
+    failure: Mutex<Option<EngineError>>,
+    /// Seconds of audio transcribed so far, and the recording's length if the container says.
+    done_s: Mutex<f64>,
+    total_s: Mutex<Option<f64>>,
+}
+
+impl Job {
+    /// Decodes the file on this thread while `workers` threads transcribe its pieces, each
+    /// with its own decoder state and an equal share of the threads.
+    fn run(self, path: &Path) -> Result<Transcript, EngineError> {
+        let workers = self.config.workers.clamp(1, self.config.threads);
+        let threads_each = (self.config.threads / workers).max(1);
+        let (sender, receiver) = mpsc::sync_channel::<(usize, Piece)>(workers);
+        let shared = Shared {
+            pieces: Mutex::new(receiver),
+            results: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
+            done_s: Mutex::new(0.0),
+            total_s: Mutex::new(None),
+        };
+        let decoded = std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| self.work(&shared, threads_each));
+            }
+            self.feed(path, sender, &shared)
+        });
+        if let Some(failure) = lock(&shared.failure).take() {
+            return Err(failure);
+        }
+        let samples = decoded?;
+        let mut results = std::mem::take(&mut *lock(&shared.results));
+        results.sort_by_key(|(index, _)| *index);
+        self.progress.report(100);
+        let language = results.iter().find_map(|(_, r)| r.language.clone());
+        let segments: Vec<Segment> = results.into_iter().flat_map(|(_, r)| r.segments).collect();
+        Ok(Transcript {
+            text: segments
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            segments,
+            language: language.or(self.language),
+            duration_s: Some(samples as f64 / f64::from(TARGET_RATE)),
+        })
+    }
+
+    /// Decodes the audio and hands each piece to the workers as soon as it is cut.
+    fn feed(
+        &self,
+        path: &Path,
+        sender: mpsc::SyncSender<(usize, Piece)>,
+        shared: &Shared,
+    ) -> Result<u64, EngineError> {
+        let mut pieces = SpeechPieces::new(self.config.piece.as_secs(), self.config.vad);
+        let mut next = 0usize;
+        let mut send = |piece: Piece| -> Result<(), AudioError> {
+            if lock(&shared.failure).is_some() {
+                return Err(AudioError::Stopped("a piece failed".into()));
+            }
+            tracing::debug!(
+                piece = next,
+                start_s = piece.start_s,
+                duration_s = piece.duration_s(),
+                "audio piece cut"
+            );
+            sender
+                .send((next, piece))
+                .map_err(|_| AudioError::Stopped("the workers stopped".into()))?;
+            next += 1;
+            Ok(())
+        };
         let decoded = decode_file(
             path,
             Some(self.extension),
-            |info| total_s.set(info.duration_s),
-            |samples| {
-                buffer.extend_from_slice(samples);
-                if buffer.len() >= chunk_samples + search {
-                    let cut = quietest_cut(&buffer, chunk_samples, search);
-                    let piece: Vec<f32> = buffer.drain(..cut).collect();
-                    self.transcribe_piece(&mut state, &piece, &mut out, total_s.get())
-                        .map_err(|e| AudioError::Stopped(e.to_string()))?;
-                }
-                Ok(())
-            },
-        );
+            |info| *lock(&shared.total_s) = info.duration_s,
+            |samples| pieces.push(samples).into_iter().try_for_each(&mut send),
+        )
+        .and_then(|samples| {
+            pieces.finish().into_iter().try_for_each(&mut send)?;
+            Ok(samples)
+        });
         match decoded {
-            Ok(_) => {}
-            Err(AudioError::Stopped(reason)) => return Err(EngineError::Transient(reason)),
-            Err(AudioError::Io(e)) => {
-                return Err(EngineError::Transient(format!(
-                    "audio could not be read: {e}"
-                )));
+            Ok(samples) => Ok(samples),
+            // The worker's own error is reported instead.
+            Err(AudioError::Stopped(reason)) => Err(EngineError::Transient(reason)),
+            Err(AudioError::Io(e)) => Err(EngineError::Transient(format!(
+                "audio could not be read: {e}"
+            ))),
+            Err(other) => Err(EngineError::Permanent(other.to_string())),
+        }
+    }
+
+    /// One worker: transcribes pieces until there are none left or one fails.
+    fn work(&self, shared: &Shared, threads: usize) {
+        let mut state = None;
+        loop {
+            let next = lock(&shared.pieces).recv();
+            let Ok((index, piece)) = next else { return };
+            if lock(&shared.failure).is_some() {
+                continue; // drain, so the decoder is not left blocked
             }
-            Err(other) => return Err(EngineError::Permanent(other.to_string())),
+            let result = match &mut state {
+                Some(state) => self.transcribe_piece(state, &piece, threads, shared),
+                None => self
+                    .context
+                    .create_state()
+                    .map_err(|e| {
+                        EngineError::Transient(format!("the local engine could not start: {e}"))
+                    })
+                    .and_then(|created| {
+                        let state = state.insert(created);
+                        self.transcribe_piece(state, &piece, threads, shared)
+                    }),
+            };
+            match result {
+                Ok(text) => lock(&shared.results).push((index, text)),
+                Err(e) => {
+                    lock(&shared.failure).get_or_insert(e);
+                }
+            }
         }
-        if !buffer.is_empty() {
-            self.transcribe_piece(&mut state, &buffer, &mut out, total_s.get())?;
-        }
-        self.progress.report(100);
-        Ok(Transcript {
-            text: out.text.trim().to_owned(),
-            segments: out.segments,
-            language: out.language.or(self.language),
-            duration_s: Some(out.offset_s),
-        })
     }
 
     fn transcribe_piece(
         &self,
         state: &mut WhisperState,
-        piece: &[f32],
-        out: &mut Pieces,
-        total_s: Option<f64>,
-    ) -> Result<(), EngineError> {
-        let piece_s = piece.len() as f64 / f64::from(TARGET_RATE);
-        let mut params = self.params(piece_s);
-        let prompt = self.prompt_after(&out.text);
-        if !prompt.is_empty() {
-            params.set_initial_prompt(&prompt);
-        }
-        let (reporter, done_s) = (self.progress.clone(), out.offset_s);
-        params.set_progress_callback_safe(move |percent: i32| {
-            let Some(total) = total_s.filter(|t| *t > 0.0) else {
-                return reporter.report(percent.clamp(0, 99) as u8);
-            };
-            let overall = (done_s + piece_s * f64::from(percent) / 100.0) / total * 100.0;
-            reporter.report(overall.clamp(0.0, 99.0) as u8);
-        });
-
+        piece: &Piece,
+        threads: usize,
+        shared: &Shared,
+    ) -> Result<PieceText, EngineError> {
+        let piece_s = piece.duration_s();
+        let params = self.params(piece_s, threads);
         state
-            .full(params, piece)
+            .full(params, &piece.samples)
             .map_err(|e| EngineError::Transient(format!("the local engine failed: {e}")))?;
+        let mut segments = Vec::new();
         for segment in state.as_iter() {
             let text = segment
                 .to_str_lossy()
@@ -260,24 +338,33 @@ impl Job {
             if is_annotation(&text) {
                 continue;
             }
-            out.text.push_str(&text);
-            out.segments.push(Segment {
-                start: out.offset_s + segment.start_timestamp() as f64 / 100.0,
-                end: (out.offset_s + segment.end_timestamp() as f64 / 100.0)
-                    .min(out.offset_s + piece_s),
+            segments.push(Segment {
+                start: piece.start_s + segment.start_timestamp() as f64 / 100.0,
+                end: piece.start_s + (segment.end_timestamp() as f64 / 100.0).min(piece_s),
                 text: text.trim().to_owned(),
             });
         }
-        if self.language.is_none() && out.language.is_none() {
-            out.language =
-                whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_owned);
+        let language = self
+            .language
+            .is_none()
+            .then(|| whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_owned))
+            .flatten();
+        let done = {
+            let mut done = lock(&shared.done_s);
+            *done += piece_s;
+            *done
+        };
+        if let Some(total) = lock(&shared.total_s).filter(|t| *t > 0.0) {
+            self.progress
+                .report((done / total * 100.0).clamp(0.0, 99.0) as u8);
         }
-        out.offset_s += piece_s;
-        Ok(())
+        Ok(PieceText { segments, language })
     }
 
-    /// Decoding settings for a piece of `piece_s` seconds.
-    fn params(&self, piece_s: f64) -> FullParams<'_, '_> {
+    /// Decoding settings for a piece of `piece_s` seconds. Pieces are decoded independently
+    /// (prompted with the vocabulary only, not the text before them), so the transcript does
+    /// not depend on how many workers the machine runs.
+    fn params(&self, piece_s: f64, threads: usize) -> FullParams<'_, '_> {
         let strategy = if self.config.beam_size > 1 {
             SamplingStrategy::BeamSearch {
                 beam_size: self.config.beam_size as i32,
@@ -287,8 +374,9 @@ impl Job {
             SamplingStrategy::Greedy { best_of: 1 }
         };
         let mut params = FullParams::new(strategy);
-        params.set_n_threads(self.config.threads as i32);
+        params.set_n_threads(threads as i32);
         params.set_translate(false);
+        params.set_no_context(true);
         params.set_print_special(false);
         params.set_print_progress(false);
         params.set_print_realtime(false);
@@ -298,36 +386,26 @@ impl Job {
         params.set_temperature(self.config.temperature);
         params.set_temperature_inc(self.config.temperature_increment);
         params.set_language(Some(self.language.as_deref().unwrap_or("auto")));
+        if let Some(prompt) = self.prompt.as_deref().filter(|p| !p.is_empty()) {
+            params.set_initial_prompt(prompt);
+        }
         if self.config.fit_audio_context && piece_s < WINDOW_SECS {
-            // A 3 s clip need not pay for a 30 s encoder pass; keep a margin past the audio.
-            let frames = ((piece_s + 1.0) * FRAMES_PER_SEC).ceil() as i32;
-            params.set_audio_ctx(frames.clamp(64, 1500));
+            // A 15 s piece need not pay for a 30 s encoder pass. A context cut close to the
+            // audio makes tiny models repeat themselves (a 5 s piece in 6.4 s of context came
+            // back three times over), hence the margin and the floor.
+            let seconds = (piece_s + FIT_MARGIN_SECS).max(MIN_FITTED_SECS);
+            let frames = (seconds * FRAMES_PER_SEC).ceil() as i32;
+            params.set_audio_ctx(frames.min(1500));
         }
         params
     }
+}
 
-    /// The prompt of the next piece: the configured vocabulary, and the end of what was
-    /// transcribed so far, carried across the cut.
-    fn prompt_after(&self, done: &str) -> String {
-        match (&self.prompt, done.is_empty()) {
-            (Some(p), true) => p.clone(),
-            (p, false) => {
-                // Carry the end of the previous piece across the cut.
-                let tail: String = done
-                    .chars()
-                    .rev()
-                    .take(200)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                format!("{} {tail}", p.as_deref().unwrap_or_default())
-                    .trim()
-                    .to_owned()
-            }
-            (None, true) => String::new(),
-        }
-    }
+/// Locks a job's shared state; a worker that panicked leaves its data usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// whisper.cpp marks non-speech with bracketed labels such as `[BLANK_AUDIO]`: not words.
@@ -338,47 +416,14 @@ fn is_annotation(text: &str) -> bool {
         || (t.starts_with('(') && t.ends_with(')'))
 }
 
-#[derive(Default)]
-struct Pieces {
-    text: String,
-    segments: Vec<Segment>,
-    language: Option<String>,
-    /// Seconds of audio transcribed so far.
-    offset_s: f64,
-}
-
-/// Where to cut `buffer` near `at`: the start of the quietest 0.25 s within `search` samples.
-fn quietest_cut(buffer: &[f32], at: usize, search: usize) -> usize {
-    const WINDOW: usize = TARGET_RATE as usize / 4;
-    let end = (at + search).min(buffer.len());
-    (at..end.saturating_sub(WINDOW))
-        .step_by(WINDOW / 2)
-        .min_by(|a, b| {
-            let energy = |i: usize| buffer[i..i + WINDOW].iter().map(|s| s * s).sum::<f32>();
-            energy(*a).total_cmp(&energy(*b))
-        })
-        .unwrap_or(at)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{is_annotation, quietest_cut};
+    use super::is_annotation;
 
     #[test]
     fn non_speech_labels_are_not_text() {
         assert!(is_annotation(" [BLANK_AUDIO]"));
         assert!(is_annotation("(silence) "));
         assert!(!is_annotation(" Take two tablets [daily]."));
-    }
-
-    #[test]
-    fn cuts_land_in_silence() {
-        let mut buffer = vec![0.5f32; 16_000 * 20];
-        // Silence from 13.0 s to 13.5 s.
-        buffer[16_000 * 13..16_000 * 13 + 8_000]
-            .iter_mut()
-            .for_each(|s| *s = 0.0);
-        let cut = quietest_cut(&buffer, 16_000 * 10, 16_000 * 8);
-        assert!((16_000 * 13..16_000 * 13 + 4_000).contains(&cut), "{cut}");
     }
 }

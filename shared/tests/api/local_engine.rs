@@ -322,8 +322,8 @@ async fn broken_audio_fails_cleanly_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_audio_is_transcribed_in_pieces_with_progress() {
     let _serial = WHISPER.lock().await;
-    // 30 s pieces force the chunked path on a ~70 s recording.
-    let app = local_app(&[("WHISPER_CHUNK_SECS", "30")]).await;
+    // A ~70 s recording: five or so pieces of about 15 s, on two workers.
+    let app = local_app(&[]).await;
     let token = app.guest_token().await;
     let dir = tempfile::tempdir().unwrap();
     let long_text = [SPOKEN, ADVICE].repeat(6).join(" ");
@@ -374,6 +374,103 @@ async fn long_audio_is_transcribed_in_pieces_with_progress() {
             .windows(2)
             .all(|w| w[1]["start"].as_f64() >= w[0]["start"].as_f64())
     );
+}
+
+/// Runs sox with `args` (make setup installs it).
+fn sox(args: &[&std::ffi::OsStr]) {
+    run_tool(Command::new("sox").args(args));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_are_left_out_and_timestamps_still_match_the_recording() {
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).into_os_string();
+    speech(dir.path(), SPOKEN, "first.wav", &["-c:a", "pcm_s16le"]);
+    speech(dir.path(), ADVICE, "second.wav", &["-c:a", "pcm_s16le"]);
+    // Eight seconds of near-silence (room noise at -66 dBFS) between the two.
+    sox(&[
+        "-n".as_ref(),
+        "-r".as_ref(),
+        "22050".as_ref(),
+        path("pause.wav").as_ref(),
+        "synth".as_ref(),
+        "8".as_ref(),
+        "whitenoise".as_ref(),
+        "vol".as_ref(),
+        "0.0005".as_ref(),
+    ]);
+    sox(&[
+        &path("first.wav"),
+        &path("pause.wav"),
+        &path("second.wav"),
+        &path("dictation.wav"),
+    ]);
+    let first_s = sox_seconds(&path("first.wav"));
+    let audio = std::fs::read(path("dictation.wav")).unwrap();
+    let record = transcribe(&app, &token, audio, "dictation.wav").await;
+    assert_eq!(record["status"], "completed", "{record}");
+    let text = record["text"].as_str().unwrap();
+    let wer = word_error_rate(&format!("{SPOKEN} {ADVICE}"), text);
+    assert!(wer <= 0.15, "WER {wer:.2}: {text}");
+    let duration = record["duration_s"].as_f64().unwrap();
+    assert!((duration - (first_s + 8.0 + sox_seconds(&path("second.wav")))).abs() < 0.1);
+    // The advice is placed after the pause, where it is in the recording, not where it
+    // would be had the pause been cut out of the timeline.
+    let segments = record["segments"].as_array().unwrap();
+    for segment in segments {
+        let (start, end) = (
+            segment["start"].as_f64().unwrap(),
+            segment["end"].as_f64().unwrap(),
+        );
+        let words = segment["text"].as_str().unwrap().to_lowercase();
+        if words.contains("water") {
+            assert!(start >= first_s + 7.5, "{segment} starts inside the pause");
+        }
+        if words.contains("morning") {
+            assert!(end <= first_s + 0.5, "{segment} ends inside the pause");
+        }
+    }
+}
+
+/// A WAV file's length in seconds, as sox reads it.
+fn sox_seconds(path: &std::ffi::OsStr) -> f64 {
+    let out = Command::new("soxi").arg("-D").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quantized_model_the_demo_runs_transcribes_like_the_original() {
+    let _serial = WHISPER.lock().await;
+    let quantized =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ggml-tiny.en-q4_0.bin");
+    assert!(
+        quantized.is_file(),
+        "{} is missing: run `make model`",
+        quantized.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut texts = Vec::new();
+    for model in [model_path(), quantized.display().to_string()] {
+        let app = local_app(&[("WHISPER_MODEL_PATH", model.as_str())]).await;
+        let token = app.guest_token().await;
+        let audio = speech_in(
+            ("en-us+f3", 150),
+            dir.path(),
+            ADVICE,
+            "advice.wav",
+            &["-ar", "48000"],
+        );
+        let record = transcribe(&app, &token, audio, "advice.wav").await;
+        assert_eq!(record["status"], "completed", "{model}: {record}");
+        let text = record["text"].as_str().unwrap().to_owned();
+        let wer = word_error_rate(ADVICE, &text);
+        assert!(wer <= 0.15, "{model}: WER {wer:.2}: {text}");
+        texts.push(text);
+    }
+    println!("float16: {:?}\nq4_0:    {:?}", texts[0], texts[1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

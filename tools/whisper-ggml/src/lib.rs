@@ -16,6 +16,8 @@ use std::{
     io::{self, Read, Write},
 };
 
+pub mod quantize;
+
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use half::{bf16, f16};
 
@@ -581,7 +583,7 @@ pub fn hparams(model: &Ct2Model) -> Result<HParams> {
     })
 }
 
-const GGML_MAGIC: u32 = 0x6767_6d6c;
+pub(crate) const GGML_MAGIC: u32 = 0x6767_6d6c;
 
 fn write_i32(w: &mut impl Write, v: usize) -> io::Result<()> {
     let v = i32::try_from(v).map_err(|_| io::Error::other("value does not fit the ggml header"))?;
