@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     config::LocalEngineConfig,
-    domain::{EngineKind, Segment, Transcript},
+    domain::{EngineKind, Segment, TokenScore, Transcript},
     ports::{AudioInput, EngineError, Progress, TranscribeOptions, Transcriber},
 };
 
@@ -330,6 +330,7 @@ impl Job {
             .full(params, &piece.samples)
             .map_err(|e| EngineError::Transient(format!("the local engine failed: {e}")))?;
         let mut segments = Vec::new();
+        let last_text_token = self.context.token_eot();
         for segment in state.as_iter() {
             let text = segment
                 .to_str_lossy()
@@ -338,10 +339,30 @@ impl Job {
             if is_annotation(&text) {
                 continue;
             }
+            let at = |centiseconds: i64| {
+                piece.start_s + (centiseconds.max(0) as f64 / 100.0).min(piece_s)
+            };
+            let token_scores = (0..segment.n_tokens())
+                .filter_map(|i| segment.get_token(i))
+                .filter_map(|token| {
+                    let data = token.token_data();
+                    // Ids from end-of-text up are control and timestamp tokens, not words.
+                    (data.id < last_text_token).then(|| TokenScore {
+                        text: token
+                            .to_str_lossy()
+                            .map(|t| t.into_owned())
+                            .unwrap_or_default(),
+                        start: at(data.t0),
+                        end: at(data.t1),
+                        logprob: f64::from(data.plog),
+                    })
+                })
+                .collect();
             segments.push(Segment {
-                start: piece.start_s + segment.start_timestamp() as f64 / 100.0,
-                end: piece.start_s + (segment.end_timestamp() as f64 / 100.0).min(piece_s),
+                start: at(segment.start_timestamp()),
+                end: at(segment.end_timestamp()),
                 text: text.trim().to_owned(),
+                token_scores,
             });
         }
         let language = self
@@ -377,6 +398,8 @@ impl Job {
         params.set_n_threads(threads as i32);
         params.set_translate(false);
         params.set_no_context(true);
+        // Per-token times, for word timestamps (OpenAI's `timestamp_granularities[]=word`).
+        params.set_token_timestamps(true);
         params.set_print_special(false);
         params.set_print_progress(false);
         params.set_print_realtime(false);

@@ -18,7 +18,7 @@ pub use ehr::{
 pub use ids::{BlobKey, InvalidId, JobId, OwnerId, PARTS_SUFFIX, TranscriptionId};
 pub use languages::{language_code, language_name};
 pub use retry::{Backoff, MAX_BACKOFF};
-pub use transcript::{ResponseFormat, Segment, Transcript, render_transcript};
+pub use transcript::{ResponseFormat, Segment, TokenScore, Transcript, Word, render_transcript};
 pub use upload::{MIN_PART_BYTES, UploadPlan};
 
 use std::{fmt, str::FromStr};

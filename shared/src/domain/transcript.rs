@@ -10,6 +10,72 @@ pub struct Segment {
     pub start: f64,
     pub end: f64,
     pub text: String,
+    /// The tokens the engine decoded, with their times and confidence, where the engine
+    /// reports them (the local engine does; the cloud one does not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_scores: Vec<TokenScore>,
+}
+
+/// One decoded token: its text, when it was spoken and how sure the model was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenScore {
+    pub text: String,
+    pub start: f64,
+    pub end: f64,
+    /// Natural logarithm of the probability the model gave the token.
+    pub logprob: f64,
+}
+
+/// A word with its time span: its tokens joined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+impl Segment {
+    pub fn new(start: f64, end: f64, text: impl Into<String>) -> Self {
+        Self {
+            start,
+            end,
+            text: text.into(),
+            token_scores: Vec::new(),
+        }
+    }
+
+    /// The words of the segment, from its tokens: a token that begins with a space begins a
+    /// word (Whisper's byte-level BPE marks word starts so); punctuation stays with its word.
+    pub fn words(&self) -> Vec<Word> {
+        let mut words: Vec<Word> = Vec::new();
+        for token in &self.token_scores {
+            let starts_word = token.text.starts_with(' ') || words.is_empty();
+            let piece = token.text.trim();
+            if piece.is_empty() {
+                continue;
+            }
+            match words.last_mut() {
+                Some(word) if !starts_word => {
+                    word.word.push_str(piece);
+                    word.end = token.end;
+                }
+                _ => words.push(Word {
+                    word: piece.to_owned(),
+                    start: token.start,
+                    end: token.end,
+                }),
+            }
+        }
+        words
+    }
+
+    /// The mean log-probability of the segment's tokens, if the engine reported them.
+    pub fn avg_logprob(&self) -> Option<f64> {
+        (!self.token_scores.is_empty()).then(|| {
+            self.token_scores.iter().map(|t| t.logprob).sum::<f64>()
+                / self.token_scores.len() as f64
+        })
+    }
 }
 
 /// What an engine produced.
@@ -120,11 +186,11 @@ fn cues(transcript: &Transcript) -> Vec<Segment> {
     if transcript.text.trim().is_empty() {
         return Vec::new();
     }
-    vec![Segment {
-        start: 0.0,
-        end: transcript.duration_s.unwrap_or(0.0),
-        text: transcript.text.clone(),
-    }]
+    vec![Segment::new(
+        0.0,
+        transcript.duration_s.unwrap_or(0.0),
+        transcript.text.clone(),
+    )]
 }
 
 fn timestamp(seconds: f64, decimal_mark: char) -> String {
@@ -143,20 +209,39 @@ mod tests {
         Transcript {
             text: "Hello there. Take two tablets.".into(),
             segments: vec![
-                Segment {
-                    start: 0.0,
-                    end: 1.5,
-                    text: " Hello there.".into(),
-                },
-                Segment {
-                    start: 1.5,
-                    end: 3661.25,
-                    text: " Take two tablets.".into(),
-                },
+                Segment::new(0.0, 1.5, " Hello there."),
+                Segment::new(1.5, 3661.25, " Take two tablets."),
             ],
             language: Some("en".into()),
             duration_s: Some(3661.3),
         }
+    }
+
+    #[test]
+    fn words_join_their_tokens_and_keep_their_times() {
+        let token = |text: &str, start: f64, end: f64, logprob: f64| TokenScore {
+            text: text.into(),
+            start,
+            end,
+            logprob,
+        };
+        let mut segment = Segment::new(0.0, 2.0, " Take ibuprofen.");
+        segment.token_scores = vec![
+            token(" Take", 0.0, 0.4, -0.1),
+            token(" ib", 0.5, 0.7, -0.9),
+            token("up", 0.7, 0.8, -0.5),
+            token("rofen", 0.8, 1.1, -0.3),
+            token(".", 1.1, 1.2, -0.2),
+        ];
+        let words = segment.words();
+        let spans: Vec<(&str, f64, f64)> = words
+            .iter()
+            .map(|w| (w.word.as_str(), w.start, w.end))
+            .collect();
+        assert_eq!(spans, [("Take", 0.0, 0.4), ("ibuprofen.", 0.5, 1.2)]);
+        assert!((segment.avg_logprob().unwrap() - (-0.4)).abs() < 1e-9);
+        assert_eq!(Segment::new(0.0, 1.0, "x").avg_logprob(), None);
+        assert!(Segment::new(0.0, 1.0, "x").words().is_empty());
     }
 
     #[test]

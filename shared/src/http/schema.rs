@@ -19,7 +19,7 @@ use crate::{
     auth::IssuedToken,
     domain::{
         AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrReceipt, EngineKind, NoteSection,
-        ResponseFormat, Segment, Status,
+        ResponseFormat, Segment, Status, TokenScore,
     },
     ports::{ConnectionState, QueueStats},
 };
@@ -117,8 +117,24 @@ struct SegmentSchema {
     start: f64,
     end: f64,
     text: String,
+    /// The decoded tokens with their times and log-probabilities (local engine only; absent
+    /// when the engine does not report them).
+    token_scores: Option<Vec<TokenScore>>,
 }
 described_as!(Segment, SegmentSchema);
+
+/// One decoded token: its text, when it was spoken, and the natural log of the probability
+/// the model gave it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TokenScore)]
+#[allow(dead_code)]
+struct TokenScoreSchema {
+    text: String,
+    start: f64,
+    end: f64,
+    logprob: f64,
+}
+described_as!(TokenScore, TokenScoreSchema);
 
 /// What the EHR answered for a note it holds.
 #[derive(Serialize, ToSchema)]
@@ -218,12 +234,15 @@ mod tests {
 
     #[test]
     fn each_described_struct_lists_the_fields_it_is_sent_with() {
-        let segment = Segment {
+        let mut segment = Segment::new(0.0, 1.0, "hello");
+        segment.token_scores.push(TokenScore {
+            text: " hello".into(),
             start: 0.0,
             end: 1.0,
-            text: "hello".into(),
-        };
+            logprob: -0.1,
+        });
         assert_eq!(properties::<Segment>(), fields(&segment));
+        assert_eq!(properties::<TokenScore>(), fields(&segment.token_scores[0]));
         let receipt = EhrReceipt {
             note_id: "17".into(),
             form_id: None,

@@ -497,6 +497,15 @@ for fmt in ["json", "text", "srt", "vtt", "verbose_json"]:
                     "segments": [[s.start, s.end, s.text] for s in (r.segments or [])]}
     else:
         out[fmt] = r
+with open(path, "rb") as f:
+    r = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json",
+                                           timestamp_granularities=["word", "segment"], language="en")
+out["words"] = [[w.word, w.start, w.end] for w in (r.words or [])]
+out["avg_logprobs"] = [s.avg_logprob for s in (r.segments or [])]
+with open(path, "rb") as f:
+    r = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="json",
+                                           include=["logprobs"], language="en")
+out["logprobs"] = [[l.token, l.logprob, l.bytes] for l in (r.logprobs or [])]
 print(json.dumps(out))
 "#;
     let output = tokio::process::Command::new("python3")
@@ -536,10 +545,17 @@ print(json.dumps(out))
     assert_eq!(verbose["language"], "english");
     assert!(verbose["duration"].as_f64().unwrap() > 4.0);
     assert!(!verbose["segments"].as_array().unwrap().is_empty());
+    assert_word_timestamps(&out["words"], verbose["duration"].as_f64().unwrap());
+    let avg_logprobs: Vec<f64> = serde_json::from_value(out["avg_logprobs"].clone()).unwrap();
+    assert!(
+        avg_logprobs.iter().all(|l| (-5.0..0.0).contains(l)),
+        "real confidences, not zeros: {avg_logprobs:?}"
+    );
+    assert_logprobs(&out["logprobs"]);
 
     // Each call also left an owner-only record.
     let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+    assert_eq!(list["items"].as_array().unwrap().len(), 7);
     assert!(
         list["items"]
             .as_array()
@@ -562,6 +578,47 @@ print(json.dumps(out))
         "denied",
         "{}",
         String::from_utf8_lossy(&denied.stderr)
+    );
+}
+
+/// The words of `SPOKEN`, in order, each with a span inside the recording; spans follow
+/// each other.
+fn assert_word_timestamps(words: &Value, duration: f64) {
+    let words: Vec<(String, f64, f64)> = serde_json::from_value(words.clone()).unwrap();
+    let text: Vec<&str> = words.iter().map(|(w, _, _)| w.as_str()).collect();
+    let wer = word_error_rate(SPOKEN, &text.join(" "));
+    assert!(wer <= 0.15, "words {text:?}");
+    for (word, start, end) in &words {
+        assert!(
+            0.0 <= *start && start <= end && *end <= duration + 0.01,
+            "{word}: {start}..{end}"
+        );
+    }
+    assert!(
+        words.windows(2).all(|w| w[1].1 >= w[0].1),
+        "words in order: {words:?}"
+    );
+    // "Good morning" is said first, "night" last (about 7 s later at 130 words a minute).
+    let (first, last) = (&words[0], &words[words.len() - 1]);
+    assert!(first.1 < 1.5 && last.2 > 4.0, "{first:?} … {last:?}");
+}
+
+/// Token log-probabilities: real values, the tokens spelling the text, bytes their UTF-8.
+fn assert_logprobs(logprobs: &Value) {
+    // The SDK types `bytes` as a list of numbers (floats, once parsed).
+    let logprobs: Vec<(String, f64, Vec<f64>)> = serde_json::from_value(logprobs.clone()).unwrap();
+    assert!(logprobs.len() >= 10, "{logprobs:?}");
+    let spelled: String = logprobs.iter().map(|(t, _, _)| t.as_str()).collect();
+    let wer = word_error_rate(SPOKEN, &spelled);
+    assert!(wer <= 0.15, "the tokens spell {spelled:?}");
+    for (token, logprob, bytes) in &logprobs {
+        assert!(*logprob <= 0.0 && *logprob > -30.0, "{token}: {logprob}");
+        let utf8: Vec<f64> = token.bytes().map(f64::from).collect();
+        assert_eq!(bytes, &utf8, "{token}");
+    }
+    assert!(
+        logprobs.iter().any(|(_, l, _)| *l < -1e-3),
+        "not every token is certain: {logprobs:?}"
     );
 }
 

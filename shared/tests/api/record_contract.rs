@@ -29,11 +29,7 @@ fn record(owner: &OwnerId, minutes_ago: i64) -> TranscriptionRecord {
 fn transcript(text: &str) -> Transcript {
     Transcript {
         text: text.into(),
-        segments: vec![Segment {
-            start: 0.0,
-            end: 1.0,
-            text: text.into(),
-        }],
+        segments: vec![Segment::new(0.0, 1.0, text)],
         language: Some("en".into()),
         duration_s: Some(1.0),
     }

@@ -198,3 +198,60 @@ async fn a_client_that_leaves_the_synchronous_endpoint_still_leaves_a_final_reco
     };
     assert_eq!(record["status"], "completed", "{record}");
 }
+
+#[tokio::test]
+async fn the_openai_route_refuses_options_it_cannot_honour_and_no_audio_is_kept() {
+    use reqwest::multipart::{Form, Part};
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    let post = |fields: &'static [(&'static str, &'static str)]| {
+        let mut form = Form::new()
+            .part(
+                "file",
+                Part::bytes(crate::helpers::tone()).file_name("visit.wav"),
+            )
+            .text("model", "whisper-1");
+        for (name, value) in fields {
+            form = form.text(*name, *value);
+        }
+        app.client
+            .post(app.url("/v1/audio/transcriptions"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+    };
+    for (fields, says) in [
+        (
+            &[("include[]", "logprobs"), ("response_format", "text")][..],
+            "logprobs requires response_format=json",
+        ),
+        (
+            &[("include[]", "everything")][..],
+            "include accepts only logprobs",
+        ),
+        (
+            &[("timestamp_granularities[]", "word")][..],
+            "timestamp_granularities requires response_format=verbose_json",
+        ),
+        (
+            &[
+                ("timestamp_granularities[]", "syllable"),
+                ("response_format", "verbose_json"),
+            ][..],
+            "timestamp_granularities are word or segment",
+        ),
+    ] {
+        let response = post(fields).await.unwrap();
+        assert_eq!(response.status(), 400, "{fields:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["message"], says, "{fields:?}");
+    }
+    let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+
+    // The cloud engine reports no token scores: the list is there, and empty.
+    let response = post(&[("include[]", "logprobs")]).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["logprobs"], serde_json::json!([]), "{body}");
+}

@@ -38,6 +38,7 @@ const TEXT_FIELDS: &[(&str, usize)] = &[
     ("response_format", 16),
     ("temperature", 16),
     ("timestamp_granularities[]", 16),
+    ("include[]", 16),
 ];
 
 /// OpenAI's form, as documented.
@@ -55,15 +56,30 @@ pub struct OpenAiTranscriptionForm {
     response_format: Option<String>,
     /// 0–1. MMT's engines decode deterministically from 0 with their own fallback.
     temperature: Option<f32>,
-    /// Only `segment` is supported.
+    /// `segment` (the default) and/or `word`; needs `response_format=verbose_json`.
     #[schema(rename = "timestamp_granularities[]")]
     timestamp_granularities: Option<Vec<String>>,
+    /// `logprobs`: each token's log-probability in the answer; needs `response_format=json`.
+    /// Reported by the local engine (the cloud engine's whisper models give none).
+    #[schema(rename = "include[]")]
+    include: Option<Vec<String>>,
 }
 
 /// `response_format=json`.
 #[derive(Serialize, ToSchema)]
 pub struct OpenAiTranscription {
     text: String,
+    /// With `include[]=logprobs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<Vec<OpenAiLogprob>>,
+}
+
+/// A token, its log-probability and its UTF-8 bytes (OpenAI's `Transcription.Logprob`).
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiLogprob {
+    token: String,
+    logprob: f64,
+    bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,6 +93,8 @@ enum Format {
 
 struct Params {
     format: Format,
+    words: bool,
+    logprobs: bool,
     fields: UploadFields,
 }
 
@@ -105,20 +123,37 @@ fn parse_params(state: &AppState, upload: &ReceivedUpload) -> Result<Params, Api
             return Err(invalid("temperature must be between 0 and 1".into()));
         }
     }
+    let (mut words, mut logprobs) = (false, false);
     for (name, value) in &upload.fields {
-        if name == "timestamp_granularities[]" {
-            if value != "segment" {
-                return Err(invalid("only segment timestamps are supported".into()));
+        match (name.as_str(), value.as_str()) {
+            ("timestamp_granularities[]", granularity) => {
+                if format != Format::VerboseJson {
+                    return Err(invalid(
+                        "timestamp_granularities requires response_format=verbose_json".into(),
+                    ));
+                }
+                match granularity {
+                    "segment" => {}
+                    "word" => words = true,
+                    _ => {
+                        return Err(invalid(
+                            "timestamp_granularities are word or segment".into(),
+                        ));
+                    }
+                }
             }
-            if format != Format::VerboseJson {
-                return Err(invalid(
-                    "timestamp_granularities requires response_format=verbose_json".into(),
-                ));
+            ("include[]", "logprobs") if format == Format::Json => logprobs = true,
+            ("include[]", "logprobs") => {
+                return Err(invalid("logprobs requires response_format=json".into()));
             }
+            ("include[]", _) => return Err(invalid("include accepts only logprobs".into())),
+            _ => {}
         }
     }
     Ok(Params {
         format,
+        words,
+        logprobs,
         fields: UploadFields::validate(
             state,
             upload.field("language"),
@@ -194,7 +229,7 @@ async fn create_audio_transcription(
         Ok(Err(err)) => return Err(engine_failure(err)),
         Err(panicked) => return Err(ApiError::internal(panicked)),
     };
-    Ok(render(&transcript, params.format))
+    Ok(render(&transcript, &params))
 }
 
 /// Processes the record now, failing it with the reason when that does not work out.
@@ -233,7 +268,7 @@ fn engine_failure(err: JobError) -> ApiError {
     }
 }
 
-fn render(transcript: &Transcript, format: Format) -> Response {
+fn render(transcript: &Transcript, params: &Params) -> Response {
     let text_body = |format: ResponseFormat| {
         (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -241,35 +276,60 @@ fn render(transcript: &Transcript, format: Format) -> Response {
         )
             .into_response()
     };
-    match format {
+    match params.format {
         Format::Json => Json(OpenAiTranscription {
             text: transcript.text.clone(),
+            logprobs: params.logprobs.then(|| logprobs(transcript)),
         })
         .into_response(),
         Format::Text => text_body(ResponseFormat::Txt),
         Format::Srt => text_body(ResponseFormat::Srt),
         Format::Vtt => text_body(ResponseFormat::Vtt),
-        Format::VerboseJson => {
-            let segments: Vec<_> = transcript
-                .segments
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    json!({
-                        "id": i, "seek": 0, "start": s.start, "end": s.end, "text": format!(" {}", s.text),
-                        "tokens": [], "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0,
-                        "no_speech_prob": 0.0,
-                    })
-                })
-                .collect();
-            Json(json!({
-                "task": "transcribe",
-                "language": transcript.language.as_deref().map(language_name).unwrap_or_else(|| "unknown".into()),
-                "duration": transcript.duration_s.unwrap_or(0.0),
-                "text": transcript.text,
-                "segments": segments,
-            }))
-            .into_response()
-        }
+        Format::VerboseJson => Json(verbose(transcript, params.words)).into_response(),
     }
+}
+
+fn logprobs(transcript: &Transcript) -> Vec<OpenAiLogprob> {
+    transcript
+        .segments
+        .iter()
+        .flat_map(|s| &s.token_scores)
+        .map(|t| OpenAiLogprob {
+            token: t.text.clone(),
+            logprob: t.logprob,
+            bytes: t.text.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+/// OpenAI's `verbose_json` (`TranscriptionVerbose`): segments always, words when asked for.
+fn verbose(transcript: &Transcript, words: bool) -> serde_json::Value {
+    let segments: Vec<_> = transcript
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({
+                "id": i, "seek": 0, "start": s.start, "end": s.end, "text": format!(" {}", s.text),
+                "tokens": [], "temperature": 0.0, "avg_logprob": s.avg_logprob().unwrap_or(0.0),
+                "compression_ratio": 0.0, "no_speech_prob": 0.0,
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "task": "transcribe",
+        "language": transcript.language.as_deref().map(language_name).unwrap_or_else(|| "unknown".into()),
+        "duration": transcript.duration_s.unwrap_or(0.0),
+        "text": transcript.text,
+        "segments": segments,
+    });
+    if words {
+        body["words"] = transcript
+            .segments
+            .iter()
+            .flat_map(|s| s.words())
+            .map(|w| json!({"word": w.word, "start": w.start, "end": w.end}))
+            .collect();
+    }
+    body
 }
