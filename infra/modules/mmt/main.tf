@@ -362,7 +362,9 @@ module "gpu_worker" {
     ENABLE_LOCAL_TRANSCRIPTION = "true"
     LOCAL_ENGINE_ON_WORKER     = "false"
     WHISPER_USE_GPU            = "true"
-    DATA_DIR                   = "/tmp"
+    # One GPU: one decoder state at a time until parallel pieces on a GPU are measured.
+    WHISPER_WORKERS = "1"
+    DATA_DIR        = "/tmp"
   })
   secret_environment = merge({
     INTERNAL_JWT_SECRET = local.jwt_secret
