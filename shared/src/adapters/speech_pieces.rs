@@ -222,7 +222,7 @@ mod tests {
         audio.extend(vec![0.0; RATE / 2]);
         audio.extend(tone(1.0));
         audio.extend(vec![0.0; 3 * RATE]);
-        for feed in [1_000, 16_000, audio.len()] {
+        for feed in [777, 1_000, 16_000, audio.len()] {
             let pieces = all_pieces(&audio, 15, true, feed);
             assert_eq!(
                 pieces.len(),
