@@ -160,7 +160,7 @@ clip_s=$(soxi -D "$work/clip.wav")
 best_of() {
   local best="" out
   for _ in $(seq 1 "$runs"); do
-    out=$("$@" 2>/dev/null | tail -n 1)
+    out=$("$@" 2>"$work/run.err" | tail -n 1) || die "$* failed: $(tail -n 3 "$work/run.err")"
     if [[ -z "$best" ]] || awk -v a="$(jq .transcribe_s <<<"$out")" -v b="$(jq .transcribe_s <<<"$best")" 'BEGIN {exit !(a < b)}'; then
       best=$out
     fi

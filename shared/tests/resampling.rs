@@ -29,6 +29,27 @@ fn sox(args: &[&str]) {
     );
 }
 
+/// `seconds` of a sine (`frequency`: a frequency, or `from:to` for a sweep) at half scale,
+/// as 32-bit float samples at `rate`.
+fn synth_sine(path: &Path, rate: u32, seconds: u32, frequency: &str) {
+    sox(&[
+        "-n",
+        "-r",
+        &rate.to_string(),
+        "-e",
+        "float",
+        "-b",
+        "32",
+        path.to_str().unwrap(),
+        "synth",
+        &seconds.to_string(),
+        "sine",
+        frequency,
+        "vol",
+        "0.5",
+    ]);
+}
+
 fn decode(path: &Path) -> Vec<f32> {
     let mut samples = Vec::new();
     decode_file(
@@ -109,43 +130,11 @@ fn signals(rate: u32, dir: &Path) -> Vec<(String, std::path::PathBuf)> {
     let mut made = Vec::new();
     for freq in [220.0, 1_000.0, (top * 0.9).round()] {
         let path = dir.join(format!("tone-{freq}.wav"));
-        let f = freq.to_string();
-        sox(&[
-            "-n",
-            "-r",
-            &r,
-            "-e",
-            "float",
-            "-b",
-            "32",
-            path.to_str().unwrap(),
-            "synth",
-            "2",
-            "sine",
-            &f,
-            "vol",
-            "0.5",
-        ]);
+        synth_sine(&path, rate, 2, &freq.to_string());
         made.push((format!("{freq} Hz tone"), path));
     }
     let sweep = dir.join("sweep.wav");
-    let range = format!("50:{}", top.round());
-    sox(&[
-        "-n",
-        "-r",
-        &r,
-        "-e",
-        "float",
-        "-b",
-        "32",
-        sweep.to_str().unwrap(),
-        "synth",
-        "3",
-        "sine",
-        &range,
-        "vol",
-        "0.5",
-    ]);
+    synth_sine(&sweep, rate, 3, &format!("50:{}", top.round()));
     made.push(("sweep".into(), sweep));
     for (voice, speed) in [("en", "175"), ("en-us+f3", "140"), ("en-gb+m3", "200")] {
         let raw = dir.join("espeak.wav");
@@ -191,22 +180,7 @@ fn a_tone_above_16_khz_nyquist_does_not_fold_back_into_the_band() {
     // 9 kHz at 48 kHz cannot be represented at 16 kHz: it must be removed, not aliased to 7 kHz.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("high.wav");
-    sox(&[
-        "-n",
-        "-r",
-        "48000",
-        "-e",
-        "float",
-        "-b",
-        "32",
-        path.to_str().unwrap(),
-        "synth",
-        "2",
-        "sine",
-        "9000",
-        "vol",
-        "0.5",
-    ]);
+    synth_sine(&path, 48_000, 2, "9000");
     let out = decode(&path);
     let middle = &out[out.len() / 4..out.len() * 3 / 4];
     let rms =

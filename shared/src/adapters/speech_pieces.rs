@@ -40,8 +40,6 @@ pub struct SpeechPieces {
     buffer: Vec<f32>,
     /// Position of `buffer[0]` in the recording, in samples.
     buffer_start: u64,
-    /// Samples removed as silence so far.
-    pub skipped_samples: u64,
 }
 
 impl SpeechPieces {
@@ -52,7 +50,6 @@ impl SpeechPieces {
             detect_silence,
             buffer: Vec::new(),
             buffer_start: 0,
-            skipped_samples: 0,
         }
     }
 
@@ -77,7 +74,6 @@ impl SpeechPieces {
     pub fn finish(&mut self) -> Vec<Piece> {
         let mut out = self.push(&[]);
         if self.detect_silence && is_silent(&self.buffer) {
-            self.skipped_samples += self.buffer.len() as u64;
             self.buffer.clear();
         } else if !self.buffer.is_empty() {
             let end = self.buffer.len();
@@ -97,7 +93,6 @@ impl SpeechPieces {
             .count()
             * FRAME;
         if leading > keep {
-            self.skipped_samples += (leading - keep) as u64;
             self.emit(0, leading - keep, out);
             return true;
         }
@@ -109,7 +104,6 @@ impl SpeechPieces {
         // the rest as leading silence.
         let piece_end = start + keep;
         let resume = end.saturating_sub(keep).max(piece_end);
-        self.skipped_samples += (resume - piece_end) as u64;
         self.emit(piece_end, resume, out);
         true
     }

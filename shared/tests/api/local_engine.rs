@@ -376,11 +376,6 @@ async fn long_audio_is_transcribed_in_pieces_with_progress() {
     );
 }
 
-/// Runs sox with `args` (make setup installs it).
-fn sox(args: &[&std::ffi::OsStr]) {
-    run_tool(Command::new("sox").args(args));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_are_left_out_and_timestamps_still_match_the_recording() {
     let _serial = WHISPER.lock().await;
@@ -391,23 +386,16 @@ async fn silences_are_left_out_and_timestamps_still_match_the_recording() {
     speech(dir.path(), SPOKEN, "first.wav", &["-c:a", "pcm_s16le"]);
     speech(dir.path(), ADVICE, "second.wav", &["-c:a", "pcm_s16le"]);
     // Eight seconds of near-silence (room noise at -66 dBFS) between the two.
-    sox(&[
-        "-n".as_ref(),
-        "-r".as_ref(),
-        "22050".as_ref(),
-        path("pause.wav").as_ref(),
-        "synth".as_ref(),
-        "8".as_ref(),
-        "whitenoise".as_ref(),
-        "vol".as_ref(),
-        "0.0005".as_ref(),
-    ]);
-    sox(&[
-        &path("first.wav"),
-        &path("pause.wav"),
-        &path("second.wav"),
-        &path("dictation.wav"),
-    ]);
+    run_tool(
+        Command::new("sox")
+            .args(["-n", "-r", "22050"])
+            .arg(path("pause.wav"))
+            .args(["synth", "8", "whitenoise", "vol", "0.0005"]),
+    );
+    run_tool(
+        Command::new("sox")
+            .args(["first.wav", "pause.wav", "second.wav", "dictation.wav"].map(path)),
+    );
     let first_s = sox_seconds(&path("first.wav"));
     let audio = std::fs::read(path("dictation.wav")).unwrap();
     let record = transcribe(&app, &token, audio, "dictation.wav").await;
