@@ -37,7 +37,8 @@ lint: ## cargo fmt --check and clippy -D warnings
 infra-check: setup ## terraform fmt -check, the reference and provider-schema checks, checkov on infra/ (offline)
 	@scripts/infra-check.sh
 
-test-rust: setup model ## Unit and black-box tests
+test-rust: setup model ## Unit and black-box tests (they also need the multilingual base model, for detection and translation)
+	@MODEL=tiny.en QUANT=q4_0 scripts/model.sh >/dev/null && MODEL=base scripts/model.sh >/dev/null
 	cargo test --workspace
 
 lambda-smoke: setup ## Every function under `cargo lambda watch`, invoked with its events/ fixture

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind,
-    JobId, NoteDelivery, OwnerId, Transcript, TranscriptionId, TranscriptionRecord, UploadPlan,
+    JobId, NoteDelivery, OwnerId, Task, Transcript, TranscriptionId, TranscriptionRecord,
+    UploadPlan,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -547,6 +548,8 @@ impl AudioInput {
 
 #[derive(Debug, Clone, Default)]
 pub struct TranscribeOptions {
+    pub task: Task,
+    /// The language spoken; `None` = the engine detects it.
     pub language: Option<String>,
     pub prompt: Option<String>,
 }
@@ -555,6 +558,7 @@ impl TranscribeOptions {
     /// What the record's owner asked for.
     pub fn of(record: &TranscriptionRecord) -> Self {
         Self {
+            task: record.task,
             language: record.language.clone(),
             prompt: record.prompt.clone(),
         }
@@ -602,6 +606,8 @@ pub trait Transcriber: Send + Sync {
     fn kind(&self) -> EngineKind;
     /// A short label for health checks and logs, e.g. the model name.
     fn describe(&self) -> String;
+    /// Whether [`Task::Translate`] is possible (English-only models cannot translate).
+    fn translates(&self) -> bool;
     async fn transcribe(
         &self,
         audio: &AudioInput,

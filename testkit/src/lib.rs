@@ -1,8 +1,11 @@
 //! Test and demo helpers for MMT.
 //!
 //! [`OpenAiContractServer`] is an HTTP server that follows OpenAI's documented
-//! `POST /v1/audio/transcriptions` contract — authentication, multipart fields, the 25 MB
-//! limit, every `response_format`, and error bodies — and can be scripted to fail the ways the
+//! `POST /v1/audio/transcriptions` and `POST /v1/audio/translations` contracts (the API
+//! reference's "Create transcription" and "Create translation", and the `CreateTranslationRequest`
+//! / `CreateTranslationResponseVerboseJson` schemas of the openai-python SDK generated from
+//! OpenAI's OpenAPI spec) — authentication, multipart fields, the 25 MB limit, every
+//! `response_format`, and error bodies — and can be scripted to fail the ways the
 //! real service fails (429 with `Retry-After`, `insufficient_quota`, 5xx, 401, hanging past a
 //! client's timeout). It cannot understand speech: a successful answer describes the audio it
 //! received (size and SHA-256), so a test can prove the whole file arrived intact.
@@ -52,6 +55,8 @@ pub enum Failure {
 /// What one request to the server carried.
 #[derive(Debug, Clone, Default)]
 pub struct RecordedRequest {
+    /// `transcriptions` or `translations`.
+    pub endpoint: &'static str,
     pub authorized: bool,
     pub model: Option<String>,
     pub response_format: Option<String>,
@@ -166,6 +171,7 @@ impl Drop for OpenAiContractServer {
 fn router(shared: Shared) -> Router {
     Router::new()
         .route("/v1/audio/transcriptions", post(transcribe))
+        .route("/v1/audio/translations", post(translate))
         .layer(DefaultBodyLimit::max(MAX_FILE_BYTES + 1024 * 1024))
         .with_state(shared)
 }
@@ -175,16 +181,29 @@ fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> R
     (status, Json(body)).into_response()
 }
 
-async fn transcribe(
-    State(shared): State<Shared>,
+type Form = Result<Multipart, axum::extract::multipart::MultipartRejection>;
+
+async fn transcribe(State(shared): State<Shared>, headers: HeaderMap, form: Form) -> Response {
+    answer(shared, headers, form, "transcriptions").await
+}
+
+async fn translate(State(shared): State<Shared>, headers: HeaderMap, form: Form) -> Response {
+    answer(shared, headers, form, "translations").await
+}
+
+async fn answer(
+    shared: Shared,
     headers: HeaderMap,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    multipart: Form,
+    endpoint: &'static str,
 ) -> Response {
+    let translating = endpoint == "translations";
     let authorized = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {}", shared.api_key));
     let mut recorded = RecordedRequest {
+        endpoint,
         authorized,
         ..Default::default()
     };
@@ -299,6 +318,16 @@ async fn transcribe(
             None,
         );
     }
+    // "Create translation": `model` — "Only `whisper-1` (which is powered by our open source
+    // Whisper V2 model) is currently available." The answer's wording is not documented.
+    if translating && model != "whisper-1" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("model '{model}' is not supported for translations"),
+            "invalid_request_error",
+            Some("unsupported_value"),
+        );
+    }
     let format = recorded
         .response_format
         .clone()
@@ -335,6 +364,15 @@ async fn transcribe(
     match format.as_str() {
         "json" => Json(json!({"text": text})).into_response(),
         "text" => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{text}\n")).into_response(),
+        // CreateTranslationResponseVerboseJson: duration, language ("always `english`"), text,
+        // segments.
+        "verbose_json" if translating => Json(json!({
+            "language": "english",
+            "duration": duration,
+            "text": text,
+            "segments": segments,
+        }))
+        .into_response(),
         "verbose_json" => Json(json!({
             "task": "transcribe",
             "language": if recorded.language.as_deref().is_some_and(|l| l != "en") { "unknown" } else { "english" },

@@ -142,7 +142,7 @@ locals {
       ]
     }
     upload = {
-      description          = "POST /v1/transcriptions, /v1/uploads, /v1/audio/transcriptions"
+      description          = "POST /v1/transcriptions, /v1/uploads, /v1/audio/transcriptions, /v1/audio/translations"
       memory_mb            = 1024
       timeout_s            = 60
       reserved_concurrency = var.reserved_concurrency ? 50 : null

@@ -22,6 +22,7 @@ locals {
     "PUT /v1/uploads/{id}/parts/{number}"    = { function = "upload", public = true }
     "POST /v1/uploads/{id}/complete"         = { function = "upload", public = false }
     "POST /v1/audio/transcriptions"          = { function = "upload", public = false }
+    "POST /v1/audio/translations"            = { function = "upload", public = false }
     "GET /v1/transcriptions"                 = { function = "transcriptions", public = false }
     "GET /v1/transcriptions/{id}"            = { function = "transcriptions", public = false }
     "DELETE /v1/transcriptions/{id}"         = { function = "transcriptions", public = false }

@@ -61,6 +61,7 @@ fn to_item(
     item.insert("created_sort".into(), s(created_sort(r.created_at, &r.id)));
     item.insert("status".into(), s(r.status.as_str()));
     item.insert("engine".into(), s(r.engine.as_str()));
+    item.insert("task".into(), s(r.task.as_str()));
     item.insert("audio_format".into(), s(r.audio_format.extension()));
     item.insert("audio_key".into(), s(r.audio_key.as_str()));
     item.insert("size_bytes".into(), n(r.size_bytes));
@@ -103,6 +104,11 @@ fn from_item(item: &Item) -> Result<TranscriptionRecord, BoxError> {
         owner: OwnerId::parse(&text("owner")?)?,
         status: text("status")?.parse()?,
         engine: text("engine")?.parse()?,
+        // Records written before translation existed carry no task: they were transcriptions.
+        task: optional("task")
+            .map(|task| task.parse())
+            .transpose()?
+            .unwrap_or_default(),
         language: optional("language"),
         prompt: optional("prompt"),
         file_name: optional("file_name"),

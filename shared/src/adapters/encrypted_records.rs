@@ -55,6 +55,7 @@ impl EncryptedRecordStore {
             text: self.seal_text(id, TRANSCRIPT, &json),
             segments: Vec::new(),
             language: transcript.language.clone(),
+            language_probability: transcript.language_probability,
             duration_s: transcript.duration_s,
         }
     }

@@ -1,7 +1,10 @@
-//! [`Transcriber`] for OpenAI-compatible transcription APIs (`POST {base}/audio/transcriptions`).
+//! [`Transcriber`] for OpenAI-compatible transcription APIs (`POST {base}/audio/transcriptions`,
+//! and `POST {base}/audio/translations` for [`Task::Translate`]).
 //!
 //! Contract: multipart `file` (≤ 25 MB, a file name with an extension) and `model`, optional
-//! `language`, `prompt`, `response_format`, `temperature`, `timestamp_granularities[]`.
+//! `language`, `prompt`, `response_format`, `temperature`, `timestamp_granularities[]`; the
+//! translation form has no `language` and no `timestamp_granularities[]`, and only the whisper
+//! models translate (OpenAI's API reference, "Create translation").
 //! Failures: 429 (rate limit, or `insufficient_quota`), 5xx, timeouts are retried here with
 //! exponential backoff and full jitter, honouring `Retry-After`; other 4xx are not.
 
@@ -14,7 +17,7 @@ use serde::Deserialize;
 
 use crate::{
     config::CloudEngineConfig,
-    domain::{Backoff, EngineKind, Segment, Transcript, language_code},
+    domain::{Backoff, EngineKind, Segment, Task, Transcript, language_code},
     ports::{AudioInput, EngineError, Progress, TranscribeOptions, Transcriber},
 };
 
@@ -93,7 +96,8 @@ impl OpenAiTranscriber {
         Ok(Self { http, config })
     }
 
-    /// The gpt-4o transcribe models answer only `json`/`text`; whisper models give segments.
+    /// The gpt-4o transcribe models answer only `json`/`text` and do not translate; whisper
+    /// models give segments and translate.
     fn wants_segments(&self) -> bool {
         !self.config.model.starts_with("gpt-4o")
     }
@@ -104,9 +108,13 @@ impl OpenAiTranscriber {
         options: &TranscribeOptions,
     ) -> Result<Transcript, AttemptFailure> {
         let form = self.form(audio, options).await?;
+        let endpoint = match options.task {
+            Task::Transcribe => "transcriptions",
+            Task::Translate => "translations",
+        };
         let response = self
             .http
-            .post(format!("{}/audio/transcriptions", self.config.base_url))
+            .post(format!("{}/audio/{endpoint}", self.config.base_url))
             .bearer_auth(self.config.api_key.expose_secret())
             .multipart(form)
             .send()
@@ -126,7 +134,12 @@ impl OpenAiTranscriber {
             let body = response.bytes().await.map_err(|_| {
                 AttemptFailure::retryable("cloud engine response was cut off".into(), None)
             })?;
-            return parse_success(&body);
+            let mut transcript = parse_success(&body)?;
+            if options.task == Task::Translate {
+                // A translation names its output's language (always English), not the speaker's.
+                transcript.language = options.language.clone();
+            }
+            return Ok(transcript);
         }
         Err(failure_of(response).await)
     }
@@ -162,11 +175,13 @@ impl OpenAiTranscriber {
             .text("model", self.config.model.clone())
             .text("response_format", response_format)
             .text("temperature", "0");
-        if self.wants_segments() {
-            form = form.text("timestamp_granularities[]", "segment");
-        }
-        if let Some(language) = &options.language {
-            form = form.text("language", language.clone());
+        if options.task == Task::Transcribe {
+            if self.wants_segments() {
+                form = form.text("timestamp_granularities[]", "segment");
+            }
+            if let Some(language) = &options.language {
+                form = form.text("language", language.clone());
+            }
         }
         if let Some(prompt) = &options.prompt {
             form = form.text("prompt", prompt.clone());
@@ -254,6 +269,7 @@ fn parse_success(body: &[u8]) -> Result<Transcript, AttemptFailure> {
         text: parsed.text.trim().to_owned(),
         segments: parsed.segments,
         language: parsed.language.as_deref().and_then(language_code),
+        language_probability: None,
         duration_s,
     })
 }
@@ -266,6 +282,10 @@ impl Transcriber for OpenAiTranscriber {
 
     fn describe(&self) -> String {
         self.config.model.clone()
+    }
+
+    fn translates(&self) -> bool {
+        self.wants_segments()
     }
 
     async fn transcribe(

@@ -8,7 +8,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, Once, mpsc},
+    sync::{Arc, Mutex, Once, OnceLock, mpsc},
 };
 
 use async_trait::async_trait;
@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     config::LocalEngineConfig,
-    domain::{EngineKind, Segment, TokenScore, Transcript},
+    domain::{EngineKind, Segment, Task, TokenScore, Transcript},
     ports::{AudioInput, EngineError, Progress, TranscribeOptions, Transcriber},
 };
 
@@ -88,10 +88,18 @@ impl WhisperTranscriber {
         extension: &'static str,
         options: &TranscribeOptions,
         progress: &Progress,
-    ) -> Job {
-        Job {
+    ) -> Result<Job, EngineError> {
+        if options.task == Task::Translate && !self.multilingual {
+            return Err(EngineError::Permanent(format!(
+                "the model {} is English-only and cannot translate: deploy a multilingual \
+                 model (e.g. MODEL=base)",
+                self.label
+            )));
+        }
+        Ok(Job {
             context: self.context.clone(),
             config: self.config.clone(),
+            task: options.task,
             language: options
                 .language
                 .clone()
@@ -103,7 +111,7 @@ impl WhisperTranscriber {
                 .or_else(|| self.config.initial_prompt.clone()),
             extension,
             progress: progress.clone(),
-        }
+        })
     }
 
     /// Transcribes a local file on the calling thread (the `mmt transcribe` command, benchmarks).
@@ -114,7 +122,7 @@ impl WhisperTranscriber {
         options: &TranscribeOptions,
         progress: &Progress,
     ) -> Result<Transcript, EngineError> {
-        self.job(format.extension(), options, progress).run(path)
+        self.job(format.extension(), options, progress)?.run(path)
     }
 }
 
@@ -128,6 +136,10 @@ impl Transcriber for WhisperTranscriber {
         format!("whisper.cpp {}", self.label)
     }
 
+    fn translates(&self) -> bool {
+        self.multilingual
+    }
+
     async fn transcribe(
         &self,
         audio: &AudioInput,
@@ -136,7 +148,7 @@ impl Transcriber for WhisperTranscriber {
     ) -> Result<Transcript, EngineError> {
         // Containers such as MP4 keep their index at the end: decoding needs a seekable file.
         let spilled = spill(audio).await?;
-        let job = self.job(audio.format.extension(), options, progress);
+        let job = self.job(audio.format.extension(), options, progress)?;
         tokio::task::spawn_blocking(move || job.run(&spilled))
             .await
             .map_err(|e| {
@@ -177,22 +189,28 @@ async fn spill(audio: &AudioInput) -> Result<tempfile::TempPath, EngineError> {
 struct Job {
     context: Arc<WhisperContext>,
     config: LocalEngineConfig,
+    task: Task,
+    /// The language spoken, when known before decoding (asked for, configured, or the only
+    /// one an English-only model knows).
     language: Option<String>,
     prompt: Option<String>,
     extension: &'static str,
     progress: Progress,
 }
 
-/// What one piece produced, with timestamps already in the recording's time.
-struct PieceText {
-    segments: Vec<Segment>,
-    language: Option<String>,
+/// The language whisper.cpp detected in the recording's first speech, and its probability.
+struct Detected {
+    language: String,
+    probability: f64,
 }
 
 /// State shared by the decoding thread and the piece workers of one job.
 struct Shared {
     pieces: Mutex<mpsc::Receiver<(usize, Piece)>>,
-    results: Mutex<Vec<(usize, PieceText)>>,
+    /// Set before the first piece is handed out, when the language was not known.
+    detected: OnceLock<Detected>,
+    /// Each piece's segments, with times already in the recording's time.
+    results: Mutex<Vec<(usize, Vec<Segment>)>>,
     failure: Mutex<Option<EngineError>>,
     /// Seconds of audio transcribed so far, and the recording's length if the container says.
     done_s: Mutex<f64>,
@@ -208,6 +226,7 @@ impl Job {
         let (sender, receiver) = mpsc::sync_channel::<(usize, Piece)>(workers);
         let shared = Shared {
             pieces: Mutex::new(receiver),
+            detected: OnceLock::new(),
             results: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
             done_s: Mutex::new(0.0),
@@ -226,8 +245,8 @@ impl Job {
         let mut results = std::mem::take(&mut *lock(&shared.results));
         results.sort_by_key(|(index, _)| *index);
         self.progress.report(100);
-        let language = results.iter().find_map(|(_, r)| r.language.clone());
-        let segments: Vec<Segment> = results.into_iter().flat_map(|(_, r)| r.segments).collect();
+        let segments: Vec<Segment> = results.into_iter().flat_map(|(_, s)| s).collect();
+        let detected = shared.detected.into_inner();
         Ok(Transcript {
             text: segments
                 .iter()
@@ -235,7 +254,10 @@ impl Job {
                 .collect::<Vec<_>>()
                 .join(" "),
             segments,
-            language: language.or(self.language),
+            language: self
+                .language
+                .or_else(|| detected.as_ref().map(|d| d.language.clone())),
+            language_probability: detected.map(|d| d.probability),
             duration_s: Some(samples as f64 / f64::from(TARGET_RATE)),
         })
     }
@@ -252,6 +274,18 @@ impl Job {
         let mut send = |piece: Piece| -> Result<(), AudioError> {
             if lock(&shared.failure).is_some() {
                 return Err(AudioError::Stopped("a piece failed".into()));
+            }
+            if next == 0 && self.language.is_none() {
+                // Once, on the first speech, so every piece is decoded in the same language.
+                match self.detect_language(&piece.samples) {
+                    Ok(detected) => {
+                        let _ = shared.detected.set(detected);
+                    }
+                    Err(e) => {
+                        lock(&shared.failure).get_or_insert(e);
+                        return Err(AudioError::Stopped("language detection failed".into()));
+                    }
+                }
             }
             tracing::debug!(
                 piece = next,
@@ -317,15 +351,42 @@ impl Job {
         }
     }
 
+    /// whisper.cpp's language detection on `samples` (its first 30 s), with all the threads.
+    fn detect_language(&self, samples: &[f32]) -> Result<Detected, EngineError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            EngineError::Transient(format!("language detection failed: {e}"))
+        };
+        let threads = self.config.threads.max(1);
+        let mut state = self.context.create_state().map_err(|e| failed(&e))?;
+        state.pcm_to_mel(samples, threads).map_err(|e| failed(&e))?;
+        let (id, probabilities) = state.lang_detect(0, threads).map_err(|e| failed(&e))?;
+        let language = whisper_rs::get_lang_str(id)
+            .ok_or_else(|| failed(&format!("unknown language id {id}")))?;
+        let probability = usize::try_from(id)
+            .ok()
+            .and_then(|i| probabilities.get(i))
+            .copied()
+            .unwrap_or_default();
+        tracing::debug!(language, probability, "language detected");
+        Ok(Detected {
+            language: language.to_owned(),
+            probability: f64::from(probability),
+        })
+    }
+
     fn transcribe_piece(
         &self,
         state: &mut WhisperState,
         piece: &Piece,
         threads: usize,
         shared: &Shared,
-    ) -> Result<PieceText, EngineError> {
+    ) -> Result<Vec<Segment>, EngineError> {
         let piece_s = piece.duration_s();
-        let params = self.params(piece_s, threads);
+        let language = self
+            .language
+            .as_deref()
+            .or_else(|| shared.detected.get().map(|d| d.language.as_str()));
+        let params = self.params(piece_s, threads, language);
         state
             .full(params, &piece.samples)
             .map_err(|e| EngineError::Transient(format!("the local engine failed: {e}")))?;
@@ -365,11 +426,6 @@ impl Job {
                 token_scores,
             });
         }
-        let language = self
-            .language
-            .is_none()
-            .then(|| whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_owned))
-            .flatten();
         let done = {
             let mut done = lock(&shared.done_s);
             *done += piece_s;
@@ -379,13 +435,18 @@ impl Job {
             self.progress
                 .report((done / total * 100.0).clamp(0.0, 99.0) as u8);
         }
-        Ok(PieceText { segments, language })
+        Ok(segments)
     }
 
     /// Decoding settings for a piece of `piece_s` seconds. Pieces are decoded independently
     /// (prompted with the vocabulary only, not the text before them), so the transcript does
     /// not depend on how many workers the machine runs.
-    fn params(&self, piece_s: f64, threads: usize) -> FullParams<'_, '_> {
+    fn params<'a>(
+        &'a self,
+        piece_s: f64,
+        threads: usize,
+        language: Option<&'a str>,
+    ) -> FullParams<'a, 'a> {
         let strategy = if self.config.beam_size > 1 {
             SamplingStrategy::BeamSearch {
                 beam_size: self.config.beam_size as i32,
@@ -396,7 +457,7 @@ impl Job {
         };
         let mut params = FullParams::new(strategy);
         params.set_n_threads(threads as i32);
-        params.set_translate(false);
+        params.set_translate(self.task == Task::Translate);
         params.set_no_context(true);
         // Per-token times, for word timestamps (OpenAI's `timestamp_granularities[]=word`).
         params.set_token_timestamps(true);
@@ -408,7 +469,7 @@ impl Job {
         params.set_suppress_nst(true);
         params.set_temperature(self.config.temperature);
         params.set_temperature_inc(self.config.temperature_increment);
-        params.set_language(Some(self.language.as_deref().unwrap_or("auto")));
+        params.set_language(Some(language.unwrap_or("auto")));
         if let Some(prompt) = self.prompt.as_deref().filter(|p| !p.is_empty()) {
             params.set_initial_prompt(prompt);
         }

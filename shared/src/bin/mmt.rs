@@ -12,8 +12,9 @@ const USAGE: &str =
     "usage: mmt [serve | worker | transcribe FILE | hash-password | keys rotate | secrets | help]
   serve            run the API, the transcribe workers and the retention sweep (default)
   worker           run only the transcribe workers (and /health/* on $PORT): the GPU worker
-  transcribe FILE  transcribe one audio file with the local engine (WHISPER_* settings) and
-                   print the transcript as JSON with timing and peak memory
+  transcribe FILE [--task translate]
+                   transcribe (or translate into English) one audio file with the local engine
+                   (WHISPER_* settings); print the transcript as JSON with timing and peak memory
   hash-password    read a password on stdin, print an argon2 hash for LOCAL_LOGIN_USERS
   keys rotate [--batch N]
                    seal again, under PRIMARY_ENCRYPTION_KEY_ID, every record and audio file an
@@ -224,7 +225,7 @@ fn hash_password() -> ExitCode {
 fn transcribe(file: &str) -> ExitCode {
     use mmt_core::{
         adapters::whisper::WhisperTranscriber,
-        domain::sniff_audio_format,
+        domain::{Task, sniff_audio_format},
         ports::{Progress, TranscribeOptions},
     };
     use std::io::Read;
@@ -255,7 +256,15 @@ fn transcribe(file: &str) -> ExitCode {
         }
     };
     let loaded_s = started.elapsed().as_secs_f64();
+    let task = match flag_value("--task").map(|t| t.parse::<Task>()).transpose() {
+        Ok(task) => task.unwrap_or_default(),
+        Err(err) => {
+            eprintln!("mmt: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let options = TranscribeOptions {
+        task,
         language: config.engines.local.language.clone(),
         prompt: None,
     };
@@ -273,6 +282,7 @@ fn transcribe(file: &str) -> ExitCode {
                 "real_time_factor": if audio_s > 0.0 { elapsed_s / audio_s } else { 0.0 },
                 "peak_rss_mb": peak_rss_mb(),
                 "language": transcript.language,
+                "language_probability": transcript.language_probability,
                 "text": transcript.text,
                 "segments": transcript.segments.len(),
             });

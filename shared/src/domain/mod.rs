@@ -64,6 +64,56 @@ impl fmt::Display for EngineKind {
     }
 }
 
+/// What the engine makes of the speech.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Text in the language spoken.
+    #[default]
+    Transcribe,
+    /// English text, whatever language was spoken (multilingual models only).
+    Translate,
+}
+
+impl Task {
+    pub const ALL: [Task; 2] = [Self::Transcribe, Self::Translate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transcribe => "transcribe",
+            Self::Translate => "translate",
+        }
+    }
+}
+
+impl FromStr for Task {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "transcribe" => Ok(Self::Transcribe),
+            "translate" => Ok(Self::Translate),
+            _ => Err("task must be transcribe or translate".into()),
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a client asked of a recording, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptionRequest {
+    pub engine: EngineKind,
+    pub task: Task,
+    /// ISO 639-1 code of the language spoken; `None` = detect.
+    pub language: Option<String>,
+    /// Vocabulary hints for the engine. PHI-adjacent: never logged.
+    pub prompt: Option<String>,
+}
+
 /// Where a transcription is in its life. `Completed` and `Failed` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,6 +171,7 @@ pub struct TranscriptionRecord {
     pub owner: OwnerId,
     pub status: Status,
     pub engine: EngineKind,
+    pub task: Task,
     /// The language the client asked for (ISO 639-1), or the one the engine detected.
     pub language: Option<String>,
     /// Vocabulary hints for the engine (e.g. drug names). PHI-adjacent: never logged.
@@ -141,13 +192,10 @@ pub struct TranscriptionRecord {
 
 impl TranscriptionRecord {
     /// A freshly uploaded recording, waiting for the worker.
-    #[allow(clippy::too_many_arguments)]
     pub fn new_queued(
         id: TranscriptionId,
         owner: OwnerId,
-        engine: EngineKind,
-        language: Option<String>,
-        prompt: Option<String>,
+        request: TranscriptionRequest,
         file_name: Option<String>,
         audio_format: AudioFormat,
         size_bytes: u64,
@@ -160,9 +208,10 @@ impl TranscriptionRecord {
             id,
             owner,
             status: Status::Queued,
-            engine,
-            language,
-            prompt,
+            engine: request.engine,
+            task: request.task,
+            language: request.language,
+            prompt: request.prompt,
             file_name,
             audio_format,
             size_bytes,
@@ -177,13 +226,10 @@ impl TranscriptionRecord {
 
     /// A record for a resumable upload: the audio arrives in parts later, and its format and
     /// size are confirmed when the upload is completed.
-    #[allow(clippy::too_many_arguments)]
     pub fn new_awaiting_upload(
         id: TranscriptionId,
         owner: OwnerId,
-        engine: EngineKind,
-        language: Option<String>,
-        prompt: Option<String>,
+        request: TranscriptionRequest,
         file_name: Option<String>,
         declared_format: AudioFormat,
         declared_size: u64,
@@ -195,9 +241,7 @@ impl TranscriptionRecord {
             ..Self::new_queued(
                 id,
                 owner,
-                engine,
-                language,
-                prompt,
+                request,
                 file_name,
                 declared_format,
                 declared_size,

@@ -84,6 +84,9 @@ pub struct Transcript {
     pub text: String,
     pub segments: Vec<Segment>,
     pub language: Option<String>,
+    /// How sure the engine was of `language` (0–1), when it detected the language itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language_probability: Option<f64>,
     pub duration_s: Option<f64>,
 }
 
@@ -213,6 +216,7 @@ mod tests {
                 Segment::new(1.5, 3661.25, " Take two tablets."),
             ],
             language: Some("en".into()),
+            language_probability: None,
             duration_s: Some(3661.3),
         }
     }

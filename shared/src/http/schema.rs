@@ -19,7 +19,7 @@ use crate::{
     auth::IssuedToken,
     domain::{
         AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrReceipt, EngineKind, NoteSection,
-        ResponseFormat, Segment, Status, TokenScore,
+        ResponseFormat, Segment, Status, Task, TokenScore,
     },
     ports::{ConnectionState, QueueStats},
 };
@@ -50,6 +50,12 @@ string_enum!(
     "EngineKind",
     "Which engine turns audio into text: an OpenAI-compatible API, or Whisper run by MMT.",
     EngineKind::ALL.map(EngineKind::as_str)
+);
+string_enum!(
+    Task,
+    "Task",
+    "`transcribe`: text in the language spoken; `translate`: English text (multilingual models only).",
+    Task::ALL.map(Task::as_str)
 );
 string_enum!(
     Status,
@@ -281,6 +287,10 @@ mod tests {
                     .unwrap()
                     .contains(&sent)
             );
+        }
+        for task in Task::ALL {
+            let sent = serde_json::to_value(task).unwrap();
+            assert!(values(Task::schema()).as_array().unwrap().contains(&sent));
         }
         for section in NoteSection::ALL {
             let sent = serde_json::to_value(section).unwrap();

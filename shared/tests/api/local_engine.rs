@@ -25,6 +25,31 @@ pub(crate) fn model_path() -> String {
     path.display().to_string()
 }
 
+/// The multilingual base model (`MODEL=base make model`), for language detection and
+/// translation: tiny.en knows English only.
+fn multilingual_model_path() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ggml-base.bin");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `MODEL=base make model` first (make test does)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// Spanish dictation, and words of its meaning in each language: a translation must carry
+/// the English ones and none of the Spanish.
+const SPANISH: &str = "El paciente tiene fiebre y dolor de cabeza desde hace tres días. \
+                       Debe tomar paracetamol cada ocho horas.";
+const SPANISH_WORDS: &[&str] = &["paciente", "tiene", "fiebre", "cabeza", "tres", "horas"];
+const ENGLISH_WORDS: &[&str] = &["patient", "fever", "head", "three", "days", "hours"];
+
+/// How many of `words` appear in `text`, ignoring case.
+fn count_words(text: &str, words: &[&str]) -> usize {
+    let text = text.to_lowercase();
+    words.iter().filter(|w| text.contains(*w)).count()
+}
+
 pub(crate) async fn local_app(extra: &[(&str, &str)]) -> TestApp {
     let model = model_path();
     let mut env = vec![
@@ -189,6 +214,10 @@ async fn speech_in_every_browser_and_phone_format_is_transcribed() {
         assert!(wer <= 0.15, "{name}: WER {wer:.2} for {text:?}");
         assert_eq!(record["engine"], "local");
         assert_eq!(record["language"], "en");
+        assert!(
+            record["language_probability"].is_null(),
+            "an English-only model detects nothing: {record}"
+        );
         assert_eq!(record["progress"], 100);
         let duration = record["duration_s"].as_f64().unwrap();
         assert!(
@@ -635,4 +664,154 @@ async fn a_storage_read_blip_is_retried_by_the_local_engine() {
         r["attempts"], 2,
         "the blip cost one attempt, not the transcription"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multilingual_model_detects_the_language_and_translates_on_request() {
+    let _serial = WHISPER.lock().await;
+    let model = multilingual_model_path();
+    let app = local_app(&[("WHISPER_MODEL_PATH", model.as_str())]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spanish = speech_in(
+        ("es", 140),
+        dir.path(),
+        SPANISH,
+        "es.webm",
+        &["-ac", "2", "-c:a", "libopus"],
+    );
+
+    // Transcribed as spoken, in the language detected, with its probability.
+    let record = transcribe(&app, &token, spanish.clone(), "es.webm").await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["task"], "transcribe");
+    assert_eq!(record["language"], "es", "{record}");
+    let probability = record["language_probability"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&probability), "{record}");
+    let text = record["text"].as_str().unwrap();
+    assert!(count_words(text, SPANISH_WORDS) >= 3, "{text}");
+
+    // Translated into English on request; the record keeps the language spoken.
+    let response = app
+        .upload(&token, spanish, "es.webm", &[("task", "translate")])
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_jobs().await;
+    let (_, record) = app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["task"], "translate");
+    assert_eq!(record["language"], "es", "{record}");
+    let text = record["text"].as_str().unwrap();
+    assert!(count_words(text, ENGLISH_WORDS) >= 3, "{text}");
+    assert_eq!(count_words(text, SPANISH_WORDS), 0, "{text}");
+
+    // Another language, another voice and rate: detected as such.
+    let german = speech_in(
+        ("de", 150),
+        dir.path(),
+        "Die Patientin hat seit drei Tagen Fieber und trinkt zu wenig Wasser.",
+        "de.wav",
+        &["-ar", "44100"],
+    );
+    let record = transcribe(&app, &token, german, "de.wav").await;
+    assert_eq!(record["language"], "de", "{record}");
+    assert!(record["language_probability"].as_f64().unwrap() > 0.3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_sdk_translates_with_a_multilingual_model() {
+    let _serial = WHISPER.lock().await;
+    let model = multilingual_model_path();
+    let app = local_app(&[("WHISPER_MODEL_PATH", model.as_str())]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    speech_in(
+        ("es", 140),
+        dir.path(),
+        SPANISH,
+        "es.mp3",
+        &["-c:a", "libmp3lame"],
+    );
+    let script = r#"
+import json, sys
+from openai import OpenAI
+base, token, path = sys.argv[1:4]
+client = OpenAI(base_url=base, api_key=token, max_retries=0)
+with open(path, "rb") as f:
+    plain = client.audio.translations.create(model="whisper-1", file=f)
+with open(path, "rb") as f:
+    verbose = client.audio.translations.create(model="whisper-1", file=f, response_format="verbose_json")
+print(json.dumps({"json": plain.text, "verbose": {"text": verbose.text, "language": verbose.language,
+    "duration": verbose.duration, "segments": [[s.start, s.end, s.text] for s in (verbose.segments or [])]}}))
+"#;
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("{}/v1", app.address))
+        .arg(&token)
+        .arg(dir.path().join("es.mp3"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for text in [&out["json"], &out["verbose"]["text"]] {
+        let text = text.as_str().unwrap();
+        assert!(count_words(text, ENGLISH_WORDS) >= 3, "{out}");
+        assert_eq!(count_words(text, SPANISH_WORDS), 0, "{out}");
+    }
+    let verbose = &out["verbose"];
+    assert_eq!(verbose["language"], "english", "the output's language");
+    assert!(verbose["duration"].as_f64().unwrap() > 4.0, "{out}");
+    assert!(!verbose["segments"].as_array().unwrap().is_empty(), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_english_only_model_refuses_translation_and_keeps_nothing() {
+    use reqwest::multipart::{Form, Part};
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let audio = speech(dir.path(), ADVICE, "advice.wav", &[]);
+    let synchronous = app
+        .client
+        .post(app.url("/v1/audio/translations"))
+        .bearer_auth(&token)
+        .multipart(
+            Form::new()
+                .part("file", Part::bytes(audio.clone()).file_name("advice.wav"))
+                .text("model", "whisper-1"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let queued = app
+        .upload(&token, audio, "advice.wav", &[("task", "translate")])
+        .await;
+    for response in [synchronous, queued] {
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "translation_unavailable", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("English-only"),
+            "{body}"
+        );
+    }
+    assert!(app.audio_files().is_empty());
+    let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
 }

@@ -32,6 +32,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("put", "/v1/uploads/{id}/parts/{number}"),
     ("post", "/v1/uploads/{id}/complete"),
     ("post", "/v1/audio/transcriptions"),
+    ("post", "/v1/audio/translations"),
     ("get", "/v1/transcriptions"),
     ("get", "/v1/transcriptions/{id}"),
     ("delete", "/v1/transcriptions/{id}"),

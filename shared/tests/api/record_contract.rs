@@ -6,8 +6,8 @@ use chrono::{Duration, Utc};
 use mmt_core::{
     adapters::{Database, SqliteRecordStore, dynamodb::DynamoRecordStore},
     domain::{
-        AudioFormat, EngineKind, OwnerId, Segment, Status, Transcript, TranscriptionId,
-        TranscriptionRecord,
+        AudioFormat, EngineKind, OwnerId, Segment, Status, Task, Transcript, TranscriptionId,
+        TranscriptionRecord, TranscriptionRequest,
     },
     ports::{Claim, PageRequest, RecordStore},
 };
@@ -16,9 +16,12 @@ fn record(owner: &OwnerId, minutes_ago: i64) -> TranscriptionRecord {
     TranscriptionRecord::new_queued(
         TranscriptionId::new(),
         owner.clone(),
-        EngineKind::Local,
-        None,
-        Some("metformin".into()),
+        TranscriptionRequest {
+            engine: EngineKind::Local,
+            task: Task::Transcribe,
+            language: None,
+            prompt: Some("metformin".into()),
+        },
         Some("visit.wav".into()),
         AudioFormat::Wav,
         1234,
@@ -31,6 +34,7 @@ fn transcript(text: &str) -> Transcript {
         text: text.into(),
         segments: vec![Segment::new(0.0, 1.0, text)],
         language: Some("en".into()),
+        language_probability: Some(0.97),
         duration_s: Some(1.0),
     }
 }
@@ -155,15 +159,23 @@ async fn meets_the_contract(store: &dyn RecordStore) {
     let direct = TranscriptionRecord::new_awaiting_upload(
         TranscriptionId::new(),
         alice.clone(),
-        EngineKind::Cloud,
-        None,
-        None,
+        TranscriptionRequest {
+            engine: EngineKind::Cloud,
+            task: Task::Translate,
+            language: Some("es".into()),
+            prompt: None,
+        },
         None,
         AudioFormat::Mp3,
         5000,
         Utc::now(),
     );
     store.insert(&direct).await.unwrap();
+    assert_eq!(
+        store.get(&direct.id).await.unwrap().as_ref(),
+        Some(&direct),
+        "a translation request reads back with its task and language"
+    );
     assert!(
         !store
             .claim(&direct.id, &claim("message-2", now))

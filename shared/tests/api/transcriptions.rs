@@ -255,3 +255,61 @@ async fn the_openai_route_refuses_options_it_cannot_honour_and_no_audio_is_kept(
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["logprobs"], serde_json::json!([]), "{body}");
 }
+
+#[tokio::test]
+async fn the_openai_translation_route_follows_its_contract() {
+    use reqwest::multipart::{Form, Part};
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    app.openai
+        .set_transcript("The patient has had a fever for three days.");
+    let post = |fields: &'static [(&'static str, &'static str)]| {
+        let mut form = Form::new()
+            .part(
+                "file",
+                Part::bytes(crate::helpers::tone()).file_name("visita.wav"),
+            )
+            .text("model", "whisper-1");
+        for (name, value) in fields {
+            form = form.text(*name, *value);
+        }
+        app.client
+            .post(app.url("/v1/audio/translations"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+    };
+    let response = post(&[("response_format", "verbose_json")]).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["task"], "translate");
+    assert_eq!(body["language"], "english", "the output's language");
+    assert_eq!(body["text"], "The patient has had a fever for three days.");
+    assert!(!body["segments"].as_array().unwrap().is_empty(), "{body}");
+    let sent = app.openai.requests();
+    assert_eq!(sent[0].endpoint, "translations");
+    assert_eq!(sent[0].language, None);
+
+    // The translation form has no language, word timestamps or logprobs.
+    for field in ["language", "timestamp_granularities[]", "include[]"] {
+        let fields: &'static [(&'static str, &'static str)] = match field {
+            "language" => &[("language", "es")],
+            "include[]" => &[("include[]", "logprobs")],
+            _ => &[("timestamp_granularities[]", "word")],
+        };
+        let response = post(fields).await.unwrap();
+        assert_eq!(response.status(), 400, "{field}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown form field"),
+            "{field}: {body}"
+        );
+    }
+    let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the good request left a record");
+    assert_eq!(items[0]["task"], "translate");
+}

@@ -76,6 +76,67 @@ async fn gpt4o_models_are_asked_for_plain_json() {
 }
 
 #[tokio::test]
+async fn a_translation_goes_to_the_translations_endpoint_without_a_language() {
+    let app = spawn_app().await;
+    let token = app.guest_token().await;
+    let response = app
+        .upload(
+            &token,
+            tone(),
+            "visita.wav",
+            &[
+                ("task", "translate"),
+                ("language", "es"),
+                ("prompt", "paracetamol"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_jobs().await;
+    let (_, record) = app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["task"], "translate");
+    // The speaker's language as asked, not the translation's ("english").
+    assert_eq!(record["language"], "es");
+    let sent = app.openai.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].endpoint, "translations");
+    assert_eq!(sent[0].model.as_deref(), Some("whisper-1"));
+    assert_eq!(sent[0].response_format.as_deref(), Some("verbose_json"));
+    assert_eq!(sent[0].prompt.as_deref(), Some("paracetamol"));
+    assert_eq!(
+        sent[0].language, None,
+        "the translation form has no language"
+    );
+    assert!(sent[0].timestamp_granularities.is_empty());
+
+    // A transcription still goes where it did.
+    app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    assert_eq!(app.openai.requests()[1].endpoint, "transcriptions");
+}
+
+#[tokio::test]
+async fn a_cloud_model_that_cannot_translate_is_refused_at_upload() {
+    let app = spawn_app_with(&[("CLOUD_TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")]).await;
+    let token = app.guest_token().await;
+    let response = app
+        .upload(&token, tone(), "a.wav", &[("task", "translate")])
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "translation_unavailable", "{body}");
+    assert!(app.audio_files().is_empty());
+    assert!(app.openai.requests().is_empty());
+}
+
+#[tokio::test]
 async fn content_decides_what_is_audio_not_the_file_name() {
     let app = spawn_app().await;
     let token = app.guest_token().await;
@@ -132,6 +193,8 @@ async fn bad_fields_are_refused_and_leave_nothing_behind() {
         vec![("engine", "quantum")],
         vec![("engine", "local")],
         vec![("colour", "blue")],
+        vec![("task", "summarise")],
+        vec![("prompt", "metformin\u{0}")],
     ] {
         let response = app.upload(&token, tone(), "a.wav", &fields).await;
         assert_eq!(response.status(), 400, "{fields:?}");

@@ -111,6 +111,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE transcriptions ADD COLUMN claimed_by TEXT;
     CREATE INDEX transcriptions_in_flight ON transcriptions (status, updated_at);
     "#,
+    // 7: translation into English, next to transcription.
+    "ALTER TABLE transcriptions ADD COLUMN task TEXT NOT NULL DEFAULT 'transcribe';",
 ];
 
 /// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:

@@ -25,7 +25,7 @@ impl SqliteRecordStore {
 }
 
 const COLUMNS: &str = "id, owner, status, engine, language, prompt, file_name, audio_format, \
-                       audio_key, size_bytes, created_at, updated_at, attempts, transcript, error, progress";
+                       audio_key, size_bytes, created_at, updated_at, attempts, transcript, error, progress, task";
 
 fn read_record(row: &Row<'_>) -> Result<TranscriptionRecord, BoxError> {
     let text = |i: usize| -> Result<String, BoxError> { Ok(row.get::<_, String>(i)?) };
@@ -49,6 +49,7 @@ fn read_record(row: &Row<'_>) -> Result<TranscriptionRecord, BoxError> {
             .transpose()?,
         error: row.get(14)?,
         progress: row.get(15)?,
+        task: text(16)?.parse()?,
     })
 }
 
@@ -92,7 +93,7 @@ impl RecordStore for SqliteRecordStore {
             .call(move |conn| {
                 let transcript = r.transcript.as_ref().map(serde_json::to_string).transpose()?;
                 conn.execute(
-                    &format!("INSERT INTO transcriptions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+                    &format!("INSERT INTO transcriptions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
                     params![
                         r.id.to_string(),
                         r.owner.as_str(),
@@ -110,6 +111,7 @@ impl RecordStore for SqliteRecordStore {
                         transcript,
                         r.error,
                         r.progress,
+                        r.task.as_str(),
                     ],
                 )?;
                 Ok(())

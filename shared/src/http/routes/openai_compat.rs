@@ -1,6 +1,7 @@
-//! `POST /v1/audio/transcriptions`: OpenAI's transcription contract, so existing OpenAI SDK
-//! clients can point their base URL at MMT. Synchronous; the caller's bearer token is the
-//! "API key"; the transcription is also kept as an owner-only record like any other.
+//! `POST /v1/audio/transcriptions` and `POST /v1/audio/translations`: OpenAI's contracts, so
+//! existing OpenAI SDK clients can point their base URL at MMT. Synchronous; the caller's
+//! bearer token is the "API key"; each result is also kept as an owner-only record like any
+//! other.
 
 use axum::{
     Json,
@@ -13,13 +14,13 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::upload::{MAX_PROMPT_CHARS, ReceivedUpload, UploadFields, receive_upload};
+use super::upload::{MAX_PROMPT_CHARS, ReceivedUpload, RequestFields, receive_upload};
 use crate::{
     app::{AppState, JobError, transcriptions::Processed, uploads::Then},
     auth::Scope,
     domain::{
-        ResponseFormat, Transcript, TranscriptionId, TranscriptionRecord, language_name,
-        render_transcript,
+        ResponseFormat, Task, Transcript, TranscriptionId, TranscriptionRecord,
+        TranscriptionRequest, language_name, render_transcript,
     },
     http::{ApiError, ErrorBody, extract::Caller},
     ports::{EngineError, StoreError},
@@ -28,10 +29,11 @@ use crate::{
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_audio_transcription))
+        .routes(routes!(create_audio_translation))
         .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
-const TEXT_FIELDS: &[(&str, usize)] = &[
+const TRANSCRIPTION_FIELDS: &[(&str, usize)] = &[
     ("model", 64),
     ("language", 16),
     ("prompt", MAX_PROMPT_CHARS * 4),
@@ -39,6 +41,14 @@ const TEXT_FIELDS: &[(&str, usize)] = &[
     ("temperature", 16),
     ("timestamp_granularities[]", 16),
     ("include[]", 16),
+];
+
+/// OpenAI's translation form has no language (it is detected) and no word or token detail.
+const TRANSLATION_FIELDS: &[(&str, usize)] = &[
+    ("model", 64),
+    ("prompt", MAX_PROMPT_CHARS * 4),
+    ("response_format", 16),
+    ("temperature", 16),
 ];
 
 /// OpenAI's form, as documented.
@@ -63,6 +73,23 @@ pub struct OpenAiTranscriptionForm {
     /// Reported by the local engine (the cloud engine's whisper models give none).
     #[schema(rename = "include[]")]
     include: Option<Vec<String>>,
+}
+
+/// OpenAI's translation form, as documented.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OpenAiTranslationForm {
+    /// The audio file (wav, mp3, flac, ogg, webm, m4a/mp4, aac), speech in any language.
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+    /// Required by the contract; MMT translates with its configured engine whatever the name.
+    model: String,
+    /// Vocabulary hints, in English.
+    prompt: Option<String>,
+    /// json (default), text, srt, vtt or verbose_json.
+    response_format: Option<String>,
+    /// 0–1. MMT's engines decode deterministically from 0 with their own fallback.
+    temperature: Option<f32>,
 }
 
 /// `response_format=json`.
@@ -95,10 +122,10 @@ struct Params {
     format: Format,
     words: bool,
     logprobs: bool,
-    fields: UploadFields,
+    request: TranscriptionRequest,
 }
 
-fn parse_params(state: &AppState, upload: &ReceivedUpload) -> Result<Params, ApiError> {
+fn parse_params(state: &AppState, upload: &ReceivedUpload, task: Task) -> Result<Params, ApiError> {
     let invalid = |m: String| ApiError::bad_request("invalid_request", m);
     if upload.field("model").is_none_or(|m| m.trim().is_empty()) {
         return Err(invalid("you must provide a model parameter".into()));
@@ -154,12 +181,13 @@ fn parse_params(state: &AppState, upload: &ReceivedUpload) -> Result<Params, Api
         format,
         words,
         logprobs,
-        fields: UploadFields::validate(
-            state,
-            upload.field("language"),
-            upload.field("prompt"),
-            None,
-        )?,
+        request: RequestFields {
+            task: Some(task),
+            language: upload.field("language"),
+            prompt: upload.field("prompt"),
+            ..RequestFields::default()
+        }
+        .validate(state)?,
     })
 }
 
@@ -186,11 +214,53 @@ async fn create_audio_transcription(
     caller: Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
+    answer_now(state, caller, request, Task::Transcribe).await
+}
+
+/// Translate speech in any language into English text (OpenAI's contract). Needs a
+/// multilingual model.
+#[utoipa::path(
+    post,
+    path = "/v1/audio/translations",
+    tag = "openai-compatible",
+    security(("bearer" = [])),
+    request_body(content = OpenAiTranslationForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The English text in the requested format", content(
+            (OpenAiTranscription = "application/json"), (String = "text/plain")
+        )),
+        (status = 400, description = "Bad field, audio that cannot be transcribed, or an \
+            English-only model (`translation_unavailable`)", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 413, description = "Larger than MAX_UPLOAD_BYTES", body = ErrorBody),
+        (status = 415, description = "Not audio", body = ErrorBody),
+        (status = 503, description = "The engine is unavailable; retry later", body = ErrorBody)
+    )
+)]
+async fn create_audio_translation(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    answer_now(state, caller, request, Task::Translate).await
+}
+
+/// Stores the upload as a record, processes it at once and answers with the result.
+async fn answer_now(
+    state: AppState,
+    caller: Caller,
+    request: Request,
+    task: Task,
+) -> Result<Response, ApiError> {
     let principal = caller.require(Scope::Write)?.clone();
-    let upload = receive_upload(&state, request, TEXT_FIELDS).await?;
+    let fields = match task {
+        Task::Transcribe => TRANSCRIPTION_FIELDS,
+        Task::Translate => TRANSLATION_FIELDS,
+    };
+    let upload = receive_upload(&state, request, fields).await?;
     let prepared = async {
-        let params = parse_params(&state, &upload)?;
-        let engine = params.fields.engine;
+        let params = parse_params(&state, &upload, task)?;
+        let engine = params.request.engine;
         if state.engines.get(engine).is_none() {
             return Err(ApiError::EngineUnavailable(format!(
                 "the {engine} engine is not available"
@@ -209,9 +279,7 @@ async fn create_audio_transcription(
     let record = TranscriptionRecord::new_queued(
         upload.id,
         principal.owner.clone(),
-        params.fields.engine,
-        params.fields.language.clone(),
-        params.fields.prompt.clone(),
+        params.request.clone(),
         upload
             .file_name
             .clone()
@@ -285,7 +353,7 @@ fn render(transcript: &Transcript, params: &Params) -> Response {
         Format::Text => text_body(ResponseFormat::Txt),
         Format::Srt => text_body(ResponseFormat::Srt),
         Format::Vtt => text_body(ResponseFormat::Vtt),
-        Format::VerboseJson => Json(verbose(transcript, params.words)).into_response(),
+        Format::VerboseJson => Json(verbose(transcript, params)).into_response(),
     }
 }
 
@@ -302,8 +370,9 @@ fn logprobs(transcript: &Transcript) -> Vec<OpenAiLogprob> {
         .collect()
 }
 
-/// OpenAI's `verbose_json` (`TranscriptionVerbose`): segments always, words when asked for.
-fn verbose(transcript: &Transcript, words: bool) -> serde_json::Value {
+/// OpenAI's `verbose_json` (`TranscriptionVerbose`, `TranslationVerbose`): segments always,
+/// words when asked for. A translation's language is its output's, always "english".
+fn verbose(transcript: &Transcript, params: &Params) -> serde_json::Value {
     let segments: Vec<_> = transcript
         .segments
         .iter()
@@ -316,14 +385,22 @@ fn verbose(transcript: &Transcript, words: bool) -> serde_json::Value {
             })
         })
         .collect();
+    let language = match params.request.task {
+        Task::Translate => "english".to_owned(),
+        Task::Transcribe => transcript
+            .language
+            .as_deref()
+            .map(language_name)
+            .unwrap_or_else(|| "unknown".into()),
+    };
     let mut body = json!({
-        "task": "transcribe",
-        "language": transcript.language.as_deref().map(language_name).unwrap_or_else(|| "unknown".into()),
+        "task": params.request.task.as_str(),
+        "language": language,
         "duration": transcript.duration_s.unwrap_or(0.0),
         "text": transcript.text,
         "segments": segments,
     });
-    if words {
+    if params.words {
         body["words"] = transcript
             .segments
             .iter()

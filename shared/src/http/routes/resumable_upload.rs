@@ -26,13 +26,13 @@ use crate::{
     app::{AppState, uploads::ResumableError},
     auth::{PartGrant, Principal, Scope},
     domain::AuditAction,
-    domain::{AudioFormat, EngineKind, Status, TranscriptionRecord, UploadPlan},
+    domain::{AudioFormat, EngineKind, Status, Task, TranscriptionRecord, UploadPlan},
     http::{
         ApiError, ErrorBody,
         extract::{ApiJson, Caller, parse_transcription_id},
         routes::{
             transcriptions::load_owned,
-            upload::{Accepted, UploadFields, accepted, clean_file_name},
+            upload::{Accepted, RequestFields, accepted, clean_file_name},
         },
     },
     ports::BlobError,
@@ -70,6 +70,8 @@ pub struct UploadRequest {
     prompt: Option<String>,
     /// `cloud` or `local`; omitted = the deployment's default engine.
     engine: Option<EngineKind>,
+    /// `transcribe` (the default) or `translate` (English text; multilingual models only).
+    task: Option<Task>,
 }
 
 /// A resumable upload and what has arrived of it.
@@ -160,18 +162,17 @@ async fn create_upload(
     }
     let format = AudioFormat::from_content_type(&request.content_type)
         .ok_or(ApiError::UnsupportedMediaType)?;
-    let fields = UploadFields::validate(
-        &state,
-        request.language.as_deref(),
-        request.prompt.as_deref(),
-        request.engine,
-    )?;
+    let asked = RequestFields {
+        engine: request.engine,
+        task: request.task,
+        language: request.language.as_deref(),
+        prompt: request.prompt.as_deref(),
+    }
+    .validate(&state)?;
     let record = TranscriptionRecord::new_awaiting_upload(
         crate::domain::TranscriptionId::new(),
         principal.owner.clone(),
-        fields.engine,
-        fields.language,
-        fields.prompt,
+        asked,
         clean_file_name(&request.filename).filter(|_| state.config.retention.store_phi),
         format,
         request.size,

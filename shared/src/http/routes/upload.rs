@@ -25,8 +25,8 @@ use crate::{
     app::uploads::Then,
     auth::Scope,
     domain::{
-        AudioFormat, BlobKey, EngineKind, Status, TranscriptionId, TranscriptionRecord,
-        parse_language, sniff_audio_format,
+        AudioFormat, BlobKey, EngineKind, Status, Task, TranscriptionId, TranscriptionRecord,
+        TranscriptionRequest, parse_language, sniff_audio_format,
     },
     http::{ApiError, ErrorBody, extract::Caller},
 };
@@ -58,6 +58,9 @@ pub struct UploadForm {
     prompt: Option<String>,
     /// `cloud` or `local`; omitted = the deployment's default engine.
     engine: Option<EngineKind>,
+    /// `transcribe` (the default), or `translate`: English text from speech in any language
+    /// (multilingual models only).
+    task: Option<Task>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -96,8 +99,8 @@ async fn create_transcription(
     let upload = receive_upload(&state, request, UPLOAD_TEXT_FIELDS).await?;
     let (id, format, size_bytes) = (upload.id, upload.format, upload.size_bytes);
 
-    let fields = match upload_fields(&state, &upload) {
-        Ok(fields) => fields,
+    let request = match upload_request(&state, &upload) {
+        Ok(request) => request,
         Err(err) => {
             state.uploads().discard_audio(&upload.key).await;
             return Err(err);
@@ -106,9 +109,7 @@ async fn create_transcription(
     let record = TranscriptionRecord::new_queued(
         id,
         principal.owner.clone(),
-        fields.engine,
-        fields.language,
-        fields.prompt,
+        request,
         upload
             .file_name
             .clone()
@@ -150,46 +151,70 @@ const UPLOAD_TEXT_FIELDS: &[(&str, usize)] = &[
     ("language", 16),
     ("prompt", MAX_PROMPT_CHARS * 4),
     ("engine", 16),
+    ("task", 16),
 ];
 
-/// What an upload asks for, validated.
-pub(crate) struct UploadFields {
-    pub language: Option<String>,
-    pub prompt: Option<String>,
-    pub engine: EngineKind,
+/// What an upload asks for, as the client sent it.
+#[derive(Default)]
+pub(crate) struct RequestFields<'a> {
+    pub engine: Option<EngineKind>,
+    pub task: Option<Task>,
+    pub language: Option<&'a str>,
+    pub prompt: Option<&'a str>,
 }
 
-impl UploadFields {
+impl RequestFields<'_> {
     /// Checks the language code and prompt, and resolves the engine against the deployment.
-    pub(crate) fn validate(
-        state: &AppState,
-        language: Option<&str>,
-        prompt: Option<&str>,
-        engine: Option<EngineKind>,
-    ) -> Result<Self, ApiError> {
-        Ok(Self {
-            language: language
+    pub(crate) fn validate(self, state: &AppState) -> Result<TranscriptionRequest, ApiError> {
+        let engine = resolve_engine(state, self.engine)?;
+        let task = self.task.unwrap_or_default();
+        if task == Task::Translate
+            && state
+                .engines
+                .get(engine)
+                .is_some_and(|loaded| !loaded.translates())
+        {
+            return Err(ApiError::bad_request(
+                "translation_unavailable",
+                format!(
+                    "the {engine} engine's model is English-only and cannot translate: \
+                     deploy a multilingual model (e.g. MODEL=base)"
+                ),
+            ));
+        }
+        Ok(TranscriptionRequest {
+            engine,
+            task,
+            language: self
+                .language
                 .map(parse_language)
                 .transpose()
                 .map_err(|e| ApiError::bad_request("invalid_request", e))?,
-            prompt: parse_prompt(prompt)?,
-            engine: resolve_engine(state, engine)?,
+            prompt: parse_prompt(self.prompt)?,
         })
     }
 }
 
-fn upload_fields(state: &AppState, upload: &ReceivedUpload) -> Result<UploadFields, ApiError> {
-    let engine = upload
-        .field("engine")
-        .map(str::parse::<EngineKind>)
-        .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_request", e))?;
-    UploadFields::validate(
-        state,
-        upload.field("language"),
-        upload.field("prompt"),
-        engine,
-    )
+fn upload_request(
+    state: &AppState,
+    upload: &ReceivedUpload,
+) -> Result<TranscriptionRequest, ApiError> {
+    let invalid = |e: String| ApiError::bad_request("invalid_request", e);
+    RequestFields {
+        engine: upload
+            .field("engine")
+            .map(str::parse::<EngineKind>)
+            .transpose()
+            .map_err(invalid)?,
+        task: upload
+            .field("task")
+            .map(str::parse::<Task>)
+            .transpose()
+            .map_err(invalid)?,
+        language: upload.field("language"),
+        prompt: upload.field("prompt"),
+    }
+    .validate(state)
 }
 
 /// A prompt field: blank means none; at most MAX_PROMPT_CHARS characters.
@@ -202,6 +227,16 @@ fn parse_prompt(raw: Option<&str>) -> Result<Option<String>, ApiError> {
         return Err(ApiError::bad_request(
             "invalid_request",
             format!("prompt is limited to {MAX_PROMPT_CHARS} characters"),
+        ));
+    }
+    if prompt.as_ref().is_some_and(|p| {
+        p.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    }) {
+        // A NUL would also cut the prompt short in whisper.cpp's C string.
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "prompt must be plain text without control characters",
         ));
     }
     Ok(prompt)

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{EngineKind, Segment, Status, TranscriptionRecord};
+use crate::domain::{EngineKind, Segment, Status, Task, TranscriptionRecord};
 
 /// A transcription as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -14,8 +14,12 @@ pub struct TranscriptionView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub engine: EngineKind,
-    /// Requested or detected language (ISO 639-1).
+    /// `translate`: the text is English, whatever `language` was spoken.
+    pub task: Task,
+    /// The language spoken (ISO 639-1): as requested, or as the engine detected it.
     pub language: Option<String>,
+    /// How sure the engine was of a language it detected (0–1); absent when it was given.
+    pub language_probability: Option<f64>,
     pub duration_s: Option<f64>,
     /// The transcript, once `completed`.
     pub text: Option<String>,
@@ -32,9 +36,15 @@ pub struct TranscriptionView {
 
 impl From<TranscriptionRecord> for TranscriptionView {
     fn from(r: TranscriptionRecord) -> Self {
-        let (text, segments, duration_s, detected) = match r.transcript {
-            Some(t) => (Some(t.text), t.segments, t.duration_s, t.language),
-            None => (None, Vec::new(), None, None),
+        let (text, segments, duration_s, detected, probability) = match r.transcript {
+            Some(t) => (
+                Some(t.text),
+                t.segments,
+                t.duration_s,
+                t.language,
+                t.language_probability,
+            ),
+            None => (None, Vec::new(), None, None, None),
         };
         Self {
             id: r.id.to_string(),
@@ -42,6 +52,8 @@ impl From<TranscriptionRecord> for TranscriptionView {
             created_at: r.created_at,
             updated_at: r.updated_at,
             engine: r.engine,
+            task: r.task,
+            language_probability: probability,
             language: r.language.or(detected),
             duration_s,
             text,
@@ -63,6 +75,7 @@ pub struct TranscriptionSummary {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub engine: EngineKind,
+    pub task: Task,
     pub language: Option<String>,
     pub duration_s: Option<f64>,
     pub error: Option<String>,
@@ -79,6 +92,7 @@ impl From<TranscriptionRecord> for TranscriptionSummary {
             created_at: view.created_at,
             updated_at: view.updated_at,
             engine: view.engine,
+            task: view.task,
             language: view.language,
             duration_s: view.duration_s,
             error: view.error,
