@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{
     AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind,
     JobId, NoteDelivery, OwnerId, Task, Transcript, TranscriptionId, TranscriptionRecord,
-    UploadPlan,
+    UploadPlan, Vocabulary, estimated_tokens,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -195,6 +195,27 @@ pub trait RecordResealer: RecordStore {
         after: Option<&TranscriptionId>,
         limit: u32,
     ) -> Result<ResealedPage, StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vocabularies
+// ---------------------------------------------------------------------------------------------
+
+/// Each owner's medical vocabulary. Stores seal it when field encryption is on: clinician and
+/// clinic names are not for a database reader's eyes.
+#[async_trait]
+pub trait VocabularyStore: Send + Sync {
+    async fn get(&self, owner: &OwnerId) -> Result<Option<Vocabulary>, StoreError>;
+    /// Replaces the owner's vocabulary; an empty one removes it.
+    async fn put(
+        &self,
+        owner: &OwnerId,
+        vocabulary: &Vocabulary,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Seals again, under the primary key, every vocabulary another key sealed; how many.
+    /// Safe to repeat and to interrupt. Nothing to do without field encryption.
+    async fn reseal_all(&self) -> Result<usize, StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -608,6 +629,11 @@ pub trait Transcriber: Send + Sync {
     fn describe(&self) -> String;
     /// Whether [`Task::Translate`] is possible (English-only models cannot translate).
     fn translates(&self) -> bool;
+    /// How many prompt tokens `text` makes for this engine's model; an estimate where the
+    /// engine's tokenizer is not at hand.
+    fn prompt_tokens(&self, text: &str) -> usize {
+        estimated_tokens(text)
+    }
     async fn transcribe(
         &self,
         audio: &AudioInput,

@@ -19,7 +19,7 @@ use crate::{
     config::{AuditBackend, BlobBackend, Config, QueueBackend, RecordBackend},
     ports::{
         AuditLog, BlobStore, BoxError, Clock, DeliveryStore, EhrClient, EhrConnectionStore,
-        JobQueue, RecordStore, SystemClock, Transcriber,
+        JobQueue, RecordStore, SystemClock, Transcriber, VocabularyStore,
     },
 };
 
@@ -102,7 +102,8 @@ impl AppState {
             clock: &clock,
         };
         let queue = backends.transcribe_queue()?;
-        let (records, blobs, key_rotation) = backends.sealed_stores()?;
+        let vocabularies = backends.vocabulary_store()?;
+        let (records, blobs, key_rotation) = backends.sealed_stores(&vocabularies)?;
         let audit = backends.audit_log()?;
         let ehr = backends.ehr_services()?;
         let cloud = match &config.engines.cloud {
@@ -120,6 +121,7 @@ impl AppState {
         Ok(Self {
             records,
             blobs,
+            vocabularies,
             transcribe_queue: queue,
             audit,
             ehr,
@@ -241,6 +243,7 @@ impl Backends<'_> {
     #[allow(clippy::type_complexity)]
     fn sealed_stores(
         &self,
+        vocabularies: &Arc<dyn VocabularyStore>,
     ) -> Result<
         (
             Arc<dyn RecordStore>,
@@ -262,6 +265,7 @@ impl Backends<'_> {
             sealed_blobs
                 .clone()
                 .map(|sealed| sealed as Arc<dyn crate::ports::BlobResealer>),
+            vocabularies.clone(),
         );
         let blobs = match sealed_blobs {
             Some(sealed) => sealed as Arc<dyn BlobStore>,
@@ -307,6 +311,30 @@ impl Backends<'_> {
                     self.config.retention.keep_for(),
                 )))
             }
+            #[cfg(not(feature = "aws"))]
+            RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
+        }
+    }
+
+    /// Each owner's vocabulary, beside the records, sealed when field encryption is on.
+    fn vocabulary_store(&self) -> Result<Arc<dyn VocabularyStore>, StartupError> {
+        let keys = self.config.storage.field_encryption.clone();
+        match &self.config.storage.record_backend {
+            #[cfg(feature = "sqlite")]
+            RecordBackend::Sqlite => Ok(Arc::new(crate::adapters::SqliteVocabularyStore::new(
+                self.db(),
+                keys,
+            ))),
+            #[cfg(not(feature = "sqlite"))]
+            RecordBackend::Sqlite => Err(StartupError::NoSqliteSupport),
+            #[cfg(feature = "aws")]
+            RecordBackend::DynamoDb { table } => Ok(Arc::new(
+                crate::adapters::dynamodb_vocabulary::DynamoVocabularyStore::new(
+                    aws_sdk_dynamodb::Client::new(self.aws()?),
+                    table.clone(),
+                    keys,
+                ),
+            )),
             #[cfg(not(feature = "aws"))]
             RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
         }

@@ -159,7 +159,7 @@ locals {
       ]
     }
     transcriptions = {
-      description          = "GET /v1/transcriptions[/{id}[/transcript]], DELETE /v1/transcriptions/{id}"
+      description          = "GET /v1/transcriptions[/{id}[/transcript]], DELETE /v1/transcriptions/{id}, GET|PUT /v1/vocabulary"
       memory_mb            = 256
       timeout_s            = 10
       reserved_concurrency = var.reserved_concurrency ? 50 : null

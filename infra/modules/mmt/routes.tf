@@ -27,6 +27,8 @@ locals {
     "GET /v1/transcriptions/{id}"            = { function = "transcriptions", public = false }
     "DELETE /v1/transcriptions/{id}"         = { function = "transcriptions", public = false }
     "GET /v1/transcriptions/{id}/transcript" = { function = "transcriptions", public = false }
+    "GET /v1/vocabulary"                     = { function = "transcriptions", public = false }
+    "PUT /v1/vocabulary"                     = { function = "transcriptions", public = false }
     "POST /v1/transcriptions/{id}/ehr"       = { function = "ehr-push", public = false }
     "GET /v1/transcriptions/{id}/ehr"        = { function = "ehr-push", public = false }
     "GET /openapi.json"                      = { function = "docs", public = true }

@@ -7,6 +7,7 @@
 //!   (created_at, id), so pages are stable while new records arrive.
 //! * `expires_at` (N, epoch seconds): the table's TTL attribute, `created_at + RETENTION_DAYS`,
 //!   the second line of defence behind the retention sweep.
+//! * Each owner's vocabulary shares the table under `V#<owner>` (see [`super::dynamodb_vocabulary`]).
 //!
 //! Status changes are conditional writes (e.g. `#status IN (:queued, :processing)`): a stale
 //! or redelivered job can never overwrite a final record or move one backwards.
@@ -511,6 +512,9 @@ impl RecordStore for DynamoRecordStore {
                 .client
                 .scan()
                 .table_name(&self.table)
+                // The table also holds each owner's vocabulary (`V#`): records only.
+                .filter_expression("begins_with(pk, :record)")
+                .expression_attribute_values(":record", s("T#"))
                 .limit(i32::try_from(limit as usize - out.len()).unwrap_or(i32::MAX))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())

@@ -11,6 +11,8 @@ pub mod dynamodb_audit;
 pub mod dynamodb_ehr;
 #[cfg(feature = "aws")]
 mod dynamodb_items;
+#[cfg(feature = "aws")]
+pub mod dynamodb_vocabulary;
 pub mod ecs_task_protection;
 pub mod encrypted_blobs;
 pub mod encrypted_records;
@@ -33,5 +35,5 @@ pub use openai::OpenAiTranscriber;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
     Database, SqliteAuditLog, SqliteDeliveryStore, SqliteEhrConnectionStore, SqliteJobQueue,
-    SqliteRecordStore,
+    SqliteRecordStore, SqliteVocabularyStore,
 };

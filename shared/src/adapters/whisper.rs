@@ -105,10 +105,7 @@ impl WhisperTranscriber {
                 .clone()
                 .or_else(|| self.config.language.clone())
                 .or_else(|| (!self.multilingual).then(|| "en".to_owned())),
-            prompt: options
-                .prompt
-                .clone()
-                .or_else(|| self.config.initial_prompt.clone()),
+            prompt: options.prompt.clone(),
             extension,
             progress: progress.clone(),
         })
@@ -138,6 +135,15 @@ impl Transcriber for WhisperTranscriber {
 
     fn translates(&self) -> bool {
         self.multilingual
+    }
+
+    /// Exact: the model's own tokenizer.
+    fn prompt_tokens(&self, text: &str) -> usize {
+        // A BPE token is at least one byte; room for every byte bounds the count.
+        self.context.tokenize(text, text.len() + 1).map_or_else(
+            |_| crate::domain::estimated_tokens(text),
+            |tokens| tokens.len(),
+        )
     }
 
     async fn transcribe(

@@ -59,8 +59,12 @@ impl AuditTrail {
             "system:key-rotation",
         )
         .detail(format!(
-            "primary key {primary}: {} records looked at, {} resealed, {} audio files resealed",
-            report.records_scanned, report.records_resealed, report.audio_resealed
+            "primary key {primary}: {} records looked at, {} resealed, {} audio files resealed, \
+             {} vocabularies resealed",
+            report.records_scanned,
+            report.records_resealed,
+            report.audio_resealed,
+            report.vocabularies_resealed
         ));
         self.record(event).await;
     }

@@ -1,16 +1,17 @@
 //! Key rotation: after a new key is added to `ENCRYPTION_KEYS` and made primary, every record
-//! (and, on the local file store, every audio file) sealed with an older key is sealed again
-//! under the primary, batch by batch. Once it reports nothing left under other keys, the old
+//! (and, on the local file store, every audio file) and every vocabulary sealed with an older
+//! key is sealed again under the primary, batch by batch. Once it reports nothing left under other keys, the old
 //! key can leave the ring.
 
 use std::sync::Arc;
 
-use crate::ports::{BlobError, BlobResealer, RecordResealer, StoreError};
+use crate::ports::{BlobError, BlobResealer, RecordResealer, StoreError, VocabularyStore};
 
 /// The stores that seal what they keep, as built for this process.
 pub struct KeyRotation {
     records: Arc<dyn RecordResealer>,
     blobs: Option<Arc<dyn BlobResealer>>,
+    vocabularies: Arc<dyn VocabularyStore>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,7 @@ pub struct RotationReport {
     pub audio_resealed: usize,
     /// Records whose audio is already gone (deleted after transcription, or never uploaded).
     pub audio_absent: usize,
+    pub vocabularies_resealed: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +33,16 @@ pub enum RotationError {
 }
 
 impl KeyRotation {
-    pub fn new(records: Arc<dyn RecordResealer>, blobs: Option<Arc<dyn BlobResealer>>) -> Self {
-        Self { records, blobs }
+    pub fn new(
+        records: Arc<dyn RecordResealer>,
+        blobs: Option<Arc<dyn BlobResealer>>,
+        vocabularies: Arc<dyn VocabularyStore>,
+    ) -> Self {
+        Self {
+            records,
+            blobs,
+            vocabularies,
+        }
     }
 
     /// Runs to the end, `batch` records at a time, calling `progress` after each batch.
@@ -42,7 +52,10 @@ impl KeyRotation {
         batch: u32,
         mut progress: impl FnMut(&RotationReport),
     ) -> Result<RotationReport, RotationError> {
-        let mut report = RotationReport::default();
+        let mut report = RotationReport {
+            vocabularies_resealed: self.vocabularies.reseal_all().await?,
+            ..RotationReport::default()
+        };
         let mut after = None;
         loop {
             let page = self.records.reseal_page(after.as_ref(), batch).await?;

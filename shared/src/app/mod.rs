@@ -21,7 +21,7 @@ use crate::{
     domain::EngineKind,
     ports::{
         AuditLog, BlobStore, Clock, DeliveryStore, EhrClient, JobQueue, RecordStore,
-        ScaleInProtection, Transcriber,
+        ScaleInProtection, Transcriber, VocabularyStore,
     },
 };
 
@@ -58,6 +58,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub records: Arc<dyn RecordStore>,
     pub blobs: Arc<dyn BlobStore>,
+    /// Each owner's medical vocabulary, given to the engine with the upload's prompt.
+    pub vocabularies: Arc<dyn VocabularyStore>,
     pub transcribe_queue: Arc<dyn JobQueue>,
     /// The append-only audit trail, kept apart from the records.
     pub audit: Arc<dyn AuditLog>,

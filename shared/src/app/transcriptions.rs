@@ -8,15 +8,21 @@ use tracing::Instrument;
 
 use super::{AppState, Engines, errors::JobError};
 use crate::{
-    domain::{Transcript, TranscriptionId, TranscriptionRecord},
+    domain::{Transcript, TranscriptionId, TranscriptionRecord, Vocabulary, compose_prompt},
     metrics::Metrics,
-    ports::{AudioInput, BlobStore, Claim, Clock, Progress, RecordStore, TranscribeOptions},
+    ports::{
+        AudioInput, BlobStore, Claim, Clock, Progress, RecordStore, StoreError, TranscribeOptions,
+        Transcriber, VocabularyStore,
+    },
 };
 
 /// What processing a transcription needs.
 pub struct Transcriptions {
     records: Arc<dyn RecordStore>,
     blobs: Arc<dyn BlobStore>,
+    vocabularies: Arc<dyn VocabularyStore>,
+    /// The deployment's vocabulary, before each owner's.
+    vocabulary: Vocabulary,
     engines: Engines,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -33,6 +39,8 @@ impl AppState {
         Transcriptions {
             records: self.records.clone(),
             blobs: self.blobs.clone(),
+            vocabularies: self.vocabularies.clone(),
+            vocabulary: self.config.engines.vocabulary.clone(),
             engines: self.engines.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
@@ -88,6 +96,7 @@ impl Transcriptions {
             return Ok(Processed::Skipped("claimed by other live work"));
         }
 
+        let options = self.options(&record, engine.as_ref()).await?;
         let (progress, progress_writer) = self.progress_to_record(*id);
         let started = std::time::Instant::now();
         let engine_span = tracing::info_span!(
@@ -99,7 +108,7 @@ impl Transcriptions {
         let outcome = engine
             .transcribe(
                 &AudioInput::of(&record, self.blobs.clone()),
-                &TranscribeOptions::of(&record),
+                &options,
                 &progress,
             )
             .instrument(engine_span)
@@ -129,6 +138,38 @@ impl Transcriptions {
         );
         self.forget_audio(&record).await;
         Ok(Processed::Completed(transcript))
+    }
+
+    /// What the owner asked for, with the prompt made from the deployment's vocabulary, the
+    /// owner's and the upload's prompt, within the engine's token budget.
+    async fn options(
+        &self,
+        record: &TranscriptionRecord,
+        engine: &dyn Transcriber,
+    ) -> Result<TranscribeOptions, JobError> {
+        let own = match self.vocabularies.get(&record.owner).await {
+            Ok(own) => own.unwrap_or_default(),
+            Err(StoreError::Corrupt(reason)) => {
+                // A hint, not the work: transcribe without it rather than not at all.
+                tracing::warn!(transcription_id = %record.id, reason, "the owner's vocabulary is unreadable; transcribing without it");
+                Vocabulary::default()
+            }
+            Err(unavailable) => return Err(JobError::Records(unavailable)),
+        };
+        let prompt = compose_prompt(&self.vocabulary, &own, record.prompt.as_deref(), &|text| {
+            engine.prompt_tokens(text)
+        });
+        // Counts only: the terms themselves are the owner's business.
+        tracing::debug!(
+            transcription_id = %record.id,
+            terms_used = prompt.terms_used,
+            terms_left_out = prompt.terms_left_out,
+            "prompt composed"
+        );
+        Ok(TranscribeOptions {
+            prompt: prompt.text,
+            ..TranscribeOptions::of(record)
+        })
     }
 
     /// Fails the record with the error's reason. `false` when it was already final or gone.

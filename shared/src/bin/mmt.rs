@@ -12,9 +12,10 @@ const USAGE: &str =
     "usage: mmt [serve | worker | transcribe FILE | hash-password | keys rotate | secrets | help]
   serve            run the API, the transcribe workers and the retention sweep (default)
   worker           run only the transcribe workers (and /health/* on $PORT): the GPU worker
-  transcribe FILE [--task translate]
+  transcribe FILE [--task translate] [--prompt TEXT]
                    transcribe (or translate into English) one audio file with the local engine
-                   (WHISPER_* settings); print the transcript as JSON with timing and peak memory
+                   (WHISPER_* settings, VOCABULARY, then the prompt); print the transcript as
+                   JSON with timing and peak memory
   hash-password    read a password on stdin, print an argon2 hash for LOCAL_LOGIN_USERS
   keys rotate [--batch N]
                    seal again, under PRIMARY_ENCRYPTION_KEY_ID, every record and audio file an
@@ -160,10 +161,13 @@ async fn rotate_keys() -> ExitCode {
                 .record_key_rotation(&primary, &report)
                 .await;
             println!(
-                "rotation complete: {} records ({} resealed), {} audio files resealed; \
-                 everything is now sealed with key {primary:?}, and the other keys can be \
-                 removed from ENCRYPTION_KEYS",
-                report.records_scanned, report.records_resealed, report.audio_resealed
+                "rotation complete: {} records ({} resealed), {} audio files and {} \
+                 vocabularies resealed; everything is now sealed with key {primary:?}, and the \
+                 other keys can be removed from ENCRYPTION_KEYS",
+                report.records_scanned,
+                report.records_resealed,
+                report.audio_resealed,
+                report.vocabularies_resealed
             );
             ExitCode::SUCCESS
         }
@@ -225,8 +229,8 @@ fn hash_password() -> ExitCode {
 fn transcribe(file: &str) -> ExitCode {
     use mmt_core::{
         adapters::whisper::WhisperTranscriber,
-        domain::{Task, sniff_audio_format},
-        ports::{Progress, TranscribeOptions},
+        domain::{Task, Vocabulary, compose_prompt, sniff_audio_format},
+        ports::{Progress, TranscribeOptions, Transcriber},
     };
     use std::io::Read;
 
@@ -263,10 +267,16 @@ fn transcribe(file: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let prompt = compose_prompt(
+        &config.engines.vocabulary,
+        &Vocabulary::default(),
+        flag_value("--prompt").as_deref(),
+        &|text| engine.prompt_tokens(text),
+    );
     let options = TranscribeOptions {
         task,
         language: config.engines.local.language.clone(),
-        prompt: None,
+        prompt: prompt.text,
     };
     let started = std::time::Instant::now();
     match engine.transcribe_file(path, format, &options, &Progress::ignore()) {

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use secrecy::SecretString;
 
 use super::source::{ConfigError, Source};
-use crate::domain::EngineKind;
+use crate::domain::{EngineKind, Vocabulary};
 
 #[derive(Debug, Clone)]
 pub struct EnginesConfig {
@@ -16,6 +16,9 @@ pub struct EnginesConfig {
     pub local_engine_on_worker: bool,
     pub local: LocalEngineConfig,
     pub default_engine: Option<EngineKind>,
+    /// The deployment's medical vocabulary (`VOCABULARY`), given to every engine before each
+    /// user's own.
+    pub vocabulary: Vocabulary,
 }
 
 #[derive(Debug, Clone)]
@@ -35,8 +38,6 @@ pub struct LocalEngineConfig {
     pub threads: usize,
     /// ISO 639-1 code, or `None` to detect (multilingual models) / English (`.en` models).
     pub language: Option<String>,
-    /// Vocabulary hints used when an upload gives no prompt.
-    pub initial_prompt: Option<String>,
     /// 1 = greedy decoding; more = beam search of this width.
     pub beam_size: usize,
     pub temperature: f32,
@@ -87,12 +88,26 @@ impl EnginesConfig {
             _ => {}
         }
 
+        if src.raw("WHISPER_INITIAL_PROMPT").is_some() {
+            return Err(ConfigError::Invalid {
+                key: "WHISPER_INITIAL_PROMPT",
+                reason: "replaced by VOCABULARY (comma-separated terms, given to every engine)"
+                    .into(),
+            });
+        }
+        let vocabulary = Vocabulary::parse_list(&src.raw("VOCABULARY").unwrap_or_default())
+            .map_err(|e| ConfigError::Invalid {
+                key: "VOCABULARY",
+                reason: e.to_string(),
+            })?;
+
         Ok(Self {
             cloud,
             local_engine_enabled,
             local_engine_on_worker,
             local,
             default_engine,
+            vocabulary,
         })
     }
 
@@ -162,7 +177,6 @@ impl LocalEngineConfig {
                     }
                 })?),
             },
-            initial_prompt: src.raw("WHISPER_INITIAL_PROMPT"),
             beam_size: src.parse("WHISPER_BEAM_SIZE", 1usize)?.clamp(1, 16),
             temperature: src.parse("WHISPER_TEMPERATURE", 0.0f32)?,
             temperature_increment: src.parse("WHISPER_TEMPERATURE_INCREMENT", 0.2f32)?,

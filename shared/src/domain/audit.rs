@@ -21,10 +21,12 @@ pub enum AuditAction {
     Sweep,
     KeyRotation,
     AuditQuery,
+    /// A user saved or cleared their vocabulary (the detail counts terms, never names them).
+    VocabularyChange,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 9] = [
+    pub const ALL: [AuditAction; 10] = [
         Self::Create,
         Self::Read,
         Self::Download,
@@ -34,6 +36,7 @@ impl AuditAction {
         Self::Sweep,
         Self::KeyRotation,
         Self::AuditQuery,
+        Self::VocabularyChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl AuditAction {
             Self::Sweep => "sweep",
             Self::KeyRotation => "key_rotation",
             Self::AuditQuery => "audit_query",
+            Self::VocabularyChange => "vocabulary_change",
         }
     }
 

@@ -8,6 +8,7 @@ mod languages;
 mod retry;
 mod transcript;
 mod upload;
+mod vocabulary;
 
 pub use audio::{AudioFormat, sniff_audio_format};
 pub use audit::{AuditAction, AuditEvent, AuditOutcome, AuditQuery};
@@ -20,6 +21,10 @@ pub use languages::{language_code, language_name};
 pub use retry::{Backoff, MAX_BACKOFF};
 pub use transcript::{ResponseFormat, Segment, TokenScore, Transcript, Word, render_transcript};
 pub use upload::{MIN_PART_BYTES, UploadPlan};
+pub use vocabulary::{
+    MAX_TERM_CHARS, MAX_TERMS, PROMPT_TOKEN_BUDGET, Prompt, Vocabulary, VocabularyError,
+    compose_prompt, estimated_tokens,
+};
 
 use std::{fmt, str::FromStr};
 

@@ -87,7 +87,9 @@ impl RouteGroup {
             Self::Upload => routes::upload::routes()
                 .merge(routes::resumable_upload::routes())
                 .merge(routes::openai_compat::routes()),
-            Self::Transcriptions => routes::transcriptions::routes(),
+            Self::Transcriptions => {
+                routes::transcriptions::routes().merge(routes::vocabulary::routes())
+            }
             Self::Docs => routes::docs::routes(),
             Self::EhrPush => routes::ehr::routes(),
         }

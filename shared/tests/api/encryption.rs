@@ -1,5 +1,6 @@
 //! Field encryption at rest: with ENABLE_FIELD_ENCRYPTION the raw SQLite file holds none of
-//! the PHI (transcript, prompt, file name), its owner still reads it all, and a record whose
+//! the PHI (transcript, prompt, file name) nor the owner's vocabulary, its owner still reads it
+//! all, and a record whose
 //! key is gone from the ring is an error, never garbage.
 
 use crate::helpers::{TestApp, spawn_app_with, tone};
@@ -7,12 +8,22 @@ use crate::helpers::{TestApp, spawn_app_with, tone};
 const PHRASE: &str = "Zebediah Quarrington reports palpitations since Tuesday";
 const PROMPT: &str = "amiodarone Quarrington";
 const FILE_NAME: &str = "quarrington-cardiology.wav";
+const VOCABULARY: [&str; 2] = ["Zanubrutinib", "Dr. Vexworth"];
 const K1: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const K2: &str = "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
 async fn transcribe_planted(app: &TestApp) -> (String, String) {
     app.openai.set_transcript(PHRASE);
     let token = app.guest_token().await;
+    let saved = app
+        .client
+        .put(app.url("/v1/vocabulary"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "terms": VOCABULARY }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
     let response = app
         .upload(&token, tone(), FILE_NAME, &[("prompt", PROMPT)])
         .await;
@@ -51,6 +62,7 @@ async fn without_encryption_the_raw_file_holds_the_phi() {
     let raw = raw_database(&app);
     assert!(contains(&raw, "Quarrington reports"));
     assert!(contains(&raw, "amiodarone"));
+    assert!(contains(&raw, "Vexworth"));
 }
 
 #[tokio::test]
@@ -63,7 +75,14 @@ async fn with_encryption_the_raw_file_holds_no_phi_and_the_owner_reads_it_all() 
     .await;
     let (token, id) = transcribe_planted(&app).await;
     let raw = raw_database(&app);
-    for planted in ["Quarrington", "palpitations", "amiodarone", "cardiology"] {
+    for planted in [
+        "Quarrington",
+        "palpitations",
+        "amiodarone",
+        "cardiology",
+        "Vexworth",
+        "Zanubrutinib",
+    ] {
         assert!(!contains(&raw, planted), "{planted} is in the raw database");
     }
     assert!(contains(&raw, "mmt:v1:k1:"), "sealed fields are there");
@@ -208,9 +227,17 @@ async fn rotation_reseals_records_and_audio_so_the_old_key_can_leave_the_ring() 
     assert_eq!(report.records_scanned, 5);
     assert_eq!(report.records_resealed, 5);
     assert_eq!(report.audio_resealed, 5);
+    assert_eq!(report.vocabularies_resealed, 5, "one per guest");
     // Running it again finds nothing left to do (and is how an interrupted run resumes).
     let again = rotate(&app, &format!("{K1},{K2}"), "k2").await;
-    assert_eq!((again.records_resealed, again.audio_resealed), (0, 0));
+    assert_eq!(
+        (
+            again.records_resealed,
+            again.audio_resealed,
+            again.vocabularies_resealed
+        ),
+        (0, 0, 0)
+    );
 
     // k1 retired: every record and every recording still opens, under k2 alone.
     let retired = reopen(&app, K2, "k2").await;
@@ -219,6 +246,13 @@ async fn rotation_reseals_records_and_audio_so_the_old_key_can_leave_the_ring() 
         assert_eq!(record.transcript.unwrap().text, PHRASE);
         assert_eq!(record.prompt.as_deref(), Some(PROMPT));
         assert_eq!(record.file_name.as_deref(), Some(FILE_NAME));
+        let vocabulary = retired
+            .vocabularies
+            .get(&record.owner)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(vocabulary.terms(), VOCABULARY);
         let mut audio = retired.blobs.get(&record.audio_key).await.unwrap();
         let mut bytes = Vec::new();
         while let Some(chunk) = futures::StreamExt::next(&mut audio).await {

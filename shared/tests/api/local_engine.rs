@@ -815,3 +815,83 @@ async fn an_english_only_model_refuses_translation_and_keeps_nothing() {
     let (_, list) = app.get_json(&token, "/v1/transcriptions").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_vocabulary_makes_whisper_spell_their_names() {
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[("VOCABULARY", "Lisinopril, Metformin")]).await;
+    let (with_terms, without) = (app.guest_token().await, app.guest_token().await);
+    let saved = app
+        .client
+        .put(app.url("/v1/vocabulary"))
+        .bearer_auth(&with_terms)
+        .json(&serde_json::json!({"terms": ["Dr. Okafor", "Ashby clinic"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let said = "Start lisinopril ten milligrams and metformin, \
+                and book a review with Doctor Okafor in Ashby clinic.";
+    for (voice, rate) in [(("en-us", 150), "48000"), (("en-gb+m3", 160), "16000")] {
+        let name = format!("{}.wav", voice.0);
+        let audio = speech_in(voice, dir.path(), said, &name, &["-ar", rate, "-ac", "2"]);
+        let mine = transcribe(&app, &with_terms, audio.clone(), &name).await;
+        let theirs = transcribe(&app, &without, audio, &name).await;
+        let (mine, theirs) = (
+            mine["text"].as_str().unwrap(),
+            theirs["text"].as_str().unwrap(),
+        );
+        // The deployment's terms help everyone; the user's only their own recordings.
+        for text in [mine, theirs] {
+            assert!(text.contains("Metformin"), "{voice:?}: {text}");
+        }
+        assert!(
+            mine.contains("Okafor") && mine.contains("Ashby"),
+            "{voice:?}: {mine}"
+        );
+        assert!(
+            !theirs.contains("Okafor") && !theirs.contains("Ashby"),
+            "{voice:?}: without the terms tiny.en hears {theirs:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_engine_counts_prompt_tokens_with_the_models_tokenizer() {
+    use mmt_core::{
+        adapters::whisper::WhisperTranscriber,
+        domain::{PROMPT_TOKEN_BUDGET, Vocabulary, compose_prompt},
+        ports::Transcriber,
+    };
+    let _serial = WHISPER.lock().await;
+    let mut config = mmt_core::Config::from_map(&std::collections::HashMap::from([(
+        "WHISPER_MODEL_PATH".to_owned(),
+        model_path(),
+    )]))
+    .unwrap()
+    .engines
+    .local;
+    config.threads = 2;
+    let engine = WhisperTranscriber::load(&config).unwrap();
+    // Whisper's GPT-2 BPE: common words are one token, rare drug names several.
+    assert_eq!(engine.prompt_tokens(" the"), 1);
+    let drug = engine.prompt_tokens(" zanubrutinib");
+    assert!((3..=8).contains(&drug), "{drug}");
+    // A long vocabulary is cut to exactly what fits.
+    let terms: Vec<String> = (0..200).map(|i| format!("Zanubrutinib{i}")).collect();
+    let prompt = compose_prompt(
+        &Vocabulary::new(&terms).unwrap(),
+        &Vocabulary::default(),
+        Some("Oncology follow-up."),
+        &|text| engine.prompt_tokens(text),
+    );
+    let text = prompt.text.clone().unwrap();
+    let tokens = engine.prompt_tokens(&text);
+    assert!(
+        tokens <= PROMPT_TOKEN_BUDGET && tokens > PROMPT_TOKEN_BUDGET - 12,
+        "{tokens} tokens: {text}"
+    );
+    assert!(text.ends_with("Zanubrutinib199. Oncology follow-up."));
+    assert!(prompt.terms_left_out > 150, "{prompt:?}");
+}

@@ -37,3 +37,4 @@ mod security;
 mod telemetry;
 mod transcriptions;
 mod upload;
+mod vocabulary;

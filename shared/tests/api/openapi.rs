@@ -37,6 +37,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v1/transcriptions/{id}"),
     ("delete", "/v1/transcriptions/{id}"),
     ("get", "/v1/transcriptions/{id}/transcript"),
+    ("get", "/v1/vocabulary"),
+    ("put", "/v1/vocabulary"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
     ("post", "/v1/transcriptions/{id}/ehr"),

@@ -4,12 +4,15 @@
 use crate::emulator::Emulator;
 use chrono::{Duration, Utc};
 use mmt_core::{
-    adapters::{Database, SqliteRecordStore, dynamodb::DynamoRecordStore},
+    adapters::{
+        Database, SqliteRecordStore, SqliteVocabularyStore, dynamodb::DynamoRecordStore,
+        dynamodb_vocabulary::DynamoVocabularyStore,
+    },
     domain::{
         AudioFormat, EngineKind, OwnerId, Segment, Status, Task, Transcript, TranscriptionId,
-        TranscriptionRecord, TranscriptionRequest,
+        TranscriptionRecord, TranscriptionRequest, Vocabulary,
     },
-    ports::{Claim, PageRequest, RecordStore},
+    ports::{Claim, PageRequest, RecordStore, VocabularyStore},
 };
 
 fn record(owner: &OwnerId, minutes_ago: i64) -> TranscriptionRecord {
@@ -433,4 +436,120 @@ fn claim(by: &str, now: chrono::DateTime<Utc>) -> Claim {
         now,
         stale_before: now - Duration::minutes(10),
     }
+}
+
+/// One contract for every [`VocabularyStore`]: per owner, replaced whole, cleared by an empty
+/// list, sealed at rest with keys, and resealed under a new primary key.
+async fn vocabulary_meets_the_contract(
+    store: &dyn VocabularyStore,
+    rotated: &dyn VocabularyStore,
+    raw: &(dyn Fn() -> futures::future::BoxFuture<'static, String> + Sync),
+) {
+    let (alice, bob) = (OwnerId::new_guest(), OwnerId::new_guest());
+    assert_eq!(store.get(&alice).await.unwrap(), None);
+    let first = Vocabulary::new(["Metformin", "Dr. Vexworth"]).unwrap();
+    store.put(&alice, &first, Utc::now()).await.unwrap();
+    assert_eq!(store.get(&alice).await.unwrap(), Some(first));
+    assert_eq!(store.get(&bob).await.unwrap(), None, "per owner");
+    let second = Vocabulary::new(["Ozempic"]).unwrap();
+    store.put(&alice, &second, Utc::now()).await.unwrap();
+    assert_eq!(store.get(&alice).await.unwrap(), Some(second.clone()));
+    assert!(!raw().await.contains("Vexworth"), "sealed at rest");
+
+    // A new primary key: resealed once, then readable without the old key's help.
+    store.put(&bob, &second, Utc::now()).await.unwrap();
+    assert_eq!(rotated.reseal_all().await.unwrap(), 2);
+    assert_eq!(rotated.reseal_all().await.unwrap(), 0, "nothing left");
+    assert_eq!(rotated.get(&alice).await.unwrap(), Some(second));
+
+    store
+        .put(&alice, &Vocabulary::default(), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(store.get(&alice).await.unwrap(), None, "cleared");
+}
+
+const K1: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const K2: &str = "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+fn ring(keys: &str, primary: &str) -> Option<std::sync::Arc<mmt_core::crypto::KeyRing>> {
+    Some(std::sync::Arc::new(
+        mmt_core::crypto::KeyRing::parse(keys, primary).unwrap(),
+    ))
+}
+
+#[tokio::test]
+async fn the_sqlite_vocabulary_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("r.db")).unwrap();
+    let store = SqliteVocabularyStore::new(db.clone(), ring(K1, "k1"));
+    let rotated = SqliteVocabularyStore::new(db, ring(&format!("{K1},{K2}"), "k2"));
+    let path = dir.path().to_owned();
+    let raw = move || -> futures::future::BoxFuture<'static, String> {
+        let path = path.clone();
+        Box::pin(async move {
+            ["r.db", "r.db-wal"]
+                .iter()
+                .filter_map(|f| std::fs::read(path.join(f)).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect()
+        })
+    };
+    vocabulary_meets_the_contract(&store, &rotated, &raw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_vocabulary_store_shares_the_records_table_unseen_by_record_reads() {
+    let aws = Emulator::start().await;
+    aws.records_table("mmt-records").await;
+    let client = aws.dynamodb.clone();
+    let store = DynamoVocabularyStore::new(client.clone(), "mmt-records", ring(K1, "k1"));
+    let rotated = DynamoVocabularyStore::new(
+        client.clone(),
+        "mmt-records",
+        ring(&format!("{K1},{K2}"), "k2"),
+    );
+    let scan_client = client.clone();
+    let raw = move || -> futures::future::BoxFuture<'static, String> {
+        let client = scan_client.clone();
+        Box::pin(async move {
+            let items = client
+                .scan()
+                .table_name("mmt-records")
+                .send()
+                .await
+                .unwrap();
+            format!("{:?}", items.items())
+        })
+    };
+    vocabulary_meets_the_contract(&store, &rotated, &raw).await;
+
+    // Beside records: listings, scans and sweeps see records only.
+    let records = DynamoRecordStore::new(client, "mmt-records", None);
+    let owner = OwnerId::new_guest();
+    store
+        .put(&owner, &Vocabulary::new(["Ozempic"]).unwrap(), Utc::now())
+        .await
+        .unwrap();
+    let r = record(&owner, 0);
+    records.insert(&r).await.unwrap();
+    let page = records
+        .list_by_owner(
+            &owner,
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let scanned = records.scan(None, 100).await.unwrap();
+    assert_eq!(scanned.len(), 1, "the scan reads records only");
+    assert_eq!(scanned[0].id, r.id);
+    let old = records
+        .created_before(Utc::now() + Duration::minutes(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(old.len(), 1);
 }

@@ -4,11 +4,13 @@ mod audit;
 mod ehr;
 mod queue;
 mod records;
+mod vocabulary;
 
 pub use audit::SqliteAuditLog;
 pub use ehr::{SqliteDeliveryStore, SqliteEhrConnectionStore};
 pub use queue::SqliteJobQueue;
 pub use records::SqliteRecordStore;
+pub use vocabulary::SqliteVocabularyStore;
 
 use std::{
     path::Path,
@@ -113,6 +115,14 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 7: translation into English, next to transcription.
     "ALTER TABLE transcriptions ADD COLUMN task TEXT NOT NULL DEFAULT 'transcribe';",
+    // 8: each owner's medical vocabulary (sealed when field encryption is on).
+    r#"
+    CREATE TABLE vocabularies (
+        owner      TEXT PRIMARY KEY,
+        terms      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:

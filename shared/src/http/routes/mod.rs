@@ -12,6 +12,7 @@ pub mod resumable_upload;
 pub mod transcriptions;
 pub mod upload;
 mod views;
+pub mod vocabulary;
 pub mod web;
 
 pub use views::{TranscriptionList, TranscriptionSummary, TranscriptionView};
