@@ -22,8 +22,8 @@ setup: ## Install what the project needs (apt packages, PyPI and npm tools, Node
 build: setup ## Build every crate
 	cargo build --workspace
 
-model: setup ## Obtain and verify a Whisper model under models/ (MODEL=tiny.en | base) and its q4_0 quantization
-	@scripts/model.sh >/dev/null && QUANT=q4_0 scripts/model.sh >/dev/null
+model: setup ## Obtain and verify a Whisper model under models/ (MODEL=tiny.en | base), its q4_0 quantization and the Silero VAD model
+	@scripts/model.sh >/dev/null && QUANT=q4_0 scripts/model.sh >/dev/null && MODEL=silero-vad scripts/model.sh >/dev/null
 
 demo: setup ## Run MMT in one process on http://localhost:8080 (embedded defaults, local Whisper)
 	@scripts/demo.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make model` (MODEL=tiny.en by default; MODEL=base for the multilingual base model):
-# obtains a real whisper.cpp model under $MODELS_DIR (git-ignored) without manual steps.
+# `make model` (MODEL=tiny.en by default; MODEL=base for the multilingual base model;
+# MODEL=silero-vad for the voice activity detector): obtains a real whisper.cpp model under
+# $MODELS_DIR (git-ignored) without manual steps.
 # QUANT=q8_0|q5_1|q5_0|q4_0 also writes its quantized copy (ggml-$MODEL-$QUANT.bin, by this
 # project's quantizer, which writes the bytes ggml's own does) and prints that path instead.
 #   1. the official ggml file from the whisper.cpp model repository (published SHA-1/SHA-256
@@ -16,6 +17,34 @@ MODELS_DIR=${MODELS_DIR:-./models}
 OFFICIAL_URL=${WHISPER_MODEL_BASE_URL:-https://huggingface.co/ggerganov/whisper.cpp/resolve/main}
 target="$MODELS_DIR/ggml-$MODEL.bin"
 log() { printf '[model] %s\n' "$*" >&2; }
+file_size() { stat -c %s "$1"; }
+
+# Silero VAD: the weights the `silero-vad` package ships (16 kHz, safetensors), checked against
+# their SHA-256 and converted by this project's converter into whisper.cpp's VAD format.
+if [[ "$MODEL" == silero-vad ]]; then
+  target="$MODELS_DIR/ggml-silero-vad.bin"
+  if [[ -f "$target" && -f "$target.verified" && "$(file_size "$target")" == "$(cat "$target.verified")" ]]; then
+    log "$target is present and verified"; echo "$target"; exit 0
+  fi
+  mkdir -p "$MODELS_DIR"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  python3 -m pip --version >/dev/null 2>&1 || { log "python3 has no pip: run 'make setup' (its Python is first on PATH under make)"; exit 1; }
+  python3 -m pip download -q --no-deps --disable-pip-version-check -d "$work" "silero-vad==6.2.3"
+  python3 -m zipfile -e "$work"/silero_vad-*.whl "$work/unpacked"
+  weights="$work/unpacked/silero_vad/data/silero_vad_16k.safetensors"
+  got=$(sha256sum "$weights" | cut -d' ' -f1)
+  [[ "$got" == c59271c284ae9c8335d795d60e0bfdb71aaaceec578d9bd9ffc1b8153c319ea1 ]] \
+    || { log "silero_vad_16k.safetensors has SHA-256 $got, not the pinned one"; exit 1; }
+  # Kept beside the converted file: the converter's test compares the two networks' outputs.
+  cp "$weights" "$MODELS_DIR/silero_vad_16k.safetensors"
+  cargo build -q --release -p whisper-ggml
+  target/release/ggml-convert silero-vad "$weights" "$target" >&2
+  file_size "$target" >"$target.verified"
+  log "converted the Silero VAD weights of silero-vad 6.2.3"
+  echo "$target"
+  exit 0
+fi
 
 case "$MODEL" in
   tiny.en)
@@ -38,7 +67,6 @@ case "$MODEL" in
     [[ -n "$sha256" ]] || { log "no checksum is known for MODEL=$MODEL: set WHISPER_MODEL_SHA256"; exit 1; } ;;
 esac
 
-file_size() { stat -c %s "$1"; }
 
 # Prints the path to use: the verified file $1, or its $QUANT quantization (made once).
 finish() {

@@ -22,6 +22,8 @@ pub mod openemr;
 #[cfg(feature = "aws")]
 pub mod s3;
 #[cfg(feature = "whisper")]
+pub mod speech_gate;
+#[cfg(feature = "whisper")]
 pub mod speech_pieces;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -20,10 +20,11 @@ use whisper_rs::{
 
 use super::{
     audio::{AudioError, TARGET_RATE, decode_file},
+    speech_gate::{GateError, SpeechGate},
     speech_pieces::{Piece, SpeechPieces},
 };
 use crate::{
-    config::LocalEngineConfig,
+    config::{LocalEngineConfig, VoiceDetection},
     domain::{EngineKind, Segment, Task, TokenScore, Transcript},
     ports::{AudioInput, EngineError, Progress, TranscribeOptions, Transcriber},
 };
@@ -275,43 +276,42 @@ impl Job {
         sender: mpsc::SyncSender<(usize, Piece)>,
         shared: &Shared,
     ) -> Result<u64, EngineError> {
-        let mut pieces = SpeechPieces::new(self.config.piece.as_secs(), self.config.vad);
+        let mut pieces = SpeechPieces::new(
+            self.config.piece.as_secs(),
+            self.config.vad != VoiceDetection::Off,
+        );
+        let mut gate = self.speech_gate()?;
+        let gate_failed = |e: GateError| {
+            lock(&shared.failure).get_or_insert(EngineError::Transient(e.to_string()));
+            AudioError::Stopped("voice activity detection failed".into())
+        };
         let mut next = 0usize;
-        let mut send = |piece: Piece| -> Result<(), AudioError> {
-            if lock(&shared.failure).is_some() {
-                return Err(AudioError::Stopped("a piece failed".into()));
-            }
-            if next == 0 && self.language.is_none() {
-                // Once, on the first speech, so every piece is decoded in the same language.
-                match self.detect_language(&piece.samples) {
-                    Ok(detected) => {
-                        let _ = shared.detected.set(detected);
-                    }
-                    Err(e) => {
-                        lock(&shared.failure).get_or_insert(e);
-                        return Err(AudioError::Stopped("language detection failed".into()));
-                    }
-                }
-            }
-            tracing::debug!(
-                piece = next,
-                start_s = piece.start_s,
-                duration_s = piece.duration_s(),
-                "audio piece cut"
-            );
-            sender
-                .send((next, piece))
-                .map_err(|_| AudioError::Stopped("the workers stopped".into()))?;
+        let mut send = |piece: Piece| {
+            self.hand_out(piece, next, &sender, shared)?;
             next += 1;
-            Ok(())
+            Ok::<(), AudioError>(())
         };
         let decoded = decode_file(
             path,
             Some(self.extension),
             |info| *lock(&shared.total_s) = info.duration_s,
-            |samples| pieces.push(samples).into_iter().try_for_each(&mut send),
+            |samples| {
+                let gated;
+                let samples = match gate.as_mut() {
+                    Some(gate) => {
+                        gated = gate.push(samples).map_err(gate_failed)?;
+                        &gated[..]
+                    }
+                    None => samples,
+                };
+                pieces.push(samples).into_iter().try_for_each(&mut send)
+            },
         )
         .and_then(|samples| {
+            if let Some(gate) = gate.as_mut() {
+                let rest = gate.finish().map_err(gate_failed)?;
+                pieces.push(&rest).into_iter().try_for_each(&mut send)?;
+            }
             pieces.finish().into_iter().try_for_each(&mut send)?;
             Ok(samples)
         });
@@ -324,6 +324,51 @@ impl Job {
             ))),
             Err(other) => Err(EngineError::Permanent(other.to_string())),
         }
+    }
+
+    /// Silero VAD in front of the pieces, when configured. One thread: the network is small,
+    /// and the piece workers need the rest.
+    fn speech_gate(&self) -> Result<Option<SpeechGate>, EngineError> {
+        match &self.config.vad {
+            VoiceDetection::Silero(model) => SpeechGate::load(model, 1).map(Some).map_err(|e| {
+                EngineError::Transient(format!("the local engine could not start: {e}"))
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Gives piece `index` to the workers; before the first, detects the language if needed.
+    fn hand_out(
+        &self,
+        piece: Piece,
+        index: usize,
+        sender: &mpsc::SyncSender<(usize, Piece)>,
+        shared: &Shared,
+    ) -> Result<(), AudioError> {
+        if lock(&shared.failure).is_some() {
+            return Err(AudioError::Stopped("a piece failed".into()));
+        }
+        if index == 0 && self.language.is_none() {
+            // Once, on the first speech, so every piece is decoded in the same language.
+            match self.detect_language(&piece.samples) {
+                Ok(detected) => {
+                    let _ = shared.detected.set(detected);
+                }
+                Err(e) => {
+                    lock(&shared.failure).get_or_insert(e);
+                    return Err(AudioError::Stopped("language detection failed".into()));
+                }
+            }
+        }
+        tracing::debug!(
+            piece = index,
+            start_s = piece.start_s,
+            duration_s = piece.duration_s(),
+            "audio piece cut"
+        );
+        sender
+            .send((index, piece))
+            .map_err(|_| AudioError::Stopped("the workers stopped".into()))
     }
 
     /// One worker: transcribes pieces until there are none left or one fails.

@@ -49,8 +49,8 @@ pub struct LocalEngineConfig {
     pub piece: Duration,
     /// Pieces transcribed at once, each with `threads / workers` threads.
     pub workers: usize,
-    /// Leave silences of a second or more out of the pieces (energy-based detection).
-    pub vad: bool,
+    /// How stretches without speech are found and left out of the pieces.
+    pub vad: VoiceDetection,
     pub use_gpu: bool,
 }
 
@@ -182,9 +182,52 @@ impl LocalEngineConfig {
             temperature_increment: src.parse("WHISPER_TEMPERATURE_INCREMENT", 0.2f32)?,
             fit_audio_context: src.flag("WHISPER_FIT_AUDIO_CONTEXT", true)?,
             piece: Duration::from_secs(src.parse("WHISPER_PIECE_SECS", 15u64)?.clamp(5, 25)),
-            vad: src.flag("WHISPER_VAD", true)?,
+            vad: VoiceDetection::parse(src, &models_dir)?,
             use_gpu: src.flag("WHISPER_USE_GPU", true)?,
         })
+    }
+}
+
+/// Voice activity detection: what is left out of the pieces so Whisper never decodes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoiceDetection {
+    /// Everything is decoded.
+    Off,
+    /// Silences of a second or more (quiet frames): never loses quiet speech, but keeps noise.
+    Energy,
+    /// Silero VAD (this ggml model) first: a second or more without speech, noise included,
+    /// then the energy rule.
+    Silero(PathBuf),
+}
+
+impl VoiceDetection {
+    /// `WHISPER_VAD`: `auto` (the default: Silero when its model is in place, else energy),
+    /// `silero`, `energy` or `off` (`true`/`false` as `auto`/`off`). The model is
+    /// `WHISPER_VAD_MODEL_PATH`, by default `ggml-silero-vad.bin` beside the Whisper models.
+    fn parse(src: &Source, models_dir: &std::path::Path) -> Result<Self, ConfigError> {
+        let model: PathBuf = src.parse(
+            "WHISPER_VAD_MODEL_PATH",
+            models_dir.join("ggml-silero-vad.bin"),
+        )?;
+        let mode = src.raw("WHISPER_VAD").unwrap_or_else(|| "auto".into());
+        match mode.trim().to_ascii_lowercase().as_str() {
+            "auto" | "true" | "1" | "on" if model.is_file() => Ok(Self::Silero(model)),
+            "auto" | "true" | "1" | "on" | "energy" => Ok(Self::Energy),
+            "silero" if model.is_file() => Ok(Self::Silero(model)),
+            "silero" => Err(ConfigError::Invalid {
+                key: "WHISPER_VAD",
+                reason: format!(
+                    "silero needs its model at {} (`make model` writes it, or set \
+                     WHISPER_VAD_MODEL_PATH)",
+                    model.display()
+                ),
+            }),
+            "off" | "false" | "0" => Ok(Self::Off),
+            _ => Err(ConfigError::Invalid {
+                key: "WHISPER_VAD",
+                reason: "expected auto, silero, energy or off".into(),
+            }),
+        }
     }
 }
 

@@ -50,12 +50,26 @@ fn count_words(text: &str, words: &[&str]) -> usize {
     words.iter().filter(|w| text.contains(*w)).count()
 }
 
+/// Silero VAD converted from the `silero-vad` package (`make model`).
+fn vad_model_path() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ggml-silero-vad.bin");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make model` first (make test does)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// The local engine as a deployment runs it by default: tiny.en, Silero VAD.
 pub(crate) async fn local_app(extra: &[(&str, &str)]) -> TestApp {
     let model = model_path();
+    let vad = vad_model_path();
     let mut env = vec![
         ("ENABLE_LOCAL_TRANSCRIPTION", "true"),
         ("DEFAULT_ENGINE", "local"),
         ("WHISPER_MODEL_PATH", model.as_str()),
+        ("WHISPER_VAD_MODEL_PATH", vad.as_str()),
         ("WHISPER_THREADS", "2"),
     ];
     env.extend_from_slice(extra);
@@ -407,19 +421,41 @@ async fn long_audio_is_transcribed_in_pieces_with_progress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_are_left_out_and_timestamps_still_match_the_recording() {
+    // Eight seconds of near-silence (room noise at -66 dBFS): both detectors leave it out.
+    for vad in ["energy", "silero"] {
+        pause_is_left_out(vad, "0.0005").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_without_speech_is_left_out_by_silero_vad() {
+    // Eight seconds of pink noise at about -30 dBFS (a fan, traffic): too loud for the energy
+    // rule, but no speech to Silero.
+    // (With WHISPER_VAD=energy the noise is decoded with the second sentence, and Whisper
+    // places "She should drink..." at 7.0 s, inside the noise.)
+    pause_is_left_out("silero", "0.05").await;
+}
+
+/// Two sentences with eight seconds of noise at `volume` between them, transcribed with
+/// `WHISPER_VAD=vad`: the words are right and none is placed inside the pause.
+async fn pause_is_left_out(vad: &str, volume: &str) {
     let _serial = WHISPER.lock().await;
-    let app = local_app(&[]).await;
+    let app = local_app(&[("WHISPER_VAD", vad)]).await;
     let token = app.guest_token().await;
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).into_os_string();
     speech(dir.path(), SPOKEN, "first.wav", &["-c:a", "pcm_s16le"]);
     speech(dir.path(), ADVICE, "second.wav", &["-c:a", "pcm_s16le"]);
-    // Eight seconds of near-silence (room noise at -66 dBFS) between the two.
+    let noise = if volume == "0.0005" {
+        "whitenoise"
+    } else {
+        "pinknoise"
+    };
     run_tool(
         Command::new("sox")
             .args(["-n", "-r", "22050"])
             .arg(path("pause.wav"))
-            .args(["synth", "8", "whitenoise", "vol", "0.0005"]),
+            .args(["synth", "8", noise, "vol", volume]),
     );
     run_tool(
         Command::new("sox")
@@ -442,9 +478,16 @@ async fn silences_are_left_out_and_timestamps_still_match_the_recording() {
             segment["start"].as_f64().unwrap(),
             segment["end"].as_f64().unwrap(),
         );
+        assert!(
+            !(start >= first_s + 0.5 && end <= first_s + 7.5),
+            "{vad}: {segment} was heard in the pause"
+        );
         let words = segment["text"].as_str().unwrap().to_lowercase();
         if words.contains("water") {
-            assert!(start >= first_s + 7.5, "{segment} starts inside the pause");
+            assert!(
+                start >= first_s + 7.5,
+                "{vad}: {segment} starts inside the pause"
+            );
         }
         if words.contains("morning") {
             assert!(end <= first_s + 0.5, "{segment} ends inside the pause");

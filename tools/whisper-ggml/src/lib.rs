@@ -17,6 +17,7 @@ use std::{
 };
 
 pub mod quantize;
+pub mod silero;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use half::{bf16, f16};
@@ -27,6 +28,8 @@ pub enum ConvertError {
     Io(#[from] io::Error),
     #[error("not a CTranslate2 model: {0}")]
     NotCt2(String),
+    #[error("not Silero VAD weights: {0}")]
+    NotSilero(String),
     #[error("CTranslate2 binary version {0} is not supported (expected 5 or 6)")]
     Version(u32),
     #[error("the model is a {0}, not a Whisper model")]

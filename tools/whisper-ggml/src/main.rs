@@ -1,5 +1,6 @@
 //! `ggml-convert --ct2 MODEL.bin --mel-filters mel_80.npy --tiktoken gpt2.tiktoken --out ggml-tiny.en.bin`
 //! `ggml-convert quantize q8_0 ggml-tiny.en.bin ggml-tiny.en-q8_0.bin`
+//! `ggml-convert silero-vad silero_vad_16k.safetensors ggml-silero-vad.bin`
 
 use std::{
     fs::File,
@@ -12,9 +13,10 @@ use whisper_ggml::{
     Ct2Model, MelFilters, convert,
     quantize::{Quantization, quantize},
     read_tiktoken,
+    silero::convert_silero,
 };
 
-const USAGE: &str = "usage: ggml-convert --ct2 <model.bin> --mel-filters <mel_N.npy> --tiktoken <gpt2|multilingual.tiktoken> --out <ggml.bin>\n       ggml-convert quantize <q4_0|q5_0|q5_1|q8_0> <ggml.bin> <out.bin>";
+const USAGE: &str = "usage: ggml-convert --ct2 <model.bin> --mel-filters <mel_N.npy> --tiktoken <gpt2|multilingual.tiktoken> --out <ggml.bin>\n       ggml-convert quantize <q4_0|q5_0|q5_1|q8_0> <ggml.bin> <out.bin>\n       ggml-convert silero-vad <silero_vad_16k.safetensors> <out.bin>";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
@@ -28,6 +30,16 @@ fn main() -> anyhow::Result<()> {
             let mut reader = BufReader::new(File::open(input).with_context(|| input.clone())?);
             let report = quantize(&mut reader, writer, kind)?;
             Ok(format!("{} {report:?}", kind.name()))
+        });
+    }
+    if args.peek().map(String::as_str) == Some("silero-vad") {
+        let rest: Vec<String> = args.skip(1).collect();
+        let [input, out] = rest.as_slice() else {
+            bail!("{USAGE}");
+        };
+        let weights = std::fs::read(input).with_context(|| input.clone())?;
+        return write_atomically(&PathBuf::from(out), |writer| {
+            Ok(format!("{} tensors", convert_silero(&weights, writer)?))
         });
     }
     let (mut ct2, mut mel, mut tiktoken, mut out) = (None, None, None, None);
