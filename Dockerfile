@@ -34,7 +34,8 @@ FROM build AS model
 ARG MODEL=tiny.en
 ARG RAILWAY_SERVICE_ID=local
 RUN --mount=type=cache,id=s/${RAILWAY_SERVICE_ID}-/src/target,target=/src/target \
-    python3 -m venv /opt/tools && PATH=/opt/tools/bin:$PATH MODEL=${MODEL} MODELS_DIR=/models scripts/model.sh
+    python3 -m venv /opt/tools && PATH=/opt/tools/bin:$PATH MODEL=${MODEL} MODELS_DIR=/models scripts/model.sh \
+    && PATH=/opt/tools/bin:$PATH MODEL=silero-vad MODELS_DIR=/models scripts/model.sh
 
 FROM debian:bookworm-slim
 ARG MODEL=tiny.en
@@ -43,9 +44,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && useradd --system --uid 10001 --user-group --home /data mmt
 COPY --from=build /usr/local/bin/mmt /usr/local/bin/mmt
 COPY --from=model /models/ggml-${MODEL}.bin /models/ggml-${MODEL}.bin
+COPY --from=model /models/ggml-silero-vad.bin /models/ggml-silero-vad.bin
 COPY scripts/docker-entrypoint.sh /usr/local/bin/mmt-entrypoint
 ENV ENV=prod LOG_FORMAT=json HOST=0.0.0.0 PORT=8080 DATA_DIR=/data MMT_RUN_AS=mmt \
-    ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH=/models/ggml-${MODEL}.bin
+    ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH=/models/ggml-${MODEL}.bin \
+    WHISPER_VAD=silero WHISPER_VAD_MODEL_PATH=/models/ggml-silero-vad.bin
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s CMD curl -fsS "http://127.0.0.1:${PORT}/health/ready" || exit 1
 STOPSIGNAL SIGTERM

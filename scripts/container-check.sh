@@ -28,6 +28,7 @@ trap cleanup EXIT
 mkdir -p "$work/bin" "$work/models" "$work/data/lost+found"
 install -m 0755 target/debug/mmt "$work/bin/mmt"
 install -m 0644 "$model" "$work/models/ggml-tiny.en.bin"
+install -m 0644 "$(MODEL=silero-vad scripts/model.sh)" "$work/models/ggml-silero-vad.bin"
 chown -R root:root "$work/data" && chmod 0755 "$work/data" # as a platform mounts a volume
 
 port=$(free_port)
@@ -37,6 +38,7 @@ secrets=$("$work/bin/mmt" secrets --encryption 1 | grep -E '^[A-Z_]+=') \
 env -i PATH="$work/bin:/usr/sbin:/usr/bin:/sbin:/bin" $(printf '%s\n' "$secrets") \
   ENV=prod LOG_FORMAT=json HOST=127.0.0.1 PORT="$port" DATA_DIR="$work/data" MMT_RUN_AS="$run_as" \
   ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH="$work/models/ggml-tiny.en.bin" \
+  WHISPER_VAD=silero WHISPER_VAD_MODEL_PATH="$work/models/ggml-silero-vad.bin" \
   scripts/docker-entrypoint.sh mmt serve >"$work/server.log" 2>&1 &
 pid=$!
 wait_for_http "http://127.0.0.1:$port/health/ready" 120 "the server started by the entrypoint" "$work/server.log"
