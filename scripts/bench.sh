@@ -289,7 +289,7 @@ done
 env $(cat "$work/aws.env") ENV=prod DEMO_MODE=false LOG_FORMAT=json RUST_LOG=warn DATA_DIR="$work/lambda" \
   INTERNAL_JWT_SECRET=bench-secret-bench-secret-bench-secret-00 ALLOW_GUEST_AUTH=true ALLOW_DEMO_AUTH_IN_PRODUCTION=true \
   ENABLE_CLOUD_TRANSCRIPTION=true OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 \
-  BLOB_STORE=s3 S3_BUCKET=mmt-bench RECORD_STORE=dynamodb DYNAMODB_TABLE=mmt-bench AUDIT_TABLE=mmt-bench-audit JOB_QUEUE=sqs \
+  BLOB_STORE=s3 S3_BUCKET=mmt-bench S3_KMS_KEY_ID=alias/mmt-bench RECORD_STORE=dynamodb DYNAMODB_TABLE=mmt-bench AUDIT_TABLE=mmt-bench-audit JOB_QUEUE=sqs \
   ENABLE_FIELD_ENCRYPTION=1 ENCRYPTION_KEYS="k1:$(head -c 32 /dev/urandom | base64)" PRIMARY_ENCRYPTION_KEY_ID=k1 \
   python3 scripts/lambda-cold-start.py "${BENCH_COLD_STARTS:-7}" "${specs[@]}"
 fi

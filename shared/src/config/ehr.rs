@@ -206,6 +206,14 @@ fn parse_openemr(src: &Source<'_>) -> Result<OpenEmrConfig, ConfigError> {
 
 impl EhrConfig {
     pub(super) fn check_for_production(&self) -> Result<(), ConfigError> {
+        match &self.target {
+            EhrTarget::OpenEmr(openemr) => {
+                super::source::require_tls_unless_loopback("OPENEMR_BASE_URL", &openemr.base_url)?
+            }
+            EhrTarget::Fhir(fhir) => {
+                super::source::require_tls_unless_loopback("FHIR_BASE_URL", &fhir.base_url)?
+            }
+        }
         if matches!(&self.target, EhrTarget::OpenEmr(openemr) if openemr.password_login.is_some()) {
             return Err(ConfigError::unsafe_setting(
                 "OPENEMR_USERNAME",

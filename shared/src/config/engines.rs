@@ -111,6 +111,13 @@ impl EnginesConfig {
         })
     }
 
+    pub(super) fn check_for_production(&self) -> Result<(), ConfigError> {
+        if let Some(cloud) = &self.cloud {
+            super::source::require_tls_unless_loopback("OPENAI_BASE_URL", &cloud.base_url)?;
+        }
+        Ok(())
+    }
+
     /// Whether uploads may ask for `engine`.
     pub fn enabled(&self, engine: EngineKind) -> bool {
         match engine {

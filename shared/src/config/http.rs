@@ -113,6 +113,12 @@ impl HttpConfig {
     }
 
     pub(super) fn check_for_production(&self) -> Result<(), ConfigError> {
+        if self.rate_limit_per_minute == 0 {
+            return Err(ConfigError::unsafe_setting(
+                "RATE_LIMIT_PER_MINUTE",
+                "must not be 0 (no limit)",
+            ));
+        }
         if self.cors_allow_origins.iter().any(|o| o == "*") {
             return Err(ConfigError::unsafe_setting(
                 "CORS_ALLOW_ORIGINS",

@@ -113,7 +113,10 @@ impl Config {
             demo_mode: src.flag("DEMO_MODE", environment == Environment::Dev)?,
             in_lambda: src.raw("AWS_LAMBDA_FUNCTION_NAME").is_some(),
             http: HttpConfig::parse(&src, environment)?,
-            auth: AuthConfig::parse(&src, environment == Environment::Prod)?,
+            auth: AuthConfig::parse(
+                &src,
+                matches!(environment, Environment::Prod | Environment::Staging),
+            )?,
             ehr: ehr::parse_ehr(&src, &queue.backend, &storage.record_backend)?,
             engines: EnginesConfig::parse(&src)?,
             retention: RetentionConfig::parse(&src)?,
@@ -126,9 +129,10 @@ impl Config {
     }
 
     /// Production must not run on demo conveniences: each section checks its own settings,
-    /// and the settings that only make sense together are checked here.
+    /// and the settings that only make sense together are checked here. Staging is held to
+    /// the same rules: it is where production's configuration is proven, often on real data.
     fn refuse_unsafe_production(&self) -> Result<(), ConfigError> {
-        if self.environment != Environment::Prod {
+        if !matches!(self.environment, Environment::Prod | Environment::Staging) {
             return Ok(());
         }
         self.auth.check_for_production()?;
@@ -137,14 +141,17 @@ impl Config {
         }
         self.auth.check_demo_sign_in()?;
         self.http.check_for_production()?;
+        self.engines.check_for_production()?;
+        self.storage.check_for_production()?;
         if let Some(ehr) = &self.ehr {
             ehr.check_for_production()?;
         }
         self.telemetry.check_for_production()?;
-        if self.retention.store_phi && self.storage.field_encryption.is_none() {
+        // STORE_PHI=false keeps the prompt and file name out, but the transcript is PHI too.
+        if self.storage.field_encryption.is_none() {
             return Err(ConfigError::unsafe_setting(
                 "ENABLE_FIELD_ENCRYPTION",
-                "must be on while STORE_PHI=true (or set STORE_PHI=false)",
+                "must be on: transcripts are PHI whatever STORE_PHI says",
             ));
         }
         if self.in_lambda {

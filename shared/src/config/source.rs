@@ -12,7 +12,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
     #[error("{key} is required: {reason}")]
     Missing { key: &'static str, reason: String },
-    #[error("unsafe configuration for ENV=prod: {key} {reason}")]
+    #[error("unsafe configuration for ENV=prod or staging: {key} {reason}")]
     UnsafeForProduction { key: &'static str, reason: String },
     #[error("cannot read {key} from SSM parameter {parameter}: {reason}")]
     SecretUnavailable {
@@ -102,6 +102,19 @@ pub(super) fn is_loopback_url(url: &str) -> bool {
         _ => host,
     };
     matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// Production talks to remote services over TLS only; a plain `http://` URL is accepted for a
+/// service running beside MMT (loopback).
+pub(super) fn require_tls_unless_loopback(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("https://") || is_loopback_url(url) {
+        Ok(())
+    } else {
+        Err(ConfigError::unsafe_setting(
+            key,
+            "must use https unless the service runs beside MMT (localhost)",
+        ))
+    }
 }
 
 pub(super) fn require_http_url(key: &'static str, url: &str) -> Result<(), ConfigError> {

@@ -117,6 +117,22 @@ impl StorageConfig {
 
     /// A function's disk is ephemeral and private to one instance: records and audio kept
     /// there would be lost, and invisible to the other functions.
+    pub(super) fn check_for_production(&self) -> Result<(), ConfigError> {
+        if matches!(
+            self.blob_backend,
+            BlobBackend::S3 {
+                kms_key_id: None,
+                ..
+            }
+        ) {
+            return Err(ConfigError::unsafe_setting(
+                "S3_KMS_KEY_ID",
+                "must name the KMS key that encrypts the recordings (SSE-KMS)",
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn check_for_lambda(&self) -> Result<(), ConfigError> {
         if matches!(self.blob_backend, BlobBackend::Disk) {
             return Err(ConfigError::unsafe_setting(

@@ -107,12 +107,18 @@ fn production_refuses_demo_defaults() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("DEMO_MODE"), "{err}");
-    let ok = config(&[
-        ("ENV", "prod"),
-        ("INTERNAL_JWT_SECRET", &secret),
-        ("STORE_PHI", "false"),
-    ])
-    .unwrap();
+    let keys = format!(
+        "k1:{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32])
+    );
+    let sealed = [
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("ENCRYPTION_KEYS", keys.as_str()),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ];
+    let mut pairs = vec![("ENV", "prod"), ("INTERNAL_JWT_SECRET", secret.as_str())];
+    pairs.extend(sealed);
+    let ok = config(&pairs).unwrap();
     assert!(
         !ok.auth.allow_guest_auth,
         "guests are off by default in production"
@@ -126,15 +132,10 @@ fn production_refuses_demo_defaults() {
         .unwrap_err()
         .to_string();
         assert!(err.contains(login), "{err}");
+        let mut with_override = pairs.clone();
+        with_override.extend([(login, "true"), ("ALLOW_DEMO_AUTH_IN_PRODUCTION", "true")]);
         assert!(
-            config(&[
-                ("ENV", "prod"),
-                ("INTERNAL_JWT_SECRET", &secret),
-                ("STORE_PHI", "false"),
-                (login, "true"),
-                ("ALLOW_DEMO_AUTH_IN_PRODUCTION", "true"),
-            ])
-            .is_ok(),
+            config(&with_override).is_ok(),
             "{login} with the explicit override"
         );
     }
@@ -207,10 +208,64 @@ fn production_refuses_each_unsafe_setting_by_name() {
         pairs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", sidecar));
         assert!(config(&pairs).is_ok(), "{sidecar}");
     }
-    // Without stored PHI, encryption at rest is not required.
-    let mut no_phi: Vec<(&str, &str)> = safe[..2].to_vec();
-    no_phi.push(("STORE_PHI", "false"));
-    assert!(config(&no_phi).is_ok());
+    // The transcript is PHI whatever STORE_PHI says: encryption stays required.
+    refused(
+        &[("STORE_PHI", "false")],
+        &["ENABLE_FIELD_ENCRYPTION"],
+        "ENABLE_FIELD_ENCRYPTION",
+    );
+    refused(
+        &[("RATE_LIMIT_PER_MINUTE", "0")],
+        &[],
+        "RATE_LIMIT_PER_MINUTE",
+    );
+    refused(
+        &[
+            ("ENABLE_CLOUD_TRANSCRIPTION", "true"),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", "http://llm-proxy.internal/v1"),
+        ],
+        &[],
+        "OPENAI_BASE_URL",
+    );
+    refused(
+        &[
+            ("EHR_TARGET", "fhir"),
+            ("FHIR_BASE_URL", "http://fhir.clinic.example/r4"),
+        ],
+        &[],
+        "FHIR_BASE_URL",
+    );
+    refused(
+        &[("BLOB_STORE", "s3"), ("S3_BUCKET", "recordings")],
+        &[],
+        "S3_KMS_KEY_ID",
+    );
+    // Staging is held to the same rules.
+    let mut staging = safe.clone();
+    staging[0] = ("ENV", "staging");
+    staging.push(("RATE_LIMIT_PER_MINUTE", "0"));
+    assert!(
+        config(&staging)
+            .unwrap_err()
+            .to_string()
+            .contains("RATE_LIMIT_PER_MINUTE")
+    );
+    // What passes: TLS everywhere, a service beside MMT on loopback, S3 with its KMS key.
+    let mut passes = safe.clone();
+    passes.extend([
+        ("ENABLE_CLOUD_TRANSCRIPTION", "true"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
+        ("EHR_TARGET", "fhir"),
+        ("FHIR_BASE_URL", "https://fhir.clinic.example/r4"),
+        ("BLOB_STORE", "s3"),
+        ("S3_BUCKET", "recordings"),
+        ("S3_KMS_KEY_ID", "alias/mmt"),
+    ]);
+    if let Err(err) = config(&passes) {
+        panic!("a safe production configuration was refused: {err}");
+    }
 }
 
 #[test]
@@ -260,7 +315,12 @@ fn rsa_keys_are_checked_and_a_public_key_alone_only_verifies() {
     // issues no tokens, and refuses it where sign-in is on.
     let verify_only = [
         ("ENV", "prod"),
-        ("STORE_PHI", "false"),
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        (
+            "ENCRYPTION_KEYS",
+            "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
         ("USE_RSA_INTERNAL_JWT", "1"),
         ("INTERNAL_JWT_PUBLIC_KEY_PEM", public.as_str()),
     ];
@@ -315,7 +375,12 @@ fn production_lambda_functions_refuse_embedded_stores() {
     let lambda = [
         ("ENV", "prod"),
         ("INTERNAL_JWT_SECRET", secret.as_str()),
-        ("STORE_PHI", "false"),
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        (
+            "ENCRYPTION_KEYS",
+            "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
         ("AWS_LAMBDA_FUNCTION_NAME", "mmt-prod-upload"),
     ];
     let err = config(&lambda).unwrap_err().to_string();
@@ -324,6 +389,7 @@ fn production_lambda_functions_refuse_embedded_stores() {
     aws.extend([
         ("BLOB_STORE", "s3"),
         ("S3_BUCKET", "b"),
+        ("S3_KMS_KEY_ID", "alias/mmt"),
         ("RECORD_STORE", "dynamodb"),
         ("DYNAMODB_TABLE", "t"),
     ]);

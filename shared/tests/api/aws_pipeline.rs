@@ -556,7 +556,12 @@ async fn secrets_given_as_ssm_parameters_are_read_at_start_up() {
         .unwrap();
     let env: std::collections::HashMap<String, String> = [
         ("ENV", "prod"),
-        ("STORE_PHI", "false"),
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        (
+            "ENCRYPTION_KEYS",
+            "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
         ("INTERNAL_JWT_SECRET_SSM_PARAMETER", "/mmt-test/jwt-secret"),
     ]
     .into_iter()
