@@ -53,7 +53,7 @@ fn synth_sine(path: &Path, rate: u32, seconds: u32, frequency: &str) {
 fn decode(path: &Path) -> Vec<f32> {
     let mut samples = Vec::new();
     decode_file(
-        path,
+        std::fs::File::open(path).unwrap(),
         Some("wav"),
         |_| {},
         |chunk| {

@@ -6,7 +6,7 @@
 //! down and the result resampled to 16 kHz as it streams: the caller receives bounded chunks
 //! and never has to hold the whole recording.
 
-use std::{fs::File, io::ErrorKind, path::Path};
+use std::{fs::File, io::ErrorKind};
 
 use rubato::{FftFixedIn, Resampler};
 use symphonia::core::{
@@ -23,6 +23,15 @@ use symphonia::core::{
 pub const TARGET_RATE: u32 = 16_000;
 /// Packets that fail to decode are skipped; this many in a row means the file is broken.
 const MAX_CONSECUTIVE_BAD_PACKETS: usize = 50;
+/// Headers claiming more channels are refused: no recorder MMT serves makes them, and each
+/// channel multiplies what one packet decodes to.
+pub const MAX_CHANNELS: usize = 32;
+/// No recording decodes to more than this, whatever its size.
+pub const MAX_DECODED_SECONDS: u64 = 6 * 3600;
+/// Nor to more than a minute plus a second for every this many bytes: 1.6 kbit/s, well under
+/// the leanest speech codec MMT reads (Opus at 6 kbit/s). A file over it is a decompression
+/// bomb (hours of FLAC "silence" in a few kilobytes), not a recording.
+pub const MIN_BYTES_PER_DECODED_SECOND: u64 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
@@ -32,6 +41,11 @@ pub enum AudioError {
     Corrupt(String),
     #[error("the file holds no audio")]
     Empty,
+    #[error(
+        "the audio decodes to more than {limit_s} s, the most a file of its size may hold: it \
+         is not a recording MMT accepts"
+    )]
+    TooLong { limit_s: u64 },
     #[error("audio could not be read: {0}")]
     Io(#[from] std::io::Error),
     /// The consumer asked to stop (e.g. it failed).
@@ -58,15 +72,24 @@ enum PacketDecoder {
     },
 }
 
-/// Decodes `path`, calling `sink` with 16 kHz mono samples in chunks of at most a few
-/// thousand. Returns the number of 16 kHz samples produced.
+/// The most seconds a file of `bytes` may decode to.
+pub fn decoded_seconds_limit(bytes: u64) -> u64 {
+    (60 + bytes / MIN_BYTES_PER_DECODED_SECOND).min(MAX_DECODED_SECONDS)
+}
+
+/// Decodes `file`, calling `sink` with 16 kHz mono samples in chunks of at most a few
+/// thousand. Returns the number of 16 kHz samples produced. Whatever the headers claim, the
+/// channels are bounded ([`MAX_CHANNELS`]), the sample rate too, and decoding stops with
+/// [`AudioError::TooLong`] past [`decoded_seconds_limit`] of the file's size.
 pub fn decode_file(
-    path: &Path,
+    file: File,
     extension: Option<&str>,
     mut on_info: impl FnMut(AudioInfo),
     mut sink: impl FnMut(&[f32]) -> Result<(), AudioError>,
 ) -> Result<u64, AudioError> {
-    let mut format = open_container(path, extension)?;
+    let limit_s = decoded_seconds_limit(file.metadata()?.len());
+    let max_samples = limit_s * u64::from(TARGET_RATE);
+    let mut format = open_container(file, extension)?;
     let track = format
         .tracks()
         .iter()
@@ -115,6 +138,9 @@ pub fn decode_file(
         }
         let out = resampler.push(&mono)?;
         emit(&out, &mut sink, &mut produced)?;
+        if produced > max_samples {
+            return Err(AudioError::TooLong { limit_s });
+        }
     }
     let tail = resampler.finish()?;
     emit(&tail, &mut sink, &mut produced)?;
@@ -124,12 +150,11 @@ pub fn decode_file(
     Ok(produced)
 }
 
-/// The container at `path`, probed by its content (the extension is only a hint).
+/// The container in `file`, probed by its content (the extension is only a hint).
 fn open_container(
-    path: &Path,
+    file: File,
     extension: Option<&str>,
 ) -> Result<Box<dyn symphonia::core::formats::FormatReader>, AudioError> {
-    let file = File::open(path)?;
     if file.metadata()?.len() == 0 {
         return Err(AudioError::Empty);
     }
@@ -185,6 +210,11 @@ fn next_packet(
 
 fn make_decoder(params: &CodecParameters) -> Result<(PacketDecoder, u32, usize), AudioError> {
     let channels = params.channels.map(|c| c.count()).unwrap_or(1).max(1);
+    if channels > MAX_CHANNELS {
+        return Err(AudioError::Corrupt(format!(
+            "the header claims {channels} channels; at most {MAX_CHANNELS} are accepted"
+        )));
+    }
     if params.codec == CODEC_TYPE_OPUS {
         // Opus always decodes at 48 kHz, whatever rate the header says the input had.
         let layout = if channels >= 2 {
@@ -439,7 +469,7 @@ mod tests {
         let mut info = None;
         let mut samples = Vec::new();
         decode_file(
-            file.path(),
+            file.reopen().unwrap(),
             Some(ext),
             |i| info = Some(i),
             |chunk| {
@@ -520,5 +550,13 @@ mod tests {
             "{}",
             samples.len()
         );
+    }
+
+    #[test]
+    fn the_decoded_length_is_bounded_by_the_file_size_and_absolutely() {
+        assert_eq!(decoded_seconds_limit(0), 60);
+        // 1 MB may hold a little under 1.4 h; Opus at 6 kbit/s fills it in about 22 min.
+        assert_eq!(decoded_seconds_limit(1_000_000), 5_060);
+        assert_eq!(decoded_seconds_limit(u64::MAX), MAX_DECODED_SECONDS);
     }
 }

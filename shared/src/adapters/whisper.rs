@@ -120,7 +120,10 @@ impl WhisperTranscriber {
         options: &TranscribeOptions,
         progress: &Progress,
     ) -> Result<Transcript, EngineError> {
-        self.job(format.extension(), options, progress)?.run(path)
+        let file = std::fs::File::open(path).map_err(|e| {
+            EngineError::Permanent(format!("{} could not be opened: {e}", path.display()))
+        })?;
+        self.job(format.extension(), options, progress)?.run(file)
     }
 }
 
@@ -156,7 +159,7 @@ impl Transcriber for WhisperTranscriber {
         // Containers such as MP4 keep their index at the end: decoding needs a seekable file.
         let spilled = spill(audio).await?;
         let job = self.job(audio.format.extension(), options, progress)?;
-        tokio::task::spawn_blocking(move || job.run(&spilled))
+        tokio::task::spawn_blocking(move || job.run(spilled))
             .await
             .map_err(|e| {
                 EngineError::Transient(format!("the local engine stopped unexpectedly: {e}"))
@@ -164,19 +167,14 @@ impl Transcriber for WhisperTranscriber {
     }
 }
 
-/// Copies the audio to a private temporary file, removed when dropped.
-async fn spill(audio: &AudioInput) -> Result<tempfile::TempPath, EngineError> {
+/// Copies the audio into a temporary file that has no name (unlinked at creation): no other
+/// process can open it, and if this one dies the kernel frees it — the decrypted recording
+/// never outlives the job on disk.
+async fn spill(audio: &AudioInput) -> Result<std::fs::File, EngineError> {
     let unreadable = |e: &dyn std::fmt::Display| {
         EngineError::Transient(format!("audio could not be read from storage: {e}"))
     };
-    let path = tempfile::Builder::new()
-        .prefix("mmt-audio-")
-        .tempfile()
-        .map_err(|e| unreadable(&e))?
-        .into_temp_path();
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| unreadable(&e))?;
+    let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(|e| unreadable(&e))?);
     let mut body = audio.open().await.map_err(|e| {
         if e.is_transient() {
             unreadable(&e)
@@ -190,7 +188,9 @@ async fn spill(audio: &AudioInput) -> Result<tempfile::TempPath, EngineError> {
             .map_err(|e| unreadable(&e))?;
     }
     file.flush().await.map_err(|e| unreadable(&e))?;
-    Ok(path)
+    let mut file = file.into_std().await;
+    std::io::Seek::rewind(&mut file).map_err(|e| unreadable(&e))?;
+    Ok(file)
 }
 
 struct Job {
@@ -219,6 +219,8 @@ struct Shared {
     /// Each piece's segments, with times already in the recording's time.
     results: Mutex<Vec<(usize, Vec<Segment>)>>,
     failure: Mutex<Option<EngineError>>,
+    /// Past this, the job fails: no file keeps a worker forever.
+    deadline: std::time::Instant,
     /// Seconds of audio transcribed so far, and the recording's length if the container says.
     done_s: Mutex<f64>,
     total_s: Mutex<Option<f64>>,
@@ -227,13 +229,14 @@ struct Shared {
 impl Job {
     /// Decodes the file on this thread while `workers` threads transcribe its pieces, each
     /// with its own decoder state and an equal share of the threads.
-    fn run(self, path: &Path) -> Result<Transcript, EngineError> {
+    fn run(self, file: std::fs::File) -> Result<Transcript, EngineError> {
         let workers = self.config.workers.clamp(1, self.config.threads);
         let threads_each = (self.config.threads / workers).max(1);
         let (sender, receiver) = mpsc::sync_channel::<(usize, Piece)>(workers);
         let shared = Shared {
             pieces: Mutex::new(receiver),
             detected: OnceLock::new(),
+            deadline: std::time::Instant::now() + self.config.job_timeout,
             results: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
             done_s: Mutex::new(0.0),
@@ -243,7 +246,7 @@ impl Job {
             for _ in 0..workers {
                 scope.spawn(|| self.work(&shared, threads_each));
             }
-            self.feed(path, sender, &shared)
+            self.feed(file, sender, &shared)
         });
         if let Some(failure) = lock(&shared.failure).take() {
             return Err(failure);
@@ -272,7 +275,7 @@ impl Job {
     /// Decodes the audio and hands each piece to the workers as soon as it is cut.
     fn feed(
         &self,
-        path: &Path,
+        file: std::fs::File,
         sender: mpsc::SyncSender<(usize, Piece)>,
         shared: &Shared,
     ) -> Result<u64, EngineError> {
@@ -292,10 +295,11 @@ impl Job {
             Ok::<(), AudioError>(())
         };
         let decoded = decode_file(
-            path,
+            file,
             Some(self.extension),
             |info| *lock(&shared.total_s) = info.duration_s,
             |samples| {
+                self.within_deadline(shared)?;
                 let gated;
                 let samples = match gate.as_mut() {
                     Some(gate) => {
@@ -324,6 +328,20 @@ impl Job {
             ))),
             Err(other) => Err(EngineError::Permanent(other.to_string())),
         }
+    }
+
+    /// Fails the job once it has run past its deadline.
+    fn within_deadline(&self, shared: &Shared) -> Result<(), AudioError> {
+        if std::time::Instant::now() < shared.deadline {
+            return Ok(());
+        }
+        let limit = self.config.job_timeout.as_secs();
+        lock(&shared.failure).get_or_insert_with(|| {
+            EngineError::Permanent(format!(
+                "transcription took longer than its {limit} s limit (WHISPER_JOB_TIMEOUT_SECS)"
+            ))
+        });
+        Err(AudioError::Stopped("the job ran out of time".into()))
     }
 
     /// Silero VAD in front of the pieces, when configured. One thread: the network is small,
@@ -377,7 +395,7 @@ impl Job {
         loop {
             let next = lock(&shared.pieces).recv();
             let Ok((index, piece)) = next else { return };
-            if lock(&shared.failure).is_some() {
+            if lock(&shared.failure).is_some() || self.within_deadline(shared).is_err() {
                 continue; // drain, so the decoder is not left blocked
             }
             let result = match &mut state {

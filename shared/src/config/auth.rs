@@ -239,15 +239,33 @@ fn parse_local_users(raw: &str) -> Result<Vec<LocalUser>, ConfigError> {
             {
                 return Err(invalid("user names may hold letters, digits and . _ - @"));
             }
-            argon2::PasswordHash::new(hash).map_err(|_| {
+            let parsed = argon2::PasswordHash::new(hash).map_err(|_| {
                 invalid("password hashes must be argon2 PHC strings (see `mmt hash-password`)")
             })?;
+            if !meets_owasp_minimum(&parsed) {
+                return Err(invalid(
+                    "password hashes must be argon2id at OWASP's minimum cost or more (19 MiB \
+                     with 2 passes, or an equivalent pair such as 46 MiB with 1): hash again \
+                     with `mmt hash-password`",
+                ));
+            }
             Ok(LocalUser {
                 username: username.to_owned(),
                 password_hash: hash.to_owned(),
             })
         })
         .collect()
+}
+
+/// OWASP's Password Storage Cheat Sheet: argon2id with one of m=47104 KiB/t=1,
+/// m=19456/t=2, m=12288/t=3, m=9216/t=4, m=7168/t=5 (parallelism 1), i.e. at least
+/// 7168 KiB and at least 35 840 KiB·passes.
+fn meets_owasp_minimum(hash: &argon2::PasswordHash<'_>) -> bool {
+    let Ok(params) = argon2::Params::try_from(hash) else {
+        return false;
+    };
+    let (memory_kib, passes) = (u64::from(params.m_cost()), u64::from(params.t_cost()));
+    hash.algorithm.as_str() == "argon2id" && memory_kib >= 7168 && memory_kib * passes >= 35_840
 }
 
 #[cfg(test)]
@@ -267,5 +285,46 @@ mod tests {
         let c = config(&[("LOCAL_LOGIN_USERS", &format!("alice:{hash}; bob:{hash}"))]).unwrap();
         assert_eq!(c.auth.local_users.len(), 2);
         assert_eq!(c.auth.local_users[1].username, "bob");
+    }
+
+    #[test]
+    fn weak_argon2_hashes_are_refused() {
+        use argon2::{
+            Algorithm, Argon2, Params, PasswordHasher, Version, password_hash::SaltString,
+        };
+        let hash_with = |algorithm, memory_kib, passes| {
+            let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+            Argon2::new(
+                algorithm,
+                Version::V0x13,
+                Params::new(memory_kib, passes, 1, None).unwrap(),
+            )
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string()
+        };
+        for (algorithm, memory_kib, passes) in [
+            (Algorithm::Argon2id, 1024, 1),
+            (Algorithm::Argon2id, 19_456, 1),
+            (Algorithm::Argon2id, 4096, 10),
+            (Algorithm::Argon2i, 19_456, 2),
+            (Algorithm::Argon2d, 19_456, 2),
+        ] {
+            let hash = hash_with(algorithm, memory_kib, passes);
+            let err = config(&[("LOCAL_LOGIN_USERS", &format!("alice:{hash}"))])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("OWASP"),
+                "{algorithm:?} m={memory_kib} t={passes}: {err}"
+            );
+        }
+        for (memory_kib, passes) in [(19_456, 2), (47_104, 1), (7168, 5), (65_536, 3)] {
+            let hash = hash_with(Algorithm::Argon2id, memory_kib, passes);
+            assert!(
+                config(&[("LOCAL_LOGIN_USERS", &format!("alice:{hash}"))]).is_ok(),
+                "m={memory_kib} t={passes}"
+            );
+        }
     }
 }

@@ -51,6 +51,8 @@ pub struct LocalEngineConfig {
     pub workers: usize,
     /// How stretches without speech are found and left out of the pieces.
     pub vad: VoiceDetection,
+    /// A job that has not finished in this long fails (whatever its audio claims to be).
+    pub job_timeout: Duration,
     pub use_gpu: bool,
 }
 
@@ -190,6 +192,9 @@ impl LocalEngineConfig {
             fit_audio_context: src.flag("WHISPER_FIT_AUDIO_CONTEXT", true)?,
             piece: Duration::from_secs(src.parse("WHISPER_PIECE_SECS", 15u64)?.clamp(5, 25)),
             vad: VoiceDetection::parse(src, &models_dir)?,
+            job_timeout: Duration::from_secs(
+                src.parse("WHISPER_JOB_TIMEOUT_SECS", 3600u64)?.max(1),
+            ),
             use_gpu: src.flag("WHISPER_USE_GPU", true)?,
         })
     }

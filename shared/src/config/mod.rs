@@ -9,6 +9,8 @@ mod auth;
 mod ehr;
 mod engines;
 mod http;
+#[cfg(test)]
+mod production_tests;
 mod queue;
 mod retention;
 mod source;

@@ -112,7 +112,7 @@ pub(super) fn require_tls_unless_loopback(key: &'static str, url: &str) -> Resul
     } else {
         Err(ConfigError::unsafe_setting(
             key,
-            "must use https unless the service runs beside MMT (localhost)",
+            "must be https unless the service runs beside MMT (localhost)",
         ))
     }
 }

@@ -938,3 +938,138 @@ async fn the_local_engine_counts_prompt_tokens_with_the_models_tokenizer() {
     assert!(text.ends_with("Zanubrutinib199. Oncology follow-up."));
     assert!(prompt.terms_left_out > 150, "{prompt:?}");
 }
+
+/// A RIFF/WAVE file of 16-bit PCM noise whose header says `channels` channels.
+fn wav_with_channels(channels: u16, seconds: u32) -> Vec<u8> {
+    let rate = 16_000u32;
+    let align = channels * 2;
+    let data_len = rate * seconds * u32::from(align);
+    let mut out = b"RIFF".to_vec();
+    out.extend((36 + data_len).to_le_bytes());
+    out.extend(b"WAVEfmt ");
+    out.extend(16u32.to_le_bytes());
+    out.extend(1u16.to_le_bytes());
+    out.extend(channels.to_le_bytes());
+    out.extend(rate.to_le_bytes());
+    out.extend((rate * u32::from(align)).to_le_bytes());
+    out.extend(align.to_le_bytes());
+    out.extend(16u16.to_le_bytes());
+    out.extend(b"data");
+    out.extend(data_len.to_le_bytes());
+    let mut state = 0x1234_5678u32;
+    out.extend((0..data_len / 2).flat_map(|_| {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        ((state >> 16) as i16 / 8).to_le_bytes()
+    }));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_that_claims_too_much_fails_fast_with_its_reason() {
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Three hours of digital silence in 26 KB of FLAC (65 535-sample frames): before the
+    // bound, a worker spent a minute decoding it; now it stops past 60 s + 1 s per 200 bytes.
+    let bomb = dir.path().join("bomb.flac");
+    run_tool(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+            .args(["-i", "anullsrc=r=8000:cl=mono", "-t", "10800"])
+            .args(["-c:a", "flac", "-frame_size", "65535"])
+            .arg(&bomb),
+    );
+    let bytes = std::fs::read(&bomb).unwrap();
+    assert!(bytes.len() < 100_000, "{} bytes", bytes.len());
+    let started = std::time::Instant::now();
+    let record = transcribe(&app, &token, bytes, "bomb.flac").await;
+    assert_eq!(record["status"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("decodes to more than"), "{error}");
+    assert_eq!(record["attempts"], 1, "not retried");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Forty channels is no recorder's output: refused by its header (here symphonia's RIFF
+    // reader refuses first; MMT's own bound covers containers that allow more).
+    let record = transcribe(&app, &token, wav_with_channels(40, 1), "many.wav").await;
+    assert_eq!(record["status"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("channel"), "{error}");
+    // Eight channels (a conference recorder) are mixed down as before.
+    let record = transcribe(&app, &token, wav_with_channels(8, 1), "eight.wav").await;
+    assert_eq!(record["status"], "completed", "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_time_limit_fails_with_its_reason() {
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[("WHISPER_JOB_TIMEOUT_SECS", "1"), ("WHISPER_VAD", "off")]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    speech(dir.path(), SPOKEN, "once.wav", &["-c:a", "pcm_s16le"]);
+    let path = |name: &str| dir.path().join(name).into_os_string();
+    // About two minutes of speech: several seconds of work, past a one-second limit.
+    let mut args = vec![path("once.wav"); 16];
+    args.push(path("long.wav"));
+    run_tool(Command::new("sox").args(args));
+    let record = transcribe(
+        &app,
+        &token,
+        std::fs::read(path("long.wav")).unwrap(),
+        "long.wav",
+    )
+    .await;
+    assert_eq!(record["status"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("longer than its 1 s limit"), "{error}");
+    assert_eq!(record["attempts"], 1, "not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decrypted_recording_never_has_a_name_on_disk() {
+    let _serial = WHISPER.lock().await;
+    let app = local_app(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        (
+            "ENCRYPTION_KEYS",
+            "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let audio = speech(dir.path(), SPOKEN, "sealed.wav", &["-c:a", "pcm_s16le"]);
+    let temp = std::env::temp_dir();
+    let named = move || -> Vec<String> {
+        std::fs::read_dir(&temp)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("mmt-audio-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Watch the temporary directory for as long as the job runs: a copy of the decrypted
+    // recording there would outlive a crash.
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..2_000 {
+            seen.extend(named());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen
+    });
+    let record = transcribe(&app, &token, audio, "sealed.wav").await;
+    assert_eq!(record["status"], "completed", "{record}");
+    watcher.abort();
+    let seen = watcher.await.unwrap_or_default();
+    assert!(seen.is_empty(), "named copies seen: {seen:?}");
+}

@@ -1,0 +1,70 @@
+//! Production refusals added with the second security pass: unsealed storage, no rate limit,
+//! plain-HTTP services, and staging held to the same rules.
+
+use super::tests::{assert_refused, config, safe_production};
+
+#[test]
+fn production_refuses_unsealed_storage_no_limit_and_plain_http_services() {
+    let safe = safe_production();
+    let refused = |change: &[(&'static str, &'static str)], removed: &[&str], key: &str| {
+        assert_refused(&safe, change, removed, key)
+    };
+    // The transcript is PHI whatever STORE_PHI says: encryption stays required.
+    refused(
+        &[("STORE_PHI", "false")],
+        &["ENABLE_FIELD_ENCRYPTION"],
+        "ENABLE_FIELD_ENCRYPTION",
+    );
+    refused(
+        &[("RATE_LIMIT_PER_MINUTE", "0")],
+        &[],
+        "RATE_LIMIT_PER_MINUTE",
+    );
+    refused(
+        &[
+            ("ENABLE_CLOUD_TRANSCRIPTION", "true"),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", "http://llm-proxy.internal/v1"),
+        ],
+        &[],
+        "OPENAI_BASE_URL",
+    );
+    refused(
+        &[
+            ("EHR_TARGET", "fhir"),
+            ("FHIR_BASE_URL", "http://fhir.clinic.example/r4"),
+        ],
+        &[],
+        "FHIR_BASE_URL",
+    );
+    refused(
+        &[("BLOB_STORE", "s3"), ("S3_BUCKET", "recordings")],
+        &[],
+        "S3_KMS_KEY_ID",
+    );
+    // Staging is held to the same rules.
+    let mut staging = safe.clone();
+    staging[0] = ("ENV", "staging");
+    staging.push(("RATE_LIMIT_PER_MINUTE", "0"));
+    assert!(
+        config(&staging)
+            .unwrap_err()
+            .to_string()
+            .contains("RATE_LIMIT_PER_MINUTE")
+    );
+    // What passes: TLS everywhere, a service beside MMT on loopback, S3 with its KMS key.
+    let mut passes = safe.clone();
+    passes.extend([
+        ("ENABLE_CLOUD_TRANSCRIPTION", "true"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
+        ("EHR_TARGET", "fhir"),
+        ("FHIR_BASE_URL", "https://fhir.clinic.example/r4"),
+        ("BLOB_STORE", "s3"),
+        ("S3_BUCKET", "recordings"),
+        ("S3_KMS_KEY_ID", "alias/mmt"),
+    ]);
+    if let Err(err) = config(&passes) {
+        panic!("a safe production configuration was refused: {err}");
+    }
+}
