@@ -29,6 +29,9 @@ pub struct HttpConfig {
     pub web: WebConfig,
     /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
     pub metrics_token: Option<SecretString>,
+    /// `HEALTH_DETAILS`: `/health/ready` says more than ok/failing (queue depths, the model,
+    /// error texts) to anyone; otherwise to admin tokens only. Off by default in production.
+    pub health_details: bool,
 }
 
 /// The web page the one-process server serves at `/`.
@@ -109,6 +112,10 @@ impl HttpConfig {
             shutdown_grace: Duration::from_secs(src.parse("SHUTDOWN_GRACE_SECS", 20u64)?),
             web,
             metrics_token: src.secret("METRICS_TOKEN"),
+            health_details: src.flag(
+                "HEALTH_DETAILS",
+                !matches!(environment, Environment::Prod | Environment::Staging),
+            )?,
         })
     }
 

@@ -1,7 +1,7 @@
 //! Extractors that turn raw requests into typed, validated values or an [`ApiError`].
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Query},
+    extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Query},
     http::{header, request::Parts},
 };
 
@@ -60,6 +60,23 @@ impl FromRequestParts<AppState> for Caller {
             .verify(token)
             .map_err(|_| ApiError::Unauthorized)?;
         Ok(Self(principal))
+    }
+}
+
+/// For public routes that tell a verified caller more: no token, or one that does not
+/// verify, is simply no caller.
+impl OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(
+            <Self as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .ok(),
+        )
     }
 }
 

@@ -145,23 +145,101 @@ fn scrub_value(value: &mut Value) {
     }
 }
 
-/// Cuts JWTs (`eyJ….….…`) and whatever follows `Bearer ` out of free text.
+/// Cuts credentials out of free text: whatever follows `Bearer `, JWTs (`eyJ….….…`), API keys
+/// (`sk-…`), long opaque tokens (OpenEMR's refresh tokens are hundreds of hex characters), and
+/// the value of any JSON string field whose name may hold PHI or a credential
+/// (`"refresh_token":"…"`, `"patient":"…"`), wherever they sit in the text.
 pub fn redact_tokens(text: &str) -> String {
-    let mut out = Vec::new();
+    let text = redact_json_fields(text);
+    let mut out = String::with_capacity(text.len());
     let mut after_bearer = false;
-    for word in text.split(' ') {
-        let looks_like_jwt = word
-            .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-            .starts_with("eyJ")
-            && word.matches('.').count() >= 2;
-        if after_bearer || looks_like_jwt {
-            out.push("[redacted]");
-        } else {
-            out.push(word);
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let run_len = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+        if run_len == 0 {
+            let c = rest.chars().next().expect("not empty");
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            if !c.is_whitespace() {
+                after_bearer = false;
+            }
+            continue;
         }
-        after_bearer = word.eq_ignore_ascii_case("bearer");
+        let run = &rest[..run_len];
+        // A sentence's full stop is not part of the token before it.
+        let word = run.trim_end_matches('.');
+        if after_bearer || looks_like_credential(word) {
+            out.push_str("[redacted]");
+            out.push_str(&run[word.len()..]);
+        } else {
+            out.push_str(run);
+        }
+        after_bearer = run.eq_ignore_ascii_case("bearer");
+        rest = &rest[run_len..];
     }
-    out.join(" ")
+    out
+}
+
+/// Characters of tokens as they are written: base64, base64url, hex, JWT dots.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "._~+/=-".contains(c)
+}
+
+fn looks_like_credential(run: &str) -> bool {
+    let jwt = run.starts_with("eyJ") && run.matches('.').count() >= 2;
+    let api_key = run.starts_with("sk-") && run.len() >= 20;
+    // Long opaque strings of letters and digits; paths and file names (with `/` or `.`) and
+    // UUIDs (36 characters) are not credentials.
+    let opaque = run.len() >= 40
+        && !run.contains(['/', '.'])
+        && run.chars().any(|c| c.is_ascii_digit())
+        && run.chars().any(|c| c.is_ascii_alphabetic());
+    jwt || api_key || opaque
+}
+
+/// `"name": "value"` with a name that may hold PHI or a credential → `"name": "[redacted]"`.
+fn redact_json_fields(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('"') {
+        let after_open = &rest[open + 1..];
+        let Some(close) = after_open.find('"') else {
+            break;
+        };
+        let name = &after_open[..close];
+        let after_name = &after_open[close + 1..];
+        let colon = after_name.trim_start();
+        let value = colon.strip_prefix(':').map(str::trim_start);
+        match value.and_then(|v| v.strip_prefix('"')) {
+            Some(value) if field_may_hold_phi(name) => {
+                // The value's end: the next quote not escaped.
+                let mut end = None;
+                let mut escaped = false;
+                for (i, c) in value.char_indices() {
+                    match c {
+                        '\\' if !escaped => escaped = true,
+                        '"' if !escaped => {
+                            end = Some(i);
+                            break;
+                        }
+                        _ => escaped = false,
+                    }
+                }
+                let Some(end) = end else { break };
+                let value_start = text.len() - value.len();
+                let consumed = text.len() - rest.len();
+                out.push_str(&text[consumed..value_start]);
+                out.push_str("[redacted]\"");
+                rest = &value[end + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..open + 1 + close + 1]);
+                rest = after_name;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -265,9 +343,38 @@ mod tests {
     fn tokens_are_cut_from_free_text() {
         assert_eq!(
             redact_tokens(&format!("got ({JWT}) back")),
-            "got [redacted] back"
+            "got ([redacted]) back"
         );
         assert_eq!(redact_tokens("bearer abc def"), "bearer [redacted] def");
         assert_eq!(redact_tokens("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn credentials_inside_json_and_opaque_keys_are_cut_too() {
+        let refresh = format!("def50200{}", "0a1b2c3d".repeat(40));
+        let body = format!(
+            r#"OpenEMR answered {{"access_token":"{JWT}","refresh_token":"{refresh}","token_type":"Bearer","patient": "Jane Roe","expires_in":3600}}"#
+        );
+        let redacted = redact_tokens(&body);
+        for leaked in [JWT, refresh.as_str(), "Jane Roe"] {
+            assert!(!redacted.contains(leaked), "{leaked} left in {redacted}");
+        }
+        assert!(redacted.contains(r#""expires_in":3600"#), "{redacted}");
+        assert!(redacted.contains("OpenEMR answered"), "{redacted}");
+        // An OpenAI key in an error message, and the refresh token bare in text.
+        let key = "sk-proj-AbCdEf0123456789AbCdEf0123456789";
+        assert_eq!(
+            redact_tokens(&format!("key {key} refused; token {refresh}.")),
+            "key [redacted] refused; token [redacted]."
+        );
+        // Ids, routes and file names an operator needs stay.
+        for kept in [
+            "transcription 0190e5c8-7a4b-7c3e-9f21-5b6d7e8f9a0b failed",
+            "GET /v1/transcriptions/0190e5c8-7a4b-7c3e-9f21-5b6d7e8f9a0b/transcript",
+            "blob audio/0190e5c8-7a4b-7c3e-9f21-5b6d7e8f9a0b.wav missing",
+            r#"{"queue":"transcribe","attempt":2}"#,
+        ] {
+            assert_eq!(redact_tokens(kept), kept);
+        }
     }
 }

@@ -302,3 +302,80 @@ async fn a_worker_stuck_on_its_queue_makes_the_process_not_ready() {
     assert_eq!(body["failing"], serde_json::json!(["workers"]));
     workers.abort();
 }
+
+#[tokio::test]
+async fn readiness_details_go_to_admins_only_when_health_details_is_off() {
+    const ADMIN_KEY: &str = "health-admin-key-health-admin-key-0123456789";
+    let app = spawn_app_with(&[("HEALTH_DETAILS", "false"), ("ADMIN_API_KEY", ADMIN_KEY)]).await;
+    let ready = |token: Option<String>| {
+        let mut request = app.client.get(app.url("/health/ready"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    // Anyone (and a token that does not verify) learns ready or not, and which check failed.
+    for token in [
+        None,
+        Some("not-a-token".to_owned()),
+        Some(app.guest_token().await),
+    ] {
+        let body = ready(token).await;
+        assert_eq!(body["status"], "ready");
+        let wire = body.to_string();
+        assert!(
+            !wire.contains("whisper-1") && !wire.contains("waiting"),
+            "{wire}"
+        );
+        assert!(body["checks"]["queue"]["detail"].is_null(), "{body}");
+    }
+    // An admin sees the queue depth and the model.
+    let admin: Value = app
+        .client
+        .post(app.url("/auth/admin"))
+        .json(&serde_json::json!({"api_key": ADMIN_KEY}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = ready(Some(admin["access_token"].as_str().unwrap().to_owned())).await;
+    assert_eq!(body["checks"]["engine"]["detail"], "cloud: whisper-1");
+    assert!(
+        body["checks"]["queue"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("waiting")
+    );
+}
+
+#[test]
+fn production_keeps_readiness_details_for_admins_by_default() {
+    let env: std::collections::HashMap<String, String> = [
+        ("ENV", "prod"),
+        (
+            "INTERNAL_JWT_SECRET",
+            "pppppppppppppppppppppppppppppppppppppppp",
+        ),
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        (
+            "ENCRYPTION_KEYS",
+            "k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+        ),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert!(
+        !mmt_core::Config::from_map(&env)
+            .unwrap()
+            .http
+            .health_details
+    );
+}

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
+use crate::{app::AppState, auth::Scope, http::extract::Caller};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -68,7 +68,9 @@ where
     }
 }
 
-/// Readiness: every dependency answers, and an engine is configured.
+/// Readiness: every dependency answers, and an engine is configured. The details (queue
+/// depths, the model, error texts) go to admin tokens, or to anyone with `HEALTH_DETAILS`
+/// (the default outside production).
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -78,7 +80,12 @@ where
         (status = 503, description = "A dependency is failing; `failing` names it", body = Readiness)
     )
 )]
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+async fn ready(
+    State(state): State<AppState>,
+    caller: Option<Caller>,
+) -> (StatusCode, Json<Readiness>) {
+    let details = state.config.http.health_details
+        || caller.is_some_and(|Caller(principal)| principal.has(Scope::Admin));
     let (store, blob_store, queue) = tokio::join!(
         timed(async { state.records.ping().await.map(|()| None) }),
         timed(async { state.blobs.ping().await.map(|()| None) }),
@@ -113,6 +120,9 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     ]);
     if let Some(workers) = workers_check(&state) {
         checks.insert("workers".to_owned(), workers);
+    }
+    if !details {
+        checks.values_mut().for_each(|check| check.detail = None);
     }
     let failing: Vec<String> = checks
         .iter()
