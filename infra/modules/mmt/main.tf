@@ -198,7 +198,9 @@ locals {
       memory_mb            = 128
       timeout_s            = 5
       reserved_concurrency = var.reserved_concurrency ? 5 : null
-      statements           = [local.read_secret, local.use_key]
+      # Production serves no API description unless asked to.
+      environment = { ENABLE_DOCS = tostring(var.enable_docs) }
+      statements  = [local.read_secret, local.use_key]
     }
     transcribe = {
       description          = "Consumes the transcribe queue"

@@ -70,6 +70,12 @@ variable "transcribe_concurrency" {
   default     = 10
 }
 
+variable "enable_docs" {
+  description = "Serve /openapi.json and /docs (off in production unless the API is public)."
+  type        = bool
+  default     = false
+}
+
 variable "allow_guest_auth" {
   description = "Guest sign-in; off in production unless this is a public demo."
   type        = bool

@@ -89,7 +89,8 @@ impl HttpConfig {
         Ok(Self {
             host: src.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: src.parse("PORT", 8080)?,
-            docs_enabled: src.flag("ENABLE_DOCS", true)?,
+            // The API's description is for developers: production opts in.
+            docs_enabled: src.flag("ENABLE_DOCS", !environment.is_production())?,
             // Off in tests, which poll quickly; on everywhere a person or a client calls.
             rate_limit_per_minute: src.parse(
                 "RATE_LIMIT_PER_MINUTE",
@@ -112,10 +113,7 @@ impl HttpConfig {
             shutdown_grace: Duration::from_secs(src.parse("SHUTDOWN_GRACE_SECS", 20u64)?),
             web,
             metrics_token: src.secret("METRICS_TOKEN"),
-            health_details: src.flag(
-                "HEALTH_DETAILS",
-                !matches!(environment, Environment::Prod | Environment::Staging),
-            )?,
+            health_details: src.flag("HEALTH_DETAILS", !environment.is_production())?,
         })
     }
 

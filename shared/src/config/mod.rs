@@ -42,6 +42,11 @@ pub enum Environment {
 }
 
 impl Environment {
+    /// Production and staging: the environments held to production's rules.
+    pub fn is_production(self) -> bool {
+        matches!(self, Self::Prod | Self::Staging)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Dev => "dev",
@@ -115,10 +120,7 @@ impl Config {
             demo_mode: src.flag("DEMO_MODE", environment == Environment::Dev)?,
             in_lambda: src.raw("AWS_LAMBDA_FUNCTION_NAME").is_some(),
             http: HttpConfig::parse(&src, environment)?,
-            auth: AuthConfig::parse(
-                &src,
-                matches!(environment, Environment::Prod | Environment::Staging),
-            )?,
+            auth: AuthConfig::parse(&src, environment.is_production())?,
             ehr: ehr::parse_ehr(&src, &queue.backend, &storage.record_backend)?,
             engines: EnginesConfig::parse(&src)?,
             retention: RetentionConfig::parse(&src)?,
@@ -134,7 +136,7 @@ impl Config {
     /// and the settings that only make sense together are checked here. Staging is held to
     /// the same rules: it is where production's configuration is proven, often on real data.
     fn refuse_unsafe_production(&self) -> Result<(), ConfigError> {
-        if !matches!(self.environment, Environment::Prod | Environment::Staging) {
+        if !self.environment.is_production() {
             return Ok(());
         }
         self.auth.check_for_production()?;

@@ -68,3 +68,20 @@ fn production_refuses_unsealed_storage_no_limit_and_plain_http_services() {
         panic!("a safe production configuration was refused: {err}");
     }
 }
+
+#[test]
+fn production_serves_no_api_description_or_health_details_unless_asked() {
+    let safe = safe_production();
+    let config_of = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = safe.clone();
+        pairs.extend_from_slice(extra);
+        config(&pairs).unwrap()
+    };
+    let plain = config_of(&[]);
+    assert!(!plain.http.docs_enabled && !plain.http.health_details);
+    let opted_in = config_of(&[("ENABLE_DOCS", "true"), ("HEALTH_DETAILS", "true")]);
+    assert!(opted_in.http.docs_enabled && opted_in.http.health_details);
+    // Development keeps both.
+    let dev = config(&[]).unwrap();
+    assert!(dev.http.docs_enabled && dev.http.health_details);
+}

@@ -190,12 +190,18 @@ fn with_middleware(
     }
 }
 
-/// Every route, `/metrics` and the web page, for the one-process server.
+/// Every route, `/metrics` and the web page, for the one-process server. In production
+/// `/metrics` is served only behind `METRICS_TOKEN`: its counters say how busy the clinic is.
 pub fn full_router(state: AppState) -> Router {
-    let metrics = Router::new().route(
-        "/metrics",
-        axum::routing::get(routes::metrics::metrics_endpoint),
-    );
+    let serve_metrics =
+        state.config.http.metrics_token.is_some() || !state.config.environment.is_production();
+    let metrics = match serve_metrics {
+        true => Router::new().route(
+            "/metrics",
+            axum::routing::get(routes::metrics::metrics_endpoint),
+        ),
+        false => Router::new(),
+    };
     let pages = match state.config.http.web.serve_page {
         true => metrics.merge(routes::web::routes()),
         false => metrics,

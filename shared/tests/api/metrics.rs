@@ -126,3 +126,29 @@ async fn a_metrics_token_protects_the_endpoint() {
     let (_, samples) = scrape(&app, Some("metrics-token-metrics-token-0001")).await;
     assert!(samples.contains_key("mmt_upload_bytes_total{}"));
 }
+
+#[tokio::test]
+async fn production_serves_metrics_only_behind_a_token() {
+    let production = [
+        ("ENV", "prod"),
+        ("ALLOW_DEMO_AUTH_IN_PRODUCTION", "true"),
+        ("RATE_LIMIT_PER_MINUTE", "6000"),
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        (
+            "ENCRYPTION_KEYS",
+            "k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+        ),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ];
+    let app = spawn_app_with(&production).await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 404, "no token, no metrics");
+
+    let mut with_token = production.to_vec();
+    with_token.push(("METRICS_TOKEN", "metrics-token-metrics-token-0002"));
+    let app = spawn_app_with(&with_token).await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let (_, samples) = scrape(&app, Some("metrics-token-metrics-token-0002")).await;
+    assert!(samples.contains_key("mmt_upload_bytes_total{}"));
+}
