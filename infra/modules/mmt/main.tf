@@ -74,6 +74,7 @@ locals {
     MAX_UPLOAD_BYTES                  = tostring(var.max_upload_bytes)
     ALLOW_GUEST_AUTH                  = tostring(var.allow_guest_auth)
     ALLOW_DEMO_AUTH_IN_PRODUCTION     = tostring(var.allow_guest_auth)
+    GUEST_CLOUD_ENGINE                = tostring(var.guest_cloud_engine)
     ENABLE_CLOUD_TRANSCRIPTION        = "true"
     OPENAI_BASE_URL                   = var.openai_base_url
     LOCAL_ENGINE_ON_WORKER            = tostring(local.gpu_worker)

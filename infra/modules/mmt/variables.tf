@@ -76,6 +76,12 @@ variable "enable_docs" {
   default     = false
 }
 
+variable "guest_cloud_engine" {
+  description = "Guests may send recordings to the paid cloud engine (a public demo that pays for it)."
+  type        = bool
+  default     = false
+}
+
 variable "allow_guest_auth" {
   description = "Guest sign-in; off in production unless this is a public demo."
   type        = bool

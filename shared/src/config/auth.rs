@@ -10,6 +10,9 @@ use super::source::{ConfigError, Source};
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub allow_guest_auth: bool,
+    /// `GUEST_CLOUD_ENGINE`: guests may send recordings to the paid cloud engine (default:
+    /// outside production only).
+    pub guest_cloud_engine: bool,
     pub allow_local_login: bool,
     /// The explicit override that lets production run guest or local sign-in (public demos).
     pub allow_demo_auth_in_production: bool,
@@ -104,6 +107,7 @@ impl AuthConfig {
 
         Ok(Self {
             allow_guest_auth: src.flag("ALLOW_GUEST_AUTH", !is_prod)?,
+            guest_cloud_engine: src.flag("GUEST_CLOUD_ENGINE", !is_prod)?,
             allow_local_login: src.flag("ALLOW_LOCAL_LOGIN", false)?,
             allow_demo_auth_in_production: src.flag("ALLOW_DEMO_AUTH_IN_PRODUCTION", false)?,
             local_users,

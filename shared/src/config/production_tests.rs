@@ -85,3 +85,19 @@ fn production_serves_no_api_description_or_health_details_unless_asked() {
     let dev = config(&[]).unwrap();
     assert!(dev.http.docs_enabled && dev.http.health_details);
 }
+
+#[test]
+fn production_keeps_guests_off_the_cloud_engine_unless_configured() {
+    let mut guests = safe_production();
+    guests.extend([
+        ("ALLOW_GUEST_AUTH", "true"),
+        ("ALLOW_DEMO_AUTH_IN_PRODUCTION", "true"),
+    ]);
+    assert!(!config(&guests).unwrap().auth.guest_cloud_engine);
+    guests.push(("GUEST_CLOUD_ENGINE", "true"));
+    assert!(config(&guests).unwrap().auth.guest_cloud_engine);
+    assert!(
+        config(&[]).unwrap().auth.guest_cloud_engine,
+        "the demo keeps it"
+    );
+}

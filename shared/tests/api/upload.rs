@@ -245,3 +245,38 @@ async fn uploads_over_the_limit_are_413_and_store_nothing() {
         .await;
     assert_eq!(response.status(), 202);
 }
+
+#[tokio::test]
+async fn guests_may_be_kept_off_the_paid_cloud_engine() {
+    let app = spawn_app_with(&[("GUEST_CLOUD_ENGINE", "false")]).await;
+    let guest = app.guest_token().await;
+    for response in [
+        app.upload(&guest, tone(), "a.wav", &[]).await,
+        app.client
+            .post(app.url("/v1/audio/transcriptions"))
+            .bearer_auth(&guest)
+            .multipart(
+                reqwest::multipart::Form::new()
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(tone()).file_name("a.wav"),
+                    )
+                    .text("model", "whisper-1"),
+            )
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(response.status(), 403);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "engine_forbidden", "{body}");
+    }
+    assert!(app.audio_files().is_empty(), "nothing kept");
+    assert!(app.openai.requests().is_empty(), "nothing sent");
+    // A signed-in user still may.
+    let clinician = app.clinician_token("dr-okafor");
+    assert_eq!(
+        app.upload(&clinician, tone(), "a.wav", &[]).await.status(),
+        202
+    );
+}

@@ -19,7 +19,7 @@ use crate::{
     app::{AppState, JobError, transcriptions::Processed, uploads::Then},
     auth::Scope,
     domain::{
-        ResponseFormat, Task, Transcript, TranscriptionId, TranscriptionRecord,
+        OwnerId, ResponseFormat, Task, Transcript, TranscriptionId, TranscriptionRecord,
         TranscriptionRequest, language_name, render_transcript,
     },
     http::{ApiError, ErrorBody, extract::Caller},
@@ -125,7 +125,12 @@ struct Params {
     request: TranscriptionRequest,
 }
 
-fn parse_params(state: &AppState, upload: &ReceivedUpload, task: Task) -> Result<Params, ApiError> {
+fn parse_params(
+    state: &AppState,
+    upload: &ReceivedUpload,
+    task: Task,
+    owner: &OwnerId,
+) -> Result<Params, ApiError> {
     let invalid = |m: String| ApiError::bad_request("invalid_request", m);
     if upload.field("model").is_none_or(|m| m.trim().is_empty()) {
         return Err(invalid("you must provide a model parameter".into()));
@@ -187,7 +192,7 @@ fn parse_params(state: &AppState, upload: &ReceivedUpload, task: Task) -> Result
             prompt: upload.field("prompt"),
             ..RequestFields::default()
         }
-        .validate(state)?,
+        .validate(state, owner)?,
     })
 }
 
@@ -259,7 +264,7 @@ async fn answer_now(
     };
     let upload = receive_upload(&state, request, fields).await?;
     let prepared = async {
-        let params = parse_params(&state, &upload, task)?;
+        let params = parse_params(&state, &upload, task, &principal.owner)?;
         let engine = params.request.engine;
         if state.engines.get(engine).is_none() {
             return Err(ApiError::EngineUnavailable(format!(

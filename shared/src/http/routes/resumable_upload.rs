@@ -168,7 +168,7 @@ async fn create_upload(
         language: request.language.as_deref(),
         prompt: request.prompt.as_deref(),
     }
-    .validate(&state)?;
+    .validate(&state, &principal.owner)?;
     let record = TranscriptionRecord::new_awaiting_upload(
         crate::domain::TranscriptionId::new(),
         principal.owner.clone(),

@@ -25,8 +25,8 @@ use crate::{
     app::uploads::Then,
     auth::Scope,
     domain::{
-        AudioFormat, BlobKey, EngineKind, Status, Task, TranscriptionId, TranscriptionRecord,
-        TranscriptionRequest, parse_language, sniff_audio_format,
+        AudioFormat, BlobKey, EngineKind, OwnerId, Status, Task, TranscriptionId,
+        TranscriptionRecord, TranscriptionRequest, parse_language, sniff_audio_format,
     },
     http::{ApiError, ErrorBody, extract::Caller},
 };
@@ -99,7 +99,7 @@ async fn create_transcription(
     let upload = receive_upload(&state, request, UPLOAD_TEXT_FIELDS).await?;
     let (id, format, size_bytes) = (upload.id, upload.format, upload.size_bytes);
 
-    let request = match upload_request(&state, &upload) {
+    let request = match upload_request(&state, &upload, &principal.owner) {
         Ok(request) => request,
         Err(err) => {
             state.uploads().discard_audio(&upload.key).await;
@@ -164,9 +164,22 @@ pub(crate) struct RequestFields<'a> {
 }
 
 impl RequestFields<'_> {
-    /// Checks the language code and prompt, and resolves the engine against the deployment.
-    pub(crate) fn validate(self, state: &AppState) -> Result<TranscriptionRequest, ApiError> {
+    /// Checks the language code and prompt, and resolves the engine against the deployment
+    /// and what `owner` may use.
+    pub(crate) fn validate(
+        self,
+        state: &AppState,
+        owner: &OwnerId,
+    ) -> Result<TranscriptionRequest, ApiError> {
         let engine = resolve_engine(state, self.engine)?;
+        if engine == EngineKind::Cloud && owner.is_guest() && !state.config.auth.guest_cloud_engine
+        {
+            // A guest costs the deployment nothing it did not agree to.
+            return Err(ApiError::Forbidden(
+                "engine_forbidden",
+                "guests may not use the cloud engine on this deployment (GUEST_CLOUD_ENGINE)",
+            ));
+        }
         let task = self.task.unwrap_or_default();
         if task == Task::Translate
             && state
@@ -198,6 +211,7 @@ impl RequestFields<'_> {
 fn upload_request(
     state: &AppState,
     upload: &ReceivedUpload,
+    owner: &OwnerId,
 ) -> Result<TranscriptionRequest, ApiError> {
     let invalid = |e: String| ApiError::bad_request("invalid_request", e);
     RequestFields {
@@ -214,7 +228,7 @@ fn upload_request(
         language: upload.field("language"),
         prompt: upload.field("prompt"),
     }
-    .validate(state)
+    .validate(state, owner)
 }
 
 /// A prompt field: blank means none; at most MAX_PROMPT_CHARS characters.
