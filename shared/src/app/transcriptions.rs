@@ -82,6 +82,8 @@ impl Transcriptions {
             .get(record.engine)
             .cloned()
             .ok_or(JobError::NoEngine(record.engine))?;
+        // Before the claim: the attempt it counts starts with the engine's work.
+        let options = self.options(&record, engine.as_ref()).await?;
         let claim = Claim {
             by: claimant.to_owned(),
             now: self.clock.now(),
@@ -96,7 +98,6 @@ impl Transcriptions {
             return Ok(Processed::Skipped("claimed by other live work"));
         }
 
-        let options = self.options(&record, engine.as_ref()).await?;
         let (progress, progress_writer) = self.progress_to_record(*id);
         let started = std::time::Instant::now();
         let engine_span = tracing::info_span!(

@@ -221,6 +221,15 @@ async fn a_job_interrupted_by_kill_9_completes_after_restart_and_logs_hold_no_ph
     client
         .wait_for(&server.base, &id, "processing", Duration::from_secs(20))
         .await;
+    // Killed while the engine holds the request, not before it was sent.
+    let sent = std::time::Instant::now();
+    while openai.requests().is_empty() {
+        assert!(
+            sent.elapsed() < Duration::from_secs(20),
+            "the request never left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.child.kill().unwrap(); // SIGKILL: no chance to clean up
     server.child.wait().unwrap();
 
