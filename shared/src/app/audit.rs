@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::AppState;
 use crate::{
     domain::{AuditAction, AuditEvent, AuditOutcome, OwnerId, TranscriptionId},
-    ports::AuditLog,
+    ports::{AuditError, AuditLog},
     telemetry,
 };
 
@@ -38,6 +38,26 @@ impl AuditTrail {
                 "could not write the audit event"
             );
         }
+    }
+
+    /// Records, before it happens, that `subject` is shown a record's PHI: when the trail
+    /// cannot take the event, the disclosure must not happen (the caller answers 503).
+    pub async fn record_disclosure(
+        &self,
+        subject: &OwnerId,
+        action: AuditAction,
+        record_id: TranscriptionId,
+    ) -> Result<(), AuditError> {
+        let mut event =
+            AuditEvent::now(action, AuditOutcome::Success, subject.as_str()).on(record_id);
+        event.correlation_id = telemetry::current_correlation_id();
+        self.log.append(&event).await.inspect_err(|err| {
+            tracing::error!(
+                error = %telemetry::error_chain(err),
+                action = action.as_str(),
+                "could not write the audit event; the record is not shown"
+            );
+        })
     }
 
     /// Records that `subject` did `action` to one record, successfully.

@@ -346,3 +346,46 @@ async fn without_stored_phi_the_transcript_goes_after_the_delivery_window() {
         404
     );
 }
+
+/// An audit trail that refuses every event (its table throttled, its disk full).
+struct BrokenAuditLog;
+
+#[async_trait::async_trait]
+impl mmt_core::ports::AuditLog for BrokenAuditLog {
+    async fn append(
+        &self,
+        _event: &mmt_core::domain::AuditEvent,
+    ) -> Result<(), mmt_core::ports::AuditError> {
+        Err(mmt_core::ports::AuditError::Unavailable(
+            "audit store throttled".into(),
+        ))
+    }
+
+    async fn query(
+        &self,
+        _query: &mmt_core::domain::AuditQuery,
+    ) -> Result<Vec<mmt_core::domain::AuditEvent>, mmt_core::ports::AuditError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn no_transcript_is_shown_when_its_reading_cannot_be_audited() {
+    let app = crate::helpers::spawn_app_customised(&[], |state| {
+        state.audit = std::sync::Arc::new(BrokenAuditLog);
+    })
+    .await;
+    app.openai.set_transcript(PHRASE);
+    let token = app.guest_token().await;
+    let id = app.upload_wav(&token).await;
+    app.drain_jobs().await;
+    for path in [
+        format!("/v1/transcriptions/{id}"),
+        format!("/v1/transcriptions/{id}/transcript?format=txt"),
+    ] {
+        let response = app.get(&token, &path).await;
+        assert_eq!(response.status(), 503, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("Valentina"), "{path}: {body}");
+    }
+}

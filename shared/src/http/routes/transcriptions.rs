@@ -119,8 +119,9 @@ async fn get_transcription(
     let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
     state
         .audit_trail()
-        .record_success(&principal.owner, AuditAction::Read, record.id)
-        .await;
+        .record_disclosure(&principal.owner, AuditAction::Read, record.id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(Json(record.into()))
 }
 
@@ -202,8 +203,9 @@ async fn get_transcript(
     };
     state
         .audit_trail()
-        .record_success(&principal.owner, AuditAction::Download, record.id)
-        .await;
+        .record_disclosure(&principal.owner, AuditAction::Download, record.id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     let disposition = format!(
         "attachment; filename=\"{}.{}\"",
         record.id,
