@@ -40,22 +40,25 @@ impl AuditTrail {
         }
     }
 
-    /// Records, before it happens, that `subject` is shown a record's PHI: when the trail
-    /// cannot take the event, the disclosure must not happen (the caller answers 503).
+    /// Records, before it happens, that `subject` is shown PHI (a record, a transcript, a
+    /// listing, its deliveries): when the trail cannot take the event, the disclosure must not
+    /// happen (the caller answers 503).
     pub async fn record_disclosure(
         &self,
         subject: &OwnerId,
         action: AuditAction,
-        record_id: TranscriptionId,
+        record_id: Option<TranscriptionId>,
+        detail: Option<String>,
     ) -> Result<(), AuditError> {
-        let mut event =
-            AuditEvent::now(action, AuditOutcome::Success, subject.as_str()).on(record_id);
+        let mut event = AuditEvent::now(action, AuditOutcome::Success, subject.as_str());
+        event.record_id = record_id;
+        event.detail = detail;
         event.correlation_id = telemetry::current_correlation_id();
         self.log.append(&event).await.inspect_err(|err| {
             tracing::error!(
                 error = %telemetry::error_chain(err),
                 action = action.as_str(),
-                "could not write the audit event; the record is not shown"
+                "could not write the audit event; nothing is shown"
             );
         })
     }

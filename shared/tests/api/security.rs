@@ -382,10 +382,36 @@ async fn no_transcript_is_shown_when_its_reading_cannot_be_audited() {
     for path in [
         format!("/v1/transcriptions/{id}"),
         format!("/v1/transcriptions/{id}/transcript?format=txt"),
+        "/v1/transcriptions".to_owned(),
     ] {
         let response = app.get(&token, &path).await;
         assert_eq!(response.status(), 503, "{path}");
         let body = response.text().await.unwrap();
         assert!(!body.contains("Valentina"), "{path}: {body}");
     }
+}
+
+#[tokio::test]
+async fn listings_are_audited_by_count() {
+    let app = spawn_app_with(&[]).await;
+    let token = app.guest_token().await;
+    app.upload_wav(&token).await;
+    let (status, _) = app.get_json(&token, "/v1/transcriptions").await;
+    assert_eq!(status, 200);
+    let events = app
+        .state
+        .audit
+        .query(&mmt_core::domain::AuditQuery {
+            since: chrono::Utc::now() - chrono::Duration::minutes(5),
+            until: chrono::Utc::now() + chrono::Duration::minutes(1),
+            subject: None,
+            record_id: None,
+            action: Some(mmt_core::domain::AuditAction::Read),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].detail.as_deref(), Some("listed 1 records"));
+    assert_eq!(events[0].record_id, None);
 }

@@ -225,6 +225,16 @@ async fn list_deliveries(
     let principal = caller.require(Scope::Read)?;
     let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
     let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    state
+        .audit_trail()
+        .record_disclosure(
+            &principal.owner,
+            AuditAction::Read,
+            Some(record.id),
+            Some("EHR deliveries".into()),
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(Json(DeliveryList {
         deliveries: deliveries
             .of(&record)

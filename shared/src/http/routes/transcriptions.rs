@@ -91,6 +91,17 @@ async fn list_transcriptions(
         .records
         .list_by_owner(&principal.owner, &PageRequest { limit, after })
         .await?;
+    // A listing shows file names: audited like a read, counting, never naming.
+    state
+        .audit_trail()
+        .record_disclosure(
+            &principal.owner,
+            AuditAction::Read,
+            None,
+            Some(format!("listed {} records", page.items.len())),
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(Json(TranscriptionList {
         items: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next.map(|c| c.encode()),
@@ -119,7 +130,7 @@ async fn get_transcription(
     let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
     state
         .audit_trail()
-        .record_disclosure(&principal.owner, AuditAction::Read, record.id)
+        .record_disclosure(&principal.owner, AuditAction::Read, Some(record.id), None)
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(Json(record.into()))
@@ -203,7 +214,12 @@ async fn get_transcript(
     };
     state
         .audit_trail()
-        .record_disclosure(&principal.owner, AuditAction::Download, record.id)
+        .record_disclosure(
+            &principal.owner,
+            AuditAction::Download,
+            Some(record.id),
+            None,
+        )
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
     let disposition = format!(
