@@ -139,8 +139,44 @@ pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
     row[h.len()] as f64 / r.len().max(1) as f64
 }
 
+/// Runs an OpenAI Python SDK `script` with the API's base URL, the token and `audio` as its
+/// arguments; what it printed, as JSON.
+async fn run_sdk_script(
+    script: &str,
+    app: &TestApp,
+    token: &str,
+    audio: &std::path::Path,
+) -> Value {
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("{}/v1", app.address))
+        .arg(token)
+        .arg(audio)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 async fn transcribe(app: &TestApp, token: &str, bytes: Vec<u8>, name: &str) -> Value {
-    let response = app.upload(token, bytes, name, &[]).await;
+    transcribe_with(app, token, bytes, name, &[]).await
+}
+
+/// Uploads with the form `fields`, runs the job, and returns the record.
+async fn transcribe_with(
+    app: &TestApp,
+    token: &str,
+    bytes: Vec<u8>,
+    name: &str,
+    fields: &[(&str, &str)],
+) -> Value {
+    let response = app.upload(token, bytes, name, fields).await;
     assert_eq!(
         response.status(),
         202,
@@ -568,21 +604,7 @@ with open(path, "rb") as f:
 out["logprobs"] = [[l.token, l.logprob, l.bytes] for l in (r.logprobs or [])]
 print(json.dumps(out))
 "#;
-    let output = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(format!("{}/v1", app.address))
-        .arg(&token)
-        .arg(dir.path().join("sdk.wav"))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let out = run_sdk_script(script, &app, &token, &dir.path().join("sdk.wav")).await;
     for fmt in ["json", "text"] {
         let wer = word_error_rate(SPOKEN, out[fmt].as_str().unwrap());
         assert!(wer <= 0.15, "{fmt}: {wer}: {out}");
@@ -735,18 +757,7 @@ async fn a_multilingual_model_detects_the_language_and_translates_on_request() {
     assert!(count_words(text, SPANISH_WORDS) >= 3, "{text}");
 
     // Translated into English on request; the record keeps the language spoken.
-    let response = app
-        .upload(&token, spanish, "es.webm", &[("task", "translate")])
-        .await;
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.drain_jobs().await;
-    let (_, record) = app
-        .get_json(&token, &format!("/v1/transcriptions/{id}"))
-        .await;
+    let record = transcribe_with(&app, &token, spanish, "es.webm", &[("task", "translate")]).await;
     assert_eq!(record["status"], "completed", "{record}");
     assert_eq!(record["task"], "translate");
     assert_eq!(record["language"], "es", "{record}");
@@ -793,21 +804,7 @@ with open(path, "rb") as f:
 print(json.dumps({"json": plain.text, "verbose": {"text": verbose.text, "language": verbose.language,
     "duration": verbose.duration, "segments": [[s.start, s.end, s.text] for s in (verbose.segments or [])]}}))
 "#;
-    let output = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(format!("{}/v1", app.address))
-        .arg(&token)
-        .arg(dir.path().join("es.mp3"))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let out = run_sdk_script(script, &app, &token, &dir.path().join("es.mp3")).await;
     for text in [&out["json"], &out["verbose"]["text"]] {
         let text = text.as_str().unwrap();
         assert!(count_words(text, ENGLISH_WORDS) >= 3, "{out}");
