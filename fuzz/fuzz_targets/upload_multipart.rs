@@ -22,7 +22,10 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
     let env: std::collections::HashMap<String, String> = [
         ("ENV", "test"),
         ("DATA_DIR", dir.path().to_str().expect("a UTF-8 path")),
-        ("INTERNAL_JWT_SECRET", "fuzz-secret-fuzz-secret-fuzz-secret-0001"),
+        (
+            "INTERNAL_JWT_SECRET",
+            "fuzz-secret-fuzz-secret-fuzz-secret-0001",
+        ),
         ("ENABLE_CLOUD_TRANSCRIPTION", "true"),
         ("OPENAI_API_KEY", "sk-fuzz"),
         ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
@@ -95,8 +98,16 @@ fuzz_target!(|data: &[u8]| {
         .block_on(harness.router.clone().oneshot(request))
         .expect("the router answers");
     let status = response.status();
-    assert!(!status.is_server_error(), "{status} for {} bytes", body.len());
+    assert!(
+        !status.is_server_error(),
+        "{status} for {} bytes",
+        body.len()
+    );
     if !status.is_success() {
-        assert_eq!(files_in(&harness.audio_dir), before, "a refused upload left a file");
+        assert_eq!(
+            files_in(&harness.audio_dir),
+            before,
+            "a refused upload left a file"
+        );
     }
 });

@@ -11,6 +11,7 @@
 //! received (size and SHA-256), so a test can prove the whole file arrived intact.
 
 pub mod fhir;
+pub mod hostile_audio;
 pub mod openemr;
 pub mod telemetry;
 

@@ -81,7 +81,28 @@ pub fn decoded_seconds_limit(bytes: u64) -> u64 {
 /// thousand. Returns the number of 16 kHz samples produced. Whatever the headers claim, the
 /// channels are bounded ([`MAX_CHANNELS`]), the sample rate too, and decoding stops with
 /// [`AudioError::TooLong`] past [`decoded_seconds_limit`] of the file's size.
+///
+/// The container readers are third-party parsers of hostile bytes, and some of them assert
+/// on malformed input (`make fuzz` found symphonia's Matroska reader panicking on a damaged
+/// Cues element): such a panic is caught here and reported as a corrupt file, so one upload
+/// can neither take a worker down nor be retried forever.
 pub fn decode_file(
+    file: File,
+    extension: Option<&str>,
+    on_info: impl FnMut(AudioInfo),
+    sink: impl FnMut(&[f32]) -> Result<(), AudioError>,
+) -> Result<u64, AudioError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_unguarded(file, extension, on_info, sink)
+    }))
+    .unwrap_or_else(|_| {
+        Err(AudioError::Corrupt(
+            "its container could not be parsed".into(),
+        ))
+    })
+}
+
+fn decode_unguarded(
     file: File,
     extension: Option<&str>,
     mut on_info: impl FnMut(AudioInfo),
@@ -127,7 +148,10 @@ pub fn decode_file(
         }
         mono.clear();
         match decoder.decode_into_mono(&packet.data, &packet, &mut mono) {
-            Ok(()) => bad_in_a_row = 0,
+            Ok(()) => {
+                bad_in_a_row = 0;
+                keep_in_range(&mut mono);
+            }
             Err(err) => {
                 bad_in_a_row += 1;
                 if bad_in_a_row >= MAX_CONSECUTIVE_BAD_PACKETS {
@@ -282,6 +306,19 @@ impl PacketDecoder {
                 Ok(())
             }
         }
+    }
+}
+
+/// Float formats carry whatever the file says, NaN and 1e38 included: one NaN would spread
+/// through the resampler's FFT to a whole block, and a huge value would overflow it to
+/// infinity. Decoded audio lies in [-1, 1]; anything else is clipped, non-numbers silenced.
+fn keep_in_range(samples: &mut [f32]) {
+    for sample in samples {
+        *sample = if sample.is_finite() {
+            sample.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
     }
 }
 

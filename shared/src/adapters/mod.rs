@@ -1,6 +1,6 @@
 //! Implementations of the [`crate::ports`] traits.
 
-#[cfg(feature = "whisper")]
+#[cfg(feature = "audio")]
 pub mod audio;
 pub mod disk_blob;
 #[cfg(feature = "aws")]
@@ -17,6 +17,8 @@ pub mod ecs_task_protection;
 pub mod encrypted_blobs;
 pub mod encrypted_records;
 pub mod fhir;
+#[cfg(feature = "audio")]
+pub mod isolated_decoder;
 pub mod openai;
 pub mod openemr;
 #[cfg(feature = "aws")]

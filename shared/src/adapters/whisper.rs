@@ -19,7 +19,8 @@ use whisper_rs::{
 };
 
 use super::{
-    audio::{AudioError, TARGET_RATE, decode_file},
+    audio::{AudioError, TARGET_RATE},
+    isolated_decoder::{self, ProbeError},
     speech_gate::{GateError, SpeechGate},
     speech_pieces::{Piece, SpeechPieces},
 };
@@ -44,6 +45,8 @@ pub enum LoadError {
     Missing(PathBuf),
     #[error("Whisper model {path} could not be loaded: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Decoder(#[from] ProbeError),
 }
 
 pub struct WhisperTranscriber {
@@ -62,6 +65,7 @@ impl WhisperTranscriber {
         if !path.is_file() {
             return Err(LoadError::Missing(path.clone()));
         }
+        isolated_decoder::probe(&config.decoder)?;
         let mut params = WhisperContextParameters::default();
         params.use_gpu(config.use_gpu);
         let context =
@@ -294,9 +298,11 @@ impl Job {
             next += 1;
             Ok::<(), AudioError>(())
         };
-        let decoded = decode_file(
+        let decoded = isolated_decoder::decode(
+            &self.config.decoder,
             file,
             Some(self.extension),
+            self.config.job_timeout,
             |info| *lock(&shared.total_s) = info.duration_s,
             |samples| {
                 self.within_deadline(shared)?;

@@ -23,8 +23,28 @@ const USAGE: &str =
   secrets [--rsa] [--encryption N] [--all]
                    print a fresh .env block of secrets from the OS random generator";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The audio decoder child runs before any runtime or thread exists: one thread, under the
+    // memory limit its parent set.
+    #[cfg(feature = "whisper")]
+    if args.first().map(String::as_str) == Some(mmt_core::adapters::isolated_decoder::SUBCOMMAND) {
+        return mmt_core::adapters::isolated_decoder::run_child(&args[1..]);
+    }
+    drop(args);
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => {
+            eprintln!("mmt: the async runtime could not start: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     match command.as_str() {
         "serve" => serve(Mode::Server).await,

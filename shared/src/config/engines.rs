@@ -54,6 +54,51 @@ pub struct LocalEngineConfig {
     /// A job that has not finished in this long fails (whatever its audio claims to be).
     pub job_timeout: Duration,
     pub use_gpu: bool,
+    /// Where recordings are decoded: in a limited child process unless told otherwise.
+    pub decoder: AudioDecoder,
+}
+
+/// Where the local engine decodes recordings (`adapters::isolated_decoder` runs it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioDecoder {
+    /// `program decode-audio`, limited to `memory_limit_mb` of data memory and the job's
+    /// time in CPU seconds, without the server's environment.
+    Isolated {
+        program: PathBuf,
+        memory_limit_mb: u64,
+    },
+    /// In the server's own process: for tools and tests that decode trusted files only.
+    InProcess,
+}
+
+impl AudioDecoder {
+    /// `AUDIO_DECODER`: `isolated` (the default) or `in-process`; the isolated decoder is
+    /// `AUDIO_DECODER_PROGRAM` (by default this very binary) under `AUDIO_DECODER_MEMORY_MB`.
+    fn parse(src: &Source) -> Result<Self, ConfigError> {
+        let mode = src
+            .raw("AUDIO_DECODER")
+            .unwrap_or_else(|| "isolated".into());
+        match mode.trim().to_ascii_lowercase().as_str() {
+            "isolated" => {
+                let program = match src.raw("AUDIO_DECODER_PROGRAM") {
+                    Some(program) => PathBuf::from(program),
+                    None => std::env::current_exe().map_err(|e| ConfigError::Invalid {
+                        key: "AUDIO_DECODER_PROGRAM",
+                        reason: format!("this program's own path is unknown ({e}): set it"),
+                    })?,
+                };
+                Ok(Self::Isolated {
+                    program,
+                    memory_limit_mb: src.parse("AUDIO_DECODER_MEMORY_MB", 384u64)?.max(64),
+                })
+            }
+            "in-process" => Ok(Self::InProcess),
+            other => Err(ConfigError::Invalid {
+                key: "AUDIO_DECODER",
+                reason: format!("{other:?} is not isolated or in-process"),
+            }),
+        }
+    }
 }
 
 impl EnginesConfig {
@@ -116,6 +161,12 @@ impl EnginesConfig {
     pub(super) fn check_for_production(&self) -> Result<(), ConfigError> {
         if let Some(cloud) = &self.cloud {
             super::source::require_tls_unless_loopback("OPENAI_BASE_URL", &cloud.base_url)?;
+        }
+        if self.enabled(EngineKind::Local) && self.local.decoder == AudioDecoder::InProcess {
+            return Err(ConfigError::unsafe_setting(
+                "AUDIO_DECODER",
+                "must be isolated: uploaded files are hostile input to the decoders",
+            ));
         }
         Ok(())
     }
@@ -196,6 +247,7 @@ impl LocalEngineConfig {
                 src.parse("WHISPER_JOB_TIMEOUT_SECS", 3600u64)?.max(1),
             ),
             use_gpu: src.flag("WHISPER_USE_GPU", true)?,
+            decoder: AudioDecoder::parse(src)?,
         })
     }
 }

@@ -23,7 +23,9 @@ use std::{collections::HashMap, str::FromStr};
 
 pub use auth::{AuthConfig, LocalUser, RsaJwtConfig};
 pub use ehr::{EhrConfig, EhrTarget, FhirConfig, OpenEmrConfig};
-pub use engines::{CloudEngineConfig, EnginesConfig, LocalEngineConfig, VoiceDetection};
+pub use engines::{
+    AudioDecoder, CloudEngineConfig, EnginesConfig, LocalEngineConfig, VoiceDetection,
+};
 pub use http::{HttpConfig, WebConfig};
 pub use queue::{QueueBackend, QueueConfig};
 pub use retention::RetentionConfig;

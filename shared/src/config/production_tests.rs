@@ -42,6 +42,14 @@ fn production_refuses_unsealed_storage_no_limit_and_plain_http_services() {
         &[],
         "S3_KMS_KEY_ID",
     );
+    refused(
+        &[
+            ("ENABLE_LOCAL_TRANSCRIPTION", "true"),
+            ("AUDIO_DECODER", "in-process"),
+        ],
+        &[],
+        "AUDIO_DECODER",
+    );
     // Staging is held to the same rules.
     let mut staging = safe.clone();
     staging[0] = ("ENV", "staging");
@@ -63,6 +71,7 @@ fn production_refuses_unsealed_storage_no_limit_and_plain_http_services() {
         ("BLOB_STORE", "s3"),
         ("S3_BUCKET", "recordings"),
         ("S3_KMS_KEY_ID", "alias/mmt"),
+        ("ENABLE_LOCAL_TRANSCRIPTION", "true"),
     ]);
     if let Err(err) = config(&passes) {
         panic!("a safe production configuration was refused: {err}");

@@ -51,6 +51,8 @@ pub fn test_env(
         ("JOB_RETRY_BASE_DELAY_MS", "0"),
         ("QUEUE_POLL_INTERVAL_MS", "50"),
         ("LOG_FORMAT", "text"),
+        // The audio decoder child is the server's binary; this test binary is not one.
+        ("AUDIO_DECODER_PROGRAM", env!("CARGO_BIN_EXE_mmt")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

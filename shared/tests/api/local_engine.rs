@@ -51,7 +51,7 @@ fn count_words(text: &str, words: &[&str]) -> usize {
 }
 
 /// Silero VAD converted from the `silero-vad` package (`make model`).
-fn vad_model_path() -> String {
+pub(crate) fn vad_model_path() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ggml-silero-vad.bin");
     assert!(
         path.is_file(),
@@ -905,10 +905,10 @@ async fn the_local_engine_counts_prompt_tokens_with_the_models_tokenizer() {
         ports::Transcriber,
     };
     let _serial = WHISPER.lock().await;
-    let mut config = mmt_core::Config::from_map(&std::collections::HashMap::from([(
-        "WHISPER_MODEL_PATH".to_owned(),
-        model_path(),
-    )]))
+    let mut config = mmt_core::Config::from_map(&std::collections::HashMap::from([
+        ("WHISPER_MODEL_PATH".to_owned(), model_path()),
+        ("AUDIO_DECODER".to_owned(), "in-process".to_owned()),
+    ]))
     .unwrap()
     .engines
     .local;

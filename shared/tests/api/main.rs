@@ -18,6 +18,8 @@ mod encryption;
 mod health;
 mod helpers;
 mod hostile;
+#[cfg(feature = "whisper")]
+mod hostile_audio;
 mod infra;
 mod isolation;
 mod lambda;

@@ -38,18 +38,51 @@ fn reported_port(log: &Path, from: usize) -> Option<u16> {
 }
 
 pub(crate) async fn start(env: &HashMap<String, String>, log: &Path) -> Server {
-    start_mode("serve", env, log).await
+    start_mode("serve", env, log, None).await
+}
+
+/// `mmt serve` with its address space limited to `bytes`, as a container with a hard memory
+/// limit and no overcommit runs it: an allocation past the limit fails instead of being
+/// granted and never touched.
+pub(crate) async fn start_with_address_space(
+    env: &HashMap<String, String>,
+    log: &Path,
+    bytes: u64,
+) -> Server {
+    start_mode("serve", env, log, Some(bytes)).await
 }
 
 /// Runs `mmt <mode>` and waits until its `/health/live` answers.
-async fn start_mode(mode: &str, env: &HashMap<String, String>, log: &Path) -> Server {
+async fn start_mode(
+    mode: &str,
+    env: &HashMap<String, String>,
+    log: &Path,
+    address_space: Option<u64>,
+) -> Server {
     let earlier = std::fs::metadata(log).map_or(0, |m| m.len() as usize);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_mmt"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mmt"));
+    if let Some(bytes) = address_space {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                match libc::setrlimit(libc::RLIMIT_AS, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+    }
+    let child = command
         .arg(mode)
         .env_clear()
         .envs(env)
@@ -346,7 +379,7 @@ async fn the_worker_mode_consumes_the_queue_and_serves_only_health() {
 
     let env = test_env(&app.dir, &app.openai, &[]);
     let log = app.dir.path().join("worker.log");
-    let mut worker = start_mode("worker", &env, &log).await;
+    let mut worker = start_mode("worker", &env, &log, None).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, record) = app
