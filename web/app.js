@@ -8,7 +8,9 @@ const config = window.__MMT_CONFIG || {};
 const $ = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------------------------------------
-// Which API: ?api= beats config.js beats the saved choice beats same-origin.
+// Which API: ?api= beats config.js beats the saved choice beats same-origin. A link can name
+// any API, so one this deployment does not list (same-origin, config.js) is used only after
+// the user confirms it, and a token is only ever sent to the origin that issued it.
 // ---------------------------------------------------------------------------------------------
 
 function validApi(raw) {
@@ -21,6 +23,24 @@ function validApi(raw) {
   }
 }
 
+function originOf(base) {
+  return new URL(base).origin;
+}
+
+/// The origins this deployment lists: the page's own and those config.js names.
+function listedOrigins() {
+  const listed = new Set([location.origin]);
+  for (const raw of [config.API_BASE_URL, config.PRODUCTION_API_BASE_URL]) {
+    const base = validApi(raw || "");
+    if (base) listed.add(originOf(base));
+  }
+  return listed;
+}
+
+function isListed(base) {
+  return listedOrigins().has(originOf(base));
+}
+
 function chooseApi() {
   const fromQuery = validApi(new URLSearchParams(location.search).get("api") || "");
   if (fromQuery) return { base: fromQuery, source: "query" };
@@ -31,17 +51,62 @@ function chooseApi() {
   return { base: location.origin, source: "same-origin" };
 }
 
+/// The API the page would use without the link's ?api=.
+function chooseWithoutLink() {
+  const fromConfig = validApi(config.API_BASE_URL || "");
+  if (fromConfig) return { base: fromConfig, source: "config" };
+  const saved = validApi(localStorage.getItem(STORAGE_API) || "");
+  if (saved) return { base: saved, source: "saved" };
+  return { base: location.origin, source: "same-origin" };
+}
+
 let api = chooseApi();
-let token = sessionStorage.getItem(STORAGE_TOKEN);
+/// A link's unlisted API waits here, and nothing is sent to it, until the user confirms it.
+let pendingApi = null;
+if (api.source === "query" && !isListed(api.base)) {
+  pendingApi = api;
+  api = chooseWithoutLink();
+}
+
+/// The signed-in token and the origin of the API that issued it: { origin, value }.
+function loadToken() {
+  try {
+    const stored = JSON.parse(sessionStorage.getItem(STORAGE_TOKEN) || "null");
+    if (stored && typeof stored.value === "string" && stored.origin === originOf(api.base)) return stored;
+  } catch {
+    /* an older page's plain string, or damaged: sign in again */
+  }
+  return null;
+}
+
+function saveToken(value) {
+  token = { origin: originOf(api.base), value };
+  sessionStorage.setItem(STORAGE_TOKEN, JSON.stringify(token));
+}
+
+function forgetToken() {
+  token = null;
+  sessionStorage.removeItem(STORAGE_TOKEN);
+}
+
+let token = loadToken();
 let status = null;
 
 function url(path) {
   return api.base + path;
 }
 
+/// The Authorization header for a request to `target`: only to the origin that issued the
+/// token, whatever API is selected meanwhile.
+function authorizationFor(target) {
+  if (!token || new URL(target).origin !== token.origin) return null;
+  return "Bearer " + token.value;
+}
+
 async function call(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
-  if (token) headers.Authorization = "Bearer " + token;
+  const authorization = authorizationFor(url(path));
+  if (authorization) headers.Authorization = authorization;
   const response = await fetch(url(path), Object.assign({}, options, { headers }));
   return response;
 }
@@ -71,13 +136,23 @@ function setBanner(kind, text) {
   banner.textContent = text;
 }
 
+/// Shows the confirmation for a link's unlisted API; nothing has been sent to it.
+function renderPendingApi() {
+  $("api-confirm").hidden = !pendingApi;
+  if (pendingApi) $("api-confirm-origin").textContent = originOf(pendingApi.base);
+}
+
 async function refreshStatus() {
   $("api-base").textContent = api.base;
+  renderPendingApi();
   try {
     const response = await fetch(url("/demo/status"));
     if (!response.ok) throw new Error(`/demo/status answered ${response.status}`);
     status = await response.json();
-    if (status.demo_mode) {
+    if (!isListed(api.base)) {
+      // Any server can answer /demo/status like MMT: an unlisted one is never "connected".
+      setBanner("unlisted", `Unlisted backend ${originOf(api.base)}: not one this page is configured for`);
+    } else if (status.demo_mode) {
       setBanner("demo", `Demo mode (${status.environment}, version ${status.version})`);
     } else {
       setBanner("prod", `Production backend connected (${status.environment}, version ${status.version})`);
@@ -117,9 +192,9 @@ async function refreshHealth() {
 
 function useApi(base, source) {
   api = { base, source };
+  pendingApi = null;
   if (source === "saved") localStorage.setItem(STORAGE_API, base);
-  token = null;
-  sessionStorage.removeItem(STORAGE_TOKEN);
+  forgetToken();
   renderSignedIn();
   refreshStatus();
   refreshHealth();
@@ -145,8 +220,7 @@ async function signedIn(response) {
     return;
   }
   const body = await response.json();
-  token = body.access_token;
-  sessionStorage.setItem(STORAGE_TOKEN, token);
+  saveToken(body.access_token);
   renderSignedIn();
   $("who").textContent = `Signed in as ${body.subject}.`;
 }
@@ -186,7 +260,8 @@ function upload(blob, name) {
   form.append("file", blob, name);
   const request = new XMLHttpRequest();
   request.open("POST", url("/v1/transcriptions"));
-  request.setRequestHeader("Authorization", "Bearer " + token);
+  const authorization = authorizationFor(url("/v1/transcriptions"));
+  if (authorization) request.setRequestHeader("Authorization", authorization);
   request.upload.onprogress = (event) => {
     if (event.lengthComputable) $("upload-progress").value = Math.round((100 * event.loaded) / event.total);
   };
@@ -433,9 +508,16 @@ function wire() {
     );
   });
   $("signout").addEventListener("click", () => {
-    token = null;
-    sessionStorage.removeItem(STORAGE_TOKEN);
+    forgetToken();
     renderSignedIn();
+  });
+  $("api-confirm-use").addEventListener("click", () => useApi(pendingApi.base, "query"));
+  $("api-confirm-stay").addEventListener("click", () => {
+    pendingApi = null;
+    const query = new URLSearchParams(location.search);
+    query.delete("api");
+    history.replaceState(null, "", location.pathname + (query.toString() ? "?" + query : ""));
+    renderPendingApi();
   });
   $("file").addEventListener("change", () => {
     const file = $("file").files[0];

@@ -79,7 +79,7 @@ await check("banner: a demo backend is blue and says so", async () => {
 });
 
 await check("banner: a production backend is green", async () => {
-  const { page, context } = await open(browser, `/?api=${encodeURIComponent(PROD)}`);
+  const { page, context } = await open(browser, `/?api=${encodeURIComponent(PROD)}`, { config: { PRODUCTION_API_BASE_URL: PROD } });
   const text = await bannerOf(page, "prod");
   assert(text.includes("Production backend connected"), text);
   await page.screenshot({ path: `${ARTIFACTS}/banner-production.png` });
@@ -87,10 +87,71 @@ await check("banner: a production backend is green", async () => {
 });
 
 await check("banner: an unreachable backend is red with the reason", async () => {
-  const { page, context } = await open(browser, `/?api=${encodeURIComponent(DOWN)}`);
+  const { page, context } = await open(browser, `/?api=${encodeURIComponent(DOWN)}`, { config: { PRODUCTION_API_BASE_URL: DOWN } });
   const text = await bannerOf(page, "down");
   assert(text.startsWith("Backend unreachable:"), text);
   await page.screenshot({ path: `${ARTIFACTS}/banner-unreachable.png` });
+  await context.close();
+});
+
+/// Each request the page sends to `origin`, with its Authorization header (or null).
+function requestsTo(page, origin) {
+  const seen = [];
+  page.on("request", (request) => {
+    if (new URL(request.url()).origin === origin) seen.push({ url: request.url(), authorization: request.headers().authorization || null });
+  });
+  return seen;
+}
+
+await check("a link naming an unlisted API asks first, and sends it nothing until confirmed", async () => {
+  const prodOrigin = new URL(PROD).origin;
+  let { page, context } = await open(browser, `/?api=${encodeURIComponent(PROD)}`, { config: {} });
+  const sent = requestsTo(page, prodOrigin);
+  await page.waitForSelector("#api-confirm:not([hidden])");
+  assert((await page.textContent("#api-confirm-origin")) === prodOrigin, "the confirmation names the link's API");
+  assert((await page.textContent("#api-base")) === DEMO, "the page stays on its own API meanwhile");
+  await bannerOf(page, "demo");
+  await page.waitForTimeout(1000);
+  assert(sent.length === 0, `requests went to the link's API before confirmation: ${JSON.stringify(sent)}`);
+  await page.screenshot({ path: `${ARTIFACTS}/api-confirm.png` });
+  await page.click("#api-confirm-stay");
+  assert(await page.isHidden("#api-confirm"), "Stay closes the confirmation");
+  assert(!page.url().includes("api="), page.url());
+  assert(sent.length === 0, "and still nothing was sent there");
+  await context.close();
+
+  ({ page, context } = await open(browser, `/?api=${encodeURIComponent(PROD)}`, { config: {} }));
+  await page.waitForSelector("#api-confirm:not([hidden])");
+  await page.click("#api-confirm-use");
+  // A server answering /demo/status like MMT is still not "connected" unless listed.
+  const text = await bannerOf(page, "unlisted");
+  assert(text.includes(`Unlisted backend ${prodOrigin}`) && !text.includes("Production backend connected"), text);
+  await context.close();
+});
+
+await check("a token is sent only to the API that issued it", async () => {
+  const prodOrigin = new URL(PROD).origin;
+  const { page, context } = await open(browser, "/", { config: {} });
+  const sent = requestsTo(page, prodOrigin);
+  await bannerOf(page, "demo");
+  await page.click("#guest-signin");
+  await page.waitForSelector("#workspace:not([hidden])");
+  // Whatever API is selected while a token is held, the token goes to its issuer only.
+  const answered = await page.evaluate(async (prod) => {
+    api = { base: prod, source: "query" };
+    const response = await call("/v1/transcriptions");
+    return response.status;
+  }, PROD);
+  assert(answered === 401, `the other API saw no token: ${answered}`);
+  assert(sent.length > 0 && sent.every((r) => r.authorization === null), JSON.stringify(sent));
+  // A link to another API, confirmed, in the same tab: the saved token stays behind.
+  await page.goto(`${DEMO}/?api=${encodeURIComponent(PROD)}`);
+  const again = requestsTo(page, prodOrigin);
+  await page.waitForSelector("#api-confirm:not([hidden])");
+  await page.click("#api-confirm-use");
+  await bannerOf(page, "unlisted");
+  assert(await page.isHidden("#workspace"), "not signed in on the other API");
+  assert(again.length > 0 && again.every((r) => r.authorization === null), JSON.stringify(again));
   await context.close();
 });
 

@@ -3,6 +3,11 @@
 # CloudFront (origin access control) can read the bucket; every answer carries the page's
 # security headers.
 
+locals {
+  # scheme://host[:port] of the API, as a CSP source.
+  api_origin = regex("^https?://[^/]+", var.api_base_url)
+}
+
 resource "aws_s3_bucket" "web" {
   # checkov:skip=CKV_AWS_144:The page is rebuilt from the repository on every deploy; a replica adds nothing.
   # checkov:skip=CKV_AWS_18:CloudFront serves every request; its own logs are the place to look, and the files are public by design.
@@ -93,7 +98,9 @@ resource "aws_cloudfront_response_headers_policy" "web" {
   name = "${var.name}-web"
   security_headers_config {
     content_security_policy {
-      content_security_policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' https:; media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+      # connect-src names this deployment's API and nothing else: a link naming another API
+      # cannot make the browser send it a password, a token or a recording.
+      content_security_policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ${local.api_origin}; media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
       override                = true
     }
     strict_transport_security {

@@ -45,6 +45,30 @@ pub struct WebConfig {
     pub production_api_base_url: Option<String>,
 }
 
+impl WebConfig {
+    /// The page's `connect-src`: its own server and the APIs its configuration names. Only a
+    /// demo may point the page at any API (its "Change API" box); a deployed page cannot be
+    /// turned against its users by a link naming someone else's.
+    pub fn connect_sources(&self, demo_mode: bool) -> String {
+        if demo_mode {
+            return "'self' http: https:".into();
+        }
+        let mut sources = vec!["'self'".to_owned()];
+        for url in [&self.api_base_url, &self.production_api_base_url]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(url) = reqwest::Url::parse(url) {
+                let origin = url.origin().ascii_serialization();
+                if !sources.contains(&origin) {
+                    sources.push(origin);
+                }
+            }
+        }
+        sources.join(" ")
+    }
+}
+
 impl HttpConfig {
     pub(super) fn parse(src: &Source, environment: Environment) -> Result<Self, ConfigError> {
         let web = WebConfig {

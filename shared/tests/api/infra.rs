@@ -468,3 +468,22 @@ fn a_new_account_can_init_plan_and_apply_the_example() {
         .map(|a| a.expr().clone());
     assert_eq!(retention, Some(Expression::Number(1_209_600.into())));
 }
+
+/// The deployed page may only talk to its own API (security review, item 2): CloudFront's
+/// Content-Security-Policy names the API's origin in `connect-src` and no scheme-wide source.
+#[test]
+fn the_deployed_page_connects_to_its_own_api_only() {
+    let web = std::fs::read_to_string(infra("modules/web/main.tf")).unwrap();
+    let policy = web
+        .lines()
+        .find(|l| l.trim_start().starts_with("content_security_policy ="))
+        .expect("the page's CSP");
+    let connect = policy
+        .split("connect-src")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .trim();
+    assert_eq!(connect, "'self' ${local.api_origin}", "{policy}");
+    assert!(web.contains(r#"api_origin = regex("^https?://[^/]+", var.api_base_url)"#));
+}

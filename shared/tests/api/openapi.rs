@@ -134,6 +134,9 @@ async fn the_web_page_is_served_with_its_own_policy_and_its_config() {
         policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"),
         "{policy}"
     );
+    // A deployed page talks to its own server only: a link naming another API cannot make
+    // the browser send it anything (security review, item 2).
+    assert!(policy.contains("connect-src 'self';"), "{policy}");
     let html = page.text().await.unwrap();
     assert!(html.contains("<script src=\"app.js\""));
     for attribute in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
@@ -165,6 +168,29 @@ async fn the_web_page_is_served_with_its_own_policy_and_its_config() {
         ("WEB_PRODUCTION_API_BASE_URL", "https://prod.example.org"),
     ])
     .await;
+    let policy = configured
+        .client
+        .get(configured.url("/"))
+        .send()
+        .await
+        .unwrap();
+    let policy = policy.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        policy.contains("connect-src 'self' https://api.example.org https://prod.example.org;"),
+        "the configured APIs and nothing else: {policy}"
+    );
+    // A demo's "Change API" box may point the page anywhere.
+    let demo = crate::helpers::spawn_app_with(&[("DEMO_MODE", "true")]).await;
+    let policy = demo.client.get(demo.url("/")).send().await.unwrap();
+    let policy = policy.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        policy.contains("connect-src 'self' http: https:;"),
+        "{policy}"
+    );
     let js = configured
         .client
         .get(configured.url("/config.js"))

@@ -16,11 +16,20 @@ const APP_JS: &str = include_str!("../../../../web/app.js");
 const APP_CSS: &str = include_str!("../../../../web/app.css");
 const DEFAULT_CONFIG_JS: &str = include_str!("../../../../web/config.js");
 
-/// The page's own policy: its files from here, API calls to whichever API is selected, audio
-/// from the page's own recordings; nothing else, and never in a frame.
-const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    connect-src 'self' http: https:; media-src 'self' blob:; img-src 'self' data:; \
-    form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// The page's own policy: its files from here, API calls to the APIs it is configured for
+/// (any, in a demo), audio from the page's own recordings; nothing else, and never in a frame.
+fn page_policy(state: &AppState) -> String {
+    let connect = state
+        .config
+        .http
+        .web
+        .connect_sources(state.config.demo_mode);
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; \
+         media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
+         frame-ancestors 'none'"
+    )
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -47,13 +56,12 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
-async fn index() -> Response {
+async fn index(State(state): State<AppState>) -> Response {
+    let policy = HeaderValue::from_str(&page_policy(&state))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
     (
         [
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(PAGE_POLICY),
-            ),
+            (header::CONTENT_SECURITY_POLICY, policy),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         Html(INDEX),
