@@ -219,6 +219,35 @@ pub trait VocabularyStore: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Access: revoked tokens and shared counters
+// ---------------------------------------------------------------------------------------------
+
+/// What every instance of a deployment must agree on about access: which tokens were revoked,
+/// and counters over time windows (rate limits, failed sign-ins). Kept in the deployment's
+/// store — the SQLite file every process opens, DynamoDB in AWS — so a limit or a sign-out
+/// holds across processes, Lambda instances and cold starts.
+#[async_trait]
+pub trait AccessLedger: Send + Sync {
+    /// Revokes one token (by its `jti`) until `until`, when it would have expired anyway.
+    async fn revoke_token(&self, token_id: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Revokes every token of `owner` issued before `before`.
+    async fn revoke_owner(&self, owner: &OwnerId, before: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Whether the token `token_id` of `owner`, issued at `issued_at`, was revoked.
+    async fn is_revoked(
+        &self,
+        token_id: &str,
+        owner: &OwnerId,
+        issued_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Adds one to the counter `key` (created at zero, forgotten after `expires_at`) and
+    /// returns its new value. Atomic across every process sharing the store. A key names its
+    /// window (`login:alice:<window>`): a counter is never reset, a new window is a new key.
+    async fn increment(&self, key: &str, expires_at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// The counter `key`, zero when absent or expired.
+    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Audit
 // ---------------------------------------------------------------------------------------------
 

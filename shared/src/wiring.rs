@@ -18,8 +18,8 @@ use crate::{
     auth::{TokenKeys, TokenService},
     config::{AuditBackend, BlobBackend, Config, QueueBackend, RecordBackend},
     ports::{
-        AuditLog, BlobStore, BoxError, Clock, DeliveryStore, EhrClient, EhrConnectionStore,
-        JobQueue, RecordStore, SystemClock, Transcriber, VocabularyStore,
+        AccessLedger, AuditLog, BlobStore, BoxError, Clock, DeliveryStore, EhrClient,
+        EhrConnectionStore, JobQueue, RecordStore, SystemClock, Transcriber, VocabularyStore,
     },
 };
 
@@ -103,6 +103,7 @@ impl AppState {
         };
         let queue = backends.transcribe_queue()?;
         let vocabularies = backends.vocabulary_store()?;
+        let access = backends.access_ledger()?;
         let (records, blobs, key_rotation) = backends.sealed_stores(&vocabularies)?;
         let audit = backends.audit_log()?;
         let ehr = backends.ehr_services()?;
@@ -122,6 +123,7 @@ impl AppState {
             records,
             blobs,
             vocabularies,
+            access,
             transcribe_queue: queue,
             audit,
             ehr,
@@ -311,6 +313,28 @@ impl Backends<'_> {
                     self.config.retention.keep_for(),
                 )))
             }
+            #[cfg(not(feature = "aws"))]
+            RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
+        }
+    }
+
+    /// Revoked tokens and shared counters, beside the records: every process of the
+    /// deployment reads the same ones.
+    fn access_ledger(&self) -> Result<Arc<dyn AccessLedger>, StartupError> {
+        match &self.config.storage.record_backend {
+            #[cfg(feature = "sqlite")]
+            RecordBackend::Sqlite => Ok(Arc::new(crate::adapters::SqliteAccessLedger::new(
+                self.db(),
+            ))),
+            #[cfg(not(feature = "sqlite"))]
+            RecordBackend::Sqlite => Err(StartupError::NoSqliteSupport),
+            #[cfg(feature = "aws")]
+            RecordBackend::DynamoDb { table } => Ok(Arc::new(
+                crate::adapters::dynamodb_access::DynamoAccessLedger::new(
+                    aws_sdk_dynamodb::Client::new(self.aws()?),
+                    table.clone(),
+                ),
+            )),
             #[cfg(not(feature = "aws"))]
             RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
         }

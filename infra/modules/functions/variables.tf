@@ -21,6 +21,7 @@ variable "functions" {
       sid       = string
       actions   = list(string)
       resources = list(string)
+      condition = optional(object({ test = string, variable = string, values = list(string) }))
     }))
   }))
 }

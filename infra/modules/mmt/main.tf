@@ -107,6 +107,15 @@ locals {
     resources = [module.storage.audit_table_arn]
   }
 
+  # Revoked tokens and shared counters (rate limits, failed sign-ins): the `A#` items of the
+  # records table, and no others (DynamoDB's leading-key condition).
+  access_ledger = {
+    sid       = "AccessLedger"
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [module.storage.table_arn]
+    condition = { test = "ForAllValues:StringLike", variable = "dynamodb:LeadingKeys", values = ["A#*"] }
+  }
+
   functions = {
     health = {
       description          = "GET /health/live, /health/ready"
@@ -118,6 +127,7 @@ locals {
         { sid = "PingBucket", actions = ["s3:ListBucket"], resources = [local.bucket_arn] },
         { sid = "QueueDepth", actions = ["sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn, module.transcribe_queue.dead_letter_arn] },
         local.read_secret,
+        local.access_ledger,
         local.use_key,
       ]
     }
@@ -126,10 +136,11 @@ locals {
       memory_mb            = 128
       timeout_s            = 5
       reserved_concurrency = var.reserved_concurrency ? 10 : null
-      statements           = [local.read_secret, local.use_key]
+      statements = [local.read_secret, local.access_ledger,
+      local.use_key]
     }
     auth = {
-      description          = "POST /auth/guest, /auth/login, /auth/admin, GET /.well-known/jwks.json, /v1/admin/audit"
+      description          = "POST /auth/guest, /auth/login, /auth/admin, /auth/logout, GET /.well-known/jwks.json, /v1/admin/audit"
       memory_mb            = 256
       timeout_s            = 10
       reserved_concurrency = var.reserved_concurrency ? 20 : null
@@ -139,6 +150,7 @@ locals {
         { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.admin_key] },
         { sid = "ReadAudit", actions = ["dynamodb:Query"], resources = [module.storage.audit_table_arn] },
         local.write_audit,
+        local.access_ledger,
         local.use_key,
       ]
     }
@@ -156,6 +168,7 @@ locals {
         { sid = "EnqueueJobs", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },
         { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.openai_key] },
         local.write_audit,
+        local.access_ledger,
         local.use_key,
       ]
     }
@@ -173,6 +186,7 @@ locals {
         { sid = "FindUploads", actions = ["s3:ListBucketMultipartUploads"], resources = [local.bucket_arn] },
         local.read_secret,
         local.write_audit,
+        local.access_ledger,
         local.use_key,
       ]
     }
@@ -191,6 +205,7 @@ locals {
         { sid = "EhrDeadLetter", actions = ["sqs:SendMessage"], resources = [module.ehr_queue.dead_letter_arn] },
         { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.jwt_secret, local.field_keys], local.ehr_secret_arns) },
         local.write_audit,
+        local.access_ledger,
         local.use_key,
       ]
     }
@@ -201,7 +216,8 @@ locals {
       reserved_concurrency = var.reserved_concurrency ? 5 : null
       # Production serves no API description unless asked to.
       environment = { ENABLE_DOCS = tostring(var.enable_docs) }
-      statements  = [local.read_secret, local.use_key]
+      statements = [local.read_secret, local.access_ledger,
+      local.use_key]
     }
     transcribe = {
       description          = "Consumes the transcribe queue"

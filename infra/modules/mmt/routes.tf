@@ -12,6 +12,7 @@ locals {
     "POST /auth/guest"                       = { function = "auth", public = true }
     "POST /auth/login"                       = { function = "auth", public = true }
     "POST /auth/admin"                       = { function = "auth", public = true }
+    "POST /auth/logout"                      = { function = "auth", public = false }
     "GET /.well-known/jwks.json"             = { function = "auth", public = true }
     "GET /v1/admin/audit"                    = { function = "auth", public = false }
     "GET /v1/admin/ehr"                      = { function = "ehr-push", public = false }

@@ -6,6 +6,8 @@ pub mod disk_blob;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 #[cfg(feature = "aws")]
+pub mod dynamodb_access;
+#[cfg(feature = "aws")]
 pub mod dynamodb_audit;
 #[cfg(feature = "aws")]
 pub mod dynamodb_ehr;
@@ -38,6 +40,6 @@ pub use disk_blob::DiskBlobStore;
 pub use openai::OpenAiTranscriber;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
-    Database, SqliteAuditLog, SqliteDeliveryStore, SqliteEhrConnectionStore, SqliteJobQueue,
-    SqliteRecordStore, SqliteVocabularyStore,
+    Database, SqliteAccessLedger, SqliteAuditLog, SqliteDeliveryStore, SqliteEhrConnectionStore,
+    SqliteJobQueue, SqliteRecordStore, SqliteVocabularyStore,
 };

@@ -20,7 +20,7 @@ use crate::{
     config::Config,
     domain::EngineKind,
     ports::{
-        AuditLog, BlobStore, Clock, DeliveryStore, EhrClient, JobQueue, RecordStore,
+        AccessLedger, AuditLog, BlobStore, Clock, DeliveryStore, EhrClient, JobQueue, RecordStore,
         ScaleInProtection, Transcriber, VocabularyStore,
     },
 };
@@ -60,6 +60,8 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// Each owner's medical vocabulary, given to the engine with the upload's prompt.
     pub vocabularies: Arc<dyn VocabularyStore>,
+    /// Revoked tokens and the counters every process shares (rate limits, failed sign-ins).
+    pub access: Arc<dyn AccessLedger>,
     pub transcribe_queue: Arc<dyn JobQueue>,
     /// The append-only audit trail, kept apart from the records.
     pub audit: Arc<dyn AuditLog>,

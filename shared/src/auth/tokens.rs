@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -44,6 +45,10 @@ impl Scope {
 pub struct Principal {
     pub owner: OwnerId,
     pub scopes: Vec<Scope>,
+    /// The token's `jti`, `iat` and `exp`: what sign-out revokes, and until when.
+    pub token_id: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Principal {
@@ -252,6 +257,9 @@ struct VerifyingKey {
     jwk: Option<serde_json::Value>,
 }
 
+/// The longest an admin token lives, whatever `ACCESS_TOKEN_TTL_SECS` says.
+pub const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
 /// Issues and verifies access tokens with `iss`, `aud`, `sub`, `iat`, `nbf`, `exp`, `jti` and
 /// `scope`, HS256 or RS256. Every key has an id (`kid` header) and one pinned algorithm:
 /// `alg: none`, a token whose algorithm is not its key's, and an unknown `kid` all fail.
@@ -374,6 +382,12 @@ impl TokenService {
     pub fn issue(&self, owner: &OwnerId, scopes: &[Scope]) -> Result<IssuedToken, AuthError> {
         let (kid, algorithm, key) = self.signing.as_ref().ok_or(AuthError::NoSigningKey)?;
         let now = unix_now();
+        // An admin token reads the whole audit trail: it lives minutes, not hours.
+        let ttl = if scopes.contains(&Scope::Admin) {
+            self.ttl.min(ADMIN_TOKEN_TTL)
+        } else {
+            self.ttl
+        };
         let scope = scopes
             .iter()
             .map(|s| s.as_str())
@@ -385,7 +399,7 @@ impl TokenService {
             sub: owner.as_str().to_owned(),
             iat: now,
             nbf: now,
-            exp: now + self.ttl.as_secs(),
+            exp: now + ttl.as_secs(),
             jti: Uuid::new_v4().to_string(),
             scope: scope.clone(),
         };
@@ -395,7 +409,7 @@ impl TokenService {
         Ok(IssuedToken {
             access_token: token,
             token_type: "Bearer",
-            expires_in: self.ttl.as_secs(),
+            expires_in: ttl.as_secs(),
             scope,
             subject: owner.as_str().to_owned(),
         })
@@ -451,14 +465,26 @@ impl TokenService {
         let key = self.verifying_key(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm))
             .map_err(|_| AuthError::InvalidToken)?;
-        let owner = OwnerId::parse(&data.claims.sub).map_err(|_| AuthError::InvalidToken)?;
-        let scopes = data
-            .claims
+        let claims = data.claims;
+        let owner = OwnerId::parse(&claims.sub).map_err(|_| AuthError::InvalidToken)?;
+        let scopes = claims
             .scope
             .split_whitespace()
             .filter_map(Scope::parse)
             .collect();
-        Ok(Principal { owner, scopes })
+        let at = |seconds: u64| {
+            i64::try_from(seconds)
+                .ok()
+                .and_then(|s| DateTime::from_timestamp(s, 0))
+                .ok_or(AuthError::InvalidToken)
+        };
+        Ok(Principal {
+            owner,
+            scopes,
+            token_id: claims.jti,
+            issued_at: at(claims.iat)?,
+            expires_at: at(claims.exp)?,
+        })
     }
 }
 

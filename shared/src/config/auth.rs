@@ -54,6 +54,10 @@ pub struct RsaJwtConfig {
     pub old_public: Vec<crate::auth::RsaPublicKey>,
 }
 
+/// The longest an access token may live in production. Sign-out revokes a token at once;
+/// this bounds one that was stolen and never signed out.
+const MAX_PRODUCTION_TOKEN_TTL: Duration = Duration::from_secs(8 * 3600);
+
 impl AuthConfig {
     pub(super) fn parse(src: &Source, is_prod: bool) -> Result<Self, ConfigError> {
         let local_users = match src.raw("LOCAL_LOGIN_USERS") {
@@ -142,6 +146,12 @@ impl AuthConfig {
                 ));
             }
             _ => {}
+        }
+        if self.access_token_ttl > MAX_PRODUCTION_TOKEN_TTL {
+            return Err(ConfigError::unsafe_setting(
+                "ACCESS_TOKEN_TTL_SECS",
+                "must be at most 28800 (a shift): a stolen token is good until it expires",
+            ));
         }
         Ok(())
     }

@@ -20,6 +20,12 @@ fn production_refuses_unsealed_storage_no_limit_and_plain_http_services() {
         &[],
         "RATE_LIMIT_PER_MINUTE",
     );
+    // A token lives a shift at most (sign-out revokes it sooner).
+    refused(
+        &[("ACCESS_TOKEN_TTL_SECS", "86400")],
+        &[],
+        "ACCESS_TOKEN_TTL_SECS",
+    );
     refused(
         &[
             ("ENABLE_CLOUD_TRANSCRIPTION", "true"),

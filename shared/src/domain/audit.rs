@@ -18,6 +18,8 @@ pub enum AuditAction {
     Delete,
     EhrPush,
     Login,
+    /// A sign-out: the token (or every token of the subject) is revoked.
+    Logout,
     Sweep,
     KeyRotation,
     AuditQuery,
@@ -26,13 +28,14 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 10] = [
+    pub const ALL: [AuditAction; 11] = [
         Self::Create,
         Self::Read,
         Self::Download,
         Self::Delete,
         Self::EhrPush,
         Self::Login,
+        Self::Logout,
         Self::Sweep,
         Self::KeyRotation,
         Self::AuditQuery,
@@ -47,6 +50,7 @@ impl AuditAction {
             Self::Delete => "delete",
             Self::EhrPush => "ehr_push",
             Self::Login => "login",
+            Self::Logout => "logout",
             Self::Sweep => "sweep",
             Self::KeyRotation => "key_rotation",
             Self::AuditQuery => "audit_query",

@@ -59,6 +59,15 @@ impl FromRequestParts<AppState> for Caller {
             .tokens
             .verify(token)
             .map_err(|_| ApiError::Unauthorized)?;
+        // A signed-out token is refused everywhere at once; when the list cannot be read, a
+        // token is not taken on trust (503, the caller retries).
+        let revoked = state
+            .access
+            .is_revoked(&principal.token_id, &principal.owner, principal.issued_at)
+            .await?;
+        if revoked {
+            return Err(ApiError::Unauthorized);
+        }
         Ok(Self(principal))
     }
 }

@@ -35,7 +35,7 @@ pub enum RouteGroup {
     Health,
     /// `GET /demo/status` — function `demo-status`.
     DemoStatus,
-    /// `POST /auth/guest`, `POST /auth/login`, `POST /auth/admin`, `GET /.well-known/jwks.json`,
+    /// `POST /auth/guest`, `/auth/login`, `/auth/admin`, `/auth/logout`, `GET /.well-known/jwks.json`,
     /// `GET /v1/admin/audit` — function `auth`.
     Auth,
     /// `POST /v1/transcriptions`, `/v1/uploads/**` (resumable uploads),

@@ -1,7 +1,10 @@
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::{
+    helpers::{spawn_app, spawn_app_with},
+    security::{ADMIN_KEY, admin_token},
+};
 
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
@@ -224,4 +227,110 @@ async fn rate_limiting_is_off_when_set_to_zero() {
         assert_eq!(response.status(), 200);
         assert!(!response.headers().contains_key("x-ratelimit-limit"));
     }
+}
+
+/// Sign-out revokes (security review, item 5): the token is refused at once — by every
+/// process sharing the store, the second app here — and `everywhere` revokes the subject's
+/// other tokens too, while a token issued afterwards works.
+#[tokio::test]
+async fn sign_out_revokes_the_token_everywhere_at_once() {
+    let hash = mmt_core::auth::hash_password("correct horse battery").unwrap();
+    let users = format!("alice:{hash}");
+    let settings = [
+        ("ALLOW_LOCAL_LOGIN", "true"),
+        ("LOCAL_LOGIN_USERS", users.as_str()),
+        ("ADMIN_API_KEY", ADMIN_KEY),
+    ];
+    let app = spawn_app_with(&settings).await;
+    // A second process on the same data directory: it reads the same revocations.
+    let dir = app.dir.path().display().to_string();
+    let mut other_settings = settings.to_vec();
+    other_settings.push(("DATA_DIR", dir.as_str()));
+    let other = spawn_app_with(&other_settings).await;
+    let login = || async {
+        let body: Value = app
+            .client
+            .post(app.url("/auth/login"))
+            .json(&json!({"username": "alice", "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    };
+    let status = |app: &crate::helpers::TestApp, token: String| {
+        let request = app
+            .client
+            .get(app.url("/v1/transcriptions"))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let (first, second) = (login().await, login().await);
+    assert_eq!(status(&other, first.clone()).await, 200);
+
+    let signed_out = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 204);
+    assert_eq!(
+        status(&app, first.clone()).await,
+        401,
+        "refused where it signed out"
+    );
+    assert_eq!(
+        status(&other, first.clone()).await,
+        401,
+        "and by the other process"
+    );
+    assert_eq!(
+        status(&other, second.clone()).await,
+        200,
+        "other sessions go on"
+    );
+
+    let everywhere = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&second)
+        .json(&json!({"everywhere": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(everywhere.status(), 204);
+    assert_eq!(status(&other, second).await, 401);
+    // Tokens carry whole seconds: the next sign-in, a second later, is a new session.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(status(&app, login().await).await, 200);
+
+    let (_, audit) = app
+        .get_json(&admin_token(&app).await, "/v1/admin/audit?action=logout")
+        .await;
+    assert_eq!(audit["events"].as_array().unwrap().len(), 2, "{audit}");
+}
+
+/// An admin token reads the whole audit trail: it lives 15 minutes at most, whatever
+/// ACCESS_TOKEN_TTL_SECS says.
+#[tokio::test]
+async fn admin_tokens_are_short_lived() {
+    let app = spawn_app_with(&[
+        ("ACCESS_TOKEN_TTL_SECS", "28800"),
+        ("ADMIN_API_KEY", ADMIN_KEY),
+    ])
+    .await;
+    let guest = claims(&app.guest_token().await);
+    assert_eq!(
+        guest["exp"].as_u64().unwrap() - guest["iat"].as_u64().unwrap(),
+        28800
+    );
+    let admin = claims(&admin_token(&app).await);
+    assert_eq!(
+        admin["exp"].as_u64().unwrap() - admin["iat"].as_u64().unwrap(),
+        900
+    );
 }

@@ -22,6 +22,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/auth/guest"),
     ("post", "/auth/login"),
     ("post", "/auth/admin"),
+    ("post", "/auth/logout"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/v1/admin/audit"),
     ("get", "/v1/admin/ehr"),

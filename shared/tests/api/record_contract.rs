@@ -5,14 +5,15 @@ use crate::emulator::Emulator;
 use chrono::{Duration, Utc};
 use mmt_core::{
     adapters::{
-        Database, SqliteRecordStore, SqliteVocabularyStore, dynamodb::DynamoRecordStore,
+        Database, SqliteAccessLedger, SqliteRecordStore, SqliteVocabularyStore,
+        dynamodb::DynamoRecordStore, dynamodb_access::DynamoAccessLedger,
         dynamodb_vocabulary::DynamoVocabularyStore,
     },
     domain::{
         AudioFormat, EngineKind, OwnerId, Segment, Status, Task, Transcript, TranscriptionId,
         TranscriptionRecord, TranscriptionRequest, Vocabulary,
     },
-    ports::{Claim, PageRequest, RecordStore, VocabularyStore},
+    ports::{AccessLedger, Claim, PageRequest, RecordStore, VocabularyStore},
 };
 
 fn record(owner: &OwnerId, minutes_ago: i64) -> TranscriptionRecord {
@@ -552,4 +553,78 @@ async fn the_dynamodb_vocabulary_store_shares_the_records_table_unseen_by_record
         .await
         .unwrap();
     assert_eq!(old.len(), 1);
+}
+
+/// Revocations and counters, the same on every backend (security review, items 4 and 5).
+async fn access_ledger_meets_the_contract(ledger: &dyn AccessLedger) {
+    let (alice, bob) = (OwnerId::new_guest(), OwnerId::new_guest());
+    let now = Utc::now();
+    assert!(!ledger.is_revoked("t1", &alice, now).await.unwrap());
+    ledger
+        .revoke_token("t1", now + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(ledger.is_revoked("t1", &alice, now).await.unwrap());
+    assert!(!ledger.is_revoked("t2", &alice, now).await.unwrap());
+    // Signed out everywhere: earlier tokens are refused, later ones and others' are not.
+    ledger.revoke_owner(&alice, now).await.unwrap();
+    let earlier = now - Duration::seconds(1);
+    assert!(ledger.is_revoked("t2", &alice, earlier).await.unwrap());
+    let later = now + Duration::seconds(1);
+    assert!(!ledger.is_revoked("t3", &alice, later).await.unwrap());
+    assert!(!ledger.is_revoked("t2", &bob, earlier).await.unwrap());
+    // An older sign-out arriving late does not undo a newer one.
+    ledger
+        .revoke_owner(&alice, now - Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(ledger.is_revoked("t2", &alice, earlier).await.unwrap());
+
+    let window_end = now + Duration::minutes(1);
+    for expected in 1..=3 {
+        assert_eq!(ledger.increment("k", window_end).await.unwrap(), expected);
+    }
+    assert_eq!(ledger.count("k", now).await.unwrap(), 3);
+    assert_eq!(ledger.count("other", now).await.unwrap(), 0);
+    let after = window_end + Duration::seconds(1);
+    assert_eq!(
+        ledger.count("k", after).await.unwrap(),
+        0,
+        "past its window"
+    );
+    // Counted at once from many tasks: no increment is lost.
+    let counted =
+        futures::future::join_all((0..20).map(|_| ledger.increment("burst", window_end))).await;
+    let mut values: Vec<u64> = counted.into_iter().map(Result::unwrap).collect();
+    values.sort_unstable();
+    assert_eq!(values, (1..=20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_sqlite_access_ledger_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("r.db")).unwrap();
+    access_ledger_meets_the_contract(&SqliteAccessLedger::new(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_access_ledger_meets_the_contract_unseen_by_record_reads() {
+    let aws = Emulator::start().await;
+    aws.records_table("mmt-records").await;
+    let ledger = DynamoAccessLedger::new(aws.dynamodb.clone(), "mmt-records");
+    access_ledger_meets_the_contract(&ledger).await;
+    let records = DynamoRecordStore::new(aws.dynamodb.clone(), "mmt-records", None);
+    let owner = OwnerId::new_guest();
+    ledger.revoke_owner(&owner, Utc::now()).await.unwrap();
+    let page = records
+        .list_by_owner(
+            &owner,
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.items.is_empty(), "ledger items are not records");
 }

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, spawn_app_with, tone};
 
-const ADMIN_KEY: &str = "admin-key-admin-key-admin-key-admin-key-0123";
+pub(crate) const ADMIN_KEY: &str = "admin-key-admin-key-admin-key-admin-key-0123";
 const FILE_NAME: &str = "ortega-neurology-followup.wav";
 const PHRASE: &str = "Valentina Ortega has had no seizures since March";
 
@@ -20,7 +20,7 @@ async fn post_json(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn admin_token(app: &TestApp) -> String {
+pub(crate) async fn admin_token(app: &TestApp) -> String {
     let (status, body) = post_json(
         app,
         "/auth/admin",

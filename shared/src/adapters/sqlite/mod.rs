@@ -1,11 +1,13 @@
 //! Embedded storage: one SQLite file holds the records and the durable job queue.
 
+mod access;
 mod audit;
 mod ehr;
 mod queue;
 mod records;
 mod vocabulary;
 
+pub use access::SqliteAccessLedger;
 pub use audit::SqliteAuditLog;
 pub use ehr::{SqliteDeliveryStore, SqliteEhrConnectionStore};
 pub use queue::SqliteJobQueue;
@@ -122,6 +124,23 @@ const MIGRATIONS: &[&str] = &[
         terms      TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     );
+    "#,
+    // 9: revoked tokens, owners signed out everywhere, and counters every process shares.
+    r#"
+    CREATE TABLE revoked_tokens (
+        token_id   TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE revoked_owners (
+        owner  TEXT PRIMARY KEY,
+        before INTEGER NOT NULL
+    );
+    CREATE TABLE access_counters (
+        key        TEXT PRIMARY KEY,
+        count      INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX access_counters_by_expiry ON access_counters (expires_at);
     "#,
 ];
 

@@ -34,8 +34,8 @@ pub struct AuditParams {
     subject: Option<String>,
     /// Only this transcription.
     record_id: Option<String>,
-    /// Only this action (create, read, download, delete, ehr_push, login, sweep,
-    /// key_rotation, audit_query).
+    /// Only this action (create, read, download, delete, ehr_push, login, logout, sweep,
+    /// key_rotation, audit_query, vocabulary_change).
     action: Option<String>,
     /// 1–1000, default 100.
     limit: Option<u32>,

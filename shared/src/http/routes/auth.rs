@@ -17,7 +17,10 @@ use crate::{
     auth::{IssuedToken, Scope, verify_password},
     domain::OwnerId,
     domain::{AuditAction, AuditEvent, AuditOutcome},
-    http::{ApiError, ErrorBody, extract::ApiJson},
+    http::{
+        ApiError, ErrorBody,
+        extract::{ApiJson, Caller},
+    },
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -25,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(guest))
         .routes(routes!(login))
         .routes(routes!(admin))
+        .routes(routes!(logout))
         .routes(routes!(jwks))
 }
 
@@ -176,6 +180,61 @@ async fn admin(
     }
     let owner = OwnerId::parse(ADMIN_SUBJECT).map_err(ApiError::internal)?;
     Ok(Json(sign_in(&state, &owner, &[Scope::Admin]).await?))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LogoutRequest {
+    /// Also revoke every other token issued to this subject until now (sign out everywhere).
+    #[serde(default)]
+    everywhere: bool,
+}
+
+/// Sign out: the token is revoked at once on every instance (and, with `everywhere`, every
+/// token issued to the subject so far).
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    request_body(content = LogoutRequest, description = "Optional"),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The revocation could not be stored; the token still works", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: LogoutRequest = if body.is_empty() {
+        LogoutRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest {
+            code: "invalid_body",
+            message: "the body must be empty or {\"everywhere\": true|false}".into(),
+        })?
+    };
+    let principal = &caller.0;
+    state
+        .access
+        .revoke_token(&principal.token_id, principal.expires_at)
+        .await?;
+    if request.everywhere {
+        // Tokens carry whole seconds: one issued in this very second is revoked too.
+        let now = state.clock.now();
+        state.access.revoke_owner(&principal.owner, now).await?;
+    }
+    state
+        .audit_trail()
+        .record(AuditEvent::now(
+            AuditAction::Logout,
+            AuditOutcome::Success,
+            principal.owner.as_str(),
+        ))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The public keys that verify this deployment's tokens (RS256 only; empty with HS256).
