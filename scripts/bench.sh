@@ -26,7 +26,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 cargo build -q --release -p mmt-core --bin mmt
-cargo build -q --release -p mmt-testkit --bin openai-contract-server --bin mixed-load
+cargo build -q --release -p mmt-testkit --bin openai-contract-server --bin mixed-load --bin limits-load
 PORT=18390 OPENAI_API_KEY=sk-bench target/release/openai-contract-server >/dev/null 2>&1 &
 pids+=($!)
 
@@ -34,6 +34,8 @@ rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hwm_mb() { awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # start_server <data dir> <max upload bytes> -> sets SERVER_PID, SERVER_PORT, STARTUP_MS
+# Extra settings for the next start_server, as NAME=value words.
+SERVER_ENV=()
 start_server() {
   SERVER_PORT=$(free_port)
   local t0 t1
@@ -41,7 +43,8 @@ start_server() {
   env ENV=test HOST=127.0.0.1 PORT="$SERVER_PORT" DATA_DIR="$1" MAX_UPLOAD_BYTES="$2" LOG_FORMAT=json RUST_LOG=warn \
     RATE_LIMIT_PER_MINUTE="${RATE_LIMIT:-0}" ALLOW_GUEST_AUTH=true \
     INTERNAL_JWT_SECRET=bench-secret-bench-secret-bench-secret-00 ENABLE_CLOUD_TRANSCRIPTION=true \
-    OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 target/release/mmt serve >"$1.log" 2>&1 &
+    OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 "${SERVER_ENV[@]}" \
+    target/release/mmt serve >>"$1.log" 2>&1 &
   SERVER_PID=$!
   pids+=("$SERVER_PID")
   deadline=$((SECONDS + 60))
@@ -114,6 +117,26 @@ target/release/mixed-load "http://127.0.0.1:$SERVER_PORT" "${BENCH_LOAD_CLIENTS:
   || echo "mixed load: FAILED (see above)"
 printf '%-48s %s MB\n' "  peak server RSS" "$(hwm_mb "$SERVER_PID")"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+
+echo
+echo "== Brute force against one account; the rate limit across two processes =="
+# Each attacker from its own address (behind one trusted proxy), so only the account lockout
+# can stop them; the per-address limit is out of the way (RATE_LIMIT high).
+bench_hash=$(printf 'bench-password' | target/release/mmt hash-password)
+SERVER_ENV=(ALLOW_LOCAL_LOGIN=true "LOCAL_LOGIN_USERS=alice:$bench_hash;bob:$bench_hash"
+  LOGIN_MAX_FAILURES=5 LOGIN_LOCKOUT_SECS=900 TRUSTED_PROXY_HOPS=1)
+RATE_LIMIT=100000 start_server "$work/brute" $((10 * 1024 * 1024))
+target/release/limits-load brute-force "http://127.0.0.1:$SERVER_PORT" "${BENCH_BRUTE_SECONDS:-15}" 20 \
+  || echo "brute force: FAILED (see above)"
+printf '%-48s %s MB\n' "  peak server RSS" "$(hwm_mb "$SERVER_PID")"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+SERVER_ENV=()
+RATE_LIMIT=300 start_server "$work/shared" $((10 * 1024 * 1024))
+first=$SERVER_PORT first_pid=$SERVER_PID
+RATE_LIMIT=300 start_server "$work/shared" $((10 * 1024 * 1024))
+target/release/limits-load two-servers "http://127.0.0.1:$first" "http://127.0.0.1:$SERVER_PORT" \
+  "${BENCH_SHARED_SECONDS:-70}" 300 || echo "shared limit: FAILED (see above)"
+kill "$first_pid" "$SERVER_PID"; wait "$first_pid" "$SERVER_PID" 2>/dev/null || true
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -507,7 +507,14 @@ function wire() {
       }),
     );
   });
-  $("signout").addEventListener("click", () => {
+  $("signout").addEventListener("click", async () => {
+    // Revoked on the server first, so a copy of the token is worthless too.
+    try {
+      const response = await call("/auth/logout", { method: "POST" });
+      if (!response.ok && response.status !== 401) showError(`Signed out here; the server said: ${await problem(response)}`);
+    } catch {
+      showError("Signed out here; the server could not be reached to revoke the token.");
+    }
     forgetToken();
     renderSignedIn();
   });

@@ -239,12 +239,24 @@ pub trait AccessLedger: Send + Sync {
         owner: &OwnerId,
         issued_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Adds one to the counter `key` (created at zero, forgotten after `expires_at`) and
-    /// returns its new value. Atomic across every process sharing the store. A key names its
-    /// window (`login:alice:<window>`): a counter is never reset, a new window is a new key.
-    async fn increment(&self, key: &str, expires_at: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// The counter `key`, zero when absent or expired.
-    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Counts one event of `key` at `now` in its window: a counter whose window has ended
+    /// (or that does not exist) starts again at one, with a window of `window` from `now`.
+    /// Atomic across every process sharing the store.
+    async fn increment(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+    ) -> Result<Counted, StoreError>;
+    /// The counter `key` at `now`, `None` when absent or its window has ended.
+    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Counted>, StoreError>;
+}
+
+/// A counter of the [`AccessLedger`]: events so far in its window, and when the window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub count: u64,
+    pub window_ends: DateTime<Utc>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ impl AppState {
             records,
             blobs,
             vocabularies,
-            access,
+            access: access.clone(),
             transcribe_queue: queue,
             audit,
             ehr,
@@ -142,8 +142,17 @@ impl AppState {
             rate_limiter: (config.http.rate_limit_per_minute > 0).then(|| {
                 Arc::new(crate::app::rate_limit::RateLimiter::new(
                     config.http.rate_limit_per_minute,
+                    access.clone(),
                 ))
             }),
+            sign_in_guard: Arc::new(crate::app::rate_limit::SignInGuard::new(
+                config.auth.max_failed_sign_ins,
+                config.auth.lockout_window,
+                access.clone(),
+            )),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                config.auth.password_check_concurrency,
+            )),
             config: Arc::new(config),
         })
     }

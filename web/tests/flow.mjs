@@ -228,7 +228,17 @@ await check("guest → upload a WAV → progress → transcript → SRT → dele
   await page.click("#delete");
   await page.waitForSelector("#result", { state: "hidden" });
   assert((await page.textContent("#job-status")) === "Deleted.", "deleted");
+
   assert(consoleErrors.length === 0, `console errors: ${consoleErrors.join(" | ")}`);
+  // Sign out revokes the token on the server: a copy of it is refused afterwards.
+  const copied = await page.evaluate(() => token.value);
+  await page.click("#signout");
+  await page.waitForSelector("#workspace", { state: "hidden" });
+  const afterwards = await page.evaluate(async (copy) => {
+    const response = await fetch("/v1/transcriptions", { headers: { Authorization: "Bearer " + copy } });
+    return response.status;
+  }, copied);
+  assert(afterwards === 401, `the signed-out token still works: ${afterwards}`);
   await context.close();
 });
 

@@ -37,6 +37,22 @@ resource "aws_apigatewayv2_stage" "default" {
     throttling_rate_limit  = var.throttling_rate_limit
   }
 
+  # Sign-in routes get a much lower ceiling for the whole API: the first line against
+  # credential stuffing, before any function runs. MMT itself then limits per caller and
+  # locks an account after LOGIN_MAX_FAILURES (shared across instances in DynamoDB). HTTP
+  # APIs cannot carry AWS WAF; for per-address rules at the edge, put CloudFront with a WAF
+  # web ACL (rate-based rule on /auth/*) in front of the API (see the README).
+  dynamic "route_settings" {
+    for_each = { for key, route in var.routes : key => route if startswith(key, "POST /auth/") }
+    content {
+      route_key              = route_settings.key
+      throttling_burst_limit = var.sign_in_burst_limit
+      throttling_rate_limit  = var.sign_in_rate_limit
+    }
+  }
+
+  depends_on = [aws_apigatewayv2_route.route]
+
   # No headers, no body, no query string: nothing that could carry a token or PHI.
   access_log_settings {
     destination_arn = aws_cloudwatch_log_group.access.arn

@@ -46,3 +46,15 @@ variable "log_retention_days" {
   type    = number
   default = 365
 }
+
+variable "sign_in_burst_limit" {
+  description = "Burst of requests the gateway lets through to each POST /auth/* route, for all callers together."
+  type        = number
+  default     = 20
+}
+
+variable "sign_in_rate_limit" {
+  description = "Steady requests per second the gateway lets through to each POST /auth/* route."
+  type        = number
+  default     = 5
+}

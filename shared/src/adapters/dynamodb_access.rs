@@ -3,7 +3,8 @@
 //!
 //! Key design: `pk` (S) = `A#token#<jti>` (a revoked token), `A#owner#<owner>` with `before`
 //! (N, micros: the owner's tokens issued earlier are revoked), `A#count#<key>` with `count`
-//! (N, added to atomically). Each carries `expires_at` (N, epoch seconds), the table's TTL
+//! (N, added to atomically while `window_ends` (N, micros) is ahead, else started again at
+//! one by a conditional put). Each carries `expires_at` (N, epoch seconds), the table's TTL
 //! attribute, so DynamoDB removes it after it stops mattering; reads check it too, as TTL
 //! deletion runs late. The items have no `owner` or `created_sort`, so the owner index never
 //! lists them, and record scans read `T#` items only.
@@ -15,10 +16,10 @@ use aws_sdk_dynamodb::{
 };
 use chrono::{DateTime, Utc};
 
-use super::dynamodb_items::{Item, n, number, s, unavailable};
+use super::dynamodb_items::{Item, micros, n, number, s, unavailable};
 use crate::{
     domain::OwnerId,
-    ports::{AccessLedger, StoreError},
+    ports::{AccessLedger, Counted, StoreError},
 };
 
 /// How long an owner's "signed out everywhere" is kept: longer than any token lives.
@@ -148,29 +149,67 @@ impl AccessLedger for DynamoAccessLedger {
         Ok(false)
     }
 
-    async fn increment(&self, key: &str, expires_at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let answer = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", counter_key(key))
-            .update_expression(
-                "ADD #count :one SET expires_at = if_not_exists(expires_at, :expires)",
-            )
-            .expression_attribute_names("#count", "count")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":expires", n(expires_at.timestamp()))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let attributes = answer.attributes().cloned().unwrap_or_default();
-        number(&attributes, "count")
-            .map_err(corrupt)
-            .map(|c| u64::try_from(c).unwrap_or_default())
+    async fn increment(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+    ) -> Result<Counted, StoreError> {
+        // Stored in microseconds: what is returned is what a later read will say.
+        let ends = now + chrono::Duration::from_std(window).unwrap_or_default();
+        let ends = DateTime::from_timestamp_micros(ends.timestamp_micros()).unwrap_or(ends);
+        // Two writers may race to open a new window: the loser counts in the winner's.
+        for _ in 0..3 {
+            let counted = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", counter_key(key))
+                .update_expression("ADD #count :one")
+                .condition_expression("window_ends > :now")
+                .expression_attribute_names("#count", "count")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":now", n(now.timestamp_micros()))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match counted {
+                Ok(answer) => {
+                    return counted_from(&answer.attributes().cloned().unwrap_or_default());
+                }
+                Err(err) if !condition_failed(&err) => return Err(unavailable(err)),
+                Err(_) => {}
+            }
+            // No counter, or its window has ended: start one.
+            let started = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", counter_key(key))
+                .item("count", n(1))
+                .item("window_ends", n(ends.timestamp_micros()))
+                .item("expires_at", n(ends.timestamp() + 1))
+                .condition_expression("attribute_not_exists(pk) OR window_ends <= :now")
+                .expression_attribute_values(":now", n(now.timestamp_micros()))
+                .send()
+                .await;
+            match started {
+                Ok(_) => {
+                    return Ok(Counted {
+                        count: 1,
+                        window_ends: ends,
+                    });
+                }
+                Err(err) if !condition_failed(&err) => return Err(unavailable(err)),
+                Err(_) => {}
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the counter kept changing under this write".into(),
+        ))
     }
 
-    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Counted>, StoreError> {
         let answer = self
             .client
             .get_item()
@@ -180,11 +219,25 @@ impl AccessLedger for DynamoAccessLedger {
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(answer
-            .item()
-            .filter(|item| in_force(item, now))
-            .and_then(|item| number(item, "count").ok())
-            .and_then(|c| u64::try_from(c).ok())
-            .unwrap_or_default())
+        let Some(item) = answer.item() else {
+            return Ok(None);
+        };
+        let counted = counted_from(item)?;
+        Ok((counted.window_ends > now).then_some(counted))
     }
+}
+
+fn counted_from(item: &Item) -> Result<Counted, StoreError> {
+    Ok(Counted {
+        count: u64::try_from(number(item, "count").map_err(corrupt)?).unwrap_or_default(),
+        window_ends: micros(item, "window_ends").map_err(corrupt)?,
+    })
+}
+
+/// Whether a conditional write failed its condition (rather than the call failing).
+fn condition_failed<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: super::dynamodb_items::ConditionFailed,
+{
+    err.as_service_error().is_some_and(|e| e.condition_failed())
 }

@@ -1,18 +1,28 @@
-//! Per-caller quotas (`RATE_LIMIT_PER_MINUTE`): a fixed one-minute window per caller, kept
-//! for the life of the process. The HTTP middleware decides who the caller is and answers 429.
+//! Per-caller quotas (`RATE_LIMIT_PER_MINUTE`) and the sign-in lockout, counted in the
+//! deployment's [`AccessLedger`] so they hold across processes, Lambda instances and cold
+//! starts: a fixed one-minute window per caller. When the ledger cannot be reached, requests
+//! are counted in this process instead ([`LocalWindows`]): a limit that holds per instance
+//! beats none, and an outage of the counters is not an outage of the API. The HTTP middleware
+//! decides who the caller is and answers 429.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::ports::{AccessLedger, StoreError};
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Windows kept before stale ones are dropped, so memory stays bounded.
 const MAX_TRACKED: usize = 10_000;
 
+/// The in-process fallback: windows kept for the life of the process.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct LocalWindows {
     per_minute: u32,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
 }
@@ -24,16 +34,12 @@ pub struct Decision {
     pub reset: Duration,
 }
 
-impl RateLimiter {
+impl LocalWindows {
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
             windows: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn per_minute(&self) -> u32 {
-        self.per_minute
     }
 
     /// Counts one request of `key` at `now` against its window.
@@ -64,13 +70,113 @@ impl RateLimiter {
     }
 }
 
+/// Requests per caller per minute, counted in the shared ledger.
+pub struct RateLimiter {
+    per_minute: u32,
+    ledger: Arc<dyn AccessLedger>,
+    fallback: LocalWindows,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32, ledger: Arc<dyn AccessLedger>) -> Self {
+        Self {
+            per_minute,
+            ledger,
+            fallback: LocalWindows::new(per_minute),
+        }
+    }
+
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// Counts one request of `caller` at `now` against its window.
+    pub async fn check(&self, caller: &str, now: DateTime<Utc>) -> Decision {
+        match self
+            .ledger
+            .increment(&format!("rate:{caller}"), now, WINDOW)
+            .await
+        {
+            Ok(counted) => {
+                let limit = u64::from(self.per_minute);
+                Decision {
+                    allowed: counted.count <= limit,
+                    remaining: u32::try_from(limit.saturating_sub(counted.count))
+                        .unwrap_or_default(),
+                    reset: (counted.window_ends - now).to_std().unwrap_or_default(),
+                }
+            }
+            Err(err) => {
+                tracing::warn!(
+                    error.cause_chain = %crate::ports::error_chain(&err),
+                    "rate-limit counters unavailable: counting in this process"
+                );
+                self.fallback.check(caller.to_owned(), Instant::now())
+            }
+        }
+    }
+}
+
+/// Brute force against one account: after `max_failures` failed sign-ins within a window,
+/// the account refuses every sign-in, right password or not, until the window ends. Other
+/// accounts are not affected. Counted in the shared ledger; when it cannot be read, sign-in
+/// is refused (503) rather than left unguarded.
+pub struct SignInGuard {
+    max_failures: u32,
+    window: Duration,
+    ledger: Arc<dyn AccessLedger>,
+}
+
+impl SignInGuard {
+    pub fn new(max_failures: u32, window: Duration, ledger: Arc<dyn AccessLedger>) -> Self {
+        Self {
+            max_failures,
+            window,
+            ledger,
+        }
+    }
+
+    /// The counter of `account`: the name as typed, hashed — bounded, and no attacker's text
+    /// in the store.
+    fn key(account: &str) -> String {
+        let digest = Sha256::digest(account.trim().to_lowercase().as_bytes());
+        format!("sign-in-failures:{}", hex::encode(&digest[..16]))
+    }
+
+    /// `Some(time until the lockout ends)` when `account` is locked out at `now`.
+    pub async fn locked_for(
+        &self,
+        account: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, StoreError> {
+        if self.max_failures == 0 {
+            return Ok(None);
+        }
+        let counted = self.ledger.count(&Self::key(account), now).await?;
+        Ok(counted
+            .filter(|c| c.count >= u64::from(self.max_failures))
+            .map(|c| (c.window_ends - now).to_std().unwrap_or_default()))
+    }
+
+    /// Counts a failed sign-in of `account`; the window starts at the first failure.
+    pub async fn failed(&self, account: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if self.max_failures == 0 {
+            return Ok(());
+        }
+        self.ledger
+            .increment(&Self::key(account), now, self.window)
+            .await
+            .map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_window_allows_the_limit_then_refuses_until_it_resets() {
-        let limiter = RateLimiter::new(3);
+        let limiter = LocalWindows::new(3);
         let t0 = Instant::now();
         let remaining: Vec<_> = (0..3)
             .map(|_| limiter.check("a".into(), t0).remaining)

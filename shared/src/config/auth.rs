@@ -28,6 +28,12 @@ pub struct AuthConfig {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
+    /// Sign-in brute force: after this many failed sign-ins of one account within
+    /// `lockout_window`, the account refuses sign-in until the window ends (0 = never).
+    pub max_failed_sign_ins: u32,
+    pub lockout_window: Duration,
+    /// Password checks (argon2id, 19 MiB each) running at once in this process; more wait.
+    pub password_check_concurrency: usize,
 }
 
 /// A user allowed to sign in with `POST /auth/login`: the name and an argon2 PHC hash.
@@ -122,6 +128,16 @@ impl AuthConfig {
             jwt_issuer: src.raw("JWT_ISSUER").unwrap_or_else(|| "mmt".into()),
             jwt_audience: src.raw("JWT_AUDIENCE").unwrap_or_else(|| "mmt-api".into()),
             access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
+            max_failed_sign_ins: src.parse("LOGIN_MAX_FAILURES", 5u32)?,
+            lockout_window: Duration::from_secs(
+                src.parse("LOGIN_LOCKOUT_SECS", 900u64)?.clamp(60, 86_400),
+            ),
+            password_check_concurrency: src
+                .parse(
+                    "PASSWORD_CHECK_CONCURRENCY",
+                    std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+                )?
+                .max(1),
         })
     }
 
@@ -146,6 +162,13 @@ impl AuthConfig {
                 ));
             }
             _ => {}
+        }
+        if self.max_failed_sign_ins == 0 && (self.allow_local_login || self.admin_api_key.is_some())
+        {
+            return Err(ConfigError::unsafe_setting(
+                "LOGIN_MAX_FAILURES",
+                "must not be 0 where passwords or the admin key are accepted",
+            ));
         }
         if self.access_token_ttl > MAX_PRODUCTION_TOKEN_TTL {
             return Err(ConfigError::unsafe_setting(

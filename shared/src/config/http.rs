@@ -17,6 +17,10 @@ pub struct HttpConfig {
     pub docs_enabled: bool,
     /// Requests per caller per minute; 0 = no limit.
     pub rate_limit_per_minute: u32,
+    /// `TRUSTED_PROXY_HOPS`: how many proxies in front append to `X-Forwarded-For` (Railway
+    /// and most load balancers: 1). The client is the address that many entries from the
+    /// right; 0 (the default) trusts no header and takes the connection's peer.
+    pub trusted_proxy_hops: usize,
     /// An upload whose body sends nothing for this long is refused (408).
     pub body_idle_timeout: Duration,
     pub cors_allow_origins: Vec<String>,
@@ -116,6 +120,7 @@ impl HttpConfig {
             // The API's description is for developers: production opts in.
             docs_enabled: src.flag("ENABLE_DOCS", !environment.is_production())?,
             // Off in tests, which poll quickly; on everywhere a person or a client calls.
+            trusted_proxy_hops: src.parse("TRUSTED_PROXY_HOPS", 0usize)?.min(8),
             rate_limit_per_minute: src.parse(
                 "RATE_LIMIT_PER_MINUTE",
                 if environment == Environment::Test {

@@ -47,6 +47,8 @@ pub enum ApiError {
     HeadersTooLarge { limit: usize },
     #[error("too many requests; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
+    #[error("too many failed sign-ins for this account: it is locked for {retry_after_s} s more")]
+    AccountLocked { retry_after_s: u64 },
     #[error("this upload expired or was discarded; start a new one")]
     UploadGone,
     /// The engine could not transcribe now; the reason carries no PHI.
@@ -85,6 +87,7 @@ impl ApiError {
             }
             Self::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::AccountLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
             Self::EhrNotConfigured => (StatusCode::NOT_IMPLEMENTED, "ehr_not_configured"),
             Self::HeadersTooLarge { .. } => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -133,6 +136,11 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::RateLimited { retry_after_s } | Self::AccountLocked { retry_after_s } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             }
             Self::PayloadTooLarge { .. } | Self::RequestTimeout => {
                 // The unread rest of the body is not worth keeping the connection for.

@@ -334,3 +334,115 @@ async fn admin_tokens_are_short_lived() {
         900
     );
 }
+
+/// Brute force against one account (security review, item 4): after LOGIN_MAX_FAILURES
+/// wrong passwords the account refuses sign-in — even with the right password — until its
+/// window ends, on every process sharing the store; other accounts sign in as usual.
+#[tokio::test]
+async fn an_account_is_locked_after_repeated_failures_and_others_are_not() {
+    let hash = mmt_core::auth::hash_password("correct horse battery").unwrap();
+    let users = format!("alice:{hash};bob:{hash}");
+    let settings = [
+        ("ALLOW_LOCAL_LOGIN", "true"),
+        ("LOCAL_LOGIN_USERS", users.as_str()),
+        ("LOGIN_MAX_FAILURES", "3"),
+        ("RATE_LIMIT_PER_MINUTE", "1000"),
+    ];
+    let app = spawn_app_with(&settings).await;
+    let dir = app.dir.path().display().to_string();
+    let mut other_settings = settings.to_vec();
+    other_settings.push(("DATA_DIR", dir.as_str()));
+    let other = spawn_app_with(&other_settings).await;
+    let login = |app: &crate::helpers::TestApp, user: &str, password: &str| {
+        app.client
+            .post(app.url("/auth/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+    };
+    // Three failures, spread over two processes.
+    for target in [&app, &other, &app] {
+        assert_eq!(login(target, "alice", "guess").await.unwrap().status(), 401);
+    }
+    for target in [&app, &other] {
+        let locked = login(target, "alice", "correct horse battery")
+            .await
+            .unwrap();
+        assert_eq!(locked.status(), 429);
+        let retry_after: u64 = locked.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((800..=900).contains(&retry_after), "{retry_after}");
+        let body: Value = locked.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "account_locked");
+    }
+    let bob = login(&other, "bob", "correct horse battery").await.unwrap();
+    assert_eq!(bob.status(), 200, "another account is not affected");
+}
+
+/// The rate limit is counted in the shared store (security review, item 4): two processes
+/// on one data directory together allow RATE_LIMIT_PER_MINUTE, not twice that.
+#[tokio::test]
+async fn the_rate_limit_holds_across_processes_sharing_a_store() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "10")]).await;
+    let dir = app.dir.path().display().to_string();
+    let other =
+        spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "10"), ("DATA_DIR", dir.as_str())]).await;
+    let token = app.guest_token().await;
+    let mut statuses = Vec::new();
+    for round in 0..6 {
+        for target in [&app, &other] {
+            let status = target
+                .get(&token, "/v1/transcriptions")
+                .await
+                .status()
+                .as_u16();
+            statuses.push((round, status));
+        }
+    }
+    let allowed = statuses.iter().filter(|(_, s)| *s == 200).count();
+    assert_eq!(allowed, 10, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|(_, s)| *s == 429).count(), 2);
+}
+
+/// Behind a proxy (TRUSTED_PROXY_HOPS=1, as on Railway) the client is the address the proxy
+/// appended, not the proxy's own and not what the client wrote further left.
+#[tokio::test]
+async fn behind_a_trusted_proxy_callers_are_told_apart_by_the_address_it_saw() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3"), ("TRUSTED_PROXY_HOPS", "1")]).await;
+    let guest = |forwarded: &'static str| {
+        app.client
+            .post(app.url("/auth/guest"))
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+    for forged in [
+        "1.1.1.1, 203.0.113.7",
+        "2.2.2.2, 203.0.113.7",
+        "203.0.113.7",
+    ] {
+        assert_eq!(guest(forged).await.unwrap().status(), 201);
+    }
+    // The same client, whatever it puts in front: its window is used up.
+    assert_eq!(guest("9.9.9.9, 203.0.113.7").await.unwrap().status(), 429);
+    // Another client behind the same proxy has its own.
+    assert_eq!(guest("203.0.113.8").await.unwrap().status(), 201);
+
+    // Without trusted proxies the header is ignored: every caller here is 127.0.0.1.
+    let direct = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "2")]).await;
+    for (forwarded, expected) in [
+        ("203.0.113.1", 201),
+        ("203.0.113.2", 201),
+        ("203.0.113.3", 429),
+    ] {
+        let response = direct
+            .client
+            .post(direct.url("/auth/guest"))
+            .header("x-forwarded-for", forwarded)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{forwarded}");
+    }
+}

@@ -580,22 +580,42 @@ async fn access_ledger_meets_the_contract(ledger: &dyn AccessLedger) {
         .unwrap();
     assert!(ledger.is_revoked("t2", &alice, earlier).await.unwrap());
 
-    let window_end = now + Duration::minutes(1);
-    for expected in 1..=3 {
-        assert_eq!(ledger.increment("k", window_end).await.unwrap(), expected);
+    // Counters: a window from the first event; counted in it, then started again.
+    let minute = std::time::Duration::from_secs(60);
+    let first = ledger.increment("k", now, minute).await.unwrap();
+    assert_eq!(first.count, 1);
+    let window_ends = first.window_ends;
+    assert!(
+        (window_ends - (now + Duration::minutes(1)))
+            .num_milliseconds()
+            .abs()
+            < 2
+    );
+    for expected in 2..=3 {
+        let counted = ledger
+            .increment("k", now + Duration::seconds(10), minute)
+            .await
+            .unwrap();
+        assert_eq!(
+            (counted.count, counted.window_ends),
+            (expected, window_ends)
+        );
     }
-    assert_eq!(ledger.count("k", now).await.unwrap(), 3);
-    assert_eq!(ledger.count("other", now).await.unwrap(), 0);
-    let after = window_end + Duration::seconds(1);
+    assert_eq!(ledger.count("k", now).await.unwrap().unwrap().count, 3);
+    assert_eq!(ledger.count("other", now).await.unwrap(), None);
+    let after = window_ends + Duration::seconds(1);
     assert_eq!(
         ledger.count("k", after).await.unwrap(),
-        0,
-        "past its window"
+        None,
+        "its window is over"
     );
-    // Counted at once from many tasks: no increment is lost.
+    let again = ledger.increment("k", after, minute).await.unwrap();
+    assert_eq!(again.count, 1, "a new window starts at one");
+    assert!(again.window_ends > window_ends);
+    // Counted at once from many tasks: no event is lost.
     let counted =
-        futures::future::join_all((0..20).map(|_| ledger.increment("burst", window_end))).await;
-    let mut values: Vec<u64> = counted.into_iter().map(Result::unwrap).collect();
+        futures::future::join_all((0..20).map(|_| ledger.increment("burst", now, minute))).await;
+    let mut values: Vec<u64> = counted.into_iter().map(|c| c.unwrap().count).collect();
     values.sort_unstable();
     assert_eq!(values, (1..=20).collect::<Vec<_>>());
 }

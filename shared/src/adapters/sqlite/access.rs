@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::{Database, to_micros};
+use super::{Database, from_micros, to_micros};
 use crate::{
     domain::OwnerId,
-    ports::{AccessLedger, StoreError},
+    ports::{AccessLedger, Counted, StoreError},
 };
 
 #[derive(Clone)]
@@ -91,44 +91,64 @@ impl AccessLedger for SqliteAccessLedger {
             .map_err(unavailable)
     }
 
-    async fn increment(&self, key: &str, expires_at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let (key, expires_at) = (key.to_owned(), to_micros(expires_at));
-        let now = to_micros(Utc::now());
+    async fn increment(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+    ) -> Result<Counted, StoreError> {
+        let key = key.to_owned();
+        let now_micros = to_micros(now);
+        let ends = to_micros(now + chrono::Duration::from_std(window).unwrap_or_default());
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let count: i64 = tx.query_row(
+                // A counter whose window has ended starts again at one.
+                let (count, window_ends): (i64, i64) = tx.query_row(
                     "INSERT INTO access_counters (key, count, expires_at) VALUES (?1, 1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET count = count + 1
-                     RETURNING count",
-                    params![key, expires_at],
-                    |row| row.get(0),
+                     ON CONFLICT(key) DO UPDATE SET
+                         count = CASE WHEN expires_at <= ?3 THEN 1 ELSE count + 1 END,
+                         expires_at = CASE WHEN expires_at <= ?3 THEN ?2 ELSE expires_at END
+                     RETURNING count, expires_at",
+                    params![key, ends, now_micros],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )?;
-                // A new counter: a good moment to drop those whose windows have passed.
+                // A new window: a good moment to drop the counters whose windows are over.
                 if count == 1 {
-                    tx.execute("DELETE FROM access_counters WHERE expires_at < ?1", [now])?;
+                    tx.execute(
+                        "DELETE FROM access_counters WHERE expires_at <= ?1",
+                        [now_micros],
+                    )?;
                 }
                 tx.commit()?;
-                Ok(u64::try_from(count).unwrap_or_default())
+                Ok(Counted {
+                    count: u64::try_from(count).unwrap_or_default(),
+                    window_ends: from_micros(window_ends)?,
+                })
             })
             .await
             .map_err(unavailable)
     }
 
-    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<Option<Counted>, StoreError> {
         let (key, now) = (key.to_owned(), to_micros(now));
         self.db
             .call(move |conn| {
-                let count: Option<i64> = conn
+                let row: Option<(i64, i64)> = conn
                     .query_row(
-                        "SELECT count FROM access_counters WHERE key = ?1 AND expires_at >= ?2",
+                        "SELECT count, expires_at FROM access_counters
+                         WHERE key = ?1 AND expires_at > ?2",
                         params![key, now],
-                        |row| row.get(0),
+                        |row| Ok((row.get(0)?, row.get(1)?)),
                     )
                     .optional()?;
-                Ok(count
-                    .and_then(|c| u64::try_from(c).ok())
-                    .unwrap_or_default())
+                row.map(|(count, ends)| {
+                    Ok(Counted {
+                        count: u64::try_from(count).unwrap_or_default(),
+                        window_ends: from_micros(ends)?,
+                    })
+                })
+                .transpose()
             })
             .await
             .map_err(unavailable)

@@ -58,6 +58,29 @@ async fn sign_in(
     Ok(token)
 }
 
+/// How long a sign-in waits for a free password check before it is asked to retry.
+const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// 429 `account_locked` (with `Retry-After`) while `account` is locked out after too many
+/// failed sign-ins; the right password does not help until the window ends.
+async fn refuse_locked_account(state: &AppState, account: &str) -> Result<(), ApiError> {
+    match state
+        .sign_in_guard
+        .locked_for(account, state.clock.now())
+        .await?
+    {
+        Some(remaining) => {
+            let subject = OwnerId::for_user(account)
+                .map_or_else(|_| "unknown".to_owned(), |o| o.as_str().to_owned());
+            audit_login(state, &subject, AuditOutcome::Denied).await;
+            Err(ApiError::AccountLocked {
+                retry_after_s: remaining.as_secs().max(1),
+            })
+        }
+        None => Ok(()),
+    }
+}
+
 /// A fresh guest identity that may upload and read its own transcriptions.
 #[utoipa::path(
     post,
@@ -95,6 +118,7 @@ pub struct LoginRequest {
         (status = 200, description = "A token for the user", body = IssuedToken),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong user name or password", body = ErrorBody),
+        (status = 429, description = "Locked out after LOGIN_MAX_FAILURES failed sign-ins (Retry-After), or too many password checks at once", body = ErrorBody),
         (status = 403, description = "Local sign-in is disabled (ALLOW_LOCAL_LOGIN)", body = ErrorBody)
     )
 )]
@@ -108,6 +132,8 @@ async fn login(
             "password sign-in is disabled on this deployment",
         ));
     }
+    let account = request.username.clone();
+    refuse_locked_account(&state, &account).await?;
     let hash = state
         .config
         .auth
@@ -116,7 +142,12 @@ async fn login(
         .find(|u| u.username == request.username)
         .map(|u| u.password_hash.clone());
     let known_name = hash.is_some().then(|| request.username.clone());
-    // argon2 is deliberately slow: keep it off the async workers.
+    // argon2 is deliberately slow and big (19 MiB): a bounded number at once, off the async
+    // workers. A flood waits briefly, then is told to come back.
+    let _permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, state.password_checks.acquire())
+        .await
+        .map_err(|_| ApiError::RateLimited { retry_after_s: 1 })?
+        .map_err(ApiError::internal)?;
     let verified =
         tokio::task::spawn_blocking(move || verify_password(hash.as_deref(), &request.password))
             .await
@@ -124,6 +155,10 @@ async fn login(
     let username = match (verified, known_name) {
         (true, Some(name)) => name,
         (_, known) => {
+            state
+                .sign_in_guard
+                .failed(&account, state.clock.now())
+                .await?;
             // Only a configured name is worth recording; anything else is noise (or a probe).
             let subject = known
                 .and_then(|name| OwnerId::for_user(&name).ok())
@@ -167,6 +202,7 @@ async fn admin(
             "no admin key is configured on this deployment",
         ));
     };
+    refuse_locked_account(&state, ADMIN_SUBJECT).await?;
     // Compared as digests, in constant time: neither length nor prefix leaks.
     let digest = |key: &str| sha2::Sha256::digest(key.as_bytes());
     let matches = aws_lc_rs::constant_time::verify_slices_are_equal(
@@ -175,6 +211,10 @@ async fn admin(
     )
     .is_ok();
     if !matches {
+        state
+            .sign_in_guard
+            .failed(ADMIN_SUBJECT, state.clock.now())
+            .await?;
         audit_login(&state, ADMIN_SUBJECT, AuditOutcome::Denied).await;
         return Err(ApiError::InvalidCredentials);
     }
