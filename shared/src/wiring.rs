@@ -105,7 +105,10 @@ impl AppState {
         let vocabularies = backends.vocabulary_store()?;
         let access = backends.access_ledger()?;
         let (records, blobs, key_rotation) = backends.sealed_stores(&vocabularies)?;
-        let audit = backends.audit_log()?;
+        // Every event this process writes is linked into its own hash chain.
+        let audit: Arc<dyn AuditLog> = Arc::new(crate::app::audit::ChainedAuditLog::new(
+            backends.audit_log()?,
+        ));
         let ehr = backends.ehr_services()?;
         let cloud = match &config.engines.cloud {
             Some(cloud) => Some(Arc::new(

@@ -15,6 +15,7 @@ locals {
     "POST /auth/logout"                      = { function = "auth", public = false }
     "GET /.well-known/jwks.json"             = { function = "auth", public = true }
     "GET /v1/admin/audit"                    = { function = "auth", public = false }
+    "GET /v1/admin/audit/verify"             = { function = "auth", public = false }
     "GET /v1/admin/ehr"                      = { function = "ehr-push", public = false }
     "POST /v1/transcriptions"                = { function = "upload", public = false }
     "POST /v1/uploads"                       = { function = "upload", public = false }

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Days, Utc};
 
-use super::dynamodb_items::{Item, micros, n, optional_text, s, text};
+use super::dynamodb_items::{Item, micros, n, number, optional_text, s, text};
 use crate::{
-    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery, ChainLink},
     ports::{AuditError, AuditLog, BoxError},
 };
 
@@ -57,6 +57,15 @@ fn to_item(e: &AuditEvent) -> Item {
             item.insert(name.to_owned(), s(v));
         }
     }
+    if let Some(link) = &e.chain {
+        item.insert("chain_writer".to_owned(), s(link.writer.clone()));
+        item.insert("chain_seq".to_owned(), n(link.seq));
+        // The first link has no predecessor: no attribute rather than an empty string.
+        if !link.prev.is_empty() {
+            item.insert("chain_prev".to_owned(), s(link.prev.clone()));
+        }
+        item.insert("chain_hash".to_owned(), s(link.hash.clone()));
+    }
     item
 }
 
@@ -72,6 +81,15 @@ fn from_item(item: &Item) -> Result<AuditEvent, BoxError> {
         record_id: optional("record_id").map(|id| id.parse()).transpose()?,
         correlation_id: optional("correlation_id"),
         detail: optional("detail"),
+        chain: match optional("chain_writer") {
+            Some(writer) => Some(ChainLink {
+                writer,
+                seq: u64::try_from(number(item, "chain_seq")?)?,
+                prev: optional("chain_prev").unwrap_or_default(),
+                hash: text("chain_hash")?,
+            }),
+            None => None,
+        },
     })
 }
 

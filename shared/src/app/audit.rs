@@ -2,12 +2,52 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::AppState;
 use crate::{
-    domain::{AuditAction, AuditEvent, AuditOutcome, OwnerId, TranscriptionId},
+    domain::{
+        AuditAction, AuditEvent, AuditOutcome, AuditQuery, ChainLink, OwnerId, TranscriptionId,
+    },
     ports::{AuditError, AuditLog},
     telemetry,
 };
+
+/// Links every event this process appends into its own hash chain before the store sees it
+/// (see [`ChainLink`]): the trail becomes tamper-evident whatever the store allows, and
+/// [`crate::domain::verify_chains`] finds where it was changed.
+pub struct ChainedAuditLog {
+    inner: Arc<dyn AuditLog>,
+    writer: String,
+    /// The last link written; held across the write so the chain has one order.
+    last: tokio::sync::Mutex<Option<ChainLink>>,
+}
+
+impl ChainedAuditLog {
+    pub fn new(inner: Arc<dyn AuditLog>) -> Self {
+        Self {
+            inner,
+            writer: uuid::Uuid::new_v4().simple().to_string(),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait]
+impl AuditLog for ChainedAuditLog {
+    async fn append(&self, event: &AuditEvent) -> Result<(), AuditError> {
+        let mut last = self.last.lock().await;
+        let linked = event.clone().link(&self.writer, last.as_ref());
+        // Only a stored event moves the chain on: a failed write leaves no gap.
+        self.inner.append(&linked).await?;
+        *last = linked.chain;
+        Ok(())
+    }
+
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+        self.inner.query(query).await
+    }
+}
 
 /// The audit trail, as the use cases write to it.
 #[derive(Clone)]

@@ -11,7 +11,9 @@ mod upload;
 mod vocabulary;
 
 pub use audio::{AudioFormat, sniff_audio_format};
-pub use audit::{AuditAction, AuditEvent, AuditOutcome, AuditQuery};
+pub use audit::{
+    AuditAction, AuditEvent, AuditOutcome, AuditQuery, ChainLink, ChainReport, verify_chains,
+};
 pub use ehr::{
     DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, MAX_NOTE_CHARS, NoteDelivery, NoteSection,
     delivery_marker, note_text,

@@ -18,8 +18,8 @@ use utoipa::{
 use crate::{
     auth::IssuedToken,
     domain::{
-        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrReceipt, EngineKind, NoteSection,
-        ResponseFormat, Segment, Status, Task, TokenScore,
+        AuditAction, AuditEvent, AuditOutcome, ChainLink, ChainReport, DeliveryStatus, EhrReceipt,
+        EngineKind, NoteSection, ResponseFormat, Segment, Status, Task, TokenScore,
     },
     ports::{ConnectionState, QueueStats},
 };
@@ -171,8 +171,37 @@ struct AuditEventSchema {
     correlation_id: Option<String>,
     /// Counts and key ids only, never content (for example "3 records deleted").
     detail: Option<String>,
+    /// Its link in its writer's hash chain (absent on events written before chaining).
+    chain: Option<ChainLink>,
 }
 described_as!(AuditEvent, AuditEventSchema);
+
+/// One link of a writer's hash chain: `hash` is SHA-256 over the event's fields, `writer`,
+/// `seq` and `prev` (the writer's previous hash), so a change, removal or insertion shows.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChainLink)]
+#[allow(dead_code)]
+struct ChainLinkSchema {
+    writer: String,
+    seq: u64,
+    prev: String,
+    hash: String,
+}
+described_as!(ChainLink, ChainLinkSchema);
+
+/// What checking the trail's hash chains over a window found.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChainReport)]
+#[allow(dead_code)]
+struct ChainReportSchema {
+    events: usize,
+    /// Events written before chaining began (nothing to check).
+    unchained: usize,
+    writers: usize,
+    /// Each break, in words; empty when the trail is intact.
+    problems: Vec<String>,
+}
+described_as!(ChainReport, ChainReportSchema);
 
 /// The state of the long-lived login to an EHR.
 #[derive(Serialize, ToSchema)]

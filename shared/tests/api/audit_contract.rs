@@ -4,7 +4,7 @@ use chrono::{Duration, Utc};
 use mmt_core::{
     adapters::{Database, SqliteAuditLog, dynamodb_audit::DynamoAuditLog},
     domain::TranscriptionId,
-    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery, verify_chains},
     ports::AuditLog,
 };
 
@@ -28,6 +28,16 @@ async fn meets_the_contract(log: &dyn AuditLog) {
             .on(record)
             .detail("audio and record"),
     ];
+    // Linked into one writer's hash chain, as the server links what it writes.
+    let mut previous = None;
+    let events: Vec<AuditEvent> = events
+        .into_iter()
+        .map(|e| {
+            let linked = e.link("writer-1", previous.as_ref());
+            previous = linked.chain.clone();
+            linked
+        })
+        .collect();
     for e in &events {
         log.append(e).await.unwrap();
     }
@@ -75,6 +85,10 @@ async fn meets_the_contract(log: &dyn AuditLog) {
         .await
         .unwrap();
     assert_eq!(newest_two, newest_first[..2].to_vec());
+    // The links come back as written: the chain checks out.
+    let report = verify_chains(&all);
+    assert!(report.intact(), "{report:?}");
+    assert_eq!((report.events, report.writers, report.unchained), (5, 1, 0));
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/auth/logout"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/v1/admin/audit"),
+    ("get", "/v1/admin/audit/verify"),
     ("get", "/v1/admin/ehr"),
     ("post", "/v1/transcriptions"),
     ("post", "/v1/uploads"),

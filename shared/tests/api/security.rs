@@ -415,3 +415,52 @@ async fn listings_are_audited_by_count() {
     assert_eq!(events[0].detail.as_deref(), Some("listed 1 records"));
     assert_eq!(events[0].record_id, None);
 }
+
+/// The trail is tamper-evident (security review, item 9): each process links what it writes
+/// into a hash chain, and `GET /v1/admin/audit/verify` finds an event changed, removed or
+/// inserted by someone with write access to the store (here, to the SQLite file, triggers
+/// dropped).
+#[tokio::test]
+async fn a_changed_or_removed_audit_event_breaks_the_chain_where_it_happened() {
+    let app = spawn_app_with(&[("ADMIN_API_KEY", ADMIN_KEY)]).await;
+    for _ in 0..3 {
+        let token = app.guest_token().await;
+        assert_eq!(app.get(&token, "/v1/transcriptions").await.status(), 200);
+    }
+    let admin = admin_token(&app).await;
+    let (status, report) = app.get_json(&admin, "/v1/admin/audit/verify").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    assert!(report["events"].as_u64().unwrap() >= 6, "{report}");
+    assert_eq!(report["writers"], 1);
+
+    // Someone with the file: the triggers go, one event is rewritten, another removed.
+    let audit = rusqlite::Connection::open(app.dir.path().join("audit.db")).unwrap();
+    audit
+        .execute_batch(
+            "DROP TRIGGER audit_events_no_update;
+             DROP TRIGGER audit_events_no_delete;
+             UPDATE audit_events SET subject = 'user:someone-else'
+                 WHERE seq = (SELECT min(seq) FROM audit_events WHERE action = 'login');
+             DELETE FROM audit_events WHERE seq = (SELECT max(seq) - 1 FROM audit_events);",
+        )
+        .unwrap();
+    drop(audit);
+    let (_, report) = app.get_json(&admin, "/v1/admin/audit/verify").await;
+    let problems: Vec<String> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("does not match its hash")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("missing")),
+        "{problems:?}"
+    );
+}

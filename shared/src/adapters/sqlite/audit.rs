@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::{Database, from_micros, to_micros};
 use crate::{
-    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery},
+    domain::{AuditAction, AuditEvent, AuditOutcome, AuditQuery, ChainLink},
     ports::{AuditError, AuditLog, BoxError},
 };
 
@@ -35,6 +35,15 @@ fn read_event(row: &rusqlite::Row<'_>) -> Result<AuditEvent, BoxError> {
             .transpose()?,
         correlation_id: row.get(6)?,
         detail: row.get(7)?,
+        chain: match row.get::<_, Option<String>>(8)? {
+            Some(writer) => Some(ChainLink {
+                writer,
+                seq: u64::try_from(row.get::<_, i64>(9)?)?,
+                prev: row.get(10)?,
+                hash: row.get(11)?,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -45,8 +54,9 @@ impl AuditLog for SqliteAuditLog {
         self.db
             .call(move |conn| {
                 conn.execute(
-                    "INSERT INTO audit_events (id, at, action, outcome, subject, record_id, correlation_id, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO audit_events (id, at, action, outcome, subject, record_id,
+                         correlation_id, detail, chain_writer, chain_seq, chain_prev, chain_hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         e.id.to_string(),
                         to_micros(e.at),
@@ -56,6 +66,12 @@ impl AuditLog for SqliteAuditLog {
                         e.record_id.map(|id| id.to_string()),
                         e.correlation_id,
                         e.detail,
+                        e.chain.as_ref().map(|c| c.writer.clone()),
+                        e.chain
+                            .as_ref()
+                            .map(|c| i64::try_from(c.seq).unwrap_or(i64::MAX)),
+                        e.chain.as_ref().map(|c| c.prev.clone()),
+                        e.chain.as_ref().map(|c| c.hash.clone()),
                     ],
                 )?;
                 Ok(())
@@ -69,7 +85,8 @@ impl AuditLog for SqliteAuditLog {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, at, action, outcome, subject, record_id, correlation_id, detail
+                    "SELECT id, at, action, outcome, subject, record_id, correlation_id, detail,
+                            chain_writer, chain_seq, chain_prev, chain_hash
                      FROM audit_events
                      WHERE at >= ?1 AND at < ?2
                        AND (?3 IS NULL OR subject = ?3)

@@ -152,7 +152,8 @@ pub struct Database {
 }
 
 /// The audit trail's own file: kept apart from the PHI, and append-only by trigger.
-const AUDIT_MIGRATIONS: &[&str] = &[r#"
+const AUDIT_MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE audit_events (
         seq            INTEGER PRIMARY KEY AUTOINCREMENT,
         id             TEXT NOT NULL UNIQUE,
@@ -171,7 +172,15 @@ const AUDIT_MIGRATIONS: &[&str] = &[r#"
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    // 2: each event's link in its writer's hash chain (tamper evidence).
+    r#"
+    ALTER TABLE audit_events ADD COLUMN chain_writer TEXT;
+    ALTER TABLE audit_events ADD COLUMN chain_seq INTEGER;
+    ALTER TABLE audit_events ADD COLUMN chain_prev TEXT;
+    ALTER TABLE audit_events ADD COLUMN chain_hash TEXT;
+"#,
+];
 
 impl Database {
     /// The records and job queue database.
