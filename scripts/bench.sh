@@ -42,6 +42,7 @@ start_server() {
   t0=$(date +%s%N)
   env ENV=test HOST=127.0.0.1 PORT="$SERVER_PORT" DATA_DIR="$1" MAX_UPLOAD_BYTES="$2" LOG_FORMAT=json RUST_LOG=warn \
     RATE_LIMIT_PER_MINUTE="${RATE_LIMIT:-0}" ALLOW_GUEST_AUTH=true \
+    GUEST_UPLOADS_PER_DAY=0 GUEST_UPLOADS_PER_ADDRESS_PER_DAY=0 \
     INTERNAL_JWT_SECRET=bench-secret-bench-secret-bench-secret-00 ENABLE_CLOUD_TRANSCRIPTION=true \
     OPENAI_API_KEY=sk-bench OPENAI_BASE_URL=http://127.0.0.1:18390/v1 "${SERVER_ENV[@]}" \
     target/release/mmt serve >>"$1.log" 2>&1 &

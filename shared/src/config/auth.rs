@@ -34,6 +34,9 @@ pub struct AuthConfig {
     pub lockout_window: Duration,
     /// Password checks (argon2id, 19 MiB each) running at once in this process; more wait.
     pub password_check_concurrency: usize,
+    /// Uploads a guest may start per day, and all guests from one address (0 = no quota).
+    pub guest_uploads_per_day: u32,
+    pub guest_uploads_per_address_per_day: u32,
 }
 
 /// A user allowed to sign in with `POST /auth/login`: the name and an argon2 PHC hash.
@@ -132,6 +135,9 @@ impl AuthConfig {
             lockout_window: Duration::from_secs(
                 src.parse("LOGIN_LOCKOUT_SECS", 900u64)?.clamp(60, 86_400),
             ),
+            guest_uploads_per_day: src.parse("GUEST_UPLOADS_PER_DAY", 20u32)?,
+            guest_uploads_per_address_per_day: src
+                .parse("GUEST_UPLOADS_PER_ADDRESS_PER_DAY", 50u32)?,
             password_check_concurrency: src
                 .parse(
                     "PASSWORD_CHECK_CONCURRENCY",
@@ -168,6 +174,15 @@ impl AuthConfig {
             return Err(ConfigError::unsafe_setting(
                 "LOGIN_MAX_FAILURES",
                 "must not be 0 where passwords or the admin key are accepted",
+            ));
+        }
+        if self.allow_guest_auth
+            && (self.guest_uploads_per_day == 0 || self.guest_uploads_per_address_per_day == 0)
+        {
+            return Err(ConfigError::unsafe_setting(
+                "GUEST_UPLOADS_PER_DAY",
+                "guests need upload quotas (GUEST_UPLOADS_PER_DAY and \
+                 GUEST_UPLOADS_PER_ADDRESS_PER_DAY above 0)",
             ));
         }
         if self.access_token_ttl > MAX_PRODUCTION_TOKEN_TTL {

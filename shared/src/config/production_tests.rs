@@ -115,4 +115,9 @@ fn production_keeps_guests_off_the_cloud_engine_unless_configured() {
         config(&[]).unwrap().auth.guest_cloud_engine,
         "the demo keeps it"
     );
+    // Guests in production come with upload quotas.
+    let mut unlimited = guests.clone();
+    unlimited.push(("GUEST_UPLOADS_PER_DAY", "0"));
+    let err = config(&unlimited).unwrap_err().to_string();
+    assert!(err.contains("GUEST_UPLOADS_PER_DAY"), "{err}");
 }

@@ -49,6 +49,11 @@ pub enum ApiError {
     RateLimited { retry_after_s: u64 },
     #[error("too many failed sign-ins for this account: it is locked for {retry_after_s} s more")]
     AccountLocked { retry_after_s: u64 },
+    #[error(
+        "this guest, or this address, has used its uploads for today: retry in {retry_after_s} s, \
+         or sign in"
+    )]
+    GuestQuotaExceeded { retry_after_s: u64 },
     #[error("this upload expired or was discarded; start a new one")]
     UploadGone,
     /// The engine could not transcribe now; the reason carries no PHI.
@@ -88,6 +93,9 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::AccountLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
+            Self::GuestQuotaExceeded { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "guest_quota_exceeded")
+            }
             Self::EhrNotConfigured => (StatusCode::NOT_IMPLEMENTED, "ehr_not_configured"),
             Self::HeadersTooLarge { .. } => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -137,7 +145,9 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::RateLimited { retry_after_s } | Self::AccountLocked { retry_after_s } => {
+            Self::RateLimited { retry_after_s }
+            | Self::AccountLocked { retry_after_s }
+            | Self::GuestQuotaExceeded { retry_after_s } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));

@@ -51,6 +51,9 @@ pub fn test_env(
         ("JOB_RETRY_BASE_DELAY_MS", "0"),
         ("QUEUE_POLL_INTERVAL_MS", "50"),
         ("LOG_FORMAT", "text"),
+        // Tests upload more than a visitor would; the quota test sets its own.
+        ("GUEST_UPLOADS_PER_DAY", "0"),
+        ("GUEST_UPLOADS_PER_ADDRESS_PER_DAY", "0"),
         // The audio decoder child is the server's binary; this test binary is not one.
         ("AUDIO_DECODER_PROGRAM", env!("CARGO_BIN_EXE_mmt")),
     ]

@@ -280,3 +280,42 @@ async fn guests_may_be_kept_off_the_paid_cloud_engine() {
         202
     );
 }
+
+/// Guests try the product, they do not get a free transcription service (security review,
+/// item 7): uploads per guest per day, and per address for all guests together; a signed-in
+/// user is not counted.
+#[tokio::test]
+async fn guests_have_daily_upload_quotas_per_guest_and_per_address() {
+    let app = crate::helpers::spawn_app_with(&[
+        ("GUEST_UPLOADS_PER_DAY", "2"),
+        ("GUEST_UPLOADS_PER_ADDRESS_PER_DAY", "3"),
+    ])
+    .await;
+    let upload = |token: String| {
+        let app = &app;
+        async move {
+            app.upload(&token, crate::helpers::tone(), "visit.wav", &[])
+                .await
+        }
+    };
+    let first = app.guest_token().await;
+    for _ in 0..2 {
+        assert_eq!(upload(first.clone()).await.status(), 202);
+    }
+    let refused = upload(first.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 86_000, "{retry_after}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "guest_quota_exceeded");
+    // A new guest from the same address: one left for the address (three in all).
+    let second = app.guest_token().await;
+    assert_eq!(upload(second.clone()).await.status(), 202);
+    assert_eq!(upload(second).await.status(), 429);
+    // Reading is not counted.
+    assert_eq!(app.get(&first, "/v1/transcriptions").await.status(), 200);
+}
