@@ -153,7 +153,7 @@ impl AppState {
                 config.auth.lockout_window,
                 access.clone(),
             )),
-            password_checks: Arc::new(tokio::sync::Semaphore::new(
+            password_checks: Arc::new(crate::auth::PasswordChecker::new(
                 config.auth.password_check_concurrency,
             )),
             config: Arc::new(config),

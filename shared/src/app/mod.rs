@@ -82,8 +82,8 @@ pub struct AppState {
     pub rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
     /// Locks an account out after too many failed sign-ins (shared across processes).
     pub sign_in_guard: Arc<rate_limit::SignInGuard>,
-    /// Password checks running at once: argon2id takes 19 MiB and a core each.
-    pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Password checks, on a fixed set of threads: argon2id takes 19 MiB and a core each.
+    pub password_checks: Arc<crate::auth::PasswordChecker>,
 }
 
 /// What EHR pushes need: the client, the outbox and the queue its jobs travel on.

@@ -49,3 +49,72 @@ mod tests {
         );
     }
 }
+
+/// Password checks on a fixed set of threads. argon2id takes 19 MiB and a core per check: a
+/// burst of sign-ins must neither run hundreds at once nor leave 19 MiB behind in the
+/// allocator arena of every blocking thread that ever ran one (which is what checks spread
+/// over tokio's blocking pool did: 686 MB under `make bench`'s brute force). Here memory is
+/// `workers` × 19 MiB whatever the load, and a caller waits a bounded time for its turn.
+pub struct PasswordChecker {
+    checks: tokio::sync::mpsc::Sender<Check>,
+}
+
+struct Check {
+    hash: Option<String>,
+    password: String,
+    verdict: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// No worker took the check in time: the caller is asked to retry.
+#[derive(Debug, thiserror::Error)]
+#[error("every password checker is busy")]
+pub struct CheckersBusy;
+
+impl PasswordChecker {
+    pub fn new(workers: usize) -> Self {
+        let workers = workers.max(1);
+        let (checks, queue) = tokio::sync::mpsc::channel::<Check>(workers);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..workers {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-check-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next check.
+                        let next = match queue.lock() {
+                            Ok(mut queue) => queue.blocking_recv(),
+                            Err(_) => None,
+                        };
+                        let Some(check) = next else { break };
+                        let verdict = verify_password(check.hash.as_deref(), &check.password);
+                        let _ = check.verdict.send(verdict);
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "a password-check thread could not start");
+            }
+        }
+        Self { checks }
+    }
+
+    /// [`verify_password`] on a checker thread, waiting at most `wait` for one to be free.
+    pub async fn verify(
+        &self,
+        hash: Option<String>,
+        password: String,
+        wait: std::time::Duration,
+    ) -> Result<bool, CheckersBusy> {
+        let (verdict, answer) = tokio::sync::oneshot::channel();
+        let check = Check {
+            hash,
+            password,
+            verdict,
+        };
+        self.checks
+            .send_timeout(check, wait)
+            .await
+            .map_err(|_| CheckersBusy)?;
+        answer.await.map_err(|_| CheckersBusy)
+    }
+}

@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
-    auth::{IssuedToken, Scope, verify_password},
+    auth::{IssuedToken, Scope},
     domain::OwnerId,
     domain::{AuditAction, AuditEvent, AuditOutcome},
     http::{
@@ -142,16 +142,13 @@ async fn login(
         .find(|u| u.username == request.username)
         .map(|u| u.password_hash.clone());
     let known_name = hash.is_some().then(|| request.username.clone());
-    // argon2 is deliberately slow and big (19 MiB): a bounded number at once, off the async
-    // workers. A flood waits briefly, then is told to come back.
-    let _permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, state.password_checks.acquire())
+    // argon2 is deliberately slow and big (19 MiB): on the checker threads, a bounded number
+    // at once. A flood waits briefly, then is told to come back.
+    let verified = state
+        .password_checks
+        .verify(hash, request.password, PASSWORD_CHECK_WAIT)
         .await
-        .map_err(|_| ApiError::RateLimited { retry_after_s: 1 })?
-        .map_err(ApiError::internal)?;
-    let verified =
-        tokio::task::spawn_blocking(move || verify_password(hash.as_deref(), &request.password))
-            .await
-            .map_err(ApiError::internal)?;
+        .map_err(|_| ApiError::RateLimited { retry_after_s: 1 })?;
     let username = match (verified, known_name) {
         (true, Some(name)) => name,
         (_, known) => {
