@@ -376,6 +376,9 @@ pub enum BlobError {
     Body(#[source] std::io::Error),
     #[error("blob store unavailable")]
     Unavailable(#[source] BoxError),
+    /// A store that refuses overwrites (S3, with `If-None-Match: *`) already holds the key.
+    #[error("an object already exists under this key")]
+    AlreadyExists,
 }
 
 impl BlobError {

@@ -61,9 +61,11 @@ impl S3BlobStore {
             .body(S3Body::from(bytes))
             .server_side_encryption(self.encryption())
             .set_ssekms_key_id(self.kms_key_id.clone())
+            // A recording is written once: never over one already stored.
+            .if_none_match("*")
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(refused_overwrite)?;
         Ok(())
     }
 
@@ -159,9 +161,10 @@ impl S3BlobStore {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .if_none_match("*")
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(refused_overwrite)?;
         Ok(())
     }
 
@@ -478,6 +481,23 @@ impl BlobStore for S3BlobStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+/// S3 answers 412 Precondition Failed when `If-None-Match: *` finds the key taken.
+fn refused_overwrite<E>(
+    err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> BlobError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let precondition_failed = err
+        .raw_response()
+        .is_some_and(|response| response.status().as_u16() == 412);
+    if precondition_failed {
+        BlobError::AlreadyExists
+    } else {
+        unavailable(err)
     }
 }
 

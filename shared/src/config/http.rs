@@ -134,9 +134,9 @@ impl HttpConfig {
             ),
             cors_allow_origins,
             max_upload_bytes,
+            // Part URLs are asked for again when they lapse: they need not live long.
             direct_upload_ttl: Duration::from_secs(
-                src.parse("DIRECT_UPLOAD_TTL_SECS", 900u64)?
-                    .clamp(60, 7 * 24 * 3600),
+                src.parse("DIRECT_UPLOAD_TTL_SECS", 900u64)?.clamp(60, 3600),
             ),
             json_body_limit_bytes: src.parse("JSON_BODY_LIMIT_BYTES", 64 * 1024)?,
             shutdown_grace: Duration::from_secs(src.parse("SHUTDOWN_GRACE_SECS", 20u64)?),

@@ -218,7 +218,8 @@ impl From<BlobError> for ApiError {
             BlobError::Body(_) => {
                 Self::bad_request("invalid_request", "the upload body could not be read")
             }
-            BlobError::NotFound => Self::Internal(err.into()),
+            // Keys are fresh ids: a taken one is a fault here, not the caller's.
+            BlobError::NotFound | BlobError::AlreadyExists => Self::Internal(err.into()),
             BlobError::Unavailable(_) => Self::Unavailable(err.into()),
         }
     }

@@ -235,6 +235,27 @@ async fn the_s3_store_meets_the_contract_on_the_emulator() {
     );
     assert_eq!(head.ssekms_key_id(), Some("alias/mmt-audio"));
 
+    // A recording is written once (security review, item 8): a second write under the same
+    // key is refused by S3 itself (If-None-Match: *), and the first stays as it was.
+    let (first_bytes, first) = pattern(100);
+    let k = key();
+    store.put(&k, first, 1000).await.unwrap();
+    let again = store.put(&k, pattern(300).1, 1000).await;
+    assert!(matches!(again, Err(BlobError::AlreadyExists)), "{again:?}");
+    let stored = client
+        .get_object()
+        .bucket("mmt-audio")
+        .key(k.as_str())
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(stored.as_ref(), first_bytes.as_slice());
+
     // A missing bucket is not ready.
     let nowhere = S3BlobStore::new(client, "no-such-bucket", None);
     assert!(matches!(
