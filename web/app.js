@@ -367,9 +367,15 @@ function sendPart(part, bytes, onProgress) {
   });
 }
 
+/// `mask=phi` or `mask=none`, as the "Mask PHI" box says: masking is for the screen and the
+/// downloads only; the record and the EHR keep the transcript as spoken.
+function maskQuery() {
+  return `mask=${$("mask-phi").checked ? "phi" : "none"}`;
+}
+
 async function follow(id) {
   for (;;) {
-    const response = await call(`/v1/transcriptions/${id}`);
+    const response = await call(`/v1/transcriptions/${id}?${maskQuery()}`);
     if (!response.ok) {
       showError(await problem(response));
       return;
@@ -422,7 +428,7 @@ function show(record) {
 }
 
 async function download(format) {
-  const response = await call(`/v1/transcriptions/${current.id}/transcript?format=${format}`);
+  const response = await call(`/v1/transcriptions/${current.id}/transcript?format=${format}&${maskQuery()}`);
   if (!response.ok) {
     showError(await problem(response));
     return;
@@ -448,7 +454,7 @@ async function refreshList() {
       open.textContent = `${new Date(item.created_at).toLocaleString()} — ${item.status}`;
       open.setAttribute("aria-label", `Open the transcription of ${new Date(item.created_at).toLocaleString()}, ${item.status}`);
       open.addEventListener("click", async () => {
-        const record = await call(`/v1/transcriptions/${item.id}`);
+        const record = await call(`/v1/transcriptions/${item.id}?${maskQuery()}`);
         if (record.ok) {
           current = { id: item.id };
           show(await record.json());
@@ -517,6 +523,11 @@ function wire() {
     }
     forgetToken();
     renderSignedIn();
+  });
+  $("mask-phi").addEventListener("change", async () => {
+    if (!current || !current.id) return;
+    const response = await call(`/v1/transcriptions/${current.id}?${maskQuery()}`);
+    if (response.ok) show(await response.json());
   });
   $("api-confirm-use").addEventListener("click", () => useApi(pendingApi.base, "query"));
   $("api-confirm-stay").addEventListener("click", () => {

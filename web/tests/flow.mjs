@@ -208,6 +208,16 @@ await check("guest → upload a WAV → progress → transcript → SRT → dele
   assert((await page.$$("#segments li")).length > 0, "segments with timestamps");
   await page.screenshot({ path: `${ARTIFACTS}/workspace.png`, fullPage: true });
 
+  // Masking is a view: the words stay, and unticking shows them as spoken again.
+  const maskedReads = [];
+  page.on("request", (request) => request.url().includes("mask=phi") && maskedReads.push(request.url()));
+  await page.check("#mask-phi");
+  await page.waitForFunction(() => document.getElementById("transcript-text").textContent.length > 0);
+  assert(maskedReads.length > 0, "ticking the box asks the API for the masked transcript");
+  await page.waitForFunction(() => document.getElementById("transcript-text").textContent.length > 0);
+  const masked = (await page.textContent("#transcript-text")).toLowerCase();
+  assert(masked.includes("headache"), `the clinical words stay when masked: ${masked}`);
+  await page.uncheck("#mask-phi");
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-srt")]);
   const srt = readFileSync(await download.path(), "utf8");
   assert(srt.includes("-->") && srt.toLowerCase().includes("headache"), srt);

@@ -21,6 +21,9 @@ pub struct HttpConfig {
     /// and most load balancers: 1). The client is the address that many entries from the
     /// right; 0 (the default) trusts no header and takes the connection's peer.
     pub trusted_proxy_hops: usize,
+    /// `MASK_PHI`: transcripts are shown and downloaded masked unless a request asks for
+    /// `mask=none` (off: unmasked unless it asks for `mask=phi`).
+    pub mask_phi: bool,
     /// An upload whose body sends nothing for this long is refused (408).
     pub body_idle_timeout: Duration,
     pub cors_allow_origins: Vec<String>,
@@ -121,6 +124,7 @@ impl HttpConfig {
             docs_enabled: src.flag("ENABLE_DOCS", !environment.is_production())?,
             // Off in tests, which poll quickly; on everywhere a person or a client calls.
             trusted_proxy_hops: src.parse("TRUSTED_PROXY_HOPS", 0usize)?.min(8),
+            mask_phi: src.flag("MASK_PHI", false)?,
             rate_limit_per_minute: src.parse(
                 "RATE_LIMIT_PER_MINUTE",
                 if environment == Environment::Test {

@@ -5,6 +5,7 @@ mod audit;
 mod ehr;
 mod ids;
 mod languages;
+mod phi_mask;
 mod retry;
 mod transcript;
 mod upload;
@@ -20,6 +21,7 @@ pub use ehr::{
 };
 pub use ids::{BlobKey, InvalidId, JobId, OwnerId, PARTS_SUFFIX, TranscriptionId};
 pub use languages::{language_code, language_name};
+pub use phi_mask::mask_phi;
 pub use retry::{Backoff, MAX_BACKOFF};
 pub use transcript::{ResponseFormat, Segment, TokenScore, Transcript, Word, render_transcript};
 pub use upload::{MIN_PART_BYTES, UploadPlan};

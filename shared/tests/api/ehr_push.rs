@@ -433,3 +433,77 @@ async fn an_admin_sees_when_the_openemr_login_needs_renewing() {
     // Clinicians do not see it.
     assert_eq!(s.app.get(&token, "/v1/admin/ehr").await.status(), 403);
 }
+
+/// PHI masking (security review, item 10) is for display only: with `MASK_PHI` on, the API
+/// and downloads show `[NAME]`, `[DATE]`, `[ID]`…, `mask=none` shows the transcript as spoken,
+/// the store keeps it as spoken, and the EHR receives it unmasked.
+#[tokio::test]
+async fn masked_for_display_but_stored_and_pushed_as_spoken() {
+    const SPOKEN: &str =
+        "Mrs. Valentina Ortega, MRN 448812, born on March 3rd, 1956, call (555) 201-7788.";
+    let s = stack(&[("MASK_PHI", "true")]).await;
+    s.app.openai.set_transcript(SPOKEN);
+    let token = s.app.clinician_token("ana");
+    let id = transcribed(&s.app, &token).await;
+
+    let (_, shown) = s
+        .app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(
+        shown["text"],
+        "Mrs. [NAME], MRN [ID], born on [DATE], call [PHONE]."
+    );
+    assert!(shown["file_name"].is_null(), "{shown}");
+    for segment in shown["segments"].as_array().unwrap() {
+        assert!(
+            !segment["text"].as_str().unwrap().contains("Ortega"),
+            "{segment}"
+        );
+    }
+    let download = s
+        .app
+        .get(
+            &token,
+            &format!("/v1/transcriptions/{id}/transcript?format=srt"),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        download.contains("[NAME]") && !download.contains("448812"),
+        "{download}"
+    );
+    let (_, listed) = s.app.get_json(&token, "/v1/transcriptions").await;
+    assert!(listed["items"][0]["file_name"].is_null(), "{listed}");
+
+    let (_, unmasked) = s
+        .app
+        .get_json(&token, &format!("/v1/transcriptions/{id}?mask=none"))
+        .await;
+    assert_eq!(unmasked["text"], SPOKEN);
+    let stored = s
+        .app
+        .state
+        .records
+        .get(&id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.transcript.unwrap().text, SPOKEN);
+    let (status, _) = s
+        .app
+        .get_json(&token, &format!("/v1/transcriptions/{id}?mask=everything"))
+        .await;
+    assert_eq!(status, 400);
+
+    let (status, delivery) = push(&s.app, &token, &id, body()).await;
+    assert_eq!(status, 202, "{delivery}");
+    drain_ehr(&s.app, Duration::from_secs(10)).await;
+    let notes = s.emr.notes();
+    assert!(
+        notes[0].fields["subjective"].starts_with(SPOKEN),
+        "the EHR gets it as spoken"
+    );
+}

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::views::{TranscriptionList, TranscriptionView};
+use super::views::{TranscriptionList, TranscriptionSummary, TranscriptionView};
 use crate::{
     app::AppState,
     auth::{Principal, Scope},
@@ -52,6 +52,31 @@ pub struct ListParams {
     limit: Option<u32>,
     /// `next_cursor` from the previous page.
     cursor: Option<String>,
+    /// `phi` hides file names (they often carry a patient's name); `none` shows them. Default:
+    /// `MASK_PHI`.
+    mask: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct MaskParams {
+    /// `phi`: names, dates, phone numbers, addresses and record numbers in the transcript are
+    /// replaced by `[NAME]`, `[DATE]`, … and the file name is left out; `none`: as spoken.
+    /// Default: `MASK_PHI`. What is stored, and pushed to the EHR, is never masked.
+    mask: Option<String>,
+}
+
+/// Whether a response is masked: as asked, else as the deployment says.
+fn masking(state: &AppState, asked: Option<&str>) -> Result<bool, ApiError> {
+    match asked {
+        None => Ok(state.config.http.mask_phi),
+        Some("phi") => Ok(true),
+        Some("none") => Ok(false),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_request",
+            "mask must be phi or none",
+        )),
+    }
 }
 
 /// The caller's transcriptions, newest first.
@@ -73,6 +98,7 @@ async fn list_transcriptions(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<TranscriptionList>, ApiError> {
     let principal = caller.require(Scope::Read)?;
+    let mask = masking(&state, params.mask.as_deref())?;
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -103,7 +129,11 @@ async fn list_transcriptions(
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(Json(TranscriptionList {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|record| TranscriptionSummary::from(masked(record, mask)))
+            .collect(),
         next_cursor: page.next.map(|c| c.encode()),
     }))
 }
@@ -113,10 +143,11 @@ async fn list_transcriptions(
     get,
     path = "/v1/transcriptions/{id}",
     tag = "transcriptions",
-    params(("id" = String, Path, description = "Transcription id")),
+    params(("id" = String, Path, description = "Transcription id"), MaskParams),
     security(("bearer" = [])),
     responses(
         (status = 200, body = TranscriptionView),
+        (status = 400, description = "Bad mask", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such transcription (or not the caller's)", body = ErrorBody)
     )
@@ -125,15 +156,31 @@ async fn get_transcription(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<MaskParams>,
 ) -> Result<Json<TranscriptionView>, ApiError> {
     let principal = caller.require(Scope::Read)?;
+    let mask = masking(&state, params.mask.as_deref())?;
     let record = load_owned(&state, principal, &id, AuditAction::Read).await?;
     state
         .audit_trail()
-        .record_disclosure(&principal.owner, AuditAction::Read, Some(record.id), None)
+        .record_disclosure(
+            &principal.owner,
+            AuditAction::Read,
+            Some(record.id),
+            mask.then(|| "masked".to_owned()),
+        )
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
-    Ok(Json(record.into()))
+    Ok(Json(masked(record, mask).into()))
+}
+
+/// The record as shown: with `mask`, its transcript masked and its file name left out.
+fn masked(mut record: TranscriptionRecord, mask: bool) -> TranscriptionRecord {
+    if mask {
+        record.transcript = record.transcript.as_ref().map(|t| t.masked());
+        record.file_name = None;
+    }
+    record
 }
 
 /// Deletes the audio and the record.
@@ -170,6 +217,8 @@ async fn delete_transcription(
 pub struct TranscriptParams {
     /// json (default), txt, srt or vtt.
     format: Option<String>,
+    /// `phi` or `none`, as for `GET /v1/transcriptions/{id}`.
+    mask: Option<String>,
 }
 
 /// The transcript as a download: JSON, plain text, SubRip or WebVTT.
@@ -196,6 +245,7 @@ async fn get_transcript(
     ApiQuery(params): ApiQuery<TranscriptParams>,
 ) -> Result<Response, ApiError> {
     let principal = caller.require(Scope::Read)?;
+    let mask = masking(&state, params.mask.as_deref())?;
     let format: ResponseFormat = params
         .format
         .as_deref()
@@ -204,6 +254,7 @@ async fn get_transcript(
         .map_err(|e: String| ApiError::bad_request("invalid_request", e))?;
     let record = load_owned(&state, principal, &id, AuditAction::Download).await?;
     let transcript = match (&record.status, &record.transcript) {
+        (Status::Completed, Some(t)) if mask => &t.masked(),
         (Status::Completed, Some(t)) => t,
         (status, _) => {
             return Err(ApiError::Conflict(format!(
@@ -218,7 +269,7 @@ async fn get_transcript(
             &principal.owner,
             AuditAction::Download,
             Some(record.id),
-            None,
+            mask.then(|| "masked".to_owned()),
         )
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
