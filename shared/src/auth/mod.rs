@@ -3,7 +3,7 @@
 mod passwords;
 mod tokens;
 
-pub use passwords::{CheckersBusy, PasswordChecker, hash_password, verify_password};
+pub use passwords::{CheckSlot, CheckersBusy, PasswordChecker, hash_password, verify_password};
 pub use tokens::{
     AuthError, IssuedToken, KeyError, PartGrant, Principal, RsaPrivateKey, RsaPublicKey, Scope,
     TokenKeys, TokenService, generate_rsa_pems,

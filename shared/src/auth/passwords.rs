@@ -54,9 +54,12 @@ mod tests {
 /// burst of sign-ins must neither run hundreds at once nor leave 19 MiB behind in the
 /// allocator arena of every blocking thread that ever ran one (which is what checks spread
 /// over tokio's blocking pool did: 686 MB under `make bench`'s brute force). Here memory is
-/// `workers` × 19 MiB whatever the load, and a caller waits a bounded time for its turn.
+/// `workers` × 19 MiB whatever the load. A caller first takes a [`CheckSlot`] (waiting a
+/// bounded time), so it can look at the account's lockout at the last moment before its
+/// check runs: at most `workers` checks are ever past that look at once.
 pub struct PasswordChecker {
     checks: tokio::sync::mpsc::Sender<Check>,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 struct Check {
@@ -65,10 +68,16 @@ struct Check {
     verdict: tokio::sync::oneshot::Sender<bool>,
 }
 
-/// No worker took the check in time: the caller is asked to retry.
+/// No checker was free in time: the caller is asked to retry.
 #[derive(Debug, thiserror::Error)]
 #[error("every password checker is busy")]
 pub struct CheckersBusy;
+
+/// The right to run one check now, on a free checker thread.
+pub struct CheckSlot<'a> {
+    checker: &'a PasswordChecker,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
 
 impl PasswordChecker {
     pub fn new(workers: usize) -> Self {
@@ -95,15 +104,32 @@ impl PasswordChecker {
                 tracing::error!(error = %err, "a password-check thread could not start");
             }
         }
-        Self { checks }
+        Self {
+            checks,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(workers)),
+        }
     }
 
-    /// [`verify_password`] on a checker thread, waiting at most `wait` for one to be free.
+    /// Waits at most `wait` for a free checker.
+    pub async fn slot(&self, wait: std::time::Duration) -> Result<CheckSlot<'_>, CheckersBusy> {
+        let permit = tokio::time::timeout(wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| CheckersBusy)?
+            .map_err(|_| CheckersBusy)?;
+        Ok(CheckSlot {
+            checker: self,
+            _permit: permit,
+        })
+    }
+}
+
+impl CheckSlot<'_> {
+    /// [`verify_password`] on the checker thread this slot holds. The slot stays taken until
+    /// it is dropped, so a failure can be counted before the next check looks at the lockout.
     pub async fn verify(
         &self,
         hash: Option<String>,
         password: String,
-        wait: std::time::Duration,
     ) -> Result<bool, CheckersBusy> {
         let (verdict, answer) = tokio::sync::oneshot::channel();
         let check = Check {
@@ -111,8 +137,9 @@ impl PasswordChecker {
             password,
             verdict,
         };
-        self.checks
-            .send_timeout(check, wait)
+        self.checker
+            .checks
+            .send(check)
             .await
             .map_err(|_| CheckersBusy)?;
         answer.await.map_err(|_| CheckersBusy)

@@ -133,6 +133,12 @@ async fn login(
         ));
     }
     let account = request.username.clone();
+    // A free checker first, then the lockout: no check starts after the account locked.
+    let slot = state
+        .password_checks
+        .slot(PASSWORD_CHECK_WAIT)
+        .await
+        .map_err(|_| ApiError::RateLimited { retry_after_s: 1 })?;
     refuse_locked_account(&state, &account).await?;
     let hash = state
         .config
@@ -143,10 +149,9 @@ async fn login(
         .map(|u| u.password_hash.clone());
     let known_name = hash.is_some().then(|| request.username.clone());
     // argon2 is deliberately slow and big (19 MiB): on the checker threads, a bounded number
-    // at once. A flood waits briefly, then is told to come back.
-    let verified = state
-        .password_checks
-        .verify(hash, request.password, PASSWORD_CHECK_WAIT)
+    // at once. A flood waits briefly for a slot, then is told to come back.
+    let verified = slot
+        .verify(hash, request.password)
         .await
         .map_err(|_| ApiError::RateLimited { retry_after_s: 1 })?;
     let username = match (verified, known_name) {
@@ -164,6 +169,8 @@ async fn login(
             return Err(ApiError::InvalidCredentials);
         }
     };
+    // Held until here: a failure is counted before the next check looks at the lockout.
+    drop(slot);
     let owner = OwnerId::for_user(&username).map_err(ApiError::internal)?;
     Ok(Json(sign_in(&state, &owner, USER_SCOPES).await?))
 }
