@@ -336,7 +336,8 @@ impl Backends<'_> {
         match &self.config.storage.record_backend {
             #[cfg(feature = "sqlite")]
             RecordBackend::Sqlite => Ok(Arc::new(crate::adapters::SqliteAccessLedger::new(
-                self.db(),
+                crate::adapters::Database::open_access(&self.config.storage.access_database_path)
+                    .map_err(StartupError::Database)?,
             ))),
             #[cfg(not(feature = "sqlite"))]
             RecordBackend::Sqlite => Err(StartupError::NoSqliteSupport),

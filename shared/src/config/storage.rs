@@ -9,6 +9,9 @@ use super::source::{ConfigError, Source};
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub database_path: PathBuf,
+    /// `ACCESS_DATABASE_PATH`: revocations and shared counters, beside the records when
+    /// they are in SQLite (DynamoDB holds them when the records are there).
+    pub access_database_path: PathBuf,
     pub audio_dir: PathBuf,
     pub blob_backend: BlobBackend,
     pub record_backend: RecordBackend,
@@ -53,6 +56,7 @@ impl StorageConfig {
     pub(super) fn parse(src: &Source) -> Result<Self, ConfigError> {
         let data_dir: PathBuf = src.parse("DATA_DIR", PathBuf::from("./data"))?;
         let database_path = src.parse("DATABASE_PATH", data_dir.join("mmt.db"))?;
+        let access_database_path = src.parse("ACCESS_DATABASE_PATH", data_dir.join("access.db"))?;
         let audio_dir = src.parse("AUDIO_DIR", data_dir.join("audio"))?;
 
         let blob_backend = match src.raw("BLOB_STORE").as_deref() {
@@ -107,6 +111,7 @@ impl StorageConfig {
 
         Ok(Self {
             database_path,
+            access_database_path,
             audio_dir,
             blob_backend,
             record_backend,

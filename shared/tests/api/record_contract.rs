@@ -623,7 +623,7 @@ async fn access_ledger_meets_the_contract(ledger: &dyn AccessLedger) {
 #[tokio::test]
 async fn the_sqlite_access_ledger_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(&dir.path().join("r.db")).unwrap();
+    let db = Database::open_access(&dir.path().join("access.db")).unwrap();
     access_ledger_meets_the_contract(&SqliteAccessLedger::new(db)).await;
 }
 

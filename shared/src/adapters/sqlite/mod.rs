@@ -125,8 +125,19 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     "#,
-    // 9: revoked tokens, owners signed out everywhere, and counters every process shares.
-    r#"
+];
+
+/// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:
+/// SQLite has a single writer anyway, and this keeps the adapter free of lock-retry logic.
+#[derive(Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Revoked tokens, owners signed out everywhere, and the counters every process shares: their
+/// own file, written on every request, so it neither contends with the records' connection
+/// nor pays their fsync per commit (see [`Database::open_access`]).
+const ACCESS_MIGRATIONS: &[&str] = &[r#"
     CREATE TABLE revoked_tokens (
         token_id   TEXT PRIMARY KEY,
         expires_at INTEGER NOT NULL
@@ -141,15 +152,7 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     );
     CREATE INDEX access_counters_by_expiry ON access_counters (expires_at);
-    "#,
-];
-
-/// A shared connection to the SQLite file. Calls run on the blocking pool, one at a time:
-/// SQLite has a single writer anyway, and this keeps the adapter free of lock-retry logic.
-#[derive(Clone)]
-pub struct Database {
-    conn: Arc<Mutex<Connection>>,
-}
+"#];
 
 /// The audit trail's own file: kept apart from the PHI, and append-only by trigger.
 const AUDIT_MIGRATIONS: &[&str] = &[
@@ -185,24 +188,32 @@ const AUDIT_MIGRATIONS: &[&str] = &[
 impl Database {
     /// The records and job queue database.
     pub fn open(path: &Path) -> Result<Self, BoxError> {
-        Self::open_with(path, MIGRATIONS)
+        Self::open_with(path, MIGRATIONS, "FULL")
     }
 
     /// The audit trail's database.
     pub fn open_audit(path: &Path) -> Result<Self, BoxError> {
-        Self::open_with(path, AUDIT_MIGRATIONS)
+        Self::open_with(path, AUDIT_MIGRATIONS, "FULL")
     }
 
-    fn open_with(path: &Path, migrations: &[&str]) -> Result<Self, BoxError> {
+    /// The access ledger's database. Written on every request (rate-limit counters), so its
+    /// commits are not synced one by one (`synchronous=NORMAL`, which in WAL mode survives a
+    /// crash of the process but may lose the last commits to a power loss: a few counts, or a
+    /// sign-out made in the last moment before it).
+    pub fn open_access(path: &Path) -> Result<Self, BoxError> {
+        Self::open_with(path, ACCESS_MIGRATIONS, "NORMAL")
+    }
+
+    fn open_with(path: &Path, migrations: &[&str], synchronous: &str) -> Result<Self, BoxError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         // WAL lets readers run beside the writer; FULL makes every commit survive power loss,
-        // which matters more here than write throughput.
+        // which matters more for records and the audit trail than write throughput.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Deleted and rewritten values are overwritten with zeros, not left in free pages:
         // a swept record, or a field sealed again under a new key, leaves nothing behind.
