@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make deploy`: build the arm64 zips, plan infra/envs/$ENVIRONMENT, apply, smoke-test the result.
 # Needs AWS credentials (profile, SSO or OIDC role) and, on every plan and apply, the secrets:
-#   export TF_VAR_secret_values='{"jwt-secret":"...","openai-api-key":"sk-...","encryption-keys":"k1:...","admin-api-key":"..."}'
+#   export TF_VAR_secret_values='{"jwt-private-key":"<PEM>","openai-api-key":"sk-...","encryption-keys":"k1:...","admin-api-key":"..."}'
+#   export TF_VAR_jwt_public_key_pem='<PEM>'   (`mmt secrets --rsa --encryption 1` prints both keys)
 #   export SMOKE_ADMIN_API_KEY=<the admin-api-key above>   (the smoke test's authenticated round trip)
 # Remote state: copy backend.tf.example to backend.tf and fill backend.hcl (infra/README.md).
 #   PLAN_ONLY=1       build and write the plan to tfplan, apply nothing (CI's plan job)

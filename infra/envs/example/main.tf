@@ -34,6 +34,8 @@ module "mmt" {
   artifacts_dir             = var.artifacts_dir
   secret_values             = var.secret_values
   secrets_version           = var.secrets_version
+  jwt_public_key_pem        = var.jwt_public_key_pem
+  hs256_accepted_until      = var.hs256_accepted_until
   alarm_email               = var.alarm_email
   primary_encryption_key_id = var.primary_encryption_key_id
   retention_days            = var.retention_days

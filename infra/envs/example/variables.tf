@@ -16,10 +16,21 @@ variable "artifacts_dir" {
 }
 
 variable "secret_values" {
-  description = "{ jwt-secret = <48+ random bytes, base64>, openai-api-key = <key>, encryption-keys = \"k1:<base64 of 32 bytes>\", admin-api-key = <32+ random bytes> } (`mmt secrets --encryption 1` prints them). Ephemeral: TF_VAR_secret_values at apply; never in state."
+  description = "{ jwt-private-key = <RS256 private key, PEM>, openai-api-key = <key>, encryption-keys = \"k1:<base64 of 32 bytes>\", admin-api-key = <32+ random bytes> } (`mmt secrets --rsa --encryption 1` prints them; jwt-secret too while hs256_accepted_until is set). Ephemeral: TF_VAR_secret_values at apply; never in state."
   type        = map(string)
   sensitive   = true
   ephemeral   = true
+}
+
+variable "jwt_public_key_pem" {
+  description = "The RS256 public key (PEM) every function verifies tokens with: INTERNAL_JWT_PUBLIC_KEY_PEM from `mmt secrets --rsa` (its private key goes in secret_values[\"jwt-private-key\"])."
+  type        = string
+}
+
+variable "hs256_accepted_until" {
+  description = "Only while moving an HS256 deployment to RS256: the RFC 3339 end of the window (at most 31 days ahead) in which HS256 tokens still verify; keep secret_values[\"jwt-secret\"] until then. null afterwards."
+  type        = string
+  default     = null
 }
 
 variable "secrets_version" {

@@ -9,7 +9,7 @@ locals {
   audio_paths        = ["${module.storage.bucket_arn}/audio/*"]
   table_arns         = [module.storage.table_arn, "${module.storage.table_arn}/index/by_owner"]
   key_arn            = aws_kms_key.data.arn
-  jwt_secret         = module.secrets.parameter_arns["jwt-secret"]
+  jwt_private_key    = module.secrets.parameter_arns["jwt-private-key"]
   openai_key         = module.secrets.parameter_arns["openai-api-key"]
   field_keys         = module.secrets.parameter_arns["encryption-keys"]
   admin_key          = module.secrets.parameter_arns["admin-api-key"]
@@ -38,6 +38,28 @@ locals {
     } : { FHIR_BASE_URL = var.ehr.fhir_base_url },
   ) : {}
 
+  # Tokens are RS256: the private key is read by the auth function alone; every other process
+  # verifies with the public key, which is no secret. While an HS256 deployment moves over
+  # (hs256_accepted_until), the old HS256 secret stays readable so its tokens still verify.
+  hs256_secrets     = var.hs256_accepted_until != null ? ["jwt-secret"] : []
+  hs256_secret_arns = [for name in local.hs256_secrets : module.secrets.parameter_arns[name]]
+  token_environment = merge(
+    {
+      USE_RSA_INTERNAL_JWT        = "true"
+      INTERNAL_JWT_PUBLIC_KEY_PEM = var.jwt_public_key_pem
+    },
+    var.hs256_accepted_until != null ? {
+      JWT_HS256_ACCEPTED_UNTIL = var.hs256_accepted_until
+    } : {},
+  )
+  # Functions that never read or write a record or a recording hold no field keys (and their
+  # roles reach no record either).
+  phi_free_environment = {
+    SERVES_PHI                    = "false"
+    ENABLE_FIELD_ENCRYPTION       = "false"
+    ENCRYPTION_KEYS_SSM_PARAMETER = ""
+  }
+
   sentry_secrets     = var.telemetry.sentry ? ["sentry-dsn"] : []
   sentry_secret_arns = [for name in local.sentry_secrets : module.secrets.parameter_arns[name]]
   telemetry_environment = merge(
@@ -55,7 +77,7 @@ locals {
   # transcribe function does (cloud engine).
   gpu_worker = var.gpu_worker != null
 
-  environment = merge(local.ehr_environment, local.telemetry_environment, {
+  environment = merge(local.ehr_environment, local.telemetry_environment, local.token_environment, {
     ENV                               = "prod"
     LOG_FORMAT                        = "json"
     DEMO_MODE                         = "false"
@@ -90,10 +112,17 @@ locals {
 
   # What each function may touch. Nothing else is granted (see modules/functions), and no
   # statement names a wildcard action or a "*" resource on data: shared/tests/api/infra.rs.
+  # What a function that serves no PHI reads: no field keys.
   read_secret = {
     sid       = "ReadSecrets"
     actions   = ["ssm:GetParameter"]
-    resources = concat([local.jwt_secret, local.field_keys], local.sentry_secret_arns)
+    resources = concat(local.hs256_secret_arns, local.sentry_secret_arns)
+  }
+  # What a function that reads or writes records reads: the field keys too.
+  read_phi_secrets = {
+    sid       = "ReadSecrets"
+    actions   = ["ssm:GetParameter"]
+    resources = concat([local.field_keys], local.hs256_secret_arns, local.sentry_secret_arns)
   }
   use_key = {
     sid       = "UseDataKey"
@@ -122,6 +151,7 @@ locals {
       memory_mb            = 128
       timeout_s            = 10
       reserved_concurrency = var.reserved_concurrency ? 10 : null
+      environment          = local.phi_free_environment
       statements = [
         { sid = "PingTable", actions = ["dynamodb:DescribeTable"], resources = [module.storage.table_arn] },
         { sid = "PingBucket", actions = ["s3:ListBucket"], resources = [local.bucket_arn] },
@@ -136,18 +166,21 @@ locals {
       memory_mb            = 128
       timeout_s            = 5
       reserved_concurrency = var.reserved_concurrency ? 10 : null
-      statements = [local.read_secret, local.access_ledger,
-      local.use_key]
+      environment          = local.phi_free_environment
+      statements           = [local.read_secret, local.access_ledger, local.use_key]
     }
     auth = {
       description          = "POST /auth/guest, /auth/login, /auth/admin, /auth/logout, GET /.well-known/jwks.json, /v1/admin/audit"
       memory_mb            = 256
       timeout_s            = 10
       reserved_concurrency = var.reserved_concurrency ? 20 : null
-      # Only the auth function exchanges the admin key for a token.
-      environment = { ADMIN_API_KEY_SSM_PARAMETER = module.secrets.parameter_names["admin-api-key"] }
+      # Only the auth function signs tokens and exchanges the admin key for one.
+      environment = merge(local.phi_free_environment, {
+        ADMIN_API_KEY_SSM_PARAMETER                = module.secrets.parameter_names["admin-api-key"]
+        INTERNAL_JWT_PRIVATE_KEY_PEM_SSM_PARAMETER = module.secrets.parameter_names["jwt-private-key"]
+      })
       statements = [
-        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.admin_key] },
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.jwt_private_key, local.admin_key], local.hs256_secret_arns, local.sentry_secret_arns) },
         { sid = "ReadAudit", actions = ["dynamodb:Query"], resources = [module.storage.audit_table_arn] },
         local.write_audit,
         local.access_ledger,
@@ -166,7 +199,7 @@ locals {
         { sid = "FindUploads", actions = ["s3:ListBucketMultipartUploads"], resources = [local.bucket_arn] },
         { sid = "WriteRecords", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = [module.storage.table_arn] },
         { sid = "EnqueueJobs", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },
-        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.openai_key] },
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.field_keys, local.openai_key], local.hs256_secret_arns, local.sentry_secret_arns) },
         local.write_audit,
         local.access_ledger,
         local.use_key,
@@ -184,7 +217,7 @@ locals {
         # PHI); the sweep leaves that to the bucket's one-day lifecycle rule.
         { sid = "DeleteAudio", actions = ["s3:DeleteObject", "s3:AbortMultipartUpload"], resources = local.audio_paths },
         { sid = "FindUploads", actions = ["s3:ListBucketMultipartUploads"], resources = [local.bucket_arn] },
-        local.read_secret,
+        local.read_phi_secrets,
         local.write_audit,
         local.access_ledger,
         local.use_key,
@@ -203,7 +236,7 @@ locals {
         { sid = "Outbox", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.ehr_table },
         { sid = "EhrQueue", actions = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.ehr_queue.arn] },
         { sid = "EhrDeadLetter", actions = ["sqs:SendMessage"], resources = [module.ehr_queue.dead_letter_arn] },
-        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.jwt_secret, local.field_keys], local.ehr_secret_arns) },
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.field_keys], local.hs256_secret_arns, local.ehr_secret_arns, local.sentry_secret_arns) },
         local.write_audit,
         local.access_ledger,
         local.use_key,
@@ -215,9 +248,8 @@ locals {
       timeout_s            = 5
       reserved_concurrency = var.reserved_concurrency ? 5 : null
       # Production serves no API description unless asked to.
-      environment = { ENABLE_DOCS = tostring(var.enable_docs) }
-      statements = [local.read_secret, local.access_ledger,
-      local.use_key]
+      environment = merge(local.phi_free_environment, { ENABLE_DOCS = tostring(var.enable_docs) })
+      statements  = [local.read_secret, local.access_ledger, local.use_key]
     }
     transcribe = {
       description          = "Consumes the transcribe queue"
@@ -229,7 +261,7 @@ locals {
         { sid = "UpdateRecords", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [module.storage.table_arn] },
         { sid = "ConsumeQueue", actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn] },
         { sid = "DeadLetter", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.dead_letter_arn] },
-        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = [local.jwt_secret, local.field_keys, local.openai_key] },
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.field_keys, local.openai_key], local.hs256_secret_arns, local.sentry_secret_arns) },
         local.use_key,
       ]
     }
@@ -244,7 +276,7 @@ locals {
         { sid = "ForgetDeliveries", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.ehr_table },
         { sid = "DeleteAudio", actions = ["s3:DeleteObject"], resources = local.audio_paths },
         { sid = "FailedSweeps", actions = ["sqs:SendMessage"], resources = [module.sweep_failures.arn] },
-        local.read_secret,
+        local.read_phi_secrets,
         local.write_audit,
         local.use_key,
       ]
@@ -292,7 +324,7 @@ module "sweep_failures" {
 module "secrets" {
   source          = "../secrets"
   name            = var.name
-  secret_names    = concat(["jwt-secret", "openai-api-key", "encryption-keys", "admin-api-key"], local.ehr_secrets, local.sentry_secrets)
+  secret_names    = concat(["jwt-private-key", "openai-api-key", "encryption-keys", "admin-api-key"], local.hs256_secrets, local.ehr_secrets, local.sentry_secrets)
   secret_values   = var.secret_values
   secrets_version = var.secrets_version
   kms_key_arn     = aws_kms_key.data.arn
@@ -385,11 +417,12 @@ module "gpu_worker" {
     WHISPER_WORKERS = "1"
     DATA_DIR        = "/tmp"
   })
-  secret_environment = merge({
-    INTERNAL_JWT_SECRET = local.jwt_secret
-    OPENAI_API_KEY      = local.openai_key
-    ENCRYPTION_KEYS     = local.field_keys
-  }, { for arn in local.sentry_secret_arns : "SENTRY_DSN" => arn })
+  # The worker signs nothing: it verifies with the public key in its environment.
+  secret_environment = merge(
+    { OPENAI_API_KEY = local.openai_key, ENCRYPTION_KEYS = local.field_keys },
+    { for arn in local.hs256_secret_arns : "INTERNAL_JWT_SECRET" => arn },
+    { for arn in local.sentry_secret_arns : "SENTRY_DSN" => arn },
+  )
   secret_parameter_arns = module.secrets.parameter_arns
   statements = [
     { sid = "ReadAudio", actions = ["s3:GetObject", "s3:DeleteObject"], resources = local.audio_paths },

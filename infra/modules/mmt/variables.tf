@@ -13,7 +13,7 @@ variable "artifacts_dir" {
 }
 
 variable "secret_values" {
-  description = "{ jwt-secret = <48+ random bytes, base64>, openai-api-key = <key>, encryption-keys = \"k1:<base64 of 32 bytes>\", admin-api-key = <32+ random bytes> } (`mmt secrets --encryption 1` prints them). Ephemeral: TF_VAR_secret_values at apply; never in state."
+  description = "{ jwt-private-key = <RS256 private key, PEM>, openai-api-key = <key>, encryption-keys = \"k1:<base64 of 32 bytes>\", admin-api-key = <32+ random bytes> } (`mmt secrets --rsa --encryption 1` prints them; jwt-secret too while hs256_accepted_until is set). Ephemeral: TF_VAR_secret_values at apply; never in state."
   type        = map(string)
   sensitive   = true
   ephemeral   = true
@@ -27,6 +27,17 @@ variable "secrets_version" {
 
 variable "alarm_email" {
   description = "Where the operational alarms (dead letters, function errors and throttles, API 5xx, old messages, failed sweeps) are e-mailed; null = the SNS topic only (subscribe it yourself)."
+  type        = string
+  default     = null
+}
+
+variable "jwt_public_key_pem" {
+  description = "The RS256 public key (PEM) every function verifies tokens with. `mmt secrets --rsa` prints the pair; its private key goes in secret_values[\"jwt-private-key\"], which only the auth function can read."
+  type        = string
+}
+
+variable "hs256_accepted_until" {
+  description = "Only while moving a deployment from HS256 to RS256: until this RFC 3339 time (at most 31 days ahead; MMT refuses to start after it) HS256 tokens still verify, and secret_values[\"jwt-secret\"] stays readable. null once the window is over."
   type        = string
   default     = null
 }

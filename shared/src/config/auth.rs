@@ -23,6 +23,9 @@ pub struct AuthConfig {
     pub jwt_old_secrets: Vec<SecretString>,
     /// `USE_RSA_INTERNAL_JWT`: RS256 keys, published at `/.well-known/jwks.json`.
     pub jwt_rsa: Option<RsaJwtConfig>,
+    /// `JWT_HS256_ACCEPTED_UNTIL` (RFC 3339): the end of the move from HS256 to RS256, until
+    /// which HS256 tokens (and so the HS256 secret) are still accepted beside RS256 ones.
+    pub hs256_accepted_until: Option<chrono::DateTime<chrono::Utc>>,
     /// `ADMIN_API_KEY`: exchanged at `POST /auth/admin` for an admin-scoped token.
     pub admin_api_key: Option<SecretString>,
     pub jwt_issuer: String,
@@ -107,6 +110,17 @@ impl AuthConfig {
         } else {
             None
         };
+        let hs256_accepted_until = src
+            .raw("JWT_HS256_ACCEPTED_UNTIL")
+            .map(|raw| {
+                chrono::DateTime::parse_from_rfc3339(raw.trim())
+                    .map(|at| at.with_timezone(&chrono::Utc))
+                    .map_err(|e| ConfigError::Invalid {
+                        key: "JWT_HS256_ACCEPTED_UNTIL",
+                        reason: format!("not an RFC 3339 time: {e}"),
+                    })
+            })
+            .transpose()?;
         let admin_api_key = src.secret("ADMIN_API_KEY");
         if admin_api_key
             .as_ref()
@@ -127,6 +141,7 @@ impl AuthConfig {
             jwt_secret,
             jwt_old_secrets,
             jwt_rsa,
+            hs256_accepted_until,
             admin_api_key,
             jwt_issuer: src.raw("JWT_ISSUER").unwrap_or_else(|| "mmt".into()),
             jwt_audience: src.raw("JWT_AUDIENCE").unwrap_or_else(|| "mmt-api".into()),
@@ -169,6 +184,7 @@ impl AuthConfig {
             }
             _ => {}
         }
+        self.check_hs256_retired()?;
         if self.max_failed_sign_ins == 0 && (self.allow_local_login || self.admin_api_key.is_some())
         {
             return Err(ConfigError::unsafe_setting(
@@ -192,6 +208,30 @@ impl AuthConfig {
             ));
         }
         Ok(())
+    }
+
+    /// With HS256 the verifying key is the signing key: every process that checks a token
+    /// could mint an admin one. Once RS256 is configured the HS256 secret must go, after a
+    /// migration window (`JWT_HS256_ACCEPTED_UNTIL`, at most 31 days ahead) for the HS256
+    /// tokens already out.
+    fn check_hs256_retired(&self) -> Result<(), ConfigError> {
+        let hs256_kept = self.jwt_secret.is_some() || !self.jwt_old_secrets.is_empty();
+        if self.jwt_rsa.is_none() || !hs256_kept {
+            return Ok(());
+        }
+        let now = chrono::Utc::now();
+        match self.hs256_accepted_until {
+            Some(until) if until > now && until <= now + chrono::Duration::days(31) => Ok(()),
+            Some(until) if until <= now => Err(ConfigError::unsafe_setting(
+                "INTERNAL_JWT_SECRET",
+                "must be removed: its migration window (JWT_HS256_ACCEPTED_UNTIL) has ended",
+            )),
+            _ => Err(ConfigError::unsafe_setting(
+                "INTERNAL_JWT_SECRET",
+                "must not be set beside RS256 keys, except during a migration window \
+                 (JWT_HS256_ACCEPTED_UNTIL, at most 31 days ahead)",
+            )),
+        }
     }
 
     /// Anyone can become a guest, and local users live in configuration: both are demo

@@ -78,6 +78,10 @@ pub struct Config {
     pub demo_mode: bool,
     /// Running as an AWS Lambda function (the runtime sets `AWS_LAMBDA_FUNCTION_NAME`).
     pub in_lambda: bool,
+    /// `SERVES_PHI` (default on): off for a process that never reads or writes a record or a
+    /// recording (the health, demo-status, docs and auth functions), which then needs no
+    /// field keys — and, in the Terraform deployment, is given none and no access to records.
+    pub serves_phi: bool,
     pub http: HttpConfig,
     pub auth: AuthConfig,
     pub storage: StorageConfig,
@@ -121,6 +125,7 @@ impl Config {
             environment,
             demo_mode: src.flag("DEMO_MODE", environment == Environment::Dev)?,
             in_lambda: src.raw("AWS_LAMBDA_FUNCTION_NAME").is_some(),
+            serves_phi: src.flag("SERVES_PHI", true)?,
             http: HttpConfig::parse(&src, environment)?,
             auth: AuthConfig::parse(&src, environment.is_production())?,
             ehr: ehr::parse_ehr(&src, &queue.backend, &storage.record_backend)?,
@@ -154,7 +159,7 @@ impl Config {
         }
         self.telemetry.check_for_production()?;
         // STORE_PHI=false keeps the prompt and file name out, but the transcript is PHI too.
-        if self.storage.field_encryption.is_none() {
+        if self.serves_phi && self.storage.field_encryption.is_none() {
             return Err(ConfigError::unsafe_setting(
                 "ENABLE_FIELD_ENCRYPTION",
                 "must be on: transcripts are PHI whatever STORE_PHI says",

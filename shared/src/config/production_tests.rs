@@ -121,3 +121,55 @@ fn production_keeps_guests_off_the_cloud_engine_unless_configured() {
     let err = config(&unlimited).unwrap_err().to_string();
     assert!(err.contains("GUEST_UPLOADS_PER_DAY"), "{err}");
 }
+
+/// Security review, item 3: with HS256 the verifying key is the signing key. Once RS256 is
+/// configured, production refuses the HS256 secret except during a dated migration window;
+/// and a process that serves no PHI (`SERVES_PHI=false`: health, demo status, docs, sign-in)
+/// starts with the public key alone and no field keys.
+#[test]
+fn production_retires_the_hs256_secret_and_lets_phi_free_functions_hold_no_keys() {
+    let (private, public) = crate::auth::generate_rsa_pems().unwrap();
+    let mut both = safe_production();
+    both.extend([
+        ("USE_RSA_INTERNAL_JWT", "1"),
+        ("INTERNAL_JWT_PRIVATE_KEY_PEM", private.as_str()),
+    ]);
+    let err = config(&both).unwrap_err().to_string();
+    assert!(
+        err.contains("INTERNAL_JWT_SECRET") && err.contains("migration window"),
+        "{err}"
+    );
+    let soon = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+    let mut migrating = both.clone();
+    migrating.push(("JWT_HS256_ACCEPTED_UNTIL", soon.as_str()));
+    let during = config(&migrating).unwrap();
+    assert!(during.auth.jwt_rsa.is_some() && during.auth.jwt_secret.is_some());
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let mut ended = both.clone();
+    ended.push(("JWT_HS256_ACCEPTED_UNTIL", past.as_str()));
+    let err = config(&ended).unwrap_err().to_string();
+    assert!(err.contains("has ended"), "{err}");
+    let far = (chrono::Utc::now() + chrono::Duration::days(90)).to_rfc3339();
+    let mut forever = both.clone();
+    forever.push(("JWT_HS256_ACCEPTED_UNTIL", far.as_str()));
+    assert!(config(&forever).is_err(), "a window of months is no window");
+
+    // The health function's configuration in the Terraform deployment: public key only, no
+    // field keys, SERVES_PHI=false.
+    let phi_free = [
+        ("ENV", "prod"),
+        ("SERVES_PHI", "false"),
+        ("USE_RSA_INTERNAL_JWT", "1"),
+        ("INTERNAL_JWT_PUBLIC_KEY_PEM", public.as_str()),
+    ];
+    let phi_free = config(&phi_free).unwrap();
+    assert!(phi_free.storage.field_encryption.is_none() && !phi_free.serves_phi);
+    // Without SERVES_PHI=false the same settings are refused: records need field keys.
+    let serving = [
+        ("ENV", "prod"),
+        ("USE_RSA_INTERNAL_JWT", "1"),
+        ("INTERNAL_JWT_PUBLIC_KEY_PEM", public.as_str()),
+    ];
+    let err = config(&serving).unwrap_err().to_string();
+    assert!(err.contains("ENABLE_FIELD_ENCRYPTION"), "{err}");
+}

@@ -499,3 +499,60 @@ fn the_deployed_page_connects_to_its_own_api_only() {
     assert_eq!(connect, "'self' ${local.api_origin}", "{policy}");
     assert!(web.contains(r#"api_origin = regex("^https?://[^/]+", var.api_base_url)"#));
 }
+
+/// Least-privilege keys (security review, item 3): the RS256 private key is readable by the
+/// auth function alone; the functions that serve no PHI (health, demo status, docs, auth) get
+/// no field keys and say so (`SERVES_PHI=false`); the HS256 secret exists only during a dated
+/// migration window; every function verifies with the public key from its environment.
+#[test]
+fn only_auth_signs_and_only_record_functions_hold_field_keys() {
+    let main = parse("modules/mmt/main.tf");
+    let locals = locals(&main);
+    let functions = object(&locals["functions"]);
+    // What each function may read from Parameter Store, as the references it names.
+    let secrets_read = |name: &str| -> String {
+        let statements = array(&object(&functions[name])["statements"]);
+        statements
+            .iter()
+            .map(|s| object(&resolve(s, &locals)))
+            .filter(|s| {
+                array(&s["actions"])
+                    .iter()
+                    .any(|a| string(a) == "ssm:GetParameter")
+            })
+            .map(|s| format!("{:?}", resolve(&s["resources"], &locals)))
+            .collect()
+    };
+    for name in functions.keys() {
+        let read = secrets_read(name);
+        assert_eq!(
+            read.contains("jwt_private_key"),
+            name == "auth",
+            "{name} and the RS256 private key: {read}"
+        );
+        assert!(!read.contains("Identifier(jwt_secret)"), "{name}: {read}");
+        let phi_free = ["health", "demo-status", "docs", "auth"].contains(&name.as_str());
+        assert_eq!(
+            read.contains("field_keys"),
+            !phi_free,
+            "{name} and the field keys: {read}"
+        );
+        let environment = format!("{:?}", object(&functions[name]).get("environment"));
+        assert_eq!(
+            environment.contains("phi_free_environment"),
+            phi_free,
+            "{name}: {environment}"
+        );
+    }
+    let text = std::fs::read_to_string(infra("modules/mmt/main.tf")).unwrap();
+    assert!(
+        text.contains(
+            r#"hs256_secrets     = var.hs256_accepted_until != null ? ["jwt-secret"] : []"#
+        )
+    );
+    assert!(text.contains("INTERNAL_JWT_PUBLIC_KEY_PEM = var.jwt_public_key_pem"));
+    assert!(
+        text.contains(r#"SERVES_PHI                    = "false""#),
+        "the PHI-free functions say so"
+    );
+}
