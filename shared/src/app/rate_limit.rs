@@ -92,6 +92,12 @@ impl RateLimiter {
 
     /// Counts one request of `caller` at `now` against its window.
     pub async fn check(&self, caller: &str, now: DateTime<Utc>) -> Decision {
+        // A caller already over the limit in this process alone is over it everywhere: it is
+        // refused without a write to the shared store (a flood costs the store nothing).
+        let local = self.fallback.check(caller.to_owned(), Instant::now());
+        if !local.allowed {
+            return local;
+        }
         match self
             .ledger
             .increment(&format!("rate:{caller}"), now, WINDOW)
@@ -111,7 +117,7 @@ impl RateLimiter {
                     error.cause_chain = %crate::ports::error_chain(&err),
                     "rate-limit counters unavailable: counting in this process"
                 );
-                self.fallback.check(caller.to_owned(), Instant::now())
+                local
             }
         }
     }
