@@ -54,4 +54,5 @@ module "mmt" {
   ehr                       = var.ehr
   telemetry                 = var.telemetry
   web_page                  = var.web_page
+  web_certificate           = var.web_certificate
 }

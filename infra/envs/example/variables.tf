@@ -164,6 +164,15 @@ variable "telemetry" {
   }
 }
 
+variable "web_certificate" {
+  description = "The web page's own domain and its ACM certificate ARN (in us-east-1): served with TLS 1.2 at least. null: the *.cloudfront.net address."
+  type = object({
+    domain_name = string
+    arn         = string
+  })
+  default = null
+}
+
 variable "web_page" {
   description = "Serve the web page from S3 + CloudFront (its origin is added to CORS_ALLOW_ORIGINS)."
   type        = bool

@@ -93,6 +93,9 @@ resource "aws_launch_template" "gpu" {
     #!/bin/bash
     echo "ECS_CLUSTER=${aws_ecs_cluster.worker.name}" >> /etc/ecs/ecs.config
     echo "ECS_ENABLE_GPU_SUPPORT=true" >> /etc/ecs/ecs.config
+    # Tasks (awsvpc) cannot reach the instance metadata service, and so not the instance
+    # role's credentials: the worker has its own task role and nothing more.
+    echo "ECS_AWSVPC_BLOCK_IMDS=true" >> /etc/ecs/ecs.config
   EOT
   )
 }
@@ -181,10 +184,11 @@ data "aws_iam_policy_document" "execution" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.worker.arn}:*"]
   }
+  # Only the secrets the worker's container is given (not every secret of the deployment).
   statement {
     sid       = "Secrets"
     actions   = ["ssm:GetParameters"]
-    resources = values(var.secret_parameter_arns)
+    resources = distinct(values(var.secret_environment))
   }
   statement {
     sid       = "SecretsDecrypt"
@@ -212,6 +216,14 @@ data "aws_iam_policy_document" "task" {
       sid       = statement.value.sid
       actions   = statement.value.actions
       resources = statement.value.resources
+      dynamic "condition" {
+        for_each = statement.value.condition == null ? [] : [statement.value.condition]
+        content {
+          test     = condition.value.test
+          variable = condition.value.variable
+          values   = condition.value.values
+        }
+      }
     }
   }
 }

@@ -68,14 +68,9 @@ variable "environment" {
 }
 
 variable "secret_environment" {
-  description = "Environment variable → SSM parameter ARN, injected by ECS at start."
+  description = "Environment variable → SSM parameter ARN, injected by ECS at start (the execution role may read only these)."
   type        = map(string)
   default     = {}
-}
-
-variable "secret_parameter_arns" {
-  description = "Secret name → SSM parameter ARN (the execution role may read only these)."
-  type        = map(string)
 }
 
 variable "statements" {
@@ -84,6 +79,7 @@ variable "statements" {
     sid       = string
     actions   = list(string)
     resources = list(string)
+    condition = optional(object({ test = string, variable = string, values = list(string) }))
   }))
 }
 

@@ -27,10 +27,13 @@ data "aws_iam_policy_document" "key" {
       type        = "Service"
       identifiers = ["logs.${var.region}.amazonaws.com"]
     }
+    # This deployment's log groups only: its functions', its API's and its GPU worker's.
     condition {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:*"]
+      values = [for group in ["/aws/lambda/${var.name}-*", "/aws/apigateway/${var.name}", "/ecs/${var.name}"] :
+        "arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:${group}"
+      ]
     }
   }
 
@@ -116,4 +119,35 @@ resource "aws_kms_key" "data" {
 resource "aws_kms_alias" "data" {
   name          = "alias/${var.name}"
   target_key_id = aws_kms_key.data.key_id
+}
+
+# The audit trail has a key of its own: whoever may use the data key (every function, for its
+# secrets, queues and recordings) cannot thereby decrypt a backup or export of the trail, and
+# disabling one key does not take the other down. Only the account administers it; DynamoDB
+# uses it for the audit table through the grant it creates.
+data "aws_iam_policy_document" "audit_key" {
+  # checkov:skip=CKV_AWS_111:A key policy's "*" resource means this key only; write access is the account root's (delegated through IAM).
+  # checkov:skip=CKV_AWS_356:Key policies can only name "*" as their resource (the key they are attached to).
+  # checkov:skip=CKV_AWS_109:Permission management on the key is granted to the account root only, the AWS-recommended default.
+  statement {
+    sid       = "AccountAdministers"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+}
+
+resource "aws_kms_key" "audit" {
+  description             = "${var.name}: the audit trail"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.audit_key.json
+}
+
+resource "aws_kms_alias" "audit" {
+  name          = "alias/${var.name}-audit"
+  target_key_id = aws_kms_key.audit.key_id
 }

@@ -124,10 +124,17 @@ locals {
     actions   = ["ssm:GetParameter"]
     resources = concat([local.field_keys], local.hs256_secret_arns, local.sentry_secret_arns)
   }
+  # The data key through the services that hold data with it, and no other way: a role
+  # cannot decrypt an arbitrary ciphertext under the key by calling KMS itself.
   use_key = {
     sid       = "UseDataKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [local.key_arn]
+    condition = {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [for service in ["s3", "ssm", "sqs", "dynamodb", "lambda"] : "${service}.${var.region}.amazonaws.com"]
+    }
   }
   # Append-only: PutItem alone (the adapter's write is conditional on a new key).
   write_audit = {
@@ -288,6 +295,7 @@ module "storage" {
   source              = "../storage"
   name                = var.name
   kms_key_arn         = aws_kms_key.data.arn
+  audit_kms_key_arn   = aws_kms_key.audit.arn
   retention_days      = var.retention_days
   deletion_protection = var.deletion_protection
   force_destroy       = !var.deletion_protection
@@ -366,12 +374,14 @@ resource "aws_lambda_event_source_mapping" "ehr" {
 
 # The web page on S3 + CloudFront, talking to this deployment's API.
 module "web" {
-  count        = var.web_page ? 1 : 0
-  source       = "../web"
-  name         = var.name
-  web_dir      = "${path.root}/../../../web"
-  api_base_url = module.http_api.url
-  kms_key_arn  = aws_kms_key.data.arn
+  count              = var.web_page ? 1 : 0
+  source             = "../web"
+  name               = var.name
+  web_dir            = "${path.root}/../../../web"
+  api_base_url       = module.http_api.url
+  kms_key_arn        = aws_kms_key.data.arn
+  certificate        = var.web_certificate
+  log_retention_days = var.log_retention_days
 }
 
 module "http_api" {
@@ -423,7 +433,6 @@ module "gpu_worker" {
     { for arn in local.hs256_secret_arns : "INTERNAL_JWT_SECRET" => arn },
     { for arn in local.sentry_secret_arns : "SENTRY_DSN" => arn },
   )
-  secret_parameter_arns = module.secrets.parameter_arns
   statements = [
     { sid = "ReadAudio", actions = ["s3:GetObject", "s3:DeleteObject"], resources = local.audio_paths },
     { sid = "UpdateRecords", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"], resources = [module.storage.table_arn] },

@@ -173,6 +173,15 @@ variable "telemetry" {
   }
 }
 
+variable "web_certificate" {
+  description = "The web page's domain and its ACM certificate ARN (us-east-1): TLS 1.2 at least. null: *.cloudfront.net with CloudFront's default certificate."
+  type = object({
+    domain_name = string
+    arn         = string
+  })
+  default = null
+}
+
 variable "web_page" {
   description = "Serve the web page from S3 + CloudFront (its origin is added to CORS_ALLOW_ORIGINS)."
   type        = bool

@@ -173,7 +173,7 @@ resource "aws_dynamodb_table" "audit" {
 
   server_side_encryption {
     enabled     = true
-    kms_key_arn = var.kms_key_arn
+    kms_key_arn = var.audit_kms_key_arn
   }
 }
 

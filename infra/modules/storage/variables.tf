@@ -8,6 +8,11 @@ variable "kms_key_arn" {
   type        = string
 }
 
+variable "audit_kms_key_arn" {
+  description = "The audit trail's own KMS key (the audit table's SSE)."
+  type        = string
+}
+
 variable "retention_days" {
   description = "Recordings older than this are expired by the bucket lifecycle (match RETENTION_DAYS)."
   type        = number

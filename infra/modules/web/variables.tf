@@ -17,3 +17,24 @@ variable "kms_key_arn" {
   description = "The deployment's KMS key (the bucket's default encryption)."
   type        = string
 }
+
+variable "certificate" {
+  description = "Your domain for the page and its ACM certificate (in us-east-1, as CloudFront requires): served with TLS 1.2 at least (TLSv1.2_2021). null serves *.cloudfront.net with CloudFront's default certificate, whose minimum CloudFront does not let you raise."
+  type = object({
+    domain_name = string
+    arn         = string
+  })
+  default = null
+}
+
+variable "access_logs" {
+  description = "Keep CloudFront's access logs (requester address, path, status) in a bucket of their own, for as many days as log_retention_days."
+  type        = bool
+  default     = true
+}
+
+variable "log_retention_days" {
+  description = "How long the page's access logs are kept."
+  type        = number
+  default     = 90
+}

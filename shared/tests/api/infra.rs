@@ -556,3 +556,45 @@ fn only_auth_signs_and_only_record_functions_hold_field_keys() {
         "the PHI-free functions say so"
     );
 }
+
+/// Security review, item 13: the key policy lets CloudWatch Logs use the data key for this
+/// deployment's log groups only; roles use it only through the services that hold data; the
+/// audit trail has a key of its own; the GPU task cannot reach the instance metadata (and the
+/// instance role) and its execution role reads only the worker's own secrets; the web page is
+/// served with TLS 1.2 at least on the operator's domain, and logged.
+#[test]
+fn keys_metadata_and_the_web_edge_are_scoped() {
+    let read = |path: &str| std::fs::read_to_string(infra(path)).unwrap();
+    let kms = read("modules/mmt/kms.tf");
+    assert!(
+        !kms.contains(":log-group:*\""),
+        "logs: any log group of the account"
+    );
+    assert!(kms.contains(
+        r#"["/aws/lambda/${var.name}-*", "/aws/apigateway/${var.name}", "/ecs/${var.name}"]"#
+    ));
+    assert!(kms.contains(r#"resource "aws_kms_key" "audit""#));
+    let storage = read("modules/storage/main.tf");
+    let audit_table = &storage[storage
+        .find(r#"resource "aws_dynamodb_table" "audit""#)
+        .unwrap()..];
+    let audit_table = &audit_table[..audit_table.find("\n}\n").unwrap()];
+    assert!(
+        audit_table.contains("kms_key_arn = var.audit_kms_key_arn"),
+        "{audit_table}"
+    );
+    let main = read("modules/mmt/main.tf");
+    assert!(
+        main.contains(r#"variable = "kms:ViaService""#),
+        "the data key only via services"
+    );
+    let worker = read("modules/gpu_worker/main.tf");
+    assert!(worker.contains("ECS_AWSVPC_BLOCK_IMDS=true"));
+    assert!(worker.contains("resources = distinct(values(var.secret_environment))"));
+    assert!(!worker.contains("secret_parameter_arns"));
+    let web = read("modules/web/main.tf");
+    assert!(web.contains(
+        r#"minimum_protocol_version       = var.certificate == null ? "TLSv1" : "TLSv1.2_2021""#
+    ));
+    assert!(web.contains(r#"dynamic "logging_config""#));
+}
