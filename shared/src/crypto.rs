@@ -41,13 +41,21 @@ pub enum KeyRingError {
 
 /// The keys that can open sealed fields, and the one that seals new ones.
 pub struct KeyRing {
-    keys: Vec<(String, Aes256Gcm)>,
+    keys: Vec<RingKey>,
     primary: usize,
+}
+
+/// One key of the ring: its id, its cipher for fields, and its material, from which each
+/// blob's own key is derived.
+struct RingKey {
+    id: String,
+    cipher: Aes256Gcm,
+    material: secrecy::SecretBox<[u8; 32]>,
 }
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
         f.debug_struct("KeyRing")
             .field("ids", &ids)
             .field("primary", &ids[self.primary])
@@ -69,7 +77,7 @@ impl KeyRing {
                 && id
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !valid_id || ring.iter().any(|(known, _)| known == id) {
+            if !valid_id || ring.iter().any(|known: &RingKey| known.id == id) {
                 return Err(KeyRingError::BadId);
             }
             let bytes = base64::engine::general_purpose::STANDARD
@@ -80,11 +88,16 @@ impl KeyRing {
                 return Err(KeyRingError::BadEntry);
             }
             let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyRingError::BadEntry)?;
-            ring.push((id.to_owned(), cipher));
+            let material: [u8; 32] = bytes.try_into().map_err(|_| KeyRingError::BadEntry)?;
+            ring.push(RingKey {
+                id: id.to_owned(),
+                cipher,
+                material: secrecy::SecretBox::new(Box::new(material)),
+            });
         }
         let primary = ring
             .iter()
-            .position(|(id, _)| id == primary)
+            .position(|k| k.id == primary)
             .ok_or_else(|| KeyRingError::NoPrimary(primary.to_owned()))?;
         Ok(Self {
             keys: ring,
@@ -93,12 +106,12 @@ impl KeyRing {
     }
 
     pub fn primary_id(&self) -> &str {
-        &self.keys[self.primary].0
+        &self.keys[self.primary].id
     }
 
     /// Encrypts `plaintext` for `field` of `record` under the primary key.
     pub fn seal(&self, record: &str, field: &str, plaintext: &[u8]) -> String {
-        let (id, cipher) = &self.keys[self.primary];
+        let RingKey { id, cipher, .. } = &self.keys[self.primary];
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let aad = associated_data(record, field);
@@ -131,11 +144,12 @@ impl KeyRing {
     pub fn open(&self, record: &str, field: &str, sealed: &str) -> Result<Vec<u8>, CryptoError> {
         let rest = sealed.strip_prefix(PREFIX).ok_or(CryptoError::NotSealed)?;
         let (id, body) = rest.split_once(':').ok_or(CryptoError::Malformed)?;
-        let (_, cipher) = self
+        let cipher = &self
             .keys
             .iter()
-            .find(|(known, _)| known == id)
-            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
+            .find(|known| known.id == id)
+            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?
+            .cipher;
         let bytes = URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| CryptoError::Malformed)?;
@@ -180,26 +194,54 @@ pub fn open_if_keyed(
     }
 }
 
-/// Blobs (audio files) are sealed in chunks so they stream: `MMTBLOB1`, the key id (one length
-/// byte, then the id), a random 7-byte nonce prefix, then chunks of at most [`BLOB_CHUNK`]
-/// plaintext bytes, each with its own tag. A chunk's nonce is the prefix, its index and a
-/// final-chunk flag, so chunks cannot be reordered, dropped or the file cut short unnoticed;
-/// the associated data names the blob, so a file moved under another key fails to open.
+/// Blobs (audio files) are sealed in chunks so they stream: `MMTBLOB2`, the key id (one
+/// length byte, then the id), a random 32-byte salt, then chunks of at most [`BLOB_CHUNK`]
+/// plaintext bytes, each with its own tag. Each blob has a key of its own, derived from the
+/// ring's key with HKDF-SHA256 (the salt, and the blob's name as info): no two blobs share a
+/// key, so the chunk nonce need not be random — it is the chunk's index and a final-chunk
+/// flag, so chunks cannot be reordered, dropped or the file cut short unnoticed. The
+/// associated data names the blob, so a file moved under another name fails to open.
+///
+/// Blobs sealed before (`MMTBLOB1`: the ring's key itself, a random 7-byte nonce prefix) still
+/// open; key rotation seals them again in the current form.
 pub const BLOB_CHUNK: usize = 64 * 1024;
-const BLOB_MAGIC: &[u8] = b"MMTBLOB1";
-const BLOB_NONCE_PREFIX: usize = 7;
+const BLOB_MAGIC_V1: &[u8] = b"MMTBLOB1";
+const BLOB_MAGIC: &[u8] = b"MMTBLOB2";
+const BLOB_NONCE_PREFIX_V1: usize = 7;
+const BLOB_SALT: usize = 32;
 const TAG_LEN: usize = 16;
 
-fn blob_nonce(prefix: &[u8; BLOB_NONCE_PREFIX], index: u32, last: bool) -> [u8; NONCE_LEN] {
+fn blob_nonce(prefix: &[u8; BLOB_NONCE_PREFIX_V1], index: u32, last: bool) -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
-    nonce[..BLOB_NONCE_PREFIX].copy_from_slice(prefix);
-    nonce[BLOB_NONCE_PREFIX..NONCE_LEN - 1].copy_from_slice(&index.to_be_bytes());
+    nonce[..BLOB_NONCE_PREFIX_V1].copy_from_slice(prefix);
+    nonce[BLOB_NONCE_PREFIX_V1..NONCE_LEN - 1].copy_from_slice(&index.to_be_bytes());
     nonce[NONCE_LEN - 1] = u8::from(last);
     nonce
 }
 
 fn blob_aad(blob: &str) -> Vec<u8> {
     format!("mmt:blob:v1:{blob}").into_bytes()
+}
+
+/// The key of one blob: HKDF-SHA256 of the ring key, with the blob's salt and name.
+fn blob_key(material: &[u8; 32], salt: &[u8], blob: &str) -> Aes256Gcm {
+    struct KeyLen;
+    impl aws_lc_rs::hkdf::KeyType for KeyLen {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let info = format!("mmt:blob:v2:{blob}");
+    let info = [info.as_bytes()];
+    let mut key = [0u8; 32];
+    aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, salt)
+        .extract(material)
+        .expand(&info, KeyLen)
+        .and_then(|okm| okm.fill(&mut key))
+        .expect("HKDF-SHA256 gives 32 bytes");
+    let cipher = Aes256Gcm::new_from_slice(&key).expect("a 32-byte key");
+    key.fill(0);
+    cipher
 }
 
 /// The sealed size of `plaintext_len` bytes under key `key_id`: what a size limit on
@@ -210,14 +252,12 @@ pub fn sealed_blob_len(key_id: &str, plaintext_len: u64) -> u64 {
 }
 
 fn blob_header_len(key_id: &str) -> usize {
-    BLOB_MAGIC.len() + 1 + key_id.len() + BLOB_NONCE_PREFIX
+    BLOB_MAGIC.len() + 1 + key_id.len() + BLOB_SALT
 }
 
-/// Seals one blob, chunk by chunk, under the primary key.
+/// Seals one blob, chunk by chunk, under a key derived for it from the primary key.
 pub struct BlobSealer {
-    keys: std::sync::Arc<KeyRing>,
-    key: usize,
-    prefix: [u8; BLOB_NONCE_PREFIX],
+    cipher: Aes256Gcm,
     index: u32,
     aad: Vec<u8>,
 }
@@ -225,18 +265,20 @@ pub struct BlobSealer {
 impl BlobSealer {
     /// The sealer and the header to write before the first chunk.
     pub fn new(keys: std::sync::Arc<KeyRing>, blob: &str) -> (Self, Vec<u8>) {
-        let mut prefix = [0u8; BLOB_NONCE_PREFIX];
-        rand::rng().fill_bytes(&mut prefix);
-        let key = keys.primary;
-        let id = keys.keys[key].0.as_bytes();
+        let mut salt = [0u8; BLOB_SALT];
+        rand::rng().fill_bytes(&mut salt);
+        let primary = &keys.keys[keys.primary];
+        let id = primary.id.as_bytes();
         let mut header = BLOB_MAGIC.to_vec();
         header.push(u8::try_from(id.len()).expect("key ids are at most 32 bytes"));
         header.extend_from_slice(id);
-        header.extend_from_slice(&prefix);
+        header.extend_from_slice(&salt);
         let sealer = Self {
-            keys,
-            key,
-            prefix,
+            cipher: blob_key(
+                secrecy::ExposeSecret::expose_secret(&primary.material),
+                &salt,
+                blob,
+            ),
             index: 0,
             aad: blob_aad(blob),
         };
@@ -245,10 +287,10 @@ impl BlobSealer {
 
     /// Seals the next chunk (at most [`BLOB_CHUNK`] bytes); `last` marks the final one.
     pub fn seal(&mut self, chunk: &[u8], last: bool) -> Result<Vec<u8>, CryptoError> {
-        let nonce = blob_nonce(&self.prefix, self.index, last);
+        // The key is this blob's own: a zero prefix is unique with it.
+        let nonce = blob_nonce(&[0; BLOB_NONCE_PREFIX_V1], self.index, last);
         self.index = self.index.checked_add(1).ok_or(CryptoError::Malformed)?;
-        self.keys.keys[self.key]
-            .1
+        self.cipher
             .encrypt(
                 &aes_gcm::Nonce::try_from(&nonce[..]).expect("12-byte nonce"),
                 Payload {
@@ -260,11 +302,10 @@ impl BlobSealer {
     }
 }
 
-/// Opens a blob sealed by [`BlobSealer`], chunk by chunk.
+/// Opens a blob sealed by [`BlobSealer`] (or in the earlier `MMTBLOB1` form), chunk by chunk.
 pub struct BlobOpener {
-    keys: std::sync::Arc<KeyRing>,
-    key: usize,
-    prefix: [u8; BLOB_NONCE_PREFIX],
+    cipher: Aes256Gcm,
+    prefix: [u8; BLOB_NONCE_PREFIX_V1],
     index: u32,
     aad: Vec<u8>,
 }
@@ -275,23 +316,30 @@ impl BlobOpener {
     pub fn key_id(head: &[u8]) -> Result<Option<(&str, usize)>, CryptoError> {
         let magic = BLOB_MAGIC.len();
         if head.len() < magic + 1 {
-            return if BLOB_MAGIC.starts_with(head) {
+            return if BLOB_MAGIC.starts_with(head) || BLOB_MAGIC_V1.starts_with(head) {
                 Ok(None)
             } else {
                 Err(CryptoError::NotSealed)
             };
         }
-        if &head[..magic] != BLOB_MAGIC {
-            return Err(CryptoError::NotSealed);
-        }
+        let tail = match &head[..magic] {
+            m if m == BLOB_MAGIC => BLOB_SALT,
+            m if m == BLOB_MAGIC_V1 => BLOB_NONCE_PREFIX_V1,
+            _ => return Err(CryptoError::NotSealed),
+        };
         let id_len = usize::from(head[magic]);
-        let header_len = magic + 1 + id_len + BLOB_NONCE_PREFIX;
+        let header_len = magic + 1 + id_len + tail;
         if head.len() < header_len {
             return Ok(None);
         }
         let id = std::str::from_utf8(&head[magic + 1..magic + 1 + id_len])
             .map_err(|_| CryptoError::Malformed)?;
         Ok(Some((id, header_len)))
+    }
+
+    /// Whether a sealed blob's first bytes are of the current form (a key of its own).
+    pub fn is_current_form(head: &[u8]) -> bool {
+        head.starts_with(BLOB_MAGIC)
     }
 
     /// Reads the header at the start of `head`: the opener and the header's length, or
@@ -307,16 +355,29 @@ impl BlobOpener {
         let key = keys
             .keys
             .iter()
-            .position(|(known, _)| known == id)
+            .find(|known| known.id == id)
             .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
-        let mut prefix = [0u8; BLOB_NONCE_PREFIX];
-        prefix.copy_from_slice(&head[header_len - BLOB_NONCE_PREFIX..header_len]);
-        let opener = Self {
-            keys,
-            key,
-            prefix,
-            index: 0,
-            aad: blob_aad(blob),
+        let opener = if head.starts_with(BLOB_MAGIC) {
+            let salt = &head[header_len - BLOB_SALT..header_len];
+            Self {
+                cipher: blob_key(
+                    secrecy::ExposeSecret::expose_secret(&key.material),
+                    salt,
+                    blob,
+                ),
+                prefix: [0; BLOB_NONCE_PREFIX_V1],
+                index: 0,
+                aad: blob_aad(blob),
+            }
+        } else {
+            let mut prefix = [0u8; BLOB_NONCE_PREFIX_V1];
+            prefix.copy_from_slice(&head[header_len - BLOB_NONCE_PREFIX_V1..header_len]);
+            Self {
+                cipher: key.cipher.clone(),
+                prefix,
+                index: 0,
+                aad: blob_aad(blob),
+            }
         };
         Ok(Some((opener, header_len)))
     }
@@ -327,8 +388,7 @@ impl BlobOpener {
     pub fn open(&mut self, sealed_chunk: &[u8], last: bool) -> Result<Vec<u8>, CryptoError> {
         let nonce = blob_nonce(&self.prefix, self.index, last);
         self.index = self.index.checked_add(1).ok_or(CryptoError::Malformed)?;
-        self.keys.keys[self.key]
-            .1
+        self.cipher
             .decrypt(
                 &aes_gcm::Nonce::try_from(&nonce[..]).expect("12-byte nonce"),
                 Payload {
@@ -338,6 +398,29 @@ impl BlobOpener {
             )
             .map_err(|_| CryptoError::Tampered)
     }
+}
+
+#[cfg(test)]
+/// A blob as the first sealer wrote it (`MMTBLOB1`: the ring key itself, a random nonce
+/// prefix), built here from that format's definition.
+pub(crate) fn seal_blob_v1(keys: &KeyRing, blob: &str, data: &[u8]) -> Vec<u8> {
+    let key = &keys.keys[keys.primary];
+    let prefix = [7u8; BLOB_NONCE_PREFIX_V1];
+    let mut out = BLOB_MAGIC_V1.to_vec();
+    out.push(key.id.len() as u8);
+    out.extend_from_slice(key.id.as_bytes());
+    out.extend_from_slice(&prefix);
+    let chunks: Vec<&[u8]> = data.chunks(BLOB_CHUNK).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let nonce = blob_nonce(&prefix, i as u32, i + 1 == chunks.len());
+        let payload = Payload {
+            msg: chunk,
+            aad: &blob_aad(blob),
+        };
+        let nonce = aes_gcm::Nonce::try_from(&nonce[..]).unwrap();
+        out.extend(key.cipher.encrypt(&nonce, payload).unwrap());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -544,6 +627,45 @@ mod tests {
         assert_eq!(
             BlobOpener::key_id(b"RIFF....WAVEfmt ").err(),
             Some(CryptoError::NotSealed)
+        );
+    }
+
+    /// Security review, item 11: each blob is sealed under a key of its own (HKDF-SHA256 of
+    /// the ring key with a random 32-byte salt and the blob's name), not under the ring key
+    /// with 56 random nonce bits; blobs sealed the old way still open.
+    #[test]
+    fn each_blob_has_a_key_of_its_own_and_old_blobs_still_open() {
+        let keys = std::sync::Arc::new(ring(&[("k1", 1)], "k1"));
+        let data: Vec<u8> = (0..(BLOB_CHUNK + 10)).map(|i| (i % 7) as u8).collect();
+        let first = seal_blob(&keys, "audio/a", &data);
+        let second = seal_blob(&keys, "audio/a", &data);
+        assert!(first.starts_with(b"MMTBLOB2\x02k1"));
+        let header = blob_header_len("k1");
+        assert_eq!(header, 8 + 1 + 2 + 32);
+        assert_ne!(
+            first[header - 32..header],
+            second[header - 32..header],
+            "fresh salt"
+        );
+        assert_ne!(first[header..], second[header..], "and so a fresh key");
+        // The salt is part of the key: changed, nothing opens.
+        let mut resalted = first.clone();
+        resalted[header - 1] ^= 1;
+        assert_eq!(
+            open_blob(&keys, "audio/a", &resalted),
+            Err(CryptoError::Tampered)
+        );
+        // The ring key alone (the old scheme) does not open a new blob.
+        let mut as_v1 = BLOB_MAGIC_V1.to_vec();
+        as_v1.extend_from_slice(&first[8..header - 32 + BLOB_NONCE_PREFIX_V1]);
+        as_v1.extend_from_slice(&first[header..]);
+        assert!(open_blob(&keys, "audio/a", &as_v1).is_err());
+        // A blob sealed before this change opens as it did.
+        let old = seal_blob_v1(&keys, "audio/old", &data);
+        assert_eq!(open_blob(&keys, "audio/old", &old).unwrap(), data);
+        assert_eq!(
+            BlobOpener::key_id(&old).unwrap().map(|(id, _)| id),
+            Some("k1")
         );
     }
 }

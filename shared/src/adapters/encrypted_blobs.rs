@@ -38,11 +38,19 @@ impl EncryptedBlobStore {
 
     /// The id of the key a stored blob is sealed with.
     pub async fn key_id(&self, key: &BlobKey) -> Result<String, BlobError> {
+        self.sealing(key).await.map(|(id, _)| id)
+    }
+
+    /// The key id a stored blob names, and whether it is in the current form (a key of its
+    /// own) rather than the first one.
+    async fn sealing(&self, key: &BlobKey) -> Result<(String, bool), BlobError> {
         let mut sealed = self.inner.get(key).await?;
         let mut head = Vec::new();
         loop {
             match BlobOpener::key_id(&head) {
-                Ok(Some((id, _))) => return Ok(id.to_owned()),
+                Ok(Some((id, _))) => {
+                    return Ok((id.to_owned(), BlobOpener::is_current_form(&head)));
+                }
                 Ok(None) => {}
                 Err(err) => return Err(BlobError::Body(invalid_data(key, err))),
             }
@@ -61,7 +69,10 @@ impl BlobResealer for EncryptedBlobStore {
     /// The write replaces the old file atomically, so an interrupted rotation leaves either
     /// the old or the new sealing, never a mix.
     async fn reseal(&self, key: &BlobKey) -> Result<bool, BlobError> {
-        if self.key_id(key).await? == self.keys.primary_id() {
+        // Sealed again when an older key sealed it, or the first form did (under the ring
+        // key itself rather than a key of its own).
+        let (id, current) = self.sealing(key).await?;
+        if id == self.keys.primary_id() && current {
             return Ok(false);
         }
         let plaintext = self.get(key).await?;
@@ -365,6 +376,30 @@ mod tests {
         raw[middle] ^= 0x80;
         disk.put(&key, body(&raw, 9999), u64::MAX).await.unwrap();
         assert!(read_all(retired.get(&key).await.unwrap()).await.is_err());
+
+        // A blob in the first form (the ring key itself, 56 random nonce bits) is sealed
+        // again under a key of its own, even when the primary key sealed it.
+        let first_form =
+            crate::crypto::seal_blob_v1(&ring(&[("k2", 2)], "k2"), key.as_str(), &data);
+        assert!(first_form.starts_with(b"MMTBLOB1"));
+        disk.put(&key, body(&first_form, 9999), u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            read_all(retired.get(&key).await.unwrap()).await.unwrap(),
+            data
+        );
+        assert!(
+            retired.reseal(&key).await.unwrap(),
+            "moved to the current form"
+        );
+        assert!(!retired.reseal(&key).await.unwrap());
+        let raw = read_all(disk.get(&key).await.unwrap()).await.unwrap();
+        assert!(raw.starts_with(b"MMTBLOB2"));
+        assert_eq!(
+            read_all(retired.get(&key).await.unwrap()).await.unwrap(),
+            data
+        );
 
         // A file that was never sealed is refused, not passed through.
         disk.put(&key, body(b"RIFF plain audio", 5), u64::MAX)
