@@ -212,7 +212,20 @@ impl Database {
         conn.busy_timeout(Duration::from_secs(5))?;
         // WAL lets readers run beside the writer; FULL makes every commit survive power loss,
         // which matters more for records and the audit trail than write throughput.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching a new file to WAL takes an exclusive lock, and SQLite answers "busy" to
+        // a second opener at once rather than through the busy timeout: retry a while.
+        let mut tries = 0;
+        while let Err(err) = conn.pragma_update(None, "journal_mode", "WAL") {
+            tries += 1;
+            let busy = matches!(
+                err.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            if !busy || tries >= 100 {
+                return Err(err.into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Deleted and rewritten values are overwritten with zeros, not left in free pages:
@@ -240,7 +253,10 @@ impl Database {
 }
 
 fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), BoxError> {
-    let current: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    // One writer at a time, and the version read inside the lock: processes that open a new
+    // file at the same moment (two servers on one volume) apply each migration once.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: usize = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if current > migrations.len() {
         return Err(format!(
             "database schema version {current} is newer than this build understands ({})",
@@ -249,11 +265,10 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), BoxError> {
         .into());
     }
     for (index, sql) in migrations.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index + 1)?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(())
 }
 
@@ -281,5 +296,26 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    /// Two servers on one volume start together: each opens the new file, neither fails on
+    /// a table the other just created.
+    #[test]
+    fn processes_opening_a_new_file_together_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..5 {
+            let path = dir.path().join(format!("together-{round}.db"));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        Database::open(&path).map(drop).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().unwrap();
+            }
+        }
     }
 }
