@@ -201,6 +201,14 @@ pub trait RecordResealer: RecordStore {
 // Vocabularies
 // ---------------------------------------------------------------------------------------------
 
+/// A store that seals some of what it keeps, and can seal it all again under the primary key
+/// (key rotation). Safe to repeat and to interrupt.
+#[async_trait]
+pub trait Resealable: Send + Sync {
+    /// Seals again, under the primary key, every value an older key sealed; how many.
+    async fn reseal_all(&self) -> Result<usize, StoreError>;
+}
+
 /// Each owner's medical vocabulary. Stores seal it when field encryption is on: clinician and
 /// clinic names are not for a database reader's eyes.
 #[async_trait]

@@ -104,12 +104,12 @@ impl AppState {
         let queue = backends.transcribe_queue()?;
         let vocabularies = backends.vocabulary_store()?;
         let access = backends.access_ledger()?;
-        let (records, blobs, key_rotation) = backends.sealed_stores(&vocabularies)?;
+        let (ehr, ehr_sealed) = backends.ehr_services()?;
+        let (records, blobs, key_rotation) = backends.sealed_stores(&vocabularies, ehr_sealed)?;
         // Every event this process writes is linked into its own hash chain.
         let audit: Arc<dyn AuditLog> = Arc::new(crate::app::audit::ChainedAuditLog::new(
             backends.audit_log()?,
         ));
-        let ehr = backends.ehr_services()?;
         let cloud = match &config.engines.cloud {
             Some(cloud) => Some(Arc::new(
                 OpenAiTranscriber::new(cloud.clone()).map_err(StartupError::CloudClient)?,
@@ -258,6 +258,7 @@ impl Backends<'_> {
     fn sealed_stores(
         &self,
         vocabularies: &Arc<dyn VocabularyStore>,
+        ehr_sealed: Vec<Arc<dyn crate::ports::Resealable>>,
     ) -> Result<
         (
             Arc<dyn RecordStore>,
@@ -280,6 +281,7 @@ impl Backends<'_> {
                 .clone()
                 .map(|sealed| sealed as Arc<dyn crate::ports::BlobResealer>),
             vocabularies.clone(),
+            ehr_sealed,
         );
         let blobs = match sealed_blobs {
             Some(sealed) => sealed as Arc<dyn BlobStore>,
@@ -377,12 +379,16 @@ impl Backends<'_> {
         }
     }
 
-    fn ehr_services(&self) -> Result<Option<EhrServices>, StartupError> {
+    /// The EHR services, and the stores among them that seal (for key rotation).
+    #[allow(clippy::type_complexity)]
+    fn ehr_services(
+        &self,
+    ) -> Result<(Option<EhrServices>, Vec<Arc<dyn crate::ports::Resealable>>), StartupError> {
         let Some(ehr) = &self.config.ehr else {
-            return Ok(None);
+            return Ok((None, Vec::new()));
         };
         let keys = self.config.storage.field_encryption.clone();
-        let (deliveries, connections) = self.ehr_stores(ehr, keys)?;
+        let (deliveries, connections, sealed) = self.ehr_stores(ehr, keys)?;
         let client: Arc<dyn EhrClient> = match &ehr.target {
             crate::config::EhrTarget::OpenEmr(openemr) => Arc::new(
                 crate::adapters::openemr::OpenEmrClient::new(openemr.clone(), connections)
@@ -395,20 +401,31 @@ impl Backends<'_> {
         };
         // The queue's own redrive and the delivery's attempt limit are the same number.
         let queue = self.queue(EHR_QUEUE, ehr.sqs_queue.as_ref(), ehr.max_attempts)?;
-        Ok(Some(EhrServices {
-            client,
-            deliveries,
-            queue,
-        }))
+        Ok((
+            Some(EhrServices {
+                client,
+                deliveries,
+                queue,
+            }),
+            sealed,
+        ))
     }
 
-    /// The outbox and the connection store, where the records live.
+    /// The outbox and the connection store, where the records live, and the two as stores
+    /// that seal.
     #[allow(clippy::type_complexity)]
     fn ehr_stores(
         &self,
         ehr: &crate::config::EhrConfig,
         keys: Option<Arc<crate::crypto::KeyRing>>,
-    ) -> Result<(Arc<dyn DeliveryStore>, Arc<dyn EhrConnectionStore>), StartupError> {
+    ) -> Result<
+        (
+            Arc<dyn DeliveryStore>,
+            Arc<dyn EhrConnectionStore>,
+            Vec<Arc<dyn crate::ports::Resealable>>,
+        ),
+        StartupError,
+    > {
         match (&self.config.storage.record_backend, &ehr.table) {
             #[cfg(feature = "aws")]
             (RecordBackend::DynamoDb { .. }, Some(table)) => {
@@ -417,19 +434,24 @@ impl Backends<'_> {
                     table.clone(),
                     keys,
                 ));
-                Ok((store.clone(), store))
+                Ok((store.clone(), store.clone(), vec![store]))
             }
             #[cfg(feature = "sqlite")]
-            (RecordBackend::Sqlite, _) => Ok((
-                Arc::new(crate::adapters::SqliteDeliveryStore::new(
+            (RecordBackend::Sqlite, _) => {
+                let deliveries = Arc::new(crate::adapters::SqliteDeliveryStore::new(
                     self.db(),
                     keys.clone(),
-                )),
-                Arc::new(crate::adapters::SqliteEhrConnectionStore::new(
+                ));
+                let connections = Arc::new(crate::adapters::SqliteEhrConnectionStore::new(
                     self.db(),
                     keys,
-                )),
-            )),
+                ));
+                Ok((
+                    deliveries.clone(),
+                    connections.clone(),
+                    vec![deliveries, connections],
+                ))
+            }
             _ => {
                 let _ = keys;
                 Err(StartupError::NoAwsSupport)

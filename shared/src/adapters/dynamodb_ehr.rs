@@ -404,3 +404,98 @@ impl EhrConnectionStore for DynamoEhrStore {
         written(update.send().await).map(|_| ())
     }
 }
+
+/// Key rotation: every delivery's patient and encounter ids and the connection's refresh token
+/// that an older key sealed, sealed again under the primary key. Each write is conditional on
+/// the value read, so a refresh racing the rotation is not overwritten (its value is already
+/// sealed under the primary key).
+#[async_trait]
+impl crate::ports::Resealable for DynamoEhrStore {
+    async fn reseal_all(&self) -> Result<usize, StoreError> {
+        let Some(keys) = self.keys() else {
+            return Ok(0);
+        };
+        let mut resealed = 0;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                if self.reseal_item(keys, item).await? {
+                    resealed += 1;
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => break,
+            }
+        }
+        Ok(resealed)
+    }
+}
+
+impl DynamoEhrStore {
+    /// Seals one item's sealed attributes again when an older key sealed them.
+    async fn reseal_item(&self, keys: &KeyRing, item: &Item) -> Result<bool, StoreError> {
+        let corrupt = |e: crate::crypto::CryptoError| StoreError::Corrupt(format!("EHR: {e}"));
+        let pk = text(item, "pk").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (row, fields): (String, &[&str]) = match pk.split_once('#') {
+            Some(("D", _)) => (
+                text(item, "id").map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                &["patient_ref", "encounter_ref"],
+            ),
+            Some(("C", name)) => (name.to_owned(), &[TOKEN_FIELD]),
+            _ => return Ok(false),
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk.clone()));
+        let mut changes = Vec::new();
+        for (index, field) in fields.iter().enumerate() {
+            let stored = text(item, field).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if KeyRing::key_id_of(&stored) == Some(keys.primary_id()) {
+                continue;
+            }
+            let plain = keys.open(&row, field, &stored).map_err(corrupt)?;
+            update = update
+                .expression_attribute_names(format!("#f{index}"), *field)
+                .expression_attribute_values(
+                    format!(":new{index}"),
+                    s(keys.seal(&row, field, &plain)),
+                )
+                .expression_attribute_values(format!(":old{index}"), s(stored));
+            changes.push(index);
+        }
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        let set: Vec<String> = changes.iter().map(|i| format!("#f{i} = :new{i}")).collect();
+        let unchanged: Vec<String> = changes.iter().map(|i| format!("#f{i} = :old{i}")).collect();
+        let written = update
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(unchanged.join(" AND "))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            // Changed since it was read: whoever changed it sealed it under the primary key.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}

@@ -123,11 +123,12 @@ impl AuditTrail {
         )
         .detail(format!(
             "primary key {primary}: {} records looked at, {} resealed, {} audio files resealed, \
-             {} vocabularies resealed",
+             {} vocabularies resealed, {} EHR deliveries and logins resealed",
             report.records_scanned,
             report.records_resealed,
             report.audio_resealed,
-            report.vocabularies_resealed
+            report.vocabularies_resealed,
+            report.ehr_resealed
         ));
         self.record(event).await;
     }

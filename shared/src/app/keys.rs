@@ -1,17 +1,21 @@
 //! Key rotation: after a new key is added to `ENCRYPTION_KEYS` and made primary, every record
-//! (and, on the local file store, every audio file) and every vocabulary sealed with an older
-//! key is sealed again under the primary, batch by batch. Once it reports nothing left under other keys, the old
+//! (and, on the local file store, every audio file), every vocabulary, and the EHR outbox and
+//! connection sealed with an older key are sealed again under the primary, batch by batch. Once it reports nothing left under other keys, the old
 //! key can leave the ring.
 
 use std::sync::Arc;
 
-use crate::ports::{BlobError, BlobResealer, RecordResealer, StoreError, VocabularyStore};
+use crate::ports::{
+    BlobError, BlobResealer, RecordResealer, Resealable, StoreError, VocabularyStore,
+};
 
 /// The stores that seal what they keep, as built for this process.
 pub struct KeyRotation {
     records: Arc<dyn RecordResealer>,
     blobs: Option<Arc<dyn BlobResealer>>,
     vocabularies: Arc<dyn VocabularyStore>,
+    /// The EHR outbox (patient and encounter ids) and connection (its refresh token).
+    ehr: Vec<Arc<dyn Resealable>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +26,8 @@ pub struct RotationReport {
     /// Records whose audio is already gone (deleted after transcription, or never uploaded).
     pub audio_absent: usize,
     pub vocabularies_resealed: usize,
+    /// EHR deliveries and connection logins sealed again.
+    pub ehr_resealed: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,11 +43,13 @@ impl KeyRotation {
         records: Arc<dyn RecordResealer>,
         blobs: Option<Arc<dyn BlobResealer>>,
         vocabularies: Arc<dyn VocabularyStore>,
+        ehr: Vec<Arc<dyn Resealable>>,
     ) -> Self {
         Self {
             records,
             blobs,
             vocabularies,
+            ehr,
         }
     }
 
@@ -56,6 +64,9 @@ impl KeyRotation {
             vocabularies_resealed: self.vocabularies.reseal_all().await?,
             ..RotationReport::default()
         };
+        for store in &self.ehr {
+            report.ehr_resealed += store.reseal_all().await?;
+        }
         let mut after = None;
         loop {
             let page = self.records.reseal_page(after.as_ref(), batch).await?;

@@ -9,7 +9,7 @@ use mmt_core::{
     adapters::dynamodb_ehr::DynamoEhrStore,
     domain::{EhrDelivery, EhrReceipt, NoteSection, OwnerId, TranscriptionId},
     entrypoints::lambda::handle_queue_batch,
-    ports::{ConnectionState, DeliveryStore, EhrConnectionStore},
+    ports::{ConnectionState, DeliveryStore, EhrConnectionStore, Resealable},
 };
 use mmt_testkit::openemr::{EmrFault, FakeOpenEmr};
 use serde_json::{Value, json};
@@ -225,5 +225,51 @@ async fn the_dynamodb_outbox_moves_only_pending_deliveries_and_rotates_by_compar
     assert_eq!(
         store.load("openemr").await.unwrap(),
         Some(("r2".into(), needs))
+    );
+}
+
+/// Key rotation on DynamoDB (security review, item 11): the outbox's patient and encounter ids
+/// and the login's refresh token sealed under an old key are sealed again under the primary,
+/// and then read without the old key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_reseals_the_dynamodb_outbox_and_login() {
+    const K2: &str = "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let ring = |keys: &str, primary: &str| {
+        Some(std::sync::Arc::new(
+            mmt_core::crypto::KeyRing::parse(keys, primary).unwrap(),
+        ))
+    };
+    let aws = Emulator::start().await;
+    aws.ehr_table("mmt-ehr").await;
+    let old = DynamoEhrStore::new(aws.dynamodb.clone(), "mmt-ehr", ring(K1, "k1"));
+    let delivery = EhrDelivery::new_pending(
+        TranscriptionId::new(),
+        OwnerId::for_user("ana").unwrap(),
+        "openemr",
+        PATIENT.into(),
+        ENCOUNTER.into(),
+        NoteSection::Plan,
+        chrono::Utc::now(),
+    );
+    old.insert(&delivery).await.unwrap();
+    assert!(old.rotate("openemr", None, "refresh-1").await.unwrap());
+
+    let rotating = DynamoEhrStore::new(
+        aws.dynamodb.clone(),
+        "mmt-ehr",
+        ring(&format!("{K1},{K2}"), "k2"),
+    );
+    assert_eq!(rotating.reseal_all().await.unwrap(), 2);
+    assert_eq!(
+        rotating.reseal_all().await.unwrap(),
+        0,
+        "nothing left under k1"
+    );
+
+    let new = DynamoEhrStore::new(aws.dynamodb.clone(), "mmt-ehr", ring(K2, "k2"));
+    assert_eq!(new.get(&delivery.id).await.unwrap(), Some(delivery));
+    assert_eq!(
+        new.load("openemr").await.unwrap(),
+        Some(("refresh-1".into(), ConnectionState::Connected))
     );
 }

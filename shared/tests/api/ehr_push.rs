@@ -507,3 +507,71 @@ async fn masked_for_display_but_stored_and_pushed_as_spoken() {
         "the EHR gets it as spoken"
     );
 }
+
+/// Key rotation reseals the EHR outbox and the connection's refresh token too (security
+/// review, item 11): once it has run, the old key can leave the ring and the deliveries still
+/// read, and the next push still signs in with the rotated refresh token.
+#[tokio::test]
+async fn key_rotation_reseals_the_ehr_outbox_and_the_login() {
+    const K1: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    const K2: &str = "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let s = stack(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("ENCRYPTION_KEYS", K1),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await;
+    let token = s.app.clinician_token("ana");
+    let id = transcribed(&s.app, &token).await;
+    push(&s.app, &token, &id, body()).await;
+    drain_ehr(&s.app, Duration::from_secs(10)).await;
+
+    // The same data directory with k2 added and primary: rotate.
+    let dir = s.app.dir.path().display().to_string();
+    let base = s.emr.base_url();
+    let ehr = [
+        ("EHR_TARGET", "openemr"),
+        ("OPENEMR_BASE_URL", base.as_str()),
+        ("OPENEMR_CLIENT_ID", CLIENT_ID),
+        ("OPENEMR_REFRESH_TOKEN", FIRST_REFRESH),
+        ("DATA_DIR", dir.as_str()),
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k2"),
+    ];
+    let both = format!("{K1},{K2}");
+    let mut rotating = ehr.to_vec();
+    rotating.push(("ENCRYPTION_KEYS", both.as_str()));
+    let rotating = spawn_app_with(&rotating).await;
+    let report = rotating
+        .state
+        .key_rotation
+        .as_ref()
+        .unwrap()
+        .run(100, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        report.ehr_resealed, 2,
+        "the delivery and the login: {report:?}"
+    );
+
+    // Without k1, everything still reads: the delivery, and the login for a new push.
+    let mut only_k2 = ehr.to_vec();
+    only_k2.push(("ENCRYPTION_KEYS", K2));
+    let after = spawn_app_with(&only_k2).await;
+    after.openai.set_transcript(PHRASE);
+    let token = after.clinician_token("ana");
+    let (status, list) = after
+        .get_json(&token, &format!("/v1/transcriptions/{id}/ehr"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["deliveries"][0]["patient_id"], PATIENT);
+    let second = transcribed(&after, &token).await;
+    let (status, delivery) = push(&after, &token, &second, body()).await;
+    assert_eq!(status, 202, "{delivery}");
+    assert_eq!(
+        drain_ehr(&after, Duration::from_secs(10)).await,
+        vec![Disposition::Ack],
+        "signed in with the resealed refresh token"
+    );
+}

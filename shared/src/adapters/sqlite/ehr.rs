@@ -12,7 +12,7 @@ use super::{Database, from_micros, to_micros};
 use crate::{
     crypto::{KeyRing, open_if_keyed, seal_if_keyed},
     domain::{EhrDelivery, EhrReceipt, OwnerId, TranscriptionId},
-    ports::{BoxError, ConnectionState, DeliveryStore, EhrConnectionStore, StoreError},
+    ports::{BoxError, ConnectionState, DeliveryStore, EhrConnectionStore, Resealable, StoreError},
 };
 
 const FIELD: &str = "refresh_token";
@@ -179,6 +179,89 @@ fn read_delivery(keys: &Option<Arc<KeyRing>>, row: &Row<'_>) -> Result<EhrDelive
         created_at: from_micros(row.get(11)?)?,
         updated_at: from_micros(row.get(12)?)?,
     })
+}
+
+/// Seals `stored` again under the primary key when an older key sealed it.
+fn resealed_value(
+    keys: &KeyRing,
+    row: &str,
+    field: &str,
+    stored: &str,
+) -> Result<Option<String>, BoxError> {
+    if KeyRing::key_id_of(stored) == Some(keys.primary_id()) {
+        return Ok(None);
+    }
+    let plain = keys.open(row, field, stored)?;
+    Ok(Some(keys.seal(row, field, &plain)))
+}
+
+#[async_trait]
+impl Resealable for SqliteEhrConnectionStore {
+    async fn reseal_all(&self) -> Result<usize, StoreError> {
+        let Some(keys) = self.keys.clone() else {
+            return Ok(0);
+        };
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let rows: Vec<(String, String)> = tx
+                    .prepare("SELECT name, refresh_token FROM ehr_connections")?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let mut resealed = 0;
+                for (name, token) in rows {
+                    if let Some(token) = resealed_value(&keys, &name, FIELD, &token)? {
+                        tx.execute(
+                            "UPDATE ehr_connections SET refresh_token = ?1 WHERE name = ?2",
+                            params![token, name],
+                        )?;
+                        resealed += 1;
+                    }
+                }
+                tx.commit()?;
+                Ok(resealed)
+            })
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Resealable for SqliteDeliveryStore {
+    async fn reseal_all(&self) -> Result<usize, StoreError> {
+        let Some(keys) = self.keys.clone() else {
+            return Ok(0);
+        };
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let rows: Vec<(String, String, String)> = tx
+                    .prepare("SELECT id, patient_ref, encounter_ref FROM ehr_deliveries")?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                let mut resealed = 0;
+                for (id, patient, encounter) in rows {
+                    let patient_new = resealed_value(&keys, &id, "patient_ref", &patient)?;
+                    let encounter_new = resealed_value(&keys, &id, "encounter_ref", &encounter)?;
+                    if patient_new.is_none() && encounter_new.is_none() {
+                        continue;
+                    }
+                    tx.execute(
+                        "UPDATE ehr_deliveries SET patient_ref = ?1, encounter_ref = ?2 WHERE id = ?3",
+                        params![
+                            patient_new.unwrap_or(patient),
+                            encounter_new.unwrap_or(encounter),
+                            id
+                        ],
+                    )?;
+                    resealed += 1;
+                }
+                tx.commit()?;
+                Ok(resealed)
+            })
+            .await
+            .map_err(unavailable)
+    }
 }
 
 #[async_trait]
