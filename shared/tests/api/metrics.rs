@@ -132,6 +132,8 @@ async fn production_serves_metrics_only_behind_a_token() {
     let production = [
         ("ENV", "prod"),
         ("ALLOW_DEMO_AUTH_IN_PRODUCTION", "true"),
+        ("GUEST_UPLOADS_PER_DAY", "20"),
+        ("GUEST_UPLOADS_PER_ADDRESS_PER_DAY", "50"),
         ("RATE_LIMIT_PER_MINUTE", "6000"),
         ("ENABLE_FIELD_ENCRYPTION", "1"),
         (
