@@ -149,12 +149,12 @@ impl AppState {
                 ))
             }),
             sign_in_guard: Arc::new(crate::app::rate_limit::SignInGuard::new(
-                config.auth.max_failed_sign_ins,
-                config.auth.lockout_window,
+                config.auth.limits.max_failed_sign_ins,
+                config.auth.limits.lockout_window,
                 access.clone(),
             )),
             password_checks: Arc::new(crate::auth::PasswordChecker::new(
-                config.auth.password_check_concurrency,
+                config.auth.limits.password_check_concurrency,
             )),
             config: Arc::new(config),
         })

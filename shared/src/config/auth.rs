@@ -31,15 +31,8 @@ pub struct AuthConfig {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl: Duration,
-    /// Sign-in brute force: after this many failed sign-ins of one account within
-    /// `lockout_window`, the account refuses sign-in until the window ends (0 = never).
-    pub max_failed_sign_ins: u32,
-    pub lockout_window: Duration,
-    /// Password checks (argon2id, 19 MiB each) running at once in this process; more wait.
-    pub password_check_concurrency: usize,
-    /// Uploads a guest may start per day, and all guests from one address (0 = no quota).
-    pub guest_uploads_per_day: u32,
-    pub guest_uploads_per_address_per_day: u32,
+    /// Brute force, floods of password checks, guests' uploads.
+    pub limits: super::limits::SignInLimits,
 }
 
 /// A user allowed to sign in with `POST /auth/login`: the name and an argon2 PHC hash.
@@ -110,17 +103,7 @@ impl AuthConfig {
         } else {
             None
         };
-        let hs256_accepted_until = src
-            .raw("JWT_HS256_ACCEPTED_UNTIL")
-            .map(|raw| {
-                chrono::DateTime::parse_from_rfc3339(raw.trim())
-                    .map(|at| at.with_timezone(&chrono::Utc))
-                    .map_err(|e| ConfigError::Invalid {
-                        key: "JWT_HS256_ACCEPTED_UNTIL",
-                        reason: format!("not an RFC 3339 time: {e}"),
-                    })
-            })
-            .transpose()?;
+        let hs256_accepted_until = super::limits::parse_time(src, "JWT_HS256_ACCEPTED_UNTIL")?;
         let admin_api_key = src.secret("ADMIN_API_KEY");
         if admin_api_key
             .as_ref()
@@ -146,19 +129,7 @@ impl AuthConfig {
             jwt_issuer: src.raw("JWT_ISSUER").unwrap_or_else(|| "mmt".into()),
             jwt_audience: src.raw("JWT_AUDIENCE").unwrap_or_else(|| "mmt-api".into()),
             access_token_ttl: Duration::from_secs(src.parse("ACCESS_TOKEN_TTL_SECS", 3600u64)?),
-            max_failed_sign_ins: src.parse("LOGIN_MAX_FAILURES", 5u32)?,
-            lockout_window: Duration::from_secs(
-                src.parse("LOGIN_LOCKOUT_SECS", 900u64)?.clamp(60, 86_400),
-            ),
-            guest_uploads_per_day: src.parse("GUEST_UPLOADS_PER_DAY", 20u32)?,
-            guest_uploads_per_address_per_day: src
-                .parse("GUEST_UPLOADS_PER_ADDRESS_PER_DAY", 50u32)?,
-            password_check_concurrency: src
-                .parse(
-                    "PASSWORD_CHECK_CONCURRENCY",
-                    std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
-                )?
-                .max(1),
+            limits: super::limits::SignInLimits::parse(src)?,
         })
     }
 
@@ -184,23 +155,15 @@ impl AuthConfig {
             }
             _ => {}
         }
-        self.check_hs256_retired()?;
-        if self.max_failed_sign_ins == 0 && (self.allow_local_login || self.admin_api_key.is_some())
-        {
-            return Err(ConfigError::unsafe_setting(
-                "LOGIN_MAX_FAILURES",
-                "must not be 0 where passwords or the admin key are accepted",
-            ));
-        }
-        if self.allow_guest_auth
-            && (self.guest_uploads_per_day == 0 || self.guest_uploads_per_address_per_day == 0)
-        {
-            return Err(ConfigError::unsafe_setting(
-                "GUEST_UPLOADS_PER_DAY",
-                "guests need upload quotas (GUEST_UPLOADS_PER_DAY and \
-                 GUEST_UPLOADS_PER_ADDRESS_PER_DAY above 0)",
-            ));
-        }
+        super::limits::check_hs256_retired(
+            self.jwt_rsa.is_some(),
+            self.jwt_secret.is_some() || !self.jwt_old_secrets.is_empty(),
+            self.hs256_accepted_until,
+        )?;
+        self.limits.check_for_production(
+            self.allow_local_login || self.admin_api_key.is_some(),
+            self.allow_guest_auth,
+        )?;
         if self.access_token_ttl > MAX_PRODUCTION_TOKEN_TTL {
             return Err(ConfigError::unsafe_setting(
                 "ACCESS_TOKEN_TTL_SECS",
@@ -208,30 +171,6 @@ impl AuthConfig {
             ));
         }
         Ok(())
-    }
-
-    /// With HS256 the verifying key is the signing key: every process that checks a token
-    /// could mint an admin one. Once RS256 is configured the HS256 secret must go, after a
-    /// migration window (`JWT_HS256_ACCEPTED_UNTIL`, at most 31 days ahead) for the HS256
-    /// tokens already out.
-    fn check_hs256_retired(&self) -> Result<(), ConfigError> {
-        let hs256_kept = self.jwt_secret.is_some() || !self.jwt_old_secrets.is_empty();
-        if self.jwt_rsa.is_none() || !hs256_kept {
-            return Ok(());
-        }
-        let now = chrono::Utc::now();
-        match self.hs256_accepted_until {
-            Some(until) if until > now && until <= now + chrono::Duration::days(31) => Ok(()),
-            Some(until) if until <= now => Err(ConfigError::unsafe_setting(
-                "INTERNAL_JWT_SECRET",
-                "must be removed: its migration window (JWT_HS256_ACCEPTED_UNTIL) has ended",
-            )),
-            _ => Err(ConfigError::unsafe_setting(
-                "INTERNAL_JWT_SECRET",
-                "must not be set beside RS256 keys, except during a migration window \
-                 (JWT_HS256_ACCEPTED_UNTIL, at most 31 days ahead)",
-            )),
-        }
     }
 
     /// Anyone can become a guest, and local users live in configuration: both are demo

@@ -9,6 +9,7 @@ mod auth;
 mod ehr;
 mod engines;
 mod http;
+mod limits;
 #[cfg(test)]
 mod production_tests;
 mod queue;

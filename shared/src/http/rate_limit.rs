@@ -83,7 +83,7 @@ fn starts_an_upload(request: &Request) -> bool {
 /// per address per day, counted in the shared store. `Some(error)` when one is used up.
 async fn guest_quota_refusal(state: &AppState, sender: &Sender) -> Option<ApiError> {
     let guest = sender.subject.as_ref().filter(|s| s.is_guest())?;
-    let auth = &state.config.auth;
+    let auth = &state.config.auth.limits;
     let now = state.clock.now();
     let mut quotas = vec![(format!("guest-uploads:{guest}"), auth.guest_uploads_per_day)];
     if let Some(address) = &sender.address {
