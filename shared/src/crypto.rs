@@ -2,7 +2,10 @@
 //!
 //! A sealed field is `mmt:v1:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>`. The associated
 //! data binds it to its record and field (`mmt:v1:<record id>:<field>`), so a ciphertext copied
-//! to another record or another field fails to open. Opening never falls back: an unknown key
+//! to another record or another field fails to open. A transcription record's fields are
+//! sealed `mmt:v2:…`, whose associated data also names the record's owner
+//! (`mmt:v2:<owner>:<record id>:<field>`): a record handed to another owner by rewriting its
+//! owner column no longer opens. Opening never falls back: an unknown key
 //! id, tampered bytes, a swapped field or a value that is not sealed is an error.
 
 use aes_gcm::{
@@ -13,6 +16,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 
 const PREFIX: &str = "mmt:v1:";
+const OWNED_PREFIX: &str = "mmt:v2:";
 const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -67,6 +71,10 @@ fn associated_data(record: &str, field: &str) -> Vec<u8> {
     format!("{PREFIX}{record}:{field}").into_bytes()
 }
 
+fn owned_associated_data(owner: &str, record: &str, field: &str) -> Vec<u8> {
+    format!("{OWNED_PREFIX}{owner}:{record}:{field}").into_bytes()
+}
+
 impl KeyRing {
     /// `ENCRYPTION_KEYS=k1:<base64 32 bytes>,k2:...` and `PRIMARY_ENCRYPTION_KEY_ID`.
     pub fn parse(keys: &str, primary: &str) -> Result<Self, KeyRingError> {
@@ -111,38 +119,75 @@ impl KeyRing {
 
     /// Encrypts `plaintext` for `field` of `record` under the primary key.
     pub fn seal(&self, record: &str, field: &str, plaintext: &[u8]) -> String {
+        self.seal_with(PREFIX, &associated_data(record, field), plaintext)
+    }
+
+    /// Encrypts `plaintext` for `field` of `owner`'s `record` under the primary key.
+    pub fn seal_owned(&self, owner: &str, record: &str, field: &str, plaintext: &[u8]) -> String {
+        self.seal_with(
+            OWNED_PREFIX,
+            &owned_associated_data(owner, record, field),
+            plaintext,
+        )
+    }
+
+    fn seal_with(&self, prefix: &str, aad: &[u8], plaintext: &[u8]) -> String {
         let RingKey { id, cipher, .. } = &self.keys[self.primary];
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let aad = associated_data(record, field);
         let ciphertext = cipher
             .encrypt(
                 &aes_gcm::Nonce::try_from(&nonce[..]).expect("12-byte nonce"),
                 Payload {
                     msg: plaintext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ciphertext);
-        format!("{PREFIX}{id}:{}", URL_SAFE_NO_PAD.encode(out))
+        format!("{prefix}{id}:{}", URL_SAFE_NO_PAD.encode(out))
     }
 
     pub fn is_sealed(value: &str) -> bool {
-        value.starts_with(PREFIX)
+        value.starts_with(PREFIX) || value.starts_with(OWNED_PREFIX)
+    }
+
+    /// Whether a sealed value is bound to its owner (`mmt:v2:`).
+    pub fn is_owned(value: &str) -> bool {
+        value.starts_with(OWNED_PREFIX)
     }
 
     /// The key id a sealed value names.
     pub fn key_id_of(value: &str) -> Option<&str> {
         value
-            .strip_prefix(PREFIX)?
+            .strip_prefix(PREFIX)
+            .or_else(|| value.strip_prefix(OWNED_PREFIX))?
             .split_once(':')
             .map(|(id, _)| id)
     }
 
+    /// Opens a field of `owner`'s `record`: sealed bound to the owner (`mmt:v2:`), or sealed
+    /// before owners were bound (`mmt:v1:`, record and field only).
+    pub fn open_owned(
+        &self,
+        owner: &str,
+        record: &str,
+        field: &str,
+        sealed: &str,
+    ) -> Result<Vec<u8>, CryptoError> {
+        match sealed.strip_prefix(OWNED_PREFIX) {
+            Some(rest) => self.open_body(rest, &owned_associated_data(owner, record, field)),
+            None => self.open(record, field, sealed),
+        }
+    }
+
     pub fn open(&self, record: &str, field: &str, sealed: &str) -> Result<Vec<u8>, CryptoError> {
         let rest = sealed.strip_prefix(PREFIX).ok_or(CryptoError::NotSealed)?;
+        self.open_body(rest, &associated_data(record, field))
+    }
+
+    fn open_body(&self, rest: &str, aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let (id, body) = rest.split_once(':').ok_or(CryptoError::Malformed)?;
         let cipher = &self
             .keys
@@ -157,13 +202,12 @@ impl KeyRing {
             return Err(CryptoError::Malformed);
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let aad = associated_data(record, field);
         cipher
             .decrypt(
                 &aes_gcm::Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?,
                 Payload {
                     msg: ciphertext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .map_err(|_| CryptoError::Tampered)
@@ -666,6 +710,34 @@ mod tests {
         assert_eq!(
             BlobOpener::key_id(&old).unwrap().map(|(id, _)| id),
             Some("k1")
+        );
+    }
+
+    #[test]
+    fn owned_fields_are_bound_to_their_owner_and_older_fields_still_open() {
+        let r = ring(&[("k1", 1)], "k1");
+        let sealed = r.seal_owned("guest:a", "rec-1", "prompt", b"metformin");
+        assert!(sealed.starts_with("mmt:v2:k1:") && KeyRing::is_owned(&sealed));
+        assert_eq!(KeyRing::key_id_of(&sealed), Some("k1"));
+        assert_eq!(
+            r.open_owned("guest:a", "rec-1", "prompt", &sealed).unwrap(),
+            b"metformin"
+        );
+        assert_eq!(
+            r.open_owned("guest:b", "rec-1", "prompt", &sealed),
+            Err(CryptoError::Tampered),
+            "handed to another owner"
+        );
+        assert_eq!(
+            r.open("rec-1", "prompt", &sealed),
+            Err(CryptoError::NotSealed)
+        );
+        // A field sealed before owners were bound opens for its record, whoever owns it.
+        let older = r.seal("rec-1", "prompt", b"metformin");
+        assert!(!KeyRing::is_owned(&older));
+        assert_eq!(
+            r.open_owned("guest:a", "rec-1", "prompt", &older).unwrap(),
+            b"metformin"
         );
     }
 }

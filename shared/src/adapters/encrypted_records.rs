@@ -29,19 +29,22 @@ impl EncryptedRecordStore {
         Self { inner, keys }
     }
 
-    fn seal_text(&self, id: &TranscriptionId, field: &str, value: &str) -> String {
-        self.keys.seal(&id.to_string(), field, value.as_bytes())
+    /// Sealed bound to the record, its owner and the field.
+    fn seal_text(&self, owner: &OwnerId, id: &TranscriptionId, field: &str, value: &str) -> String {
+        self.keys
+            .seal_owned(owner.as_str(), &id.to_string(), field, value.as_bytes())
     }
 
     fn open_text(
         &self,
+        owner: &OwnerId,
         id: &TranscriptionId,
         field: &str,
         value: &str,
     ) -> Result<String, StoreError> {
         let bytes = self
             .keys
-            .open(&id.to_string(), field, value)
+            .open_owned(owner.as_str(), &id.to_string(), field, value)
             .map_err(|e| StoreError::Corrupt(format!("record {id}, field {field}: {e}")))?;
         String::from_utf8(bytes)
             .map_err(|_| StoreError::Corrupt(format!("record {id}, field {field}: not UTF-8")))
@@ -49,10 +52,15 @@ impl EncryptedRecordStore {
 
     /// The stored shape of a transcript: the sealed JSON of the whole transcript as its text,
     /// no segments, and the (non-PHI) language and duration the store may use.
-    fn seal_transcript(&self, id: &TranscriptionId, transcript: &Transcript) -> Transcript {
+    fn seal_transcript(
+        &self,
+        owner: &OwnerId,
+        id: &TranscriptionId,
+        transcript: &Transcript,
+    ) -> Transcript {
         let json = serde_json::to_string(transcript).expect("a transcript serialises");
         Transcript {
-            text: self.seal_text(id, TRANSCRIPT, &json),
+            text: self.seal_text(owner, id, TRANSCRIPT, &json),
             segments: Vec::new(),
             language: transcript.language.clone(),
             language_probability: transcript.language_probability,
@@ -62,30 +70,31 @@ impl EncryptedRecordStore {
 
     fn open_transcript(
         &self,
+        owner: &OwnerId,
         id: &TranscriptionId,
         stored: &Transcript,
     ) -> Result<Transcript, StoreError> {
-        let json = self.open_text(id, TRANSCRIPT, &stored.text)?;
+        let json = self.open_text(owner, id, TRANSCRIPT, &stored.text)?;
         serde_json::from_str(&json).map_err(|_| {
             StoreError::Corrupt(format!("record {id}, field {TRANSCRIPT}: not a transcript"))
         })
     }
 
     fn seal_record(&self, record: &TranscriptionRecord) -> TranscriptionRecord {
-        let id = record.id;
+        let (id, owner) = (record.id, &record.owner);
         TranscriptionRecord {
             prompt: record
                 .prompt
                 .as_deref()
-                .map(|p| self.seal_text(&id, PROMPT, p)),
+                .map(|p| self.seal_text(owner, &id, PROMPT, p)),
             file_name: record
                 .file_name
                 .as_deref()
-                .map(|f| self.seal_text(&id, FILE_NAME, f)),
+                .map(|f| self.seal_text(owner, &id, FILE_NAME, f)),
             transcript: record
                 .transcript
                 .as_ref()
-                .map(|t| self.seal_transcript(&id, t)),
+                .map(|t| self.seal_transcript(owner, &id, t)),
             ..record.clone()
         }
     }
@@ -94,22 +103,23 @@ impl EncryptedRecordStore {
         &self,
         mut record: TranscriptionRecord,
     ) -> Result<TranscriptionRecord, StoreError> {
-        let id = record.id;
+        let (id, owner) = (record.id, record.owner.clone());
         if let Some(prompt) = record.prompt.take() {
-            record.prompt = Some(self.open_text(&id, PROMPT, &prompt)?);
+            record.prompt = Some(self.open_text(&owner, &id, PROMPT, &prompt)?);
         }
         if let Some(file_name) = record.file_name.take() {
-            record.file_name = Some(self.open_text(&id, FILE_NAME, &file_name)?);
+            record.file_name = Some(self.open_text(&owner, &id, FILE_NAME, &file_name)?);
         }
         if let Some(transcript) = record.transcript.take() {
-            record.transcript = Some(self.open_transcript(&id, &transcript)?);
+            record.transcript = Some(self.open_transcript(&owner, &id, &transcript)?);
         }
         Ok(record)
     }
 }
 
 impl EncryptedRecordStore {
-    /// Whether every sealed field of a stored record is under the primary key.
+    /// Whether every sealed field of a stored record is under the primary key, and bound to
+    /// its owner (fields sealed before owners were bound are sealed again by rotation).
     fn sealed_with_primary(&self, stored: &TranscriptionRecord) -> bool {
         let primary = Some(self.keys.primary_id());
         [
@@ -119,7 +129,7 @@ impl EncryptedRecordStore {
         ]
         .into_iter()
         .flatten()
-        .all(|sealed| KeyRing::key_id_of(sealed) == primary)
+        .all(|sealed| KeyRing::key_id_of(sealed) == primary && KeyRing::is_owned(sealed))
     }
 }
 
@@ -204,8 +214,16 @@ impl RecordStore for EncryptedRecordStore {
         transcript: &Transcript,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        // The owner is part of what seals the transcript: read it from the record.
+        let Some(record) = self.inner.get(id).await? else {
+            return Ok(false);
+        };
         self.inner
-            .complete(id, &self.seal_transcript(id, transcript), now)
+            .complete(
+                id,
+                &self.seal_transcript(&record.owner, id, transcript),
+                now,
+            )
             .await
     }
 

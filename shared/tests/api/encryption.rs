@@ -85,7 +85,11 @@ async fn with_encryption_the_raw_file_holds_no_phi_and_the_owner_reads_it_all() 
     ] {
         assert!(!contains(&raw, planted), "{planted} is in the raw database");
     }
-    assert!(contains(&raw, "mmt:v1:k1:"), "sealed fields are there");
+    assert!(
+        contains(&raw, "mmt:v2:k1:"),
+        "record fields are there, bound to their owner"
+    );
+    assert!(contains(&raw, "mmt:v1:k1:"), "and the vocabulary");
 
     let (status, record) = app
         .get_json(&token, &format!("/v1/transcriptions/{id}"))
@@ -266,4 +270,42 @@ async fn rotation_reseals_records_and_audio_so_the_old_key_can_leave_the_ring() 
         "no field is left under k1, not even in free pages or the write-ahead log"
     );
     assert!(contains(&raw, "mmt:v1:k2:"));
+}
+
+/// The owner is part of what seals a record's fields (security review, item 11): someone with
+/// write access to the database who hands a record to another subject by rewriting its owner
+/// column gets an error for that subject, never the transcript.
+#[tokio::test]
+async fn a_record_handed_to_another_owner_in_the_database_does_not_open() {
+    let app = spawn_app_with(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("ENCRYPTION_KEYS", K1),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await;
+    let (_, id) = transcribe_planted(&app).await;
+    let thief = app.guest_token().await;
+    let (_, who) = app.get_json(&thief, "/v1/transcriptions").await;
+    assert!(who["items"].as_array().unwrap().is_empty());
+    let thief_subject = {
+        let payload = thief.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["sub"].as_str().unwrap().to_owned()
+    };
+    let db = rusqlite::Connection::open(app.dir.path().join("mmt.db")).unwrap();
+    db.execute(
+        "UPDATE transcriptions SET owner = ?1 WHERE id = ?2",
+        [&thief_subject, &id],
+    )
+    .unwrap();
+    drop(db);
+    let response = app.get(&thief, &format!("/v1/transcriptions/{id}")).await;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(!body.contains("Quarrington"), "{body}");
 }
