@@ -42,16 +42,28 @@ pub struct ProbeError {
     reason: String,
 }
 
-/// Checks once, at start-up, that the configured program speaks this protocol.
+/// Checks once, at start-up, that the configured program speaks this protocol, and starts
+/// at all under its memory limit (a build linked with large libraries, CUDA's for one, may
+/// need a higher `AUDIO_DECODER_MEMORY_MB`: better to hear it now than from every job).
 pub fn probe(decoder: &AudioDecoder) -> Result<(), ProbeError> {
-    let AudioDecoder::Isolated { program, .. } = decoder else {
+    let AudioDecoder::Isolated {
+        program,
+        memory_limit_mb,
+    } = decoder
+    else {
         return Ok(());
     };
     let failed = |reason: String| ProbeError {
         program: program.display().to_string(),
         reason,
     };
-    let output = Command::new(program)
+    let mut command = Command::new(program);
+    let memory = memory_limit_mb.saturating_mul(1 << 20);
+    // SAFETY: between fork and exec only async-signal-safe calls are allowed; setrlimit is one.
+    unsafe {
+        command.pre_exec(move || set_limit(libc::RLIMIT_DATA, memory));
+    }
+    let output = command
         .args([SUBCOMMAND, "--probe"])
         .env_clear()
         .stdin(Stdio::null())
@@ -62,7 +74,10 @@ pub fn probe(decoder: &AudioDecoder) -> Result<(), ProbeError> {
     if output.status.success() && answer.trim() == PROBE_ANSWER {
         Ok(())
     } else {
-        Err(failed(format!("it answered {:?}", answer.trim())))
+        Err(failed(format!(
+            "it answered {:?} under a {memory_limit_mb} MB limit",
+            answer.trim()
+        )))
     }
 }
 
