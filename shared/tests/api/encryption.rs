@@ -12,6 +12,16 @@ const VOCABULARY: [&str; 2] = ["Zanubrutinib", "Dr. Vexworth"];
 const K1: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const K2: &str = "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
+/// An app that seals PHI under k1.
+async fn sealed_with_k1() -> TestApp {
+    spawn_app_with(&[
+        ("ENABLE_FIELD_ENCRYPTION", "1"),
+        ("ENCRYPTION_KEYS", K1),
+        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
+    ])
+    .await
+}
+
 async fn transcribe_planted(app: &TestApp) -> (String, String) {
     app.openai.set_transcript(PHRASE);
     let token = app.guest_token().await;
@@ -67,12 +77,7 @@ async fn without_encryption_the_raw_file_holds_the_phi() {
 
 #[tokio::test]
 async fn with_encryption_the_raw_file_holds_no_phi_and_the_owner_reads_it_all() {
-    let app = spawn_app_with(&[
-        ("ENABLE_FIELD_ENCRYPTION", "1"),
-        ("ENCRYPTION_KEYS", K1),
-        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
-    ])
-    .await;
+    let app = sealed_with_k1().await;
     let (token, id) = transcribe_planted(&app).await;
     let raw = raw_database(&app);
     for planted in [
@@ -129,12 +134,7 @@ async fn reopen(app: &TestApp, keys: &str, primary: &str) -> mmt_core::AppState 
 
 #[tokio::test]
 async fn rotation_reads_old_records_and_a_missing_key_is_an_error_not_garbage() {
-    let app = spawn_app_with(&[
-        ("ENABLE_FIELD_ENCRYPTION", "1"),
-        ("ENCRYPTION_KEYS", K1),
-        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
-    ])
-    .await;
+    let app = sealed_with_k1().await;
     let (_, id) = transcribe_planted(&app).await;
     let id: mmt_core::domain::TranscriptionId = id.parse().unwrap();
 
@@ -175,12 +175,7 @@ async fn with_encryption_the_audio_directory_holds_no_audio_bytes_and_the_engine
     transcribe_planted(&plain).await;
     assert!(audio_directory_holds(&plain, &window));
 
-    let app = spawn_app_with(&[
-        ("ENABLE_FIELD_ENCRYPTION", "1"),
-        ("ENCRYPTION_KEYS", K1),
-        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
-    ])
-    .await;
+    let app = sealed_with_k1().await;
     let (token, id) = transcribe_planted(&app).await;
     assert_eq!(app.audio_files().len(), 1, "the recording is kept");
     assert!(!audio_directory_holds(&app, &window));
@@ -213,12 +208,7 @@ async fn rotate(app: &TestApp, keys: &str, primary: &str) -> mmt_core::app::Rota
 
 #[tokio::test]
 async fn rotation_reseals_records_and_audio_so_the_old_key_can_leave_the_ring() {
-    let app = spawn_app_with(&[
-        ("ENABLE_FIELD_ENCRYPTION", "1"),
-        ("ENCRYPTION_KEYS", K1),
-        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
-    ])
-    .await;
+    let app = sealed_with_k1().await;
     // Five recordings: more than one batch of two, so the rotation pages.
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -277,12 +267,7 @@ async fn rotation_reseals_records_and_audio_so_the_old_key_can_leave_the_ring() 
 /// column gets an error for that subject, never the transcript.
 #[tokio::test]
 async fn a_record_handed_to_another_owner_in_the_database_does_not_open() {
-    let app = spawn_app_with(&[
-        ("ENABLE_FIELD_ENCRYPTION", "1"),
-        ("ENCRYPTION_KEYS", K1),
-        ("PRIMARY_ENCRYPTION_KEY_ID", "k1"),
-    ])
-    .await;
+    let app = sealed_with_k1().await;
     let (_, id) = transcribe_planted(&app).await;
     let thief = app.guest_token().await;
     let (_, who) = app.get_json(&thief, "/v1/transcriptions").await;
