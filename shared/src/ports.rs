@@ -157,6 +157,15 @@ pub trait RecordStore: Send + Sync {
     /// has not changed since it was read (its `updated_at`). Key rotation rewrites sealed
     /// fields with it. `false` when the record changed meanwhile or is gone.
     async fn rewrite_phi(&self, record: &TranscriptionRecord) -> Result<bool, StoreError>;
+    /// A clinician's edit: replaces a completed record's transcript with `record`'s and its
+    /// `updated_at` with `record.updated_at`, if nothing changed the record since it was read
+    /// at `read_at` (compare-and-swap, so two edits of one version cannot both win). `false`
+    /// when something came first, or the record is gone or not completed.
+    async fn revise(
+        &self,
+        record: &TranscriptionRecord,
+        read_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Clears what deleted or rewritten values leave behind in storage (an embedded
     /// database's write-ahead log); a no-op where the store leaves nothing. Run after the
     /// retention sweep and key rotation.

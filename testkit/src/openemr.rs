@@ -1,17 +1,46 @@
-//! A fake OpenEMR that behaves like the real one on the routes MMT uses (OpenEMR 7/8 Standard
-//! REST API and its OAuth2 server), with faults a test can inject.
+//! A fake OpenEMR that answers as OpenEMR's own source does on the routes MMT uses, for 7.0.x
+//! and 8.x where they differ, with faults a test can inject. Each behaviour names the file it
+//! comes from (github.com/openemr/openemr unless said otherwise):
 //!
-//! Reproduced behaviour:
-//! * `POST /oauth2/{site}/token`: `refresh_token` grant (the refresh token is rotated on every
-//!   use: the old one answers 400 `invalid_grant` afterwards) and `password` grant; form-encoded.
-//! * Every `/apis/{site}/api/...` route wants `Authorization: Bearer <access token>` (401
-//!   otherwise, and after the token expires).
-//! * `GET /api/patient/{puuid}`, `GET /api/patient/{puuid}/encounter`: uuid lookups with the
-//!   numeric `pid` and encounter number, wrapped in `{validationErrors, internalErrors, data}`.
-//! * `GET|POST /api/patient/{pid}/encounter/{eid}/soap_note`: numeric ids; each field 2–65535
-//!   characters when present (400 with `validationErrors` otherwise); 201 `{"sid","fid"}`.
+//! * `POST /oauth2/{site}/token` (`src/RestControllers/AuthorizationController.php`, which
+//!   hands grants to league/oauth2-server 8.x, the version `composer.json` requires):
+//!   `refresh_token` grant, rotated on every use; an unknown, revoked or already-used refresh
+//!   token answers 401 `{"error":"invalid_request","error_description":"The refresh token is
+//!   invalid.","hint":...}` (`OAuthServerException::invalidRefreshToken` in 8.x); an unknown
+//!   client 401 `invalid_client`; a wrong password 400 `invalid_grant`
+//!   (`OAuthServerException::invalidCredentials`).
+//! * Every `/apis/{site}/api/...` and `/apis/{site}/fhir/...` route wants a live bearer token
+//!   (401 `access_denied` otherwise, as `ResourceServer::validateAuthenticatedRequest` throws).
+//! * `GET /api/patient/{puuid}` (`PatientRestController::getOne`, `PatientService::getOne`):
+//!   200 `{"validationErrors":[],"internalErrors":[],"data":{pid, uuid, fname, lname, DOB,
+//!   ...}}`; an unknown uuid is a validation failure, 400 with
+//!   `{"uuid":{"invalid or nonexisting value":" value <uuid>"}}`.
+//! * `GET /api/patient/{puuid}/encounter` (`EncounterRestController::getAll`,
+//!   `EncounterService::search()`, which selects `encounter as eid, uuid as euuid` and orders
+//!   by `eid DESC`): rows `{eid, euuid, date, reason, pid, puuid, ...}` in the envelope; no
+//!   encounters: 404 with the empty envelope; unknown patient: 400 (the `puuid` bind check).
+//! * `GET /api/patient/{pid}/encounter/{eid}/soap_note` (`EncounterRestController::
+//!   getSoapNotes`, `EncounterService::getSoapNotes`): a bare JSON array of `form_soap` rows
+//!   (`id, date, pid, user, groupname, authorized, activity, subjective, objective,
+//!   assessment, plan`, absent fields `null`); none: 404 through
+//!   `RestControllerHelper::responseHandler` — body `null` on 7.0.x, empty on 8.x (a Symfony
+//!   `Response('', 404)`).
+//! * `POST` on the same path (`EncounterService::validateSoapNote`: each field optional,
+//!   `lengthBetween(2, 65535)` from particle/validator, which counts bytes with `strlen`;
+//!   `insertSoapNote` writes `form_soap` then `forms` and never checks that the encounter is
+//!   the patient's): 201 `{"sid": <form_soap id>, "fid": <forms id>}`. A validation failure
+//!   answers the messages `{"subjective":{"LengthBetween::TOO_LONG":"subjective must be 65535
+//!   characters or shorter"}}` with 400 on 7.0.x; on 8.x the controller still returns that
+//!   array from `validationHandler`, whose `http_response_code(400)` the 8.x kernel's response
+//!   object overrides, so the client sees 200.
+//! * FHIR R4 (`src/RestControllers/FHIR/FhirPatientRestController.php`, the FHIR search rules
+//!   at hl7.org/fhir/R4/search.html): `GET /fhir/Patient?name=` matches the start of any name
+//!   part, case-insensitively; `birthdate=YYYY-MM-DD`; `identifier=` the record number
+//!   (`pubpid`); answers a `searchset` Bundle (empty: `total` 0, no `entry`).
+//!   `GET /fhir/Encounter?patient=<uuid>` answers Encounters with `period.start` and
+//!   `reasonCode[].text`.
 //!
-//! Faults apply to the next SOAP-note POSTs, in order: commit then time out, 500, 429 with
+//! Faults apply to the next SOAP-note POSTs, in order: commit then stall, 500, 429 with
 //! `Retry-After`, connection reset before commit.
 
 use std::{
@@ -24,13 +53,22 @@ use std::{
 use axum::{
     Form, Json, Router,
     body::Bytes,
-    extract::{Path, Request, State},
+    extract::{Path, Query, Request, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// Which OpenEMR the fake answers as, where the two differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenEmrVersion {
+    /// 7.0.x: validation failures are 400; an empty SOAP-note list is 404 with `null`.
+    V7,
+    /// 8.x: validation failures are 200 with the messages; an empty list is 404, no body.
+    V8,
+}
 
 /// A fault for the next SOAP-note POST.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,26 +99,45 @@ pub struct SoapNote {
     pub id: u64,
     pub pid: u64,
     pub encounter: u64,
+    /// The SOAP fields the POST carried (absent ones are `NULL` in OpenEMR).
     pub fields: HashMap<String, String>,
+    /// The access token it was written with (whose user OpenEMR records as the author).
+    pub written_with: String,
 }
 
-#[derive(Debug)]
-struct Patient {
-    uuid: String,
-    pid: u64,
-    /// (uuid, encounter number)
-    encounters: Vec<(String, u64)>,
+/// A patient in the fake's chart.
+#[derive(Debug, Clone)]
+pub struct FakePatient {
+    pub uuid: String,
+    pub pid: u64,
+    pub fname: String,
+    pub lname: String,
+    /// `YYYY-MM-DD`.
+    pub dob: String,
+    /// The record number clinicians know.
+    pub pubpid: String,
+    pub encounters: Vec<FakeEncounter>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeEncounter {
+    pub uuid: String,
+    pub eid: u64,
+    /// `YYYY-MM-DD HH:MM:SS`, as `form_encounter.date`.
+    pub date: String,
+    pub reason: String,
 }
 
 #[derive(Debug)]
 struct Inner {
+    version: OpenEmrVersion,
     site: String,
     client_id: String,
     refresh_token: Option<String>,
     password: Option<(String, String)>,
     access_tokens: HashMap<String, Instant>,
     token_lifetime: Duration,
-    patients: Vec<Patient>,
+    patients: Vec<FakePatient>,
     notes: Vec<SoapNote>,
     faults: VecDeque<EmrFault>,
     requests: Vec<EmrRequest>,
@@ -100,14 +157,38 @@ pub struct FakeOpenEmr {
 
 fn token() -> String {
     use sha2::Digest;
-    let seed = format!("{:?}{}", Instant::now(), std::process::id());
+    let seed = format!("{:?}{}{}", Instant::now(), std::process::id(), rand::random::<u64>());
     hex::encode(sha2::Sha256::digest(seed.as_bytes()))
 }
 
 impl FakeOpenEmr {
-    /// Site `default`, OAuth client `client_id`, one refresh token issued to it.
+    /// OpenEMR 7.0.x, site `default`, OAuth client `client_id`, one refresh token issued to it.
     pub async fn start(client_id: &str, refresh_token: &str) -> std::io::Result<Self> {
+        Self::start_as(OpenEmrVersion::V7, client_id, refresh_token).await
+    }
+
+    pub async fn start_as(
+        version: OpenEmrVersion,
+        client_id: &str,
+        refresh_token: &str,
+    ) -> std::io::Result<Self> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            version,
+            client_id,
+            refresh_token,
+        )
+        .await
+    }
+
+    pub async fn start_on(
+        addr: SocketAddr,
+        version: OpenEmrVersion,
+        client_id: &str,
+        refresh_token: &str,
+    ) -> std::io::Result<Self> {
         let inner = Inner {
+            version,
             site: "default".into(),
             client_id: client_id.to_owned(),
             refresh_token: Some(refresh_token.to_owned()),
@@ -122,7 +203,7 @@ impl FakeOpenEmr {
             next_id: 1,
         };
         let shared = Shared(Arc::new(Mutex::new(inner)));
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = router(shared.clone());
         let task = tokio::spawn(async move {
@@ -136,16 +217,29 @@ impl FakeOpenEmr {
         format!("http://{}", self.addr)
     }
 
-    /// Adds a patient with encounters; returns nothing (ids are the caller's).
+    /// Adds a patient with encounters given as `(uuid, number)`.
     pub fn add_patient(&self, uuid: &str, pid: u64, encounters: &[(&str, u64)]) {
-        self.shared.0.lock().unwrap().patients.push(Patient {
+        self.add(FakePatient {
             uuid: uuid.to_owned(),
             pid,
+            fname: "Test".into(),
+            lname: format!("Patient{pid}"),
+            dob: "1970-01-01".into(),
+            pubpid: format!("MRN{pid}"),
             encounters: encounters
                 .iter()
-                .map(|(u, n)| ((*u).to_owned(), *n))
+                .map(|(u, n)| FakeEncounter {
+                    uuid: (*u).to_owned(),
+                    eid: *n,
+                    date: "2026-12-01 09:00:00".into(),
+                    reason: "Follow-up".into(),
+                })
                 .collect(),
         });
+    }
+
+    pub fn add(&self, patient: FakePatient) {
+        self.shared.0.lock().unwrap().patients.push(patient);
     }
 
     pub fn allow_password_grant(&self, username: &str, password: &str) {
@@ -166,9 +260,26 @@ impl FakeOpenEmr {
         self.shared.0.lock().unwrap().refresh_token.clone()
     }
 
-    /// Revokes the refresh token: the next refresh answers `invalid_grant`.
+    /// Revokes the refresh token: the next refresh is refused.
     pub fn revoke_refresh_token(&self) {
         self.shared.0.lock().unwrap().refresh_token = None;
+    }
+
+    /// A note already in the chart (written by hand in OpenEMR, not by MMT).
+    pub fn add_note(&self, pid: u64, encounter: u64, fields: &[(&str, &str)]) {
+        let mut inner = self.shared.0.lock().unwrap();
+        let id = inner.next_id;
+        inner.next_id += 2;
+        inner.notes.push(SoapNote {
+            id,
+            pid,
+            encounter,
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            written_with: String::new(),
+        });
     }
 
     pub fn notes(&self) -> Vec<SoapNote> {
@@ -202,6 +313,8 @@ fn router(shared: Shared) -> Router {
             "/apis/{site}/api/patient/{pid}/encounter/{eid}/soap_note",
             get(list_notes).post(post_note),
         )
+        .route("/apis/{site}/fhir/Patient", get(fhir_patients))
+        .route("/apis/{site}/fhir/Encounter", get(fhir_encounters))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
 }
@@ -236,32 +349,36 @@ async fn record(
         .await
 }
 
-fn standard(data: Value) -> Json<Value> {
-    Json(json!({"validationErrors": [], "internalErrors": [], "data": data}))
+/// `RestControllerHelper::handleProcessingResult`'s envelope (8.x adds `links`).
+fn envelope(version: OpenEmrVersion, validation: Value, data: Value) -> Value {
+    let mut body = json!({"validationErrors": validation, "internalErrors": [], "data": data});
+    if version == OpenEmrVersion::V8 {
+        body["links"] = json!([]);
+    }
+    body
 }
 
 fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        Json(json!({"error": "access_denied", "error_description": "The resource owner or authorization server denied the request."})),
+        Json(json!({"error": "access_denied", "error_description": "The resource owner or authorization server denied the request.", "hint": "Access token could not be verified", "message": "The resource owner or authorization server denied the request."})),
     )
         .into_response()
 }
 
-fn authorized(shared: &Shared, site: &str, headers: &HeaderMap) -> bool {
+/// The access token of a request, if it is live.
+fn authorized(shared: &Shared, site: &str, headers: &HeaderMap) -> Option<String> {
     let inner = shared.0.lock().unwrap();
-    let Some(token) = headers
+    let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    site == inner.site
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    (site == inner.site
         && inner
             .access_tokens
             .get(token)
-            .is_some_and(|expires| *expires > Instant::now())
+            .is_some_and(|expires| *expires > Instant::now()))
+    .then(|| token.to_owned())
 }
 
 #[derive(Deserialize)]
@@ -274,6 +391,15 @@ struct TokenForm {
     scope: Option<String>,
 }
 
+/// league/oauth2-server's error body (`OAuthServerException::generateHttpResponse`).
+fn oauth_error(status: StatusCode, error: &str, description: &str, hint: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": description, "hint": hint, "message": description})),
+    )
+        .into_response()
+}
+
 async fn token_endpoint(
     State(shared): State<Shared>,
     Path(site): Path<String>,
@@ -281,38 +407,43 @@ async fn token_endpoint(
 ) -> Response {
     let mut inner = shared.0.lock().unwrap();
     inner.token_requests += 1;
-    let invalid_grant = |description: &str| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_grant", "error_description": description})),
-        )
-            .into_response()
-    };
     if site != inner.site || form.client_id.as_deref() != Some(inner.client_id.as_str()) {
-        return (
+        return oauth_error(
             StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_client", "error_description": "Client authentication failed"})),
-        )
-            .into_response();
+            "invalid_client",
+            "Client authentication failed",
+            "",
+        );
     }
     match form.grant_type.as_str() {
         "refresh_token" => {
             if form.refresh_token.is_none() || form.refresh_token != inner.refresh_token {
-                return invalid_grant("The refresh token is invalid.");
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_request",
+                    "The refresh token is invalid.",
+                    "Token has been revoked",
+                );
             }
         }
         "password" => {
             let given = form.username.clone().zip(form.password.clone());
             if given.is_none() || given != inner.password || form.scope.is_none() {
-                return invalid_grant("The user credentials were incorrect.");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The user credentials were incorrect.",
+                    "",
+                );
             }
         }
         _ => {
-            return (
+            return oauth_error(
                 StatusCode::BAD_REQUEST,
-                Json(json!({"error": "unsupported_grant_type"})),
-            )
-                .into_response();
+                "unsupported_grant_type",
+                "The authorization grant type is not supported by the authorization server.",
+                "Check that all required parameters have been provided",
+            );
         }
     }
     let access = token();
@@ -333,22 +464,39 @@ async fn token_endpoint(
     .into_response()
 }
 
+fn unknown_uuid(version: OpenEmrVersion, field: &str, uuid: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(envelope(
+            version,
+            json!({field: {"invalid or nonexisting value": format!(" value {uuid}")}}),
+            json!([]),
+        )),
+    )
+        .into_response()
+}
+
 async fn patient(
     State(shared): State<Shared>,
     Path((site, puuid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&shared, &site, &headers) {
+    if authorized(&shared, &site, &headers).is_none() {
         return unauthorized();
     }
     let inner = shared.0.lock().unwrap();
     match inner.patients.iter().find(|p| p.uuid == puuid) {
-        Some(p) => standard(json!({"uuid": p.uuid, "pid": p.pid.to_string()})).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"validationErrors": [], "internalErrors": [], "data": []})),
-        )
-            .into_response(),
+        Some(p) => Json(envelope(
+            inner.version,
+            json!([]),
+            json!({
+                "id": p.pid.to_string(), "pid": p.pid.to_string(), "uuid": p.uuid,
+                "pubpid": p.pubpid, "fname": p.fname, "mname": "", "lname": p.lname,
+                "DOB": p.dob, "sex": "Female",
+            }),
+        ))
+        .into_response(),
+        None => unknown_uuid(inner.version, "uuid", &puuid),
     }
 }
 
@@ -357,25 +505,37 @@ async fn encounters(
     Path((site, puuid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&shared, &site, &headers) {
+    if authorized(&shared, &site, &headers).is_none() {
         return unauthorized();
     }
     let inner = shared.0.lock().unwrap();
-    let list: Vec<Value> = inner
-        .patients
+    let Some(p) = inner.patients.iter().find(|p| p.uuid == puuid) else {
+        return unknown_uuid(inner.version, "uuid", &puuid);
+    };
+    let mut list: Vec<&FakeEncounter> = p.encounters.iter().collect();
+    list.sort_by_key(|e| std::cmp::Reverse(e.eid));
+    let rows: Vec<Value> = list
         .iter()
-        .filter(|p| p.uuid == puuid)
-        .flat_map(|p| {
-            p.encounters.iter().map(move |(uuid, number)| {
-                json!({"uuid": uuid, "encounter": number.to_string(), "pid": p.pid.to_string()})
+        .map(|e| {
+            json!({
+                "eid": e.eid.to_string(), "euuid": e.uuid, "date": e.date, "reason": e.reason,
+                "onset_date": null, "sensitivity": "normal", "pc_catid": "5",
+                "pc_catname": "Office Visit", "pid": p.pid.to_string(), "puuid": p.uuid,
+                "class_code": "AMB",
             })
         })
         .collect();
-    standard(json!(list)).into_response()
+    let status = if rows.is_empty() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(envelope(inner.version, json!([]), json!(rows)))).into_response()
 }
 
-fn numeric(raw: &str) -> Option<u64> {
-    raw.parse().ok()
+fn numeric(raw: &str) -> u64 {
+    // MySQL casts a non-numeric string bound to an integer column to 0.
+    raw.parse().unwrap_or(0)
 }
 
 async fn list_notes(
@@ -383,26 +543,56 @@ async fn list_notes(
     Path((site, pid, eid)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&shared, &site, &headers) {
+    if authorized(&shared, &site, &headers).is_none() {
         return unauthorized();
     }
-    let (Some(pid), Some(eid)) = (numeric(&pid), numeric(&eid)) else {
-        return standard(json!([])).into_response();
-    };
+    let (pid, eid) = (numeric(&pid), numeric(&eid));
     let inner = shared.0.lock().unwrap();
-    let notes: Vec<Value> = inner
+    let rows: Vec<Value> = inner
         .notes
         .iter()
         .filter(|n| n.pid == pid && n.encounter == eid)
         .map(|n| {
-            let mut note = json!({"id": n.id.to_string(), "pid": n.pid.to_string()});
-            for (k, v) in &n.fields {
-                note[k] = json!(v);
+            let mut row = json!({
+                "id": n.id.to_string(), "date": "2026-12-06 10:00:00", "pid": n.pid.to_string(),
+                "user": "clinician", "groupname": "Default", "authorized": "1", "activity": "1",
+            });
+            for field in ["subjective", "objective", "assessment", "plan"] {
+                row[field] = n.fields.get(field).map_or(Value::Null, |v| json!(v));
             }
-            note
+            row
         })
         .collect();
-    standard(json!(notes)).into_response()
+    if rows.is_empty() {
+        return match inner.version {
+            OpenEmrVersion::V7 => (StatusCode::NOT_FOUND, Json(Value::Null)).into_response(),
+            OpenEmrVersion::V8 => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
+    Json(Value::Array(rows)).into_response()
+}
+
+/// `validateSoapNote`: each present field 2–65535 bytes; the messages particle/validator gives.
+fn soap_note_errors(fields: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let mut errors = serde_json::Map::new();
+    for name in ["subjective", "objective", "assessment", "plan"] {
+        let Some(value) = fields.get(name) else {
+            continue;
+        };
+        let length = value.as_str().map_or(0, str::len);
+        if length < 2 {
+            errors.insert(
+                name.into(),
+                json!({"LengthBetween::TOO_SHORT": format!("{name} must be 2 characters or longer")}),
+            );
+        } else if length > 65535 {
+            errors.insert(
+                name.into(),
+                json!({"LengthBetween::TOO_LONG": format!("{name} must be 65535 characters or shorter")}),
+            );
+        }
+    }
+    errors
 }
 
 async fn post_note(
@@ -411,46 +601,23 @@ async fn post_note(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(&shared, &site, &headers) {
+    let Some(access) = authorized(&shared, &site, &headers) else {
         return unauthorized();
-    }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"validationErrors": {"body": "not JSON"}})),
-        )
-            .into_response();
     };
-    let mut errors = serde_json::Map::new();
-    let mut stored = HashMap::new();
-    for name in ["subjective", "objective", "assessment", "plan"] {
-        if let Some(value) = fields.get(name) {
-            let text = value.as_str().unwrap_or_default();
-            let length = text.chars().count();
-            if !(2..=65535).contains(&length) {
-                errors.insert(
-                    name.into(),
-                    json!({"Length::TOO_SHORT": "must be between 2 and 65535 characters"}),
-                );
-            } else {
-                stored.insert(name.to_owned(), text.to_owned());
-            }
-        }
-    }
-    if !errors.is_empty() || stored.is_empty() {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"validationErrors": errors, "internalErrors": [], "data": []})),
-        )
-            .into_response();
-    }
-    let (Some(pid), Some(eid)) = (numeric(&pid), numeric(&eid)) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"validationErrors": {"pid": "numeric"}})),
-        )
-            .into_response();
+    // The route decodes with `(array) json_decode(...)`: anything but an object is no fields.
+    let fields = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
     };
+    let errors = soap_note_errors(&fields);
+    let version = shared.0.lock().unwrap().version;
+    if !errors.is_empty() {
+        let status = match version {
+            OpenEmrVersion::V7 => StatusCode::BAD_REQUEST,
+            OpenEmrVersion::V8 => StatusCode::OK,
+        };
+        return (status, Json(Value::Object(errors))).into_response();
+    }
     let fault = shared.0.lock().unwrap().faults.pop_front();
     match fault {
         Some(EmrFault::ServerError) => {
@@ -470,15 +637,20 @@ async fn post_note(
         }
         _ => {}
     }
+    let stored: HashMap<String, String> = ["subjective", "objective", "assessment", "plan"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), fields.get(name)?.as_str()?.to_owned())))
+        .collect();
     let (sid, fid) = {
         let mut inner = shared.0.lock().unwrap();
         let sid = inner.next_id;
         inner.next_id += 2;
         inner.notes.push(SoapNote {
             id: sid,
-            pid,
-            encounter: eid,
+            pid: numeric(&pid),
+            encounter: numeric(&eid),
             fields: stored,
+            written_with: access,
         });
         (sid, sid + 1)
     };
@@ -486,4 +658,98 @@ async fn post_note(
         tokio::time::sleep(stall).await;
     }
     (StatusCode::CREATED, Json(json!({"sid": sid, "fid": fid}))).into_response()
+}
+
+fn bundle(entries: Vec<Value>) -> Response {
+    let mut body = json!({
+        "resourceType": "Bundle", "type": "searchset", "total": entries.len(),
+        "link": [{"relation": "self", "url": "Patient"}],
+    });
+    if !entries.is_empty() {
+        body["entry"] = json!(
+            entries
+                .into_iter()
+                .map(|resource| json!({"fullUrl": format!("{}/{}", resource["resourceType"].as_str().unwrap_or(""), resource["id"].as_str().unwrap_or("")), "resource": resource}))
+                .collect::<Vec<_>>()
+        );
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// FHIR string search: the start of any name part, ignoring case.
+fn name_matches(p: &FakePatient, query: &str) -> bool {
+    let query = query.to_lowercase();
+    [&p.fname, &p.lname]
+        .iter()
+        .flat_map(|n| n.split_whitespace())
+        .any(|part| part.to_lowercase().starts_with(&query))
+}
+
+async fn fhir_patients(
+    State(shared): State<Shared>,
+    Path(site): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if authorized(&shared, &site, &headers).is_none() {
+        return unauthorized();
+    }
+    let inner = shared.0.lock().unwrap();
+    let found: Vec<Value> = inner
+        .patients
+        .iter()
+        .filter(|p| query.get("name").is_none_or(|q| name_matches(p, q)))
+        .filter(|p| query.get("birthdate").is_none_or(|d| *d == p.dob))
+        .filter(|p| {
+            query.get("identifier").is_none_or(|i| {
+                i.rsplit('|').next() == Some(p.pubpid.as_str())
+            })
+        })
+        .map(|p| {
+            json!({
+                "resourceType": "Patient", "id": p.uuid,
+                "identifier": [{"use": "official", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PT"}]}, "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "value": p.pubpid}],
+                "name": [{"use": "official", "family": p.lname, "given": [p.fname]}],
+                "gender": "female", "birthDate": p.dob,
+            })
+        })
+        .collect();
+    bundle(found)
+}
+
+async fn fhir_encounters(
+    State(shared): State<Shared>,
+    Path(site): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if authorized(&shared, &site, &headers).is_none() {
+        return unauthorized();
+    }
+    let inner = shared.0.lock().unwrap();
+    let wanted = query
+        .get("patient")
+        .map(|p| p.trim_start_matches("Patient/").to_owned());
+    let found: Vec<Value> = inner
+        .patients
+        .iter()
+        .filter(|p| wanted.as_deref().is_none_or(|w| w == p.uuid))
+        .flat_map(|p| {
+            p.encounters.iter().map(move |e| {
+                json!({
+                    "resourceType": "Encounter", "id": e.uuid, "status": "finished",
+                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                    "subject": {"reference": format!("Patient/{}", p.uuid)},
+                    "period": {"start": e.date.replace(' ', "T")},
+                    "reasonCode": [{"text": e.reason}],
+                })
+            })
+        })
+        .collect();
+    bundle(found)
 }

@@ -532,6 +532,35 @@ impl RecordStore for DynamoRecordStore {
         Ok(out)
     }
 
+    async fn revise(
+        &self,
+        r: &TranscriptionRecord,
+        read_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let json = r
+            .transcript
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            .ok_or_else(|| StoreError::Corrupt("an edit without a transcript".into()))?;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk(&r.id))
+            .update_expression("SET transcript = :transcript, updated_at = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :completed AND updated_at = :read_at",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":transcript", s(json))
+            .expression_attribute_values(":now", n(r.updated_at.timestamp_micros()))
+            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":read_at", n(read_at.timestamp_micros()));
+        written(update.send().await)
+    }
+
     async fn rewrite_phi(&self, r: &TranscriptionRecord) -> Result<bool, StoreError> {
         let mut set = Vec::new();
         let mut remove = Vec::new();

@@ -65,6 +65,7 @@ impl EncryptedRecordStore {
             language: transcript.language.clone(),
             language_probability: transcript.language_probability,
             duration_s: transcript.duration_s,
+            ..Default::default()
         }
     }
 
@@ -284,6 +285,14 @@ impl RecordStore for EncryptedRecordStore {
 
     async fn rewrite_phi(&self, record: &TranscriptionRecord) -> Result<bool, StoreError> {
         self.inner.rewrite_phi(&self.seal_record(record)).await
+    }
+
+    async fn revise(
+        &self,
+        record: &TranscriptionRecord,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.revise(&self.seal_record(record), read_at).await
     }
 
     async fn purge_residue(&self) -> Result<(), StoreError> {

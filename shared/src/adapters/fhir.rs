@@ -3,7 +3,8 @@
 //!
 //! The note is a `DocumentReference` (status `current`, docStatus `final`, LOINC 11506-3
 //! "Progress note", subject the Patient, context the Encounter, the text as a base64
-//! `text/plain` attachment) with two identifiers in MMT's systems: the transcription, and the
+//! `text/plain` attachment, each SOAP field under its heading when the note is structured)
+//! with two identifiers in MMT's systems: the transcription, and the
 //! delivery. It is created with `If-None-Exist: identifier=<delivery system>|<delivery id>`, so
 //! a retry after a lost answer finds the resource the first attempt created instead of
 //! creating a second one.
@@ -49,12 +50,19 @@ pub fn document_reference(note: &NoteDelivery, now: chrono::DateTime<chrono::Utc
         },
         "subject": {"reference": format!("Patient/{}", note.patient_ref)},
         "date": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "description": format!("Transcript ({} section)", note.section),
+        "description": format!(
+            "Transcribed note ({})",
+            note.fields
+                .iter()
+                .map(|(field, _)| field.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         "content": [{
             "attachment": {
                 "contentType": "text/plain; charset=utf-8",
                 "language": "en",
-                "data": STANDARD.encode(note.text.as_bytes()),
+                "data": STANDARD.encode(note.as_text().as_bytes()),
                 "title": "MMT transcript"
             }
         }],

@@ -271,6 +271,7 @@ fn parse_success(body: &[u8]) -> Result<Transcript, AttemptFailure> {
         language: parsed.language.as_deref().and_then(language_code),
         language_probability: None,
         duration_s,
+        ..Default::default()
     })
 }
 

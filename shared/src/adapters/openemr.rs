@@ -1,16 +1,27 @@
-//! [`EhrClient`] for OpenEMR's Standard REST API (7.x/8.x).
+//! [`EhrClient`] for OpenEMR's Standard REST API (7.0.x and 8.x), written against OpenEMR's
+//! own source, not its OpenAPI description alone:
 //!
-//! * Notes: `POST /apis/{site}/api/patient/{pid}/encounter/{eid}/soap_note` (numeric ids; each
-//!   field 2–65535 characters; 201 `{"sid","fid"}`), listed with `GET` on the same path.
-//! * Ids: the client gives the patient's uuid and the encounter's uuid or number; MMT resolves
-//!   them with `GET /api/patient/{puuid}` and `GET /api/patient/{puuid}/encounter`, which also
-//!   proves the encounter belongs to the patient. OpenEMR's API has no lookup of a patient by
-//!   numeric pid, so a numeric patient id cannot be verified and is refused.
+//! * Ids: the client gives the patient's uuid and the encounter's uuid or number. MMT checks
+//!   them with `GET /api/patient/{puuid}` (`data.pid`) and `GET /api/patient/{puuid}/encounter`,
+//!   whose rows name the encounter `eid` and its uuid `euuid` (`EncounterService::search()`
+//!   selects `encounter as eid, uuid as euuid`). A patient with no encounters answers 404; an
+//!   unknown patient answers 400 with `validationErrors`. OpenEMR's API has no lookup of a
+//!   patient by numeric pid, so a numeric patient id cannot be checked and is refused.
+//! * Notes: `POST /api/patient/{pid}/encounter/{eid}/soap_note` (numeric ids; each field
+//!   `lengthBetween(2, 65535)`, counted in bytes) answers 201 `{"sid","fid"}`. A validation
+//!   failure is 400 on 7.0.x but 200 with the error list on 8.x (the controller returns the
+//!   messages array and the 8.x kernel sends it with its default status), so a 2xx without a
+//!   `sid` is a refusal, never a success.
+//! * The note list (`GET` on the same path) is a bare JSON array of `form_soap` rows, not the
+//!   `{validationErrors, internalErrors, data}` envelope, and an encounter without notes
+//!   answers 404 (`RestControllerHelper::responseHandler` with an empty result).
 //! * OAuth2 at `/oauth2/{site}/token` with a user-delegated refresh token: OpenEMR rotates it
 //!   on every use, so the new one is stored (compare-and-swap) before the access token is
 //!   used, one refresh at a time per process; another process's rotation is picked up from
-//!   the store. `invalid_grant` marks the connection as needing a new login. The password
-//!   grant is for tests and development only (refused with `ENV=prod`).
+//!   the store. A revoked or expired refresh token is answered by league/oauth2-server 8.x
+//!   (bundled with OpenEMR) with 401 `invalid_request`, by 9.x with 400 `invalid_grant`: both
+//!   mark the connection as needing a new login. The password grant is for tests and
+//!   development only (refused with `ENV=prod`).
 //! * Access tokens are cached until a minute before they expire; a 401 refreshes once and
 //!   retries once.
 
@@ -28,7 +39,7 @@ use tracing::Instrument;
 
 pub use crate::config::OpenEmrConfig;
 use crate::{
-    domain::{EhrError, EhrReceipt, NoteDelivery},
+    domain::{EhrError, EhrReceipt, NoteDelivery, NoteSection},
     ports::{ConnectionState, EhrClient, EhrConnectionStore},
 };
 
@@ -99,6 +110,42 @@ fn number(value: &Value) -> Option<u64> {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.parse().ok(),
         _ => None,
+    }
+}
+
+/// Whether a token answer says the refresh token is no good: league/oauth2-server 8.x (what
+/// OpenEMR 7.0.x and 8.x ship) answers `OAuthServerException::invalidRefreshToken` with 401
+/// `invalid_request`; 9.x with 400 `invalid_grant`. A 401 `invalid_client` is a different
+/// fault: MMT's own client credentials.
+fn refresh_token_refused(status: StatusCode, body: &Value) -> bool {
+    matches!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+            | (StatusCode::UNAUTHORIZED, Some("invalid_request"))
+    )
+}
+
+/// The rows of a list answer: a bare array (the SOAP-note list) or the standard envelope's
+/// `data` (the encounter list).
+fn rows(body: Value) -> Vec<Value> {
+    match body {
+        Value::Array(rows) => rows,
+        Value::Object(mut envelope) => match envelope.remove("data") {
+            Some(Value::Array(rows)) => rows,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// The field names of a validation answer (never their values: they may echo the note).
+fn invalid_fields(body: &Value) -> String {
+    let errors = body.get("validationErrors").unwrap_or(body);
+    match errors {
+        Value::Object(fields) if !fields.is_empty() => {
+            fields.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+        _ => "unknown fields".into(),
     }
 }
 
@@ -208,11 +255,11 @@ impl OpenEmrClient {
                 return self.keep_rotated(stored.as_ref(), answer).await;
             }
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            if body["error"] == "invalid_grant" {
+            if refresh_token_refused(status, &body) {
                 if self.rotated_elsewhere(&current).await {
                     continue;
                 }
-                let reason = "OpenEMR refused the refresh token (invalid_grant): an \
+                let reason = "OpenEMR refused the refresh token (revoked or expired): an \
                               administrator must sign in to OpenEMR again"
                     .to_owned();
                 if stored.is_some() {
@@ -354,22 +401,18 @@ impl OpenEmrClient {
         .await
     }
 
-    async fn get_data(&self, path: &str, action: &str) -> Result<Value, EhrError> {
+    /// A GET answer's status and JSON body (`Null` when it has none, as OpenEMR's 404s may).
+    async fn get_json(&self, path: &str, action: &str) -> Result<(StatusCode, Value), EhrError> {
         let url = self.api(path);
         let response = self
             .call(|token| self.http.get(&url).bearer_auth(token), action)
             .await?;
         let status = response.status();
-        if status == StatusCode::NOT_FOUND {
-            return Err(EhrError::Permanent(format!(
-                "OpenEMR does not know that id ({action})"
-            )));
-        }
-        if !status.is_success() {
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Err(refused(status, response.headers(), action));
         }
-        let body: Value = response.json().await.map_err(|e| transport(&e, true))?;
-        Ok(body["data"].clone())
+        let body = response.bytes().await.map_err(|e| transport(&e, true))?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
     /// `(pid, encounter number)` for the ids the client gave, checked against each other.
@@ -381,61 +424,81 @@ impl OpenEmrClient {
                     .into(),
             ));
         }
-        let patient = self
-            .get_data(
+        let (status, patient) = self
+            .get_json(
                 &format!("/patient/{}", note.patient_ref),
                 "look up the patient",
             )
             .await?;
-        let pid = number(&patient["pid"])
-            .ok_or_else(|| EhrError::Permanent("OpenEMR returned no patient pid".into()))?;
-        let encounters = self
-            .get_data(
+        let pid = match status {
+            s if s.is_success() => number(&patient["data"]["pid"]),
+            StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => None,
+            other => return Err(refused(other, &Default::default(), "look up the patient")),
+        }
+        .ok_or_else(|| EhrError::Permanent("OpenEMR does not know this patient".into()))?;
+        let (status, encounters) = self
+            .get_json(
                 &format!("/patient/{}/encounter", note.patient_ref),
                 "list the patient's encounters",
             )
             .await?;
+        if !status.is_success() && status != StatusCode::NOT_FOUND {
+            return Err(refused(
+                status,
+                &Default::default(),
+                "list the patient's encounters",
+            ));
+        }
         let wanted = note.encounter_ref.as_str();
-        let encounter = encounters
-            .as_array()
-            .into_iter()
-            .flatten()
+        let encounter = rows(encounters)
+            .iter()
             .find(|e| {
-                e["uuid"].as_str() == Some(wanted)
-                    || number(&e["encounter"]).is_some_and(|n| n.to_string() == wanted)
+                e["euuid"].as_str() == Some(wanted)
+                    || number(&e["eid"]).is_some_and(|n| n.to_string() == wanted)
             })
-            .and_then(|e| number(&e["encounter"]))
+            .and_then(|e| number(&e["eid"]))
             .ok_or_else(|| {
                 EhrError::Permanent("the encounter does not belong to this patient".into())
             })?;
         Ok((pid, encounter))
     }
 
-    /// The note an earlier attempt wrote, found by its marker.
+    /// The note an earlier attempt wrote, found by its marker in any of its fields.
     async fn find_existing(
         &self,
         pid: u64,
         encounter: u64,
         note: &NoteDelivery,
     ) -> Result<Option<EhrReceipt>, EhrError> {
-        let notes = self
-            .get_data(
+        let (status, notes) = self
+            .get_json(
                 &format!("/patient/{pid}/encounter/{encounter}/soap_note"),
                 "list the encounter's notes",
             )
             .await?;
-        Ok(notes
-            .as_array()
-            .into_iter()
-            .flatten()
+        if status == StatusCode::NOT_FOUND {
+            // OpenEMR's answer for an encounter without notes.
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(refused(
+                status,
+                &Default::default(),
+                "list the encounter's notes",
+            ));
+        }
+        Ok(rows(notes)
+            .iter()
             .find(|n| {
-                n[note.section.as_str()]
-                    .as_str()
-                    .is_some_and(|text| text.contains(&note.marker))
+                NoteSection::ALL.iter().any(|field| {
+                    n[field.as_str()]
+                        .as_str()
+                        .is_some_and(|text| text.contains(&note.marker))
+                })
             })
             .map(|n| EhrReceipt {
                 note_id: number(&n["id"]).map_or_else(|| "unknown".into(), |id| id.to_string()),
-                form_id: number(&n["form_id"]).map(|id| id.to_string()),
+                form_id: None,
                 found_existing: true,
             }))
     }
@@ -451,7 +514,11 @@ impl EhrClient for OpenEmrClient {
             return Ok(receipt);
         }
         let url = self.api(&format!("/patient/{pid}/encounter/{encounter}/soap_note"));
-        let body = json!({ note.section.as_str(): note.text });
+        let body: serde_json::Map<String, Value> = note
+            .fields
+            .iter()
+            .map(|(field, text)| (field.as_str().to_owned(), json!(text)))
+            .collect();
         let response = self
             .call(
                 |token| self.http.post(&url).bearer_auth(token).json(&body),
@@ -459,14 +526,25 @@ impl EhrClient for OpenEmrClient {
             )
             .await?;
         let status = response.status();
+        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            return Err(EhrError::Permanent(format!(
+                "OpenEMR refused the note ({}): invalid {}",
+                status.as_u16(),
+                invalid_fields(&answer)
+            )));
+        }
         if !status.is_success() {
             return Err(refused(status, response.headers(), "write the note"));
         }
         let answer: Value = response.json().await.map_err(|e| transport(&e, true))?;
-        let note_id = number(&answer["sid"]).ok_or_else(|| EhrError::Transient {
-            reason: "OpenEMR's answer named no note id".into(),
-            retry_after: None,
-        })?;
+        let Some(note_id) = number(&answer["sid"]) else {
+            // OpenEMR 8 answers a validation failure with 200 and the error list.
+            return Err(EhrError::Permanent(format!(
+                "OpenEMR refused the note: invalid {}",
+                invalid_fields(&answer)
+            )));
+        };
         Ok(EhrReceipt {
             note_id: note_id.to_string(),
             form_id: number(&answer["fid"]).map(|id| id.to_string()),

@@ -273,6 +273,7 @@ impl Job {
                 .or_else(|| detected.as_ref().map(|d| d.language.clone())),
             language_probability: detected.map(|d| d.probability),
             duration_s: Some(samples as f64 / f64::from(TARGET_RATE)),
+            ..Default::default()
         })
     }
 

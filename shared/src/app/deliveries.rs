@@ -9,7 +9,8 @@ use crate::{
     config::EhrConfig,
     domain::{
         AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, EhrError, NoteDelivery,
-        NoteSection, OwnerId, Status, TranscriptionRecord, delivery_marker, note_text,
+        NoteError, NoteSection, OwnerId, Status, Transcript, TranscriptionRecord, delivery_marker,
+        note_fields,
     },
     metrics::Metrics,
     ports::{Clock, ConnectionState, Job, QueueError, ReceivedJob, RecordStore, StoreError},
@@ -90,6 +91,11 @@ impl Deliveries {
     /// A transcription's deliveries, oldest first.
     pub async fn of(&self, record: &TranscriptionRecord) -> Result<Vec<EhrDelivery>, StoreError> {
         self.ehr.deliveries.for_transcription(&record.id).await
+    }
+
+    /// Where an unstructured transcript goes when the push names no section.
+    pub fn default_section(&self) -> NoteSection {
+        self.config.default_section
     }
 
     /// Attempts per delivery before it fails.
@@ -196,7 +202,8 @@ impl Deliveries {
         {
             return Ok(());
         }
-        let note = Self::note_for(delivery, &transcript.text, check_existing);
+        let note = Self::note_for(delivery, &transcript, check_existing)
+            .map_err(|e| JobError::Ehr(EhrError::Permanent(e.to_string())))?;
         let correlation = message.origin.correlation_id.as_deref();
         let receipt = match self.ehr.client.deliver(&note).await {
             Ok(receipt) => receipt,
@@ -223,23 +230,28 @@ impl Deliveries {
         Ok(())
     }
 
-    /// The note of a delivery, marked so that a later attempt can find it.
+    /// The note of a delivery, marked so that a later attempt can find it: the latest version
+    /// of the transcript, each section in its own field where it was structured, else the
+    /// whole text in the section the push asked for.
     pub fn note_for(
         delivery: &EhrDelivery,
-        transcript: &str,
+        transcript: &Transcript,
         check_existing: bool,
-    ) -> NoteDelivery {
+    ) -> Result<NoteDelivery, NoteError> {
         let marker = delivery_marker(&delivery.id.to_string());
-        NoteDelivery {
+        Ok(NoteDelivery {
             delivery_id: delivery.id,
             transcription_id: delivery.transcription_id,
             patient_ref: delivery.patient_ref.clone(),
             encounter_ref: delivery.encounter_ref.clone(),
-            section: delivery.section,
-            text: note_text(transcript, &delivery.transcription_id, &marker),
+            fields: note_fields(
+                &note_content(delivery.section, transcript),
+                &delivery.transcription_id,
+                &marker,
+            )?,
             marker,
             check_existing,
-        }
+        })
     }
 
     /// Counts, logs and audits a delivered note.
@@ -309,5 +321,13 @@ impl Deliveries {
             .detail(detail);
         event.correlation_id = correlation_id.map(str::to_owned);
         event
+    }
+}
+
+/// What a transcript puts in the chart, by SOAP field.
+pub fn note_content(unstructured: NoteSection, transcript: &Transcript) -> Vec<(NoteSection, String)> {
+    match &transcript.note {
+        Some(note) => note.soap_fields(),
+        None => vec![(unstructured, transcript.text.clone())],
     }
 }

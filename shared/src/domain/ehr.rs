@@ -9,8 +9,12 @@ use chrono::{DateTime, Utc};
 
 use super::{OwnerId, TranscriptionId};
 
-/// The most characters one note field takes (OpenEMR's SOAP-note limit).
-pub const MAX_NOTE_CHARS: usize = 65_535;
+/// The most bytes one note field takes: OpenEMR validates each SOAP field with
+/// `lengthBetween(2, 65535)`, which counts bytes (PHP `strlen`), not characters.
+pub const MAX_NOTE_BYTES: usize = 65_535;
+
+/// The fewest bytes OpenEMR accepts in a SOAP field it is given.
+pub const MIN_NOTE_BYTES: usize = 2;
 
 /// Which part of a SOAP note the transcript goes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +40,15 @@ impl NoteSection {
             Self::Objective => "objective",
             Self::Assessment => "assessment",
             Self::Plan => "plan",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Subjective => "Subjective",
+            Self::Objective => "Objective",
+            Self::Assessment => "Assessment",
+            Self::Plan => "Plan",
         }
     }
 }
@@ -69,9 +82,9 @@ pub struct NoteDelivery {
     pub patient_ref: String,
     /// The EHR's encounter id as the client gave it.
     pub encounter_ref: String,
-    pub section: NoteSection,
-    /// The note's text, marker included, within [`MAX_NOTE_CHARS`].
-    pub text: String,
+    /// The note's text by SOAP field, in field order, each within [`MAX_NOTE_BYTES`]; the last
+    /// ends with the marker. Never empty.
+    pub fields: Vec<(NoteSection, String)>,
     /// Found in the text of a note MMT wrote: lets a retry find a note an earlier attempt
     /// wrote before its answer was lost.
     pub marker: String,
@@ -79,26 +92,76 @@ pub struct NoteDelivery {
     pub check_existing: bool,
 }
 
+impl NoteDelivery {
+    /// The note as one text, each field under its name when there are several (for EHRs that
+    /// take a single document).
+    pub fn as_text(&self) -> String {
+        match self.fields.as_slice() {
+            [(_, only)] => only.clone(),
+            fields => fields
+                .iter()
+                .map(|(section, text)| format!("{}:\n{text}", section.title()))
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+        }
+    }
+}
+
 /// The marker MMT puts in every note it writes for a delivery.
 pub fn delivery_marker(delivery_id: &str) -> String {
     format!("[MMT delivery {delivery_id}]")
 }
 
-/// The note text for a transcript: the transcript, cut at [`MAX_NOTE_CHARS`] with a clear
-/// notice when it is longer, and the delivery marker on its own last line.
-pub fn note_text(transcript: &str, transcription: &TranscriptionId, marker: &str) -> String {
-    let footer = format!("\n\n{marker}");
-    let body = transcript.trim();
-    let room = MAX_NOTE_CHARS - footer.chars().count();
-    if body.chars().count() <= room {
-        return format!("{body}{footer}");
+/// Why a note cannot be written at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    #[error("the transcript is empty: there is nothing to put in the chart")]
+    Empty,
+}
+
+/// The longest prefix of `text` within `max` bytes that ends on a character boundary.
+fn cut_at_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
     }
-    let notice = format!(
-        "\n\n[Transcript truncated by MMT at {MAX_NOTE_CHARS} characters; the full text is transcription {transcription}.]"
-    );
-    let keep = room - notice.chars().count();
-    let cut: String = body.chars().take(keep).collect();
-    format!("{cut}{notice}{footer}")
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The fields of a note: each trimmed and cut at [`MAX_NOTE_BYTES`] with a clear notice when
+/// longer; fields too short for the EHR are left out; the marker goes on its own last line of
+/// the last field. An empty transcript is an error, never an empty note.
+pub fn note_fields(
+    content: &[(NoteSection, String)],
+    transcription: &TranscriptionId,
+    marker: &str,
+) -> Result<Vec<(NoteSection, String)>, NoteError> {
+    let mut fields: Vec<(NoteSection, String)> = content
+        .iter()
+        .map(|(section, text)| (*section, text.trim().to_owned()))
+        .filter(|(_, text)| text.len() >= MIN_NOTE_BYTES)
+        .collect();
+    let last = fields.len().checked_sub(1).ok_or(NoteError::Empty)?;
+    for (n, (_, text)) in fields.iter_mut().enumerate() {
+        let footer = if n == last {
+            format!("\n\n{marker}")
+        } else {
+            String::new()
+        };
+        let room = MAX_NOTE_BYTES - footer.len();
+        if text.len() > room {
+            let notice = format!(
+                "\n\n[Cut by MMT at {MAX_NOTE_BYTES} bytes, the EHR's limit; the full text is transcription {transcription}.]"
+            );
+            let kept = cut_at_bytes(text, room - notice.len()).to_owned();
+            *text = format!("{kept}{notice}");
+        }
+        text.push_str(&footer);
+    }
+    Ok(fields)
 }
 
 /// What the EHR answered for a note it holds.
@@ -228,21 +291,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_transcripts_are_cut_with_a_notice_and_keep_the_marker() {
+    fn long_transcripts_are_cut_in_bytes_with_a_notice_and_keep_the_marker() {
         let id = TranscriptionId::new();
         let marker = delivery_marker("d1");
-        let short = note_text("  Patient is well.  ", &id, &marker);
-        assert_eq!(short, format!("Patient is well.\n\n{marker}"));
+        let one = |text: &str| vec![(NoteSection::Subjective, text.to_owned())];
+        let short = note_fields(&one("  Patient is well.  "), &id, &marker).unwrap();
+        assert_eq!(short[0].1, format!("Patient is well.\n\n{marker}"));
 
-        let long = "é".repeat(MAX_NOTE_CHARS * 2);
-        let text = note_text(&long, &id, &marker);
-        assert_eq!(text.chars().count(), MAX_NOTE_CHARS);
+        // Two bytes a character: 40,000 characters are 80,000 bytes, over the limit.
+        let long = "é".repeat(40_000);
+        let text = &note_fields(&one(&long), &id, &marker).unwrap()[0].1;
+        assert!(text.len() <= MAX_NOTE_BYTES, "{} bytes", text.len());
+        assert!(text.len() > MAX_NOTE_BYTES - 200, "uses the room it has");
         assert!(text.ends_with(&marker));
-        assert!(text.contains("truncated by MMT") && text.contains(&id.to_string()));
+        assert!(text.contains("Cut by MMT") && text.contains(&id.to_string()));
         // Exactly at the limit: kept whole.
-        let room = MAX_NOTE_CHARS - format!("\n\n{marker}").chars().count();
+        let room = MAX_NOTE_BYTES - format!("\n\n{marker}").len();
         let exact = "a".repeat(room);
-        assert!(!note_text(&exact, &id, &marker).contains("truncated"));
-        assert!(note_text(&format!("{exact}b"), &id, &marker).contains("truncated"));
+        assert!(!note_fields(&one(&exact), &id, &marker).unwrap()[0].1.contains("Cut by"));
+        assert!(
+            note_fields(&one(&format!("{exact}b")), &id, &marker).unwrap()[0]
+                .1
+                .contains("Cut by")
+        );
+    }
+
+    #[test]
+    fn an_empty_transcript_is_not_a_note_and_short_fields_are_left_out() {
+        let id = TranscriptionId::new();
+        let marker = delivery_marker("d1");
+        assert_eq!(
+            note_fields(&[(NoteSection::Plan, "  \n ".into())], &id, &marker),
+            Err(NoteError::Empty)
+        );
+        let fields = note_fields(
+            &[
+                (NoteSection::Subjective, "Cough.".into()),
+                (NoteSection::Objective, "x".into()),
+                (NoteSection::Plan, "Rest.".into()),
+            ],
+            &id,
+            &marker,
+        )
+        .unwrap();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[0], (NoteSection::Subjective, "Cough.".into()));
+        assert!(fields[1].1.ends_with(&marker));
     }
 }

@@ -5,6 +5,7 @@ mod audit;
 mod ehr;
 mod ids;
 mod languages;
+mod note_structure;
 mod phi_mask;
 mod retry;
 mod transcript;
@@ -16,14 +17,20 @@ pub use audit::{
     AuditAction, AuditEvent, AuditOutcome, AuditQuery, ChainLink, ChainReport, verify_chains,
 };
 pub use ehr::{
-    DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, MAX_NOTE_CHARS, NoteDelivery, NoteSection,
-    delivery_marker, note_text,
+    DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, MAX_NOTE_BYTES, MIN_NOTE_BYTES,
+    NoteDelivery, NoteError, NoteSection, delivery_marker, note_fields,
+};
+pub use note_structure::{
+    NoteTemplate, SectionSpec, SectionText, StructureError, StructuredNote, split_by_headings,
 };
 pub use ids::{BlobKey, InvalidId, JobId, OwnerId, PARTS_SUFFIX, TranscriptionId};
 pub use languages::{language_code, language_name};
 pub use phi_mask::mask_phi;
 pub use retry::{Backoff, MAX_BACKOFF};
-pub use transcript::{ResponseFormat, Segment, TokenScore, Transcript, Word, render_transcript};
+pub use transcript::{
+    ResponseFormat, Revision, Segment, TokenScore, Transcript, TranscriptEdit, TranscriptVersion,
+    Word, render_transcript,
+};
 pub use upload::{MIN_PART_BYTES, UploadPlan};
 pub use vocabulary::{
     MAX_TERM_CHARS, MAX_TERMS, PROMPT_TOKEN_BUDGET, Prompt, Vocabulary, VocabularyError,

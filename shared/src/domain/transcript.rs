@@ -2,7 +2,10 @@
 
 use std::{fmt::Write, str::FromStr};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::StructuredNote;
 
 /// A stretch of speech, with times in seconds from the start of the audio.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +91,106 @@ pub struct Transcript {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language_probability: Option<f64>,
     pub duration_s: Option<f64>,
+    /// The note's sections, once the transcript was structured (spoken headings, a draft, or
+    /// the clinician's edit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<StructuredNote>,
+    /// Who made this version, and when; `None` for the engine's own (version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revision>,
+    /// The versions this one replaced, oldest first: nothing a clinician corrected is lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<TranscriptVersion>,
+}
+
+/// Who made a version of a transcript, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    /// 1 is the engine's; every edit adds one.
+    pub version: u32,
+    /// The subject who saved it (`None`: the engine).
+    pub author: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A version a later edit replaced, kept whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptVersion {
+    #[serde(flatten)]
+    pub revision: Revision,
+    pub text: String,
+    pub segments: Vec<Segment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<StructuredNote>,
+}
+
+/// A clinician's correction: the new text, and optionally new segments and sections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptEdit {
+    pub text: String,
+    /// `None` keeps the segments' times with the old words: the segments are dropped only
+    /// when the caller sends new ones or the text no longer matches them.
+    pub segments: Option<Vec<Segment>>,
+    /// `Some(None)` removes the structure, `None` keeps it.
+    pub note: Option<Option<StructuredNote>>,
+}
+
+impl Transcript {
+    /// This version's number (1 for the engine's).
+    pub fn version(&self) -> u32 {
+        self.revision.as_ref().map_or(1, |r| r.version)
+    }
+
+    /// Applies an edit as a new version by `author`: the current one moves to `earlier`.
+    /// `completed_at` dates the engine's version.
+    pub fn revise(
+        &mut self,
+        edit: TranscriptEdit,
+        author: &str,
+        at: DateTime<Utc>,
+        completed_at: DateTime<Utc>,
+    ) {
+        let current = TranscriptVersion {
+            revision: self.current_revision(completed_at),
+            text: std::mem::take(&mut self.text),
+            segments: self.segments.clone(),
+            note: self.note.clone(),
+        };
+        let version = current.revision.version + 1;
+        self.earlier.push(current);
+        self.text = edit.text;
+        if let Some(segments) = edit.segments {
+            self.segments = segments;
+        }
+        if let Some(note) = edit.note {
+            self.note = note;
+        }
+        self.revision = Some(Revision {
+            version,
+            author: Some(author.to_owned()),
+            at,
+        });
+    }
+
+    fn current_revision(&self, completed_at: DateTime<Utc>) -> Revision {
+        self.revision.clone().unwrap_or(Revision {
+            version: 1,
+            author: None,
+            at: completed_at,
+        })
+    }
+
+    /// Every version, oldest first, the current one last.
+    pub fn versions(&self, completed_at: DateTime<Utc>) -> Vec<TranscriptVersion> {
+        let mut all = self.earlier.clone();
+        all.push(TranscriptVersion {
+            revision: self.current_revision(completed_at),
+            text: self.text.clone(),
+            segments: self.segments.clone(),
+            note: self.note.clone(),
+        });
+        all
+    }
 }
 
 /// Download formats for `GET /v1/transcriptions/{id}/transcript`.

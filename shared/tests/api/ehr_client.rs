@@ -1,5 +1,6 @@
-//! The OpenEMR client against a fake OpenEMR that behaves like the real one: token rotation,
-//! id resolution, the SOAP-note rules, and the faults a network produces.
+//! The OpenEMR client against a fake OpenEMR that answers as OpenEMR 7.0.x and 8.x do (see
+//! `mmt_testkit::openemr` for the source of each answer): token rotation, id resolution, the
+//! SOAP-note rules, and the faults a network produces.
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,10 +9,13 @@ use mmt_core::{
         Database, SqliteEhrConnectionStore,
         openemr::{CONNECTION, OpenEmrClient, OpenEmrConfig},
     },
-    domain::{EhrError, NoteDelivery, NoteSection, TranscriptionId, delivery_marker, note_text},
+    domain::{
+        EhrError, MAX_NOTE_BYTES, NoteDelivery, NoteSection, TranscriptionId, delivery_marker,
+        note_fields,
+    },
     ports::{ConnectionState, EhrClient, EhrConnectionStore},
 };
-use mmt_testkit::openemr::{EmrFault, FakeOpenEmr};
+use mmt_testkit::openemr::{EmrFault, FakeOpenEmr, OpenEmrVersion};
 use secrecy::SecretString;
 
 const CLIENT_ID: &str = "mmt-client";
@@ -20,6 +24,8 @@ const PATIENT: &str = "946da619-c631-431a-a282-487cd6fb7802";
 const ENCOUNTER: &str = "946da61d-6b95-4f8e-abe5-534a25913b71";
 const OTHER_PATIENT: &str = "946da619-0000-431a-a282-487cd6fb7803";
 const OTHER_ENCOUNTER: &str = "946da61d-0000-4f8e-abe5-534a25913b72";
+/// The patient's encounter that already holds a note written in OpenEMR.
+const SECOND_ENCOUNTER: &str = "946da61d-2222-4f8e-abe5-534a25913b73";
 
 struct Setup {
     emr: FakeOpenEmr,
@@ -27,10 +33,21 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
+const VERSIONS: [OpenEmrVersion; 2] = [OpenEmrVersion::V7, OpenEmrVersion::V8];
+/// A patient with no encounters at all (OpenEMR answers their encounter list with 404).
+const NEW_PATIENT: &str = "946da619-1111-431a-a282-487cd6fb7804";
+
 async fn setup() -> Setup {
-    let emr = FakeOpenEmr::start(CLIENT_ID, FIRST_REFRESH).await.unwrap();
-    emr.add_patient(PATIENT, 7, &[(ENCOUNTER, 42)]);
+    setup_as(OpenEmrVersion::V7).await
+}
+
+async fn setup_as(version: OpenEmrVersion) -> Setup {
+    let emr = FakeOpenEmr::start_as(version, CLIENT_ID, FIRST_REFRESH)
+        .await
+        .unwrap();
+    emr.add_patient(PATIENT, 7, &[(ENCOUNTER, 42), (SECOND_ENCOUNTER, 44)]);
     emr.add_patient(OTHER_PATIENT, 8, &[(OTHER_ENCOUNTER, 43)]);
+    emr.add_patient(NEW_PATIENT, 9, &[]);
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteEhrConnectionStore::new(
         Database::open(&dir.path().join("mmt.db")).unwrap(),
@@ -61,18 +78,31 @@ fn client(s: &Setup, timeout: Duration) -> OpenEmrClient {
 }
 
 fn note(delivery: &str, encounter: &str, check_existing: bool) -> NoteDelivery {
+    note_of(
+        delivery,
+        encounter,
+        check_existing,
+        &[(NoteSection::Subjective, "Patient reports two days of headache.")],
+    )
+}
+
+fn note_of(
+    delivery: &str,
+    encounter: &str,
+    check_existing: bool,
+    content: &[(NoteSection, &str)],
+) -> NoteDelivery {
     let marker = delivery_marker(delivery);
+    let content: Vec<(NoteSection, String)> = content
+        .iter()
+        .map(|(section, text)| (*section, (*text).to_owned()))
+        .collect();
     NoteDelivery {
         delivery_id: uuid::Uuid::now_v7(),
         transcription_id: TranscriptionId::new(),
         patient_ref: PATIENT.into(),
         encounter_ref: encounter.into(),
-        section: NoteSection::Subjective,
-        text: note_text(
-            "Patient reports two days of headache.",
-            &TranscriptionId::new(),
-            &marker,
-        ),
+        fields: note_fields(&content, &TranscriptionId::new(), &marker).unwrap(),
         marker,
         check_existing,
     }
@@ -149,55 +179,146 @@ async fn two_processes_refreshing_at_once_both_succeed() {
 }
 
 #[tokio::test]
-async fn invalid_grant_marks_the_connection_as_needing_a_login() {
-    let s = setup().await;
-    let emr_client = client(&s, Duration::from_secs(5));
-    emr_client
-        .deliver(&note("d1", ENCOUNTER, false))
-        .await
-        .unwrap();
-    s.emr.revoke_refresh_token();
-    s.emr.expire_access_tokens();
-    let err = emr_client
-        .deliver(&note("d2", ENCOUNTER, false))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, EhrError::NeedsLogin(ref r) if r.contains("invalid_grant")),
-        "{err:?}"
-    );
-    let (_, state) = s.store.load(CONNECTION).await.unwrap().unwrap();
-    assert!(
-        matches!(state, ConnectionState::NeedsLogin { .. }),
-        "{state:?}"
-    );
-    assert_eq!(emr_client.connection_state().await.unwrap(), Some(state));
-    assert_eq!(s.emr.notes().len(), 1);
+async fn a_revoked_refresh_token_marks_the_connection_as_needing_a_login() {
+    for version in VERSIONS {
+        let s = setup_as(version).await;
+        let emr_client = client(&s, Duration::from_secs(5));
+        emr_client
+            .deliver(&note("d1", ENCOUNTER, false))
+            .await
+            .unwrap();
+        s.emr.revoke_refresh_token();
+        s.emr.expire_access_tokens();
+        // OpenEMR's OAuth server answers 401 invalid_request here, not 400 invalid_grant.
+        let err = emr_client
+            .deliver(&note("d2", ENCOUNTER, false))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, EhrError::NeedsLogin(ref r) if r.contains("revoked or expired")),
+            "{version:?}: {err:?}"
+        );
+        let (_, state) = s.store.load(CONNECTION).await.unwrap().unwrap();
+        assert!(
+            matches!(state, ConnectionState::NeedsLogin { .. }),
+            "{state:?}"
+        );
+        assert_eq!(emr_client.connection_state().await.unwrap(), Some(state));
+        assert_eq!(s.emr.notes().len(), 1);
+    }
 }
 
 #[tokio::test]
 async fn a_lost_answer_after_commit_is_found_by_its_marker_not_written_twice() {
-    let s = setup().await;
-    let emr_client = client(&s, Duration::from_secs(1));
-    s.emr
-        .fail_next_posts([EmrFault::CommitThenStall(Duration::from_secs(3))]);
-    let err = emr_client
-        .deliver(&note("once", ENCOUNTER, false))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, EhrError::Transient { ref reason, .. } if reason.contains("may have been written")),
-        "{err:?}"
-    );
-    assert_eq!(s.emr.notes().len(), 1, "OpenEMR stored it anyway");
-    // The retry looks first, and finds it.
-    let receipt = emr_client
-        .deliver(&note("once", ENCOUNTER, true))
-        .await
-        .unwrap();
-    assert!(receipt.found_existing);
-    assert_eq!(receipt.note_id, s.emr.notes()[0].id.to_string());
-    assert_eq!(s.emr.notes().len(), 1);
+    // Both versions; an encounter without notes (the note list answers 404) and one that
+    // already holds a note written in OpenEMR; the encounter named by uuid and by number.
+    for version in VERSIONS {
+        for (encounter, number, earlier) in [(ENCOUNTER, 42, false), (SECOND_ENCOUNTER, 44, true)]
+        {
+            for encounter_ref in [encounter.to_owned(), number.to_string()] {
+                let s = setup_as(version).await;
+                if earlier {
+                    s.emr
+                        .add_note(7, number, &[("subjective", "Seen by the nurse.")]);
+                }
+                let before = s.emr.notes().len();
+                let emr_client = client(&s, Duration::from_secs(1));
+                s.emr
+                    .fail_next_posts([EmrFault::CommitThenStall(Duration::from_secs(3))]);
+                let err = emr_client
+                    .deliver(&note("once", &encounter_ref, false))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(err, EhrError::Transient { ref reason, .. } if reason.contains("may have been written")),
+                    "{err:?}"
+                );
+                assert_eq!(s.emr.notes().len(), before + 1, "OpenEMR stored it anyway");
+                // The retry looks first, and finds it.
+                let receipt = emr_client
+                    .deliver(&note("once", &encounter_ref, true))
+                    .await
+                    .unwrap();
+                let case = format!("{version:?}, encounter {encounter_ref}, earlier {earlier}");
+                assert!(receipt.found_existing, "{case}");
+                let notes = s.emr.notes();
+                assert_eq!(notes.len(), before + 1, "{case}");
+                assert_eq!(receipt.note_id, notes[before].id.to_string(), "{case}");
+                assert_eq!((notes[before].pid, notes[before].encounter), (7, number));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_first_attempt_that_checks_an_encounter_without_notes_still_writes() {
+    // The 404 an encounter without notes answers is "none yet", not a failure.
+    for version in VERSIONS {
+        let s = setup_as(version).await;
+        let receipt = client(&s, Duration::from_secs(5))
+            .deliver(&note("first", ENCOUNTER, true))
+            .await
+            .unwrap();
+        assert!(!receipt.found_existing, "{version:?}");
+        assert_eq!(s.emr.notes().len(), 1, "{version:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_structured_note_fills_each_soap_field_and_a_retry_finds_it_by_the_last() {
+    for version in VERSIONS {
+        let s = setup_as(version).await;
+        let emr_client = client(&s, Duration::from_secs(5));
+        let content = [
+            (NoteSection::Subjective, "Headache for two days."),
+            (NoteSection::Objective, "Blood pressure 120 over 80."),
+            (NoteSection::Assessment, "Tension headache."),
+            (NoteSection::Plan, "Ibuprofen, review in a week."),
+        ];
+        emr_client
+            .deliver(&note_of("soap", ENCOUNTER, false, &content))
+            .await
+            .unwrap();
+        let notes = s.emr.notes();
+        assert_eq!(notes.len(), 1);
+        for (field, text) in &content[..3] {
+            assert_eq!(notes[0].fields[field.as_str()], *text, "{version:?}");
+        }
+        assert!(notes[0].fields["plan"].starts_with("Ibuprofen, review in a week."));
+        assert!(notes[0].fields["plan"].ends_with("[MMT delivery soap]"));
+        let again = emr_client
+            .deliver(&note_of("soap", ENCOUNTER, true, &content))
+            .await
+            .unwrap();
+        assert!(again.found_existing);
+        assert_eq!(s.emr.notes().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_long_non_ascii_transcript_is_cut_within_openemrs_byte_limit() {
+    // 40,000 characters, mostly two-byte letters: under 65,535 characters, over 65,535
+    // bytes, which is what OpenEMR counts.
+    let long: String = "Пациентка жалуется на головную боль — ℞ ибупрофен. "
+        .chars()
+        .cycle()
+        .take(40_000)
+        .collect();
+    assert!(long.len() > MAX_NOTE_BYTES);
+    for version in VERSIONS {
+        let s = setup_as(version).await;
+        let receipt = client(&s, Duration::from_secs(5))
+            .deliver(&note_of("long", ENCOUNTER, false, &[(NoteSection::Plan, &long)]))
+            .await
+            .unwrap();
+        let notes = s.emr.notes();
+        assert_eq!(notes.len(), 1, "{version:?}");
+        assert_eq!(receipt.note_id, notes[0].id.to_string());
+        let stored = &notes[0].fields["plan"];
+        assert!(stored.len() <= MAX_NOTE_BYTES, "{} bytes", stored.len());
+        assert!(stored.contains("Cut by MMT"), "the cut is announced");
+        assert!(stored.ends_with("[MMT delivery long]"));
+    }
 }
 
 #[tokio::test]
@@ -253,13 +374,32 @@ async fn ids_are_checked_before_anything_is_written() {
         emr_client.deliver(&unknown).await,
         Err(EhrError::Permanent(_))
     ));
-    // A field under OpenEMR's 2-character minimum is a permanent refusal (400).
-    let mut tiny = note("d", ENCOUNTER, false);
-    tiny.text = "a".into();
-    assert!(
-        matches!(emr_client.deliver(&tiny).await, Err(EhrError::Permanent(ref r)) if r.contains("400"))
-    );
+    // A patient without encounters (OpenEMR: 404 to the list).
+    let mut newcomer = note("d", ENCOUNTER, false);
+    newcomer.patient_ref = NEW_PATIENT.into();
+    assert!(matches!(
+        emr_client.deliver(&newcomer).await,
+        Err(EhrError::Permanent(ref r)) if r.contains("does not belong")
+    ));
     assert!(s.emr.notes().is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_note_is_a_permanent_failure_on_both_versions() {
+    // A field under OpenEMR's 2-byte minimum: 7.0.x answers 400, 8.x 200 with the messages;
+    // neither may count as delivered.
+    for version in VERSIONS {
+        let s = setup_as(version).await;
+        let emr_client = client(&s, Duration::from_secs(5));
+        let mut tiny = note("d", ENCOUNTER, false);
+        tiny.fields = vec![(NoteSection::Subjective, "a".into())];
+        let err = emr_client.deliver(&tiny).await.unwrap_err();
+        assert!(
+            matches!(err, EhrError::Permanent(ref r) if r.contains("subjective") && !r.contains(" a ")),
+            "{version:?}: {err:?}"
+        );
+        assert!(s.emr.notes().is_empty());
+    }
 }
 
 #[tokio::test]

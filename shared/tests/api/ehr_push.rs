@@ -428,7 +428,7 @@ async fn an_admin_sees_when_the_openemr_login_needs_renewing() {
         view["connection"]["reason"]
             .as_str()
             .unwrap()
-            .contains("invalid_grant")
+            .contains("revoked or expired")
     );
     // Clinicians do not see it.
     assert_eq!(s.app.get(&token, "/v1/admin/ehr").await.status(), 403);

@@ -416,6 +416,13 @@ impl RecordStore for FailingCompletion {
     async fn rewrite_phi(&self, record: &TranscriptionRecord) -> Result<bool, StoreError> {
         self.inner.rewrite_phi(record).await
     }
+    async fn revise(
+        &self,
+        record: &TranscriptionRecord,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.revise(record, read_at).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

@@ -40,6 +40,7 @@ fn transcript(text: &str) -> Transcript {
         language: Some("en".into()),
         language_probability: Some(0.97),
         duration_s: Some(1.0),
+        ..Default::default()
     }
 }
 

@@ -376,6 +376,30 @@ impl RecordStore for SqliteRecordStore {
         .await
     }
 
+    async fn revise(
+        &self,
+        r: &TranscriptionRecord,
+        read_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let transcript = r
+            .transcript
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.transition(
+            &r.id,
+            "UPDATE transcriptions SET transcript = ?1, updated_at = ?2
+             WHERE status = 'completed' AND updated_at = ?3 AND id = ?4",
+            vec![
+                transcript.into(),
+                to_micros(r.updated_at).into(),
+                to_micros(read_at).into(),
+            ],
+        )
+        .await
+    }
+
     async fn purge_residue(&self) -> Result<(), StoreError> {
         // With secure_delete on, the database file holds no old values; the write-ahead log
         // still has the old page images until it is checkpointed and truncated.

@@ -19,7 +19,7 @@ use crate::{
     },
     auth::Scope,
     domain::AuditAction,
-    domain::{DeliveryStatus, EhrDelivery, EhrReceipt, NoteSection, Status},
+    domain::{DeliveryStatus, EhrDelivery, EhrReceipt, MIN_NOTE_BYTES, NoteSection, Status},
     http::{
         ApiError, ErrorBody,
         extract::{ApiJson, Caller},
@@ -150,7 +150,7 @@ fn valid_ref(raw: &str) -> bool {
     responses(
         (status = 202, description = "Accepted: the delivery, pending", body = DeliveryView),
         (status = 200, description = "The same push was already asked for: that delivery", body = DeliveryView),
-        (status = 400, description = "Bad ids or section", body = ErrorBody),
+        (status = 400, description = "Bad ids or section, or an empty transcript (`empty_transcript`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "The token lacks the ehr:push scope", body = ErrorBody),
         (status = 404, description = "No such transcription (or not the caller's)", body = ErrorBody),
@@ -189,6 +189,18 @@ async fn push_to_ehr(
             "the transcription is {}; it can be pushed once it is completed",
             record.status.as_str()
         )));
+    }
+    let section = request.note_section.unwrap_or(deliveries.default_section());
+    let content = record
+        .transcript
+        .as_ref()
+        .map(|t| deliveries::note_content(section, t))
+        .unwrap_or_default();
+    if content.iter().all(|(_, text)| text.trim().len() < MIN_NOTE_BYTES) {
+        return Err(ApiError::bad_request(
+            "empty_transcript",
+            "the transcript is empty: there is nothing to put in the chart",
+        ));
     }
     let push = deliveries::PushRequest {
         patient_ref: request.patient_id,
