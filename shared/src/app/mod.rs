@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod deliveries;
+pub mod edits;
 pub mod errors;
 pub mod heartbeats;
 pub mod keys;

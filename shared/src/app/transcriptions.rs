@@ -8,7 +8,10 @@ use tracing::Instrument;
 
 use super::{AppState, Engines, errors::JobError};
 use crate::{
-    domain::{Transcript, TranscriptionId, TranscriptionRecord, Vocabulary, compose_prompt},
+    domain::{
+        NoteTemplate, Transcript, TranscriptionId, TranscriptionRecord, Vocabulary,
+        compose_prompt, split_by_headings,
+    },
     metrics::Metrics,
     ports::{
         AudioInput, BlobStore, Claim, Clock, Progress, RecordStore, StoreError, TranscribeOptions,
@@ -115,7 +118,9 @@ impl Transcriptions {
             .instrument(engine_span)
             .await;
         progress_writer.abort();
-        let transcript = outcome.map_err(JobError::Engine)?;
+        let mut transcript = outcome.map_err(JobError::Engine)?;
+        // A dictation with spoken section headings arrives structured (version 1 keeps it).
+        transcript.note = split_by_headings(&transcript.text, NoteTemplate::Soap);
         let stored = self
             .records
             .complete(id, &transcript, self.clock.now())

@@ -26,10 +26,14 @@ pub enum AuditAction {
     AuditQuery,
     /// A user saved or cleared their vocabulary (the detail counts terms, never names them).
     VocabularyChange,
+    /// An owner corrected or structured a transcript (the detail names the version only).
+    Edit,
+    /// A search or read in the EHR's patient directory (the detail counts results only).
+    EhrLookup,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 13] = [
         Self::Create,
         Self::Read,
         Self::Download,
@@ -41,6 +45,8 @@ impl AuditAction {
         Self::KeyRotation,
         Self::AuditQuery,
         Self::VocabularyChange,
+        Self::Edit,
+        Self::EhrLookup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +62,8 @@ impl AuditAction {
             Self::KeyRotation => "key_rotation",
             Self::AuditQuery => "audit_query",
             Self::VocabularyChange => "vocabulary_change",
+            Self::Edit => "edit",
+            Self::EhrLookup => "ehr_lookup",
         }
     }
 

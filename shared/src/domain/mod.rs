@@ -29,7 +29,7 @@ pub use phi_mask::mask_phi;
 pub use retry::{Backoff, MAX_BACKOFF};
 pub use transcript::{
     ResponseFormat, Revision, Segment, TokenScore, Transcript, TranscriptEdit, TranscriptVersion,
-    Word, render_transcript,
+    Word, carry_segments, render_transcript,
 };
 pub use upload::{MIN_PART_BYTES, UploadPlan};
 pub use vocabulary::{

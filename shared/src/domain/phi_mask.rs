@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Segment, Transcript};
+use super::{SectionText, Segment, StructuredNote, Transcript, TranscriptVersion};
 
 /// What replaces each kind of identifier (names and labelled values keep their label, with
 /// `[NAME]` or `[ID]` after it).
@@ -166,7 +166,36 @@ impl Transcript {
         Transcript {
             text: mask_phi(&self.text),
             segments,
+            note: self.note.as_ref().map(StructuredNote::masked),
+            earlier: self
+                .earlier
+                .iter()
+                .map(|v| TranscriptVersion {
+                    revision: v.revision.clone(),
+                    text: mask_phi(&v.text),
+                    segments: Vec::new(),
+                    note: v.note.as_ref().map(StructuredNote::masked),
+                })
+                .collect(),
             ..self.clone()
+        }
+    }
+}
+
+impl StructuredNote {
+    /// The sections with identifiers masked.
+    pub fn masked(&self) -> StructuredNote {
+        StructuredNote {
+            template: self.template,
+            sections: self
+                .sections
+                .iter()
+                .map(|s| SectionText {
+                    key: s.key.clone(),
+                    text: mask_phi(&s.text),
+                })
+                .collect(),
+            preamble: mask_phi(&self.preamble),
         }
     }
 }

@@ -193,6 +193,57 @@ impl Transcript {
     }
 }
 
+/// The segments for `new_text` after an edit of `old_text`, keeping every segment's times:
+/// the words that changed replace the words of the segments they were in, and segments the
+/// edit did not touch keep their text and tokens. `None` when the segments do not spell the
+/// old text word for word (then the times cannot be kept honestly).
+pub fn carry_segments(segments: &[Segment], old_text: &str, new_text: &str) -> Option<Vec<Segment>> {
+    let owner: Vec<usize> = segments
+        .iter()
+        .enumerate()
+        .flat_map(|(n, s)| std::iter::repeat_n(n, s.text.split_whitespace().count()))
+        .collect();
+    let seg_words: Vec<&str> = segments
+        .iter()
+        .flat_map(|s| s.text.split_whitespace())
+        .collect();
+    let old: Vec<&str> = old_text.split_whitespace().collect();
+    if old != seg_words {
+        return None;
+    }
+    let new: Vec<&str> = new_text.split_whitespace().collect();
+    let prefix = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    if prefix == old.len() && prefix == new.len() {
+        return Some(segments.to_vec());
+    }
+    // The segments the changed words were in; an insertion between words joins the segment
+    // of the word before it (or the first segment).
+    let (first, last) = if prefix < old.len() - suffix {
+        (owner[prefix], owner[old.len() - suffix - 1])
+    } else {
+        let at = owner.get(prefix.saturating_sub(1)).copied().unwrap_or(0);
+        (at, at)
+    };
+    let start_word = owner.iter().position(|&o| o == first).unwrap_or(prefix);
+    let end_word = owner.iter().rposition(|&o| o == last).map_or(prefix, |p| p + 1);
+    let replaced_end = new.len() - (old.len() - end_word);
+    let text = new[start_word..replaced_end].join(" ");
+    let mut out: Vec<Segment> = segments[..first].to_vec();
+    out.push(Segment::new(
+        segments[first].start,
+        segments[last].end,
+        format!(" {text}"),
+    ));
+    out.extend_from_slice(&segments[last + 1..]);
+    Some(out)
+}
+
 /// Download formats for `GET /v1/transcriptions/{id}/transcript`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -386,5 +437,29 @@ mod tests {
             serde_json::from_str(&render_transcript(&sample(), ResponseFormat::Json)).unwrap();
         assert_eq!(v["segments"].as_array().unwrap().len(), 2);
         assert_eq!(v["language"], "en");
+    }
+
+    #[test]
+    fn an_edited_word_keeps_every_segments_times() {
+        let segments = vec![
+            Segment::new(0.0, 2.0, " The patient has a headache."),
+            Segment::new(2.0, 4.5, " She takes ibuprofin daily."),
+            Segment::new(4.5, 6.0, " Review in a week."),
+        ];
+        let old = "The patient has a headache. She takes ibuprofin daily. Review in a week.";
+        let new = "The patient has a headache. She takes ibuprofen daily. Review in a week.";
+        let carried = carry_segments(&segments, old, new).unwrap();
+        assert_eq!(carried.len(), 3);
+        assert_eq!(carried[0], segments[0]);
+        assert_eq!(carried[1].text, " She takes ibuprofen daily.");
+        assert_eq!((carried[1].start, carried[1].end), (2.0, 4.5));
+        assert_eq!(carried[2], segments[2]);
+        // A change across a segment boundary merges those two segments' spans.
+        let across = "The patient has a migraine; she takes ibuprofen daily. Review in a week.";
+        let merged = carry_segments(&segments, old, across).unwrap();
+        assert_eq!(merged.len(), 2);
+        assert_eq!((merged[0].start, merged[0].end), (0.0, 4.5));
+        // Segments that do not spell the text: no times are invented.
+        assert!(carry_segments(&segments, "Something else entirely.", new).is_none());
     }
 }

@@ -88,7 +88,9 @@ impl RouteGroup {
                 .merge(routes::resumable_upload::routes())
                 .merge(routes::openai_compat::routes()),
             Self::Transcriptions => {
-                routes::transcriptions::routes().merge(routes::vocabulary::routes())
+                routes::transcriptions::routes()
+                    .merge(routes::edits::routes())
+                    .merge(routes::vocabulary::routes())
             }
             Self::Docs => routes::docs::routes(),
             Self::EhrPush => routes::ehr::routes(),

@@ -323,28 +323,38 @@ async fn a_long_non_ascii_transcript_is_cut_within_openemrs_byte_limit() {
 
 #[tokio::test]
 async fn faults_before_commit_are_transient_and_leave_nothing() {
-    let s = setup().await;
-    let emr_client = client(&s, Duration::from_secs(5));
-    s.emr.fail_next_posts([
-        EmrFault::ServerError,
-        EmrFault::RateLimited { retry_after_s: 7 },
-        EmrFault::ConnectionReset,
-    ]);
-    for expected_retry_after in [None, Some(Duration::from_secs(7)), None] {
-        match emr_client.deliver(&note("x", ENCOUNTER, true)).await {
-            Err(EhrError::Transient { retry_after, .. }) => {
-                assert_eq!(retry_after, expected_retry_after)
+    for version in VERSIONS {
+        for (encounter, number, earlier) in [(ENCOUNTER, 42, false), (SECOND_ENCOUNTER, 44, true)]
+        {
+            let s = setup_as(version).await;
+            if earlier {
+                s.emr
+                    .add_note(7, number, &[("subjective", "Seen by the nurse.")]);
             }
-            other => panic!("expected a transient failure, got {other:?}"),
+            let before = s.emr.notes().len();
+            let emr_client = client(&s, Duration::from_secs(5));
+            s.emr.fail_next_posts([
+                EmrFault::ServerError,
+                EmrFault::RateLimited { retry_after_s: 7 },
+                EmrFault::ConnectionReset,
+            ]);
+            for expected_retry_after in [None, Some(Duration::from_secs(7)), None] {
+                match emr_client.deliver(&note("x", encounter, true)).await {
+                    Err(EhrError::Transient { retry_after, .. }) => {
+                        assert_eq!(retry_after, expected_retry_after)
+                    }
+                    other => panic!("expected a transient failure, got {other:?}"),
+                }
+                assert_eq!(s.emr.notes().len(), before);
+            }
+            let receipt = emr_client
+                .deliver(&note("x", encounter, true))
+                .await
+                .unwrap();
+            assert!(!receipt.found_existing);
+            assert_eq!(s.emr.notes().len(), before + 1, "{version:?}, earlier {earlier}");
         }
-        assert!(s.emr.notes().is_empty());
     }
-    let receipt = emr_client
-        .deliver(&note("x", ENCOUNTER, true))
-        .await
-        .unwrap();
-    assert!(!receipt.found_existing);
-    assert_eq!(s.emr.notes().len(), 1);
 }
 
 #[tokio::test]

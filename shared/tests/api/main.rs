@@ -9,6 +9,7 @@ mod aws_pipeline;
 mod blob_contract;
 #[cfg(feature = "aws")]
 mod ehr_aws;
+mod edits;
 mod ehr_client;
 mod ehr_fhir;
 mod ehr_push;

@@ -368,7 +368,44 @@ async fn meets_the_contract(store: &dyn RecordStore) {
         "a missing record is not created"
     );
     assert_eq!(store.get(&gone.id).await.unwrap(), None);
+    edits_are_compare_and_swap(store, &alice).await;
     store.purge_residue().await.unwrap();
+}
+
+/// `revise`: a completed record's transcript changes only if nothing changed it since it was
+/// read, and the record's `updated_at` moves on, so the loser of two edits is told.
+async fn edits_are_compare_and_swap(store: &dyn RecordStore, owner: &OwnerId) {
+    let r = record(owner, 0);
+    store.insert(&r).await.unwrap();
+    let mut queued = r.clone();
+    queued.updated_at = r.updated_at + Duration::seconds(1);
+    assert!(
+        !store.revise(&queued, r.updated_at).await.unwrap(),
+        "only a completed record is edited"
+    );
+    assert!(store.claim(&r.id, &claim("m-edit", Utc::now())).await.unwrap());
+    assert!(
+        store
+            .complete(&r.id, &transcript("as spoken"), Utc::now())
+            .await
+            .unwrap()
+    );
+    let read = store.get(&r.id).await.unwrap().unwrap();
+    let mut first = read.clone();
+    first.transcript = Some(transcript("as corrected"));
+    first.updated_at = read.updated_at + Duration::seconds(1);
+    let mut second = read.clone();
+    second.transcript = Some(transcript("a rival correction"));
+    second.updated_at = read.updated_at + Duration::seconds(2);
+    assert!(store.revise(&first, read.updated_at).await.unwrap());
+    assert!(
+        !store.revise(&second, read.updated_at).await.unwrap(),
+        "an edit of a version already replaced loses"
+    );
+    let stored = store.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.transcript.unwrap().text, "as corrected");
+    assert_eq!(stored.updated_at, first.updated_at);
+    assert_eq!(stored.owner, *owner, "nothing else changes");
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ pub struct AuditParams {
     /// Only this transcription.
     record_id: Option<String>,
     /// Only this action (create, read, download, delete, ehr_push, login, logout, sweep,
-    /// key_rotation, audit_query, vocabulary_change).
+    /// key_rotation, audit_query, vocabulary_change, edit, ehr_lookup).
     action: Option<String>,
     /// 1–1000, default 100.
     limit: Option<u32>,

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod demo;
 pub mod docs;
+pub mod edits;
 pub mod ehr;
 pub mod health;
 pub mod metrics;
@@ -15,4 +16,4 @@ mod views;
 pub mod vocabulary;
 pub mod web;
 
-pub use views::{TranscriptionList, TranscriptionSummary, TranscriptionView};
+pub use views::{NoteView, SectionView, TranscriptionList, TranscriptionSummary, TranscriptionView};

@@ -63,11 +63,11 @@ pub struct MaskParams {
     /// `phi`: names, dates, phone numbers, addresses and record numbers in the transcript are
     /// replaced by `[NAME]`, `[DATE]`, … and the file name is left out; `none`: as spoken.
     /// Default: `MASK_PHI`. What is stored, and pushed to the EHR, is never masked.
-    mask: Option<String>,
+    pub(crate) mask: Option<String>,
 }
 
 /// Whether a response is masked: as asked, else as the deployment says.
-fn masking(state: &AppState, asked: Option<&str>) -> Result<bool, ApiError> {
+pub(crate) fn masking(state: &AppState, asked: Option<&str>) -> Result<bool, ApiError> {
     match asked {
         None => Ok(state.config.http.mask_phi),
         Some("phi") => Ok(true),
@@ -175,7 +175,7 @@ async fn get_transcription(
 }
 
 /// The record as shown: with `mask`, its transcript masked and its file name left out.
-fn masked(mut record: TranscriptionRecord, mask: bool) -> TranscriptionRecord {
+pub(crate) fn masked(mut record: TranscriptionRecord, mask: bool) -> TranscriptionRecord {
     if mask {
         record.transcript = record.transcript.as_ref().map(|t| t.masked());
         record.file_name = None;

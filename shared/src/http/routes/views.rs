@@ -4,7 +4,53 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{EngineKind, Segment, Status, Task, TranscriptionRecord};
+use crate::domain::{
+    EngineKind, NoteSection, Segment, Status, StructuredNote, Task, TranscriptionRecord,
+};
+
+/// One section of a structured note.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SectionView {
+    /// The template's key (`subjective`, `hpi`, ...).
+    pub key: String,
+    pub title: &'static str,
+    /// The SOAP field the EHR push writes it into.
+    pub field: NoteSection,
+    pub text: String,
+}
+
+/// A transcript split into a note template's sections.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteView {
+    /// `soap`, `history_and_physical` or `progress_note`.
+    pub template: String,
+    /// In the template's order; sections not dictated are absent.
+    pub sections: Vec<SectionView>,
+    /// Text spoken before the first heading.
+    pub preamble: String,
+}
+
+impl From<&StructuredNote> for NoteView {
+    fn from(note: &StructuredNote) -> Self {
+        Self {
+            template: note.template.as_str().to_owned(),
+            sections: note
+                .sections
+                .iter()
+                .filter_map(|s| {
+                    let spec = note.template.section(&s.key)?;
+                    Some(SectionView {
+                        key: s.key.clone(),
+                        title: spec.title,
+                        field: spec.field,
+                        text: s.text.clone(),
+                    })
+                })
+                .collect(),
+            preamble: note.preamble.clone(),
+        }
+    }
+}
 
 /// A transcription as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,10 +78,25 @@ pub struct TranscriptionView {
     pub attempts: u32,
     /// How far the engine has got, 0–100: for progress bars while `processing`.
     pub progress: u8,
+    /// The transcript's version once completed: 1 as the engine wrote it, one more per edit.
+    /// Send it back with an edit.
+    pub version: Option<u32>,
+    /// Who saved this version (absent for the engine's).
+    pub edited_by: Option<String>,
+    pub edited_at: Option<DateTime<Utc>>,
+    /// The sections, once the transcript was structured.
+    pub note: Option<NoteView>,
 }
 
 impl From<TranscriptionRecord> for TranscriptionView {
     fn from(r: TranscriptionRecord) -> Self {
+        let version = r.transcript.as_ref().map(|t| t.version());
+        let revision = r.transcript.as_ref().and_then(|t| t.revision.clone());
+        let note = r
+            .transcript
+            .as_ref()
+            .and_then(|t| t.note.as_ref())
+            .map(NoteView::from);
         let (text, segments, duration_s, detected, probability) = match r.transcript {
             Some(t) => (
                 Some(t.text),
@@ -63,6 +124,10 @@ impl From<TranscriptionRecord> for TranscriptionView {
             size_bytes: r.size_bytes,
             attempts: r.attempts,
             progress: r.progress,
+            version,
+            edited_by: revision.as_ref().and_then(|r| r.author.clone()),
+            edited_at: revision.map(|r| r.at),
+            note,
         }
     }
 }
