@@ -12,9 +12,9 @@ use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrReceipt, EngineKind,
-    JobId, NoteDelivery, OwnerId, Task, Transcript, TranscriptionId, TranscriptionRecord,
-    UploadPlan, Vocabulary, estimated_tokens,
+    AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrReceipt,
+    EncounterSummary, EngineKind, JobId, NoteDelivery, OwnerId, PatientQuery, PatientSummary, Task,
+    Transcript, TranscriptionId, TranscriptionRecord, UploadPlan, Vocabulary, estimated_tokens,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -300,11 +300,16 @@ pub trait AuditLog: Send + Sync {
 // EHR
 // ---------------------------------------------------------------------------------------------
 
-/// Writes notes into an electronic health record.
+/// Writes notes into an electronic health record, and finds the patient and encounter a note
+/// belongs to.
 #[async_trait]
 pub trait EhrClient: Send + Sync {
     /// Writes the note, or (with `check_existing`) returns the one an earlier attempt wrote.
     async fn deliver(&self, note: &NoteDelivery) -> Result<EhrReceipt, EhrError>;
+    /// Patients matching a name, birth date or record number (at most [`crate::domain::MAX_PATIENT_RESULTS`]).
+    async fn find_patients(&self, query: &PatientQuery) -> Result<Vec<PatientSummary>, EhrError>;
+    /// A patient's encounters, newest first. `Permanent` when the EHR does not know the patient.
+    async fn encounters(&self, patient_ref: &str) -> Result<Vec<EncounterSummary>, EhrError>;
     /// Names the EHR in logs and status answers (no secrets).
     fn describe(&self) -> String;
     /// The state of the login this client uses; `None` before any login was stored.

@@ -148,6 +148,13 @@ impl AppState {
                     access.clone(),
                 ))
             }),
+            ehr_lookups: config.ehr.as_ref().map(|ehr| {
+                Arc::new(crate::app::rate_limit::RateLimiter::for_scope(
+                    "ehr-lookup",
+                    ehr.lookups_per_minute,
+                    access.clone(),
+                ))
+            }),
             sign_in_guard: Arc::new(crate::app::rate_limit::SignInGuard::new(
                 config.auth.limits.max_failed_sign_ins,
                 config.auth.limits.lockout_window,

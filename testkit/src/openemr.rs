@@ -157,7 +157,12 @@ pub struct FakeOpenEmr {
 
 fn token() -> String {
     use sha2::Digest;
-    let seed = format!("{:?}{}{}", Instant::now(), std::process::id(), rand::random::<u64>());
+    let seed = format!(
+        "{:?}{}{}",
+        Instant::now(),
+        std::process::id(),
+        rand::random::<u64>()
+    );
     hex::encode(sha2::Sha256::digest(seed.as_bytes()))
 }
 
@@ -530,7 +535,11 @@ async fn encounters(
     } else {
         StatusCode::OK
     };
-    (status, Json(envelope(inner.version, json!([]), json!(rows)))).into_response()
+    (
+        status,
+        Json(envelope(inner.version, json!([]), json!(rows))),
+    )
+        .into_response()
 }
 
 fn numeric(raw: &str) -> u64 {

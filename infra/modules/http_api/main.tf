@@ -14,7 +14,7 @@ resource "aws_apigatewayv2_api" "http" {
     for_each = length(var.cors_allow_origins) > 0 ? [1] : []
     content {
       allow_origins = var.cors_allow_origins
-      allow_methods = ["GET", "POST", "DELETE", "OPTIONS"]
+      allow_methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
       allow_headers = ["authorization", "content-type", "x-correlation-id"]
       max_age       = 600
     }

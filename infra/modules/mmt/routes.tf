@@ -29,10 +29,15 @@ locals {
     "GET /v1/transcriptions/{id}"            = { function = "transcriptions", public = false }
     "DELETE /v1/transcriptions/{id}"         = { function = "transcriptions", public = false }
     "GET /v1/transcriptions/{id}/transcript" = { function = "transcriptions", public = false }
+    "PATCH /v1/transcriptions/{id}"          = { function = "transcriptions", public = false }
+    "GET /v1/transcriptions/{id}/versions"   = { function = "transcriptions", public = false }
+    "POST /v1/transcriptions/{id}/structure" = { function = "transcriptions", public = false }
     "GET /v1/vocabulary"                     = { function = "transcriptions", public = false }
     "PUT /v1/vocabulary"                     = { function = "transcriptions", public = false }
     "POST /v1/transcriptions/{id}/ehr"       = { function = "ehr-push", public = false }
     "GET /v1/transcriptions/{id}/ehr"        = { function = "ehr-push", public = false }
+    "GET /v1/ehr/patients"                   = { function = "ehr-push", public = false }
+    "GET /v1/ehr/patients/{id}/encounters"   = { function = "ehr-push", public = false }
     "GET /openapi.json"                      = { function = "docs", public = true }
     "GET /docs"                              = { function = "docs", public = true }
   }

@@ -20,9 +20,94 @@ use tracing::Instrument;
 
 pub use crate::config::FhirConfig;
 use crate::{
-    domain::{EhrError, EhrReceipt, NoteDelivery},
+    domain::{
+        EhrError, EhrReceipt, EncounterSummary, MAX_PATIENT_RESULTS, NoteDelivery, PatientQuery,
+        PatientSummary, newest_first,
+    },
     ports::{ConnectionState, EhrClient},
 };
+
+/// The FHIR search parameters for a patient query (hl7.org/fhir/R4/patient.html#search):
+/// `name` matches the start of any name part, case-insensitively; a multi-word name searches
+/// by its longest word and the rest is checked on the results.
+pub(crate) fn patient_search(query: &PatientQuery) -> Vec<(&'static str, String)> {
+    match query {
+        PatientQuery::Name(words) => {
+            let longest = words.iter().max_by_key(|w| w.len()).cloned();
+            vec![("name", longest.unwrap_or_default())]
+        }
+        PatientQuery::BirthDate(date) => vec![("birthdate", date.clone())],
+        PatientQuery::RecordNumber(number) => vec![("identifier", number.clone())],
+    }
+}
+
+/// The resources of a `searchset` Bundle.
+fn entries(bundle: &Value) -> impl Iterator<Item = &Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+}
+
+/// The patients of a `Patient` search Bundle that match `query` (at most
+/// [`MAX_PATIENT_RESULTS`]).
+pub(crate) fn patients_in(bundle: &Value, query: &PatientQuery) -> Vec<PatientSummary> {
+    entries(bundle)
+        .filter(|r| r["resourceType"] == "Patient")
+        .filter_map(|r| {
+            let name = r["name"].as_array()?.first()?;
+            let family = name["family"].as_str().unwrap_or_default();
+            let given: Vec<&str> = name["given"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let mut parts = given.clone();
+            parts.push(family);
+            if !query.matches_name(&parts) {
+                return None;
+            }
+            Some(PatientSummary {
+                id: r["id"].as_str()?.to_owned(),
+                name: format!("{family}, {}", given.join(" ")),
+                birth_date: r["birthDate"].as_str().map(str::to_owned),
+                record_number: r["identifier"]
+                    .as_array()
+                    .and_then(|ids| ids.first())
+                    .and_then(|id| id["value"].as_str())
+                    .map(str::to_owned),
+            })
+        })
+        .take(MAX_PATIENT_RESULTS)
+        .collect()
+}
+
+/// The encounters of an `Encounter` search Bundle, newest first.
+pub(crate) fn encounters_in(bundle: &Value) -> Vec<EncounterSummary> {
+    let mut found: Vec<EncounterSummary> = entries(bundle)
+        .filter(|r| r["resourceType"] == "Encounter")
+        .filter_map(|r| {
+            Some(EncounterSummary {
+                id: r["id"].as_str()?.to_owned(),
+                number: None,
+                date: r["period"]["start"].as_str().map(str::to_owned),
+                reason: r["reasonCode"]
+                    .as_array()
+                    .and_then(|codes| codes.first())
+                    .and_then(|c| {
+                        c["text"]
+                            .as_str()
+                            .or_else(|| c["coding"][0]["display"].as_str())
+                    })
+                    .map(str::to_owned),
+            })
+        })
+        .collect();
+    newest_first(&mut found);
+    found
+}
 
 /// The identifier system of MMT transcriptions.
 pub const TRANSCRIPTION_SYSTEM: &str = "urn:mmt:transcription";
@@ -71,6 +156,54 @@ pub fn document_reference(note: &NoteDelivery, now: chrono::DateTime<chrono::Utc
 }
 
 impl FhirClient {
+    /// A FHIR search: the Bundle, or why not.
+    async fn search(&self, resource: &str, params: &[(&str, String)]) -> Result<Value, EhrError> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/{resource}", self.config.base_url.trim_end_matches('/')),
+            params,
+        )
+        .map_err(|_| EhrError::Permanent("FHIR_BASE_URL is not a URL".into()))?;
+        let mut request = self
+            .http
+            .get(url)
+            .header(header::ACCEPT, "application/fhir+json");
+        if let Some(token) = &self.config.bearer_token {
+            request = request.bearer_auth(token.expose_secret());
+        }
+        let span = tracing::info_span!("ehr_call", ehr = "fhir", action = "search");
+        let response = request
+            .send()
+            .instrument(span)
+            .await
+            .map_err(|_| EhrError::Transient {
+                reason: "the connection to the FHIR server failed".into(),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(EhrError::NeedsLogin(format!(
+                "the FHIR server refused MMT's credentials ({})",
+                status.as_u16()
+            )));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(EhrError::Transient {
+                reason: format!("the FHIR server answered {}", status.as_u16()),
+                retry_after: None,
+            });
+        }
+        if !status.is_success() {
+            return Err(EhrError::Permanent(format!(
+                "the FHIR server refused the search ({})",
+                status.as_u16()
+            )));
+        }
+        response.json().await.map_err(|_| EhrError::Transient {
+            reason: "the FHIR server's answer was not JSON".into(),
+            retry_after: None,
+        })
+    }
+
     pub fn new(config: FhirConfig) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -161,6 +294,19 @@ impl EhrClient for FhirClient {
             // 200 to a conditional create: the resource already existed.
             found_existing: status == StatusCode::OK,
         })
+    }
+
+    async fn find_patients(&self, query: &PatientQuery) -> Result<Vec<PatientSummary>, EhrError> {
+        let bundle = self.search("Patient", &patient_search(query)).await?;
+        Ok(patients_in(&bundle, query))
+    }
+
+    async fn encounters(&self, patient_ref: &str) -> Result<Vec<EncounterSummary>, EhrError> {
+        let params = [
+            ("patient", patient_ref.to_owned()),
+            ("_sort", "-date".to_owned()),
+        ];
+        Ok(encounters_in(&self.search("Encounter", &params).await?))
     }
 
     fn describe(&self) -> String {

@@ -39,7 +39,11 @@ use tracing::Instrument;
 
 pub use crate::config::OpenEmrConfig;
 use crate::{
-    domain::{EhrError, EhrReceipt, NoteDelivery, NoteSection},
+    adapters::fhir::{patient_search, patients_in},
+    domain::{
+        EhrError, EhrReceipt, EncounterSummary, NoteDelivery, NoteSection, PatientQuery,
+        PatientSummary, newest_first,
+    },
     ports::{ConnectionState, EhrClient, EhrConnectionStore},
 };
 
@@ -173,6 +177,15 @@ impl OpenEmrClient {
     fn api(&self, path: &str) -> String {
         format!(
             "{}/apis/{}/api{path}",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.site
+        )
+    }
+
+    /// OpenEMR's FHIR R4 endpoint (same OAuth2 token, `api:fhir` and `user/Patient.read`).
+    fn fhir(&self, resource: &str) -> String {
+        format!(
+            "{}/apis/{}/fhir/{resource}",
             self.config.base_url.trim_end_matches('/'),
             self.config.site
         )
@@ -550,6 +563,69 @@ impl EhrClient for OpenEmrClient {
             form_id: number(&answer["fid"]).map(|id| id.to_string()),
             found_existing: false,
         })
+    }
+
+    /// Through OpenEMR's FHIR API: its standard `GET /api/patient` matches whole fields, and
+    /// a picker needs "begins with" on any name part, which FHIR's `name` search defines.
+    async fn find_patients(&self, query: &PatientQuery) -> Result<Vec<PatientSummary>, EhrError> {
+        let url = reqwest::Url::parse_with_params(&self.fhir("Patient"), patient_search(query))
+            .map_err(|_| EhrError::Permanent("OPENEMR_BASE_URL is not a URL".into()))?;
+        let response = self
+            .call(
+                |token| self.http.get(url.clone()).bearer_auth(token),
+                "search patients",
+            )
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refused(status, response.headers(), "search patients"));
+        }
+        let bundle: Value = response.json().await.map_err(|e| transport(&e, true))?;
+        Ok(patients_in(&bundle, query))
+    }
+
+    /// Through the standard API, whose rows carry the encounter number (`eid`) the push
+    /// resolves, its uuid (`euuid`), date and reason.
+    async fn encounters(&self, patient_ref: &str) -> Result<Vec<EncounterSummary>, EhrError> {
+        if !looks_like_uuid(patient_ref) {
+            return Err(EhrError::Permanent(
+                "a patient id is an OpenEMR uuid".into(),
+            ));
+        }
+        let (status, body) = self
+            .get_json(
+                &format!("/patient/{patient_ref}/encounter"),
+                "list the patient's encounters",
+            )
+            .await?;
+        match status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => {}
+            StatusCode::BAD_REQUEST => {
+                return Err(EhrError::Permanent(
+                    "OpenEMR does not know this patient".into(),
+                ));
+            }
+            other => {
+                return Err(refused(
+                    other,
+                    &Default::default(),
+                    "list the patient's encounters",
+                ));
+            }
+        }
+        let mut found: Vec<EncounterSummary> = rows(body)
+            .iter()
+            .filter_map(|e| {
+                Some(EncounterSummary {
+                    id: e["euuid"].as_str()?.to_owned(),
+                    number: number(&e["eid"]).map(|n| n.to_string()),
+                    date: e["date"].as_str().map(str::to_owned),
+                    reason: e["reason"].as_str().map(str::to_owned),
+                })
+            })
+            .collect();
+        newest_first(&mut found);
+        Ok(found)
     }
 
     fn describe(&self) -> String {

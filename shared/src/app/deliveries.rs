@@ -8,9 +8,9 @@ use super::{AppState, EhrServices, audit::AuditTrail, errors::JobError};
 use crate::{
     config::EhrConfig,
     domain::{
-        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, EhrError, NoteDelivery,
-        NoteError, NoteSection, OwnerId, Status, Transcript, TranscriptionRecord, delivery_marker,
-        note_fields,
+        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, EhrError,
+        EncounterSummary, NoteDelivery, NoteError, NoteSection, OwnerId, PatientQuery,
+        PatientSummary, Status, Transcript, TranscriptionRecord, delivery_marker, note_fields,
     },
     metrics::Metrics,
     ports::{Clock, ConnectionState, Job, QueueError, ReceivedJob, RecordStore, StoreError},
@@ -50,6 +50,15 @@ pub enum RequestError {
     Deliveries(#[from] StoreError),
     #[error("could not queue the push")]
     Queue(#[from] QueueError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Ehr(#[from] EhrError),
+    /// A disclosure that cannot be audited is not made.
+    #[error("could not audit the look-up")]
+    Audit(#[source] crate::ports::BoxError),
 }
 
 /// What a push request came to.
@@ -96,6 +105,45 @@ impl Deliveries {
     /// Where an unstructured transcript goes when the push names no section.
     pub fn default_section(&self) -> NoteSection {
         self.config.default_section
+    }
+
+    /// Patients matching `query` in the EHR's directory; the search is audited by count only
+    /// (never what was typed or found).
+    pub async fn find_patients(
+        &self,
+        caller: &OwnerId,
+        query: &PatientQuery,
+    ) -> Result<Vec<PatientSummary>, LookupError> {
+        let found = self.ehr.client.find_patients(query).await?;
+        self.audit
+            .record_disclosure(
+                caller,
+                AuditAction::EhrLookup,
+                None,
+                Some(format!("patient search: {} found", found.len())),
+            )
+            .await
+            .map_err(|e| LookupError::Audit(e.into()))?;
+        Ok(found)
+    }
+
+    /// A patient's encounters, newest first; audited by count only.
+    pub async fn encounters(
+        &self,
+        caller: &OwnerId,
+        patient_ref: &str,
+    ) -> Result<Vec<EncounterSummary>, LookupError> {
+        let found = self.ehr.client.encounters(patient_ref).await?;
+        self.audit
+            .record_disclosure(
+                caller,
+                AuditAction::EhrLookup,
+                None,
+                Some(format!("encounter list: {} found", found.len())),
+            )
+            .await
+            .map_err(|e| LookupError::Audit(e.into()))?;
+        Ok(found)
     }
 
     /// Attempts per delivery before it fails.
@@ -325,7 +373,10 @@ impl Deliveries {
 }
 
 /// What a transcript puts in the chart, by SOAP field.
-pub fn note_content(unstructured: NoteSection, transcript: &Transcript) -> Vec<(NoteSection, String)> {
+pub fn note_content(
+    unstructured: NoteSection,
+    transcript: &Transcript,
+) -> Vec<(NoteSection, String)> {
     match &transcript.note {
         Some(note) => note.soap_fields(),
         None => vec![(unstructured, transcript.text.clone())],

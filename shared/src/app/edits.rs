@@ -90,8 +90,7 @@ impl Edits {
         let segments = match request.segments {
             Some(segments) => Some(segments),
             None if text != transcript.text => Some(
-                carry_segments(&transcript.segments, &transcript.text, &text)
-                    .unwrap_or_default(),
+                carry_segments(&transcript.segments, &transcript.text, &text).unwrap_or_default(),
             ),
             None => None,
         };

@@ -81,6 +81,8 @@ pub struct AppState {
     pub scale_in_protection: Option<Arc<dyn ScaleInProtection>>,
     /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
+    /// Patient and encounter look-ups per user (`EHR_LOOKUPS_PER_MINUTE`); `None` without EHR.
+    pub ehr_lookups: Option<Arc<rate_limit::RateLimiter>>,
     /// Locks an account out after too many failed sign-ins (shared across processes).
     pub sign_in_guard: Arc<rate_limit::SignInGuard>,
     /// Password checks, on a fixed set of threads: argon2id takes 19 MiB and a core each.

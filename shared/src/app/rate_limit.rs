@@ -73,14 +73,22 @@ impl LocalWindows {
 /// Requests per caller per minute, counted in the shared ledger.
 pub struct RateLimiter {
     per_minute: u32,
+    /// What is counted (`rate`: every request; `ehr-lookup`: directory searches).
+    scope: &'static str,
     ledger: Arc<dyn AccessLedger>,
     fallback: LocalWindows,
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32, ledger: Arc<dyn AccessLedger>) -> Self {
+        Self::for_scope("rate", per_minute, ledger)
+    }
+
+    /// A limit on one kind of request, counted apart from the others.
+    pub fn for_scope(scope: &'static str, per_minute: u32, ledger: Arc<dyn AccessLedger>) -> Self {
         Self {
             per_minute,
+            scope,
             ledger,
             fallback: LocalWindows::new(per_minute),
         }
@@ -100,7 +108,7 @@ impl RateLimiter {
         }
         match self
             .ledger
-            .increment(&format!("rate:{caller}"), now, WINDOW)
+            .increment(&format!("{}:{caller}", self.scope), now, WINDOW)
             .await
         {
             Ok(counted) => {

@@ -9,8 +9,8 @@ use tracing::Instrument;
 use super::{AppState, Engines, errors::JobError};
 use crate::{
     domain::{
-        NoteTemplate, Transcript, TranscriptionId, TranscriptionRecord, Vocabulary,
-        compose_prompt, split_by_headings,
+        NoteTemplate, Transcript, TranscriptionId, TranscriptionRecord, Vocabulary, compose_prompt,
+        split_by_headings,
     },
     metrics::Metrics,
     ports::{

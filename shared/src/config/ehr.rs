@@ -42,6 +42,9 @@ pub struct EhrConfig {
     pub sqs_queue: Option<(String, String)>,
     /// The DynamoDB table of the outbox and the connection (`RECORD_STORE=dynamodb`).
     pub table: Option<String>,
+    /// Patient and encounter look-ups per user per minute (`EHR_LOOKUPS_PER_MINUTE`): a
+    /// picker types a few letters at a time; a script walking the directory is stopped.
+    pub lookups_per_minute: u32,
 }
 
 #[derive(Clone)]
@@ -159,6 +162,7 @@ pub(super) fn parse_ehr(
         ),
         sqs_queue,
         table,
+        lookups_per_minute: src.parse("EHR_LOOKUPS_PER_MINUTE", 60u32)?.clamp(1, 600),
     }))
 }
 

@@ -164,6 +164,98 @@ pub fn note_fields(
     Ok(fields)
 }
 
+/// The most patients a search returns: a picker shows a handful, never the directory.
+pub const MAX_PATIENT_RESULTS: usize = 20;
+
+/// What a clinician typed to find a patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatientQuery {
+    /// Words that begin a name part ("ort", "Valentina Ort"), lower-cased.
+    Name(Vec<String>),
+    /// `YYYY-MM-DD`.
+    BirthDate(String),
+    /// The record number the clinic uses (OpenEMR's `pubpid`).
+    RecordNumber(String),
+}
+
+impl PatientQuery {
+    /// Reads a search box: a date is a birth date, anything with a digit a record number,
+    /// else name words (each at least 2 letters).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let q = raw.trim();
+        if q.is_empty() || q.len() > 64 {
+            return Err("q must be 1 to 64 characters: a name, a birth date (YYYY-MM-DD) or a record number".into());
+        }
+        if chrono::NaiveDate::parse_from_str(q, "%Y-%m-%d").is_ok() {
+            return Ok(Self::BirthDate(q.to_owned()));
+        }
+        if q.chars().any(|c| c.is_ascii_digit()) {
+            return if q.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                Ok(Self::RecordNumber(q.to_owned()))
+            } else {
+                Err("a record number has letters, digits and '-' only".into())
+            };
+        }
+        let words: Vec<String> = q.split_whitespace().map(str::to_lowercase).collect();
+        let valid = |w: &String| {
+            w.chars().count() >= 2
+                && w.chars()
+                    .all(|c| c.is_alphabetic() || c == '-' || c == '\'' || c == '.')
+        };
+        if words.iter().all(valid) {
+            Ok(Self::Name(words))
+        } else {
+            Err("type at least 2 letters of a name".into())
+        }
+    }
+
+    /// Whether a patient's name parts match every word (each word begins some part).
+    pub fn matches_name(&self, parts: &[&str]) -> bool {
+        match self {
+            Self::Name(words) => words.iter().all(|w| {
+                parts
+                    .iter()
+                    .flat_map(|p| p.split_whitespace())
+                    .any(|part| part.to_lowercase().starts_with(w.as_str()))
+            }),
+            _ => true,
+        }
+    }
+}
+
+/// A patient as a picker shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PatientSummary {
+    /// The EHR's id for the push (OpenEMR: the patient uuid).
+    pub id: String,
+    /// "Family, Given".
+    pub name: String,
+    pub birth_date: Option<String>,
+    pub record_number: Option<String>,
+}
+
+/// An encounter as a picker shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EncounterSummary {
+    /// The EHR's id for the push (OpenEMR: the encounter uuid).
+    pub id: String,
+    /// The encounter's number where the EHR has one (OpenEMR's `eid`).
+    pub number: Option<String>,
+    /// When it took place (`YYYY-MM-DD` or a date-time).
+    pub date: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Newest first (dates as the EHR writes them sort as text), then the highest number.
+pub fn newest_first(encounters: &mut [EncounterSummary]) {
+    encounters.sort_by(|a, b| {
+        b.date.cmp(&a.date).then_with(|| {
+            let n = |e: &EncounterSummary| e.number.as_deref().and_then(|n| n.parse::<u64>().ok());
+            n(b).cmp(&n(a))
+        })
+    });
+}
+
 /// What the EHR answered for a note it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EhrReceipt {
@@ -308,12 +400,38 @@ mod tests {
         // Exactly at the limit: kept whole.
         let room = MAX_NOTE_BYTES - format!("\n\n{marker}").len();
         let exact = "a".repeat(room);
-        assert!(!note_fields(&one(&exact), &id, &marker).unwrap()[0].1.contains("Cut by"));
+        assert!(
+            !note_fields(&one(&exact), &id, &marker).unwrap()[0]
+                .1
+                .contains("Cut by")
+        );
         assert!(
             note_fields(&one(&format!("{exact}b")), &id, &marker).unwrap()[0]
                 .1
                 .contains("Cut by")
         );
+    }
+
+    #[test]
+    fn a_search_box_is_read_as_a_name_a_birth_date_or_a_record_number() {
+        assert_eq!(
+            PatientQuery::parse(" Ort "),
+            Ok(PatientQuery::Name(vec!["ort".into()]))
+        );
+        assert_eq!(
+            PatientQuery::parse("1984-03-02"),
+            Ok(PatientQuery::BirthDate("1984-03-02".into()))
+        );
+        assert_eq!(
+            PatientQuery::parse("MRN-1042"),
+            Ok(PatientQuery::RecordNumber("MRN-1042".into()))
+        );
+        for bad in ["", "a", "x'; drop", "1984-13-45 or 1=1", &"z".repeat(65)] {
+            assert!(PatientQuery::parse(bad).is_err(), "{bad:?}");
+        }
+        let q = PatientQuery::parse("val ort").unwrap();
+        assert!(q.matches_name(&["Ortega", "Valentina"]));
+        assert!(!q.matches_name(&["Ortega", "Maria"]));
     }
 
     #[test]

@@ -17,14 +17,15 @@ pub use audit::{
     AuditAction, AuditEvent, AuditOutcome, AuditQuery, ChainLink, ChainReport, verify_chains,
 };
 pub use ehr::{
-    DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, MAX_NOTE_BYTES, MIN_NOTE_BYTES,
-    NoteDelivery, NoteError, NoteSection, delivery_marker, note_fields,
-};
-pub use note_structure::{
-    NoteTemplate, SectionSpec, SectionText, StructureError, StructuredNote, split_by_headings,
+    DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, EncounterSummary, MAX_NOTE_BYTES,
+    MAX_PATIENT_RESULTS, MIN_NOTE_BYTES, NoteDelivery, NoteError, NoteSection, PatientQuery,
+    PatientSummary, delivery_marker, newest_first, note_fields,
 };
 pub use ids::{BlobKey, InvalidId, JobId, OwnerId, PARTS_SUFFIX, TranscriptionId};
 pub use languages::{language_code, language_name};
+pub use note_structure::{
+    NoteTemplate, SectionSpec, SectionText, StructureError, StructuredNote, split_by_headings,
+};
 pub use phi_mask::mask_phi;
 pub use retry::{Backoff, MAX_BACKOFF};
 pub use transcript::{

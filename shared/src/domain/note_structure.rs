@@ -106,7 +106,11 @@ const HISTORY_AND_PHYSICAL: &[SectionSpec] = &[
         key: "chief_complaint",
         title: "Chief complaint",
         field: NoteSection::Subjective,
-        headings: &["chief complaint", "reason for visit", "presenting complaint"],
+        headings: &[
+            "chief complaint",
+            "reason for visit",
+            "presenting complaint",
+        ],
     },
     SectionSpec {
         key: "hpi",
@@ -308,7 +312,8 @@ impl StructuredNote {
                         .then_some((spec, s.text.trim()))
                 })
                 .collect();
-            let titled = parts.len() > 1 || parts.iter().any(|(spec, _)| spec.key != field.as_str());
+            let titled =
+                parts.len() > 1 || parts.iter().any(|(spec, _)| spec.key != field.as_str());
             let text = parts
                 .iter()
                 .map(|(spec, text)| {
@@ -405,7 +410,13 @@ fn heading_end(text: &str, end: usize, single_letter: bool) -> Option<usize> {
     }
     let after = end + skipped + next.map_or(0, char::len_utf8);
     let body = &text[after..];
-    Some(after + (body.len() - body.trim_start_matches([' ', '\t', '\n', '-', ':', '.']).len()))
+    Some(
+        after
+            + (body.len()
+                - body
+                    .trim_start_matches([' ', '\t', '\n', '-', ':', '.'])
+                    .len()),
+    )
 }
 
 /// The headings of `template` in `text`, in order. At each place the longest heading wins

@@ -197,7 +197,11 @@ impl Transcript {
 /// the words that changed replace the words of the segments they were in, and segments the
 /// edit did not touch keep their text and tokens. `None` when the segments do not spell the
 /// old text word for word (then the times cannot be kept honestly).
-pub fn carry_segments(segments: &[Segment], old_text: &str, new_text: &str) -> Option<Vec<Segment>> {
+pub fn carry_segments(
+    segments: &[Segment],
+    old_text: &str,
+    new_text: &str,
+) -> Option<Vec<Segment>> {
     let owner: Vec<usize> = segments
         .iter()
         .enumerate()
@@ -231,7 +235,10 @@ pub fn carry_segments(segments: &[Segment], old_text: &str, new_text: &str) -> O
         (at, at)
     };
     let start_word = owner.iter().position(|&o| o == first).unwrap_or(prefix);
-    let end_word = owner.iter().rposition(|&o| o == last).map_or(prefix, |p| p + 1);
+    let end_word = owner
+        .iter()
+        .rposition(|&o| o == last)
+        .map_or(prefix, |p| p + 1);
     let replaced_end = new.len() - (old.len() - end_word);
     let text = new[start_word..replaced_end].join(" ");
     let mut out: Vec<Segment> = segments[..first].to_vec();

@@ -43,6 +43,13 @@ pub enum ApiError {
     RequestTimeout,
     #[error("EHR push is not configured on this deployment (EHR_TARGET)")]
     EhrNotConfigured,
+    /// The EHR could not answer a look-up; the reason names no patient.
+    #[error("the EHR could not answer: {0}")]
+    EhrUnavailable(String),
+    #[error("the EHR's login needs renewing by an administrator: {0}")]
+    EhrNeedsLogin(String),
+    #[error("{0}")]
+    EhrNotFound(String),
     #[error("the request headers exceed {limit} bytes")]
     HeadersTooLarge { limit: usize },
     #[error("too many requests; retry in {retry_after_s} s")]
@@ -97,6 +104,9 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "guest_quota_exceeded")
             }
             Self::EhrNotConfigured => (StatusCode::NOT_IMPLEMENTED, "ehr_not_configured"),
+            Self::EhrUnavailable(_) => (StatusCode::BAD_GATEWAY, "ehr_unavailable"),
+            Self::EhrNeedsLogin(_) => (StatusCode::BAD_GATEWAY, "ehr_needs_login"),
+            Self::EhrNotFound(_) => (StatusCode::NOT_FOUND, "ehr_not_found"),
             Self::HeadersTooLarge { .. } => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
@@ -192,6 +202,24 @@ impl From<crate::app::deliveries::RequestError> for ApiError {
         match err {
             crate::app::deliveries::RequestError::Deliveries(err) => err.into(),
             crate::app::deliveries::RequestError::Queue(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::app::deliveries::LookupError> for ApiError {
+    fn from(err: crate::app::deliveries::LookupError) -> Self {
+        use crate::domain::EhrError;
+        match err {
+            crate::app::deliveries::LookupError::Ehr(EhrError::Transient { reason, .. }) => {
+                Self::EhrUnavailable(reason)
+            }
+            crate::app::deliveries::LookupError::Ehr(EhrError::NeedsLogin(reason)) => {
+                Self::EhrNeedsLogin(reason)
+            }
+            crate::app::deliveries::LookupError::Ehr(EhrError::Permanent(reason)) => {
+                Self::EhrNotFound(reason)
+            }
+            crate::app::deliveries::LookupError::Audit(err) => Self::Unavailable(err),
         }
     }
 }

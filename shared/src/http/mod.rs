@@ -87,11 +87,9 @@ impl RouteGroup {
             Self::Upload => routes::upload::routes()
                 .merge(routes::resumable_upload::routes())
                 .merge(routes::openai_compat::routes()),
-            Self::Transcriptions => {
-                routes::transcriptions::routes()
-                    .merge(routes::edits::routes())
-                    .merge(routes::vocabulary::routes())
-            }
+            Self::Transcriptions => routes::transcriptions::routes()
+                .merge(routes::edits::routes())
+                .merge(routes::vocabulary::routes()),
             Self::Docs => routes::docs::routes(),
             Self::EhrPush => routes::ehr::routes(),
         }
@@ -234,7 +232,14 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,

@@ -58,7 +58,10 @@ async fn an_edit_is_a_new_version_and_the_original_is_kept() {
     );
 
     // One word corrected: version 2, by ana; the sections follow the text.
-    let corrected = view["text"].as_str().unwrap().replace("ibuprofin", "ibuprofen");
+    let corrected = view["text"]
+        .as_str()
+        .unwrap()
+        .replace("ibuprofin", "ibuprofen");
     let (status, saved) = patch(&app, &ana, &id, json!({"version": 1, "text": corrected})).await;
     assert_eq!(status, 200, "{saved}");
     assert_eq!(saved["version"], 2);
@@ -221,7 +224,10 @@ async fn the_push_sends_the_latest_version_each_section_in_its_own_field() {
     let (_, view) = app
         .get_json(&ana, &format!("/v1/transcriptions/{id}"))
         .await;
-    let corrected = view["text"].as_str().unwrap().replace("ibuprofin", "ibuprofen");
+    let corrected = view["text"]
+        .as_str()
+        .unwrap()
+        .replace("ibuprofin", "ibuprofen");
     assert_eq!(
         patch(&app, &ana, &id, json!({"version": 1, "text": corrected}))
             .await
@@ -245,7 +251,10 @@ async fn the_push_sends_the_latest_version_each_section_in_its_own_field() {
         fields["subjective"],
         "headache for two days, worse in the morning."
     );
-    assert_eq!(fields["objective"], "Blood pressure 120 over 80, neck supple.");
+    assert_eq!(
+        fields["objective"],
+        "Blood pressure 120 over 80, neck supple."
+    );
     assert_eq!(fields["assessment"], "tension headache.");
     assert!(
         fields["plan"].starts_with("ibuprofen 400 milligrams"),

@@ -82,7 +82,10 @@ fn note(delivery: &str, encounter: &str, check_existing: bool) -> NoteDelivery {
         delivery,
         encounter,
         check_existing,
-        &[(NoteSection::Subjective, "Patient reports two days of headache.")],
+        &[(
+            NoteSection::Subjective,
+            "Patient reports two days of headache.",
+        )],
     )
 }
 
@@ -213,8 +216,7 @@ async fn a_lost_answer_after_commit_is_found_by_its_marker_not_written_twice() {
     // Both versions; an encounter without notes (the note list answers 404) and one that
     // already holds a note written in OpenEMR; the encounter named by uuid and by number.
     for version in VERSIONS {
-        for (encounter, number, earlier) in [(ENCOUNTER, 42, false), (SECOND_ENCOUNTER, 44, true)]
-        {
+        for (encounter, number, earlier) in [(ENCOUNTER, 42, false), (SECOND_ENCOUNTER, 44, true)] {
             for encounter_ref in [encounter.to_owned(), number.to_string()] {
                 let s = setup_as(version).await;
                 if earlier {
@@ -308,7 +310,12 @@ async fn a_long_non_ascii_transcript_is_cut_within_openemrs_byte_limit() {
     for version in VERSIONS {
         let s = setup_as(version).await;
         let receipt = client(&s, Duration::from_secs(5))
-            .deliver(&note_of("long", ENCOUNTER, false, &[(NoteSection::Plan, &long)]))
+            .deliver(&note_of(
+                "long",
+                ENCOUNTER,
+                false,
+                &[(NoteSection::Plan, &long)],
+            ))
             .await
             .unwrap();
         let notes = s.emr.notes();
@@ -324,8 +331,7 @@ async fn a_long_non_ascii_transcript_is_cut_within_openemrs_byte_limit() {
 #[tokio::test]
 async fn faults_before_commit_are_transient_and_leave_nothing() {
     for version in VERSIONS {
-        for (encounter, number, earlier) in [(ENCOUNTER, 42, false), (SECOND_ENCOUNTER, 44, true)]
-        {
+        for (encounter, number, earlier) in [(ENCOUNTER, 42, false), (SECOND_ENCOUNTER, 44, true)] {
             let s = setup_as(version).await;
             if earlier {
                 s.emr
@@ -352,7 +358,11 @@ async fn faults_before_commit_are_transient_and_leave_nothing() {
                 .await
                 .unwrap();
             assert!(!receipt.found_existing);
-            assert_eq!(s.emr.notes().len(), before + 1, "{version:?}, earlier {earlier}");
+            assert_eq!(
+                s.emr.notes().len(),
+                before + 1,
+                "{version:?}, earlier {earlier}"
+            );
         }
     }
 }

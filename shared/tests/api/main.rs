@@ -7,11 +7,12 @@ mod auth;
 mod aws_pipeline;
 #[cfg(feature = "aws")]
 mod blob_contract;
+mod edits;
 #[cfg(feature = "aws")]
 mod ehr_aws;
-mod edits;
 mod ehr_client;
 mod ehr_fhir;
+mod ehr_lookup;
 mod ehr_push;
 #[cfg(feature = "aws")]
 mod emulator;

@@ -45,6 +45,11 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/docs"),
     ("post", "/v1/transcriptions/{id}/ehr"),
     ("get", "/v1/transcriptions/{id}/ehr"),
+    ("patch", "/v1/transcriptions/{id}"),
+    ("get", "/v1/transcriptions/{id}/versions"),
+    ("post", "/v1/transcriptions/{id}/structure"),
+    ("get", "/v1/ehr/patients"),
+    ("get", "/v1/ehr/patients/{id}/encounters"),
 ];
 
 #[tokio::test]

@@ -383,7 +383,12 @@ async fn edits_are_compare_and_swap(store: &dyn RecordStore, owner: &OwnerId) {
         !store.revise(&queued, r.updated_at).await.unwrap(),
         "only a completed record is edited"
     );
-    assert!(store.claim(&r.id, &claim("m-edit", Utc::now())).await.unwrap());
+    assert!(
+        store
+            .claim(&r.id, &claim("m-edit", Utc::now()))
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .complete(&r.id, &transcript("as spoken"), Utc::now())

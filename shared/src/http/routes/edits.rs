@@ -20,7 +20,7 @@ use crate::{
         edits::{EditError, EditRequest},
     },
     auth::Scope,
-    domain::{AuditAction, NoteTemplate, Segment, SectionText, StructuredNote, Transcript},
+    domain::{AuditAction, NoteTemplate, SectionText, Segment, StructuredNote, Transcript},
     http::{
         ApiError, ErrorBody,
         extract::{ApiJson, ApiQuery, Caller},

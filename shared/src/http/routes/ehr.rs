@@ -1,5 +1,6 @@
 //! `POST|GET /v1/transcriptions/{id}/ehr` and `GET /v1/admin/ehr`: asking for EHR pushes and
-//! following them.
+//! following them; `GET /v1/ehr/patients` and `.../{id}/encounters`: the picker that finds
+//! where a note goes.
 
 use axum::{
     Json,
@@ -8,7 +9,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::transcriptions::load_owned;
@@ -19,10 +20,13 @@ use crate::{
     },
     auth::Scope,
     domain::AuditAction,
-    domain::{DeliveryStatus, EhrDelivery, EhrReceipt, MIN_NOTE_BYTES, NoteSection, Status},
+    domain::{
+        DeliveryStatus, EhrDelivery, EhrReceipt, EncounterSummary, MIN_NOTE_BYTES, NoteSection,
+        OwnerId, PatientQuery, PatientSummary, Status,
+    },
     http::{
         ApiError, ErrorBody,
-        extract::{ApiJson, Caller},
+        extract::{ApiJson, ApiQuery, Caller},
     },
 };
 
@@ -31,6 +35,111 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(push_to_ehr, list_deliveries))
         .routes(routes!(ehr_connection))
+        .routes(routes!(find_patients))
+        .routes(routes!(patient_encounters))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PatientSearch {
+    /// Part of a name ("ort", "valentina ort"), a birth date (`YYYY-MM-DD`) or a record
+    /// number.
+    q: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PatientList {
+    /// At most 20; refine the search for more.
+    patients: Vec<PatientSummary>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EncounterList {
+    /// Newest first.
+    encounters: Vec<EncounterSummary>,
+}
+
+/// Counts a look-up against the caller's own limit (`EHR_LOOKUPS_PER_MINUTE`).
+async fn lookup_allowed(state: &AppState, caller: &OwnerId) -> Result<(), ApiError> {
+    let Some(limiter) = &state.ehr_lookups else {
+        return Ok(());
+    };
+    let decision = limiter.check(caller.as_str(), state.clock.now()).await;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::RateLimited {
+            retry_after_s: decision.reset.as_secs().max(1),
+        })
+    }
+}
+
+/// Finds patients in the EHR for the note's patient picker: only what a picker shows (name,
+/// birth date, record number, id). Needs the `ehr:push` scope; audited by count only.
+#[utoipa::path(
+    get,
+    path = "/v1/ehr/patients",
+    tag = "ehr",
+    params(PatientSearch),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = PatientList),
+        (status = 400, description = "q is not a name, birth date or record number", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The token lacks the ehr:push scope", body = ErrorBody),
+        (status = 429, description = "Too many look-ups (EHR_LOOKUPS_PER_MINUTE)", body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody),
+        (status = 502, description = "The EHR could not answer, or its login needs renewing", body = ErrorBody)
+    )
+)]
+async fn find_patients(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(search): ApiQuery<PatientSearch>,
+) -> Result<Json<PatientList>, ApiError> {
+    let principal = caller.require(Scope::EhrPush)?;
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    let query =
+        PatientQuery::parse(&search.q).map_err(|e| ApiError::bad_request("invalid_request", e))?;
+    lookup_allowed(&state, &principal.owner).await?;
+    let patients = deliveries.find_patients(&principal.owner, &query).await?;
+    Ok(Json(PatientList { patients }))
+}
+
+/// A patient's encounters for the picker, newest first, with date and reason.
+#[utoipa::path(
+    get,
+    path = "/v1/ehr/patients/{id}/encounters",
+    tag = "ehr",
+    params(("id" = String, Path, description = "The patient's EHR id, from /v1/ehr/patients")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = EncounterList),
+        (status = 400, description = "Not an EHR id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The token lacks the ehr:push scope", body = ErrorBody),
+        (status = 404, description = "The EHR does not know the patient", body = ErrorBody),
+        (status = 429, description = "Too many look-ups (EHR_LOOKUPS_PER_MINUTE)", body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody),
+        (status = 502, description = "The EHR could not answer, or its login needs renewing", body = ErrorBody)
+    )
+)]
+async fn patient_encounters(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<EncounterList>, ApiError> {
+    let principal = caller.require(Scope::EhrPush)?;
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    if !valid_ref(&id) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "a patient id is an EHR id (letters, digits, - and _)",
+        ));
+    }
+    lookup_allowed(&state, &principal.owner).await?;
+    let encounters = deliveries.encounters(&principal.owner, &id).await?;
+    Ok(Json(EncounterList { encounters }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -196,7 +305,10 @@ async fn push_to_ehr(
         .as_ref()
         .map(|t| deliveries::note_content(section, t))
         .unwrap_or_default();
-    if content.iter().all(|(_, text)| text.trim().len() < MIN_NOTE_BYTES) {
+    if content
+        .iter()
+        .all(|(_, text)| text.trim().len() < MIN_NOTE_BYTES)
+    {
         return Err(ApiError::bad_request(
             "empty_transcript",
             "the transcript is empty: there is nothing to put in the chart",

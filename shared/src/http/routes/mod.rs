@@ -16,4 +16,6 @@ mod views;
 pub mod vocabulary;
 pub mod web;
 
-pub use views::{NoteView, SectionView, TranscriptionList, TranscriptionSummary, TranscriptionView};
+pub use views::{
+    NoteView, SectionView, TranscriptionList, TranscriptionSummary, TranscriptionView,
+};
