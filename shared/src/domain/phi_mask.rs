@@ -278,6 +278,7 @@ mod tests {
             language: Some("en".into()),
             language_probability: None,
             duration_s: Some(2.5),
+            ..Default::default()
         };
         let masked = transcript.masked();
         assert_eq!(masked.text, "Mr. [NAME], MRN [ID].");
@@ -302,6 +303,7 @@ mod tests {
             language: None,
             language_probability: None,
             duration_s: Some(2.0),
+            ..Default::default()
         };
         let texts: Vec<String> = transcript
             .masked()

@@ -379,6 +379,7 @@ mod tests {
             language: Some("en".into()),
             language_probability: None,
             duration_s: Some(3661.3),
+            ..Default::default()
         }
     }
 
