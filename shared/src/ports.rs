@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrReceipt,
-    EncounterSummary, EngineKind, JobId, NoteDelivery, OwnerId, PatientQuery, PatientSummary, Task,
-    Transcript, TranscriptionId, TranscriptionRecord, UploadPlan, Vocabulary, estimated_tokens,
+    EncounterSummary, EngineKind, JobId, NoteDelivery, Notification, OwnerId, PatientQuery,
+    PatientSummary, Task, Transcript, TranscriptionId, TranscriptionRecord, UploadPlan, Vocabulary,
+    estimated_tokens,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -297,6 +298,31 @@ pub trait AuditLog: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Notifications
+// ---------------------------------------------------------------------------------------------
+
+/// Why a notification was not accepted. Reasons never carry the body.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotifyError {
+    /// Worth retrying: connection errors, timeouts, 429 and 5xx.
+    #[error("{reason}")]
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The receiver refused it (4xx): retrying the same message will not help.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Sends a notification's body to the integration that listens (a webhook, an event bus).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// `id` is the notification's id (the same on every retry); `body` the JSON to send.
+    async fn send(&self, id: &str, body: &[u8]) -> Result<(), NotifyError>;
+}
+
+// ---------------------------------------------------------------------------------------------
 // EHR
 // ---------------------------------------------------------------------------------------------
 
@@ -517,8 +543,16 @@ pub trait BlobResealer: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Job {
-    Transcribe { transcription_id: TranscriptionId },
-    EhrPush { delivery_id: uuid::Uuid },
+    Transcribe {
+        transcription_id: TranscriptionId,
+    },
+    EhrPush {
+        delivery_id: uuid::Uuid,
+    },
+    /// A notification to send (travels on the transcribe queue, retried with its backoff).
+    Notify {
+        notification: Notification,
+    },
 }
 
 impl Job {

@@ -45,6 +45,8 @@ pub enum StartupError {
     EhrClient(#[source] reqwest::Error),
     #[error("cannot build the cloud transcription client")]
     CloudClient(#[source] reqwest::Error),
+    #[error("cannot build the webhook client")]
+    WebhookClient(#[source] reqwest::Error),
     #[error(
         "ENABLE_LOCAL_TRANSCRIPTION is on, but this build has no local engine (build with the `whisper` feature)"
     )]
@@ -148,6 +150,13 @@ impl AppState {
                     access.clone(),
                 ))
             }),
+            notifier: match &config.webhook {
+                Some(webhook) => Some(Arc::new(
+                    crate::adapters::webhook::WebhookNotifier::new(webhook.clone())
+                        .map_err(StartupError::WebhookClient)?,
+                ) as Arc<dyn crate::ports::Notifier>),
+                None => None,
+            },
             ehr_lookups: config.ehr.as_ref().map(|ehr| {
                 Arc::new(crate::app::rate_limit::RateLimiter::for_scope(
                     "ehr-lookup",

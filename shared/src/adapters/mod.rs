@@ -33,6 +33,7 @@ pub mod speech_pieces;
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
+pub mod webhook;
 #[cfg(feature = "whisper")]
 pub mod whisper;
 

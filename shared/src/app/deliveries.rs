@@ -9,8 +9,9 @@ use crate::{
     config::EhrConfig,
     domain::{
         AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, EhrError,
-        EncounterSummary, NoteDelivery, NoteError, NoteSection, OwnerId, PatientQuery,
-        PatientSummary, Status, Transcript, TranscriptionRecord, delivery_marker, note_fields,
+        EncounterSummary, EventKind, NoteDelivery, NoteError, NoteSection, Notification, OwnerId,
+        PatientQuery, PatientSummary, Status, Transcript, TranscriptionRecord, delivery_marker,
+        note_fields,
     },
     metrics::Metrics,
     ports::{Clock, ConnectionState, Job, QueueError, ReceivedJob, RecordStore, StoreError},
@@ -28,6 +29,7 @@ pub struct Deliveries {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     config: EhrConfig,
+    notifications: super::notify::Notifications,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             config: self.config.ehr.clone()?,
+            notifications: self.notifications(),
         })
     }
 }
@@ -310,6 +313,7 @@ impl Deliveries {
         correlation: Option<&str>,
     ) {
         self.metrics.record_ehr("delivered");
+        self.notify(delivery, EventKind::DeliveryDelivered).await;
         tracing::info!(delivery_id = %delivery.id, transcription_id = %delivery.transcription_id, found_existing = receipt.found_existing, "EHR note delivered");
         let detail = format!(
             "delivered; EHR note {}{}",
@@ -347,6 +351,7 @@ impl Deliveries {
         {
             return Err(JobError::Deliveries(err));
         }
+        self.notify(delivery, EventKind::DeliveryFailed).await;
         self.audit
             .record(Self::audit_attempt(
                 delivery,
@@ -356,6 +361,12 @@ impl Deliveries {
             ))
             .await;
         Ok(())
+    }
+
+    async fn notify(&self, delivery: &EhrDelivery, kind: EventKind) {
+        let notification = Notification::new(kind, delivery.transcription_id, self.clock.now())
+            .for_delivery(delivery.id);
+        self.notifications.emit(notification).await;
     }
 
     fn audit_attempt(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::{
     domain::{EhrError, EngineKind},
-    ports::{BlobError, EngineError, StoreError},
+    ports::{BlobError, EngineError, NotifyError, StoreError},
     telemetry,
 };
 
@@ -39,6 +39,8 @@ pub enum JobError {
     DeliveryWindowPassed,
     #[error("the transcription is no longer available")]
     TranscriptGone,
+    #[error("could not send the notification")]
+    Notify(#[source] NotifyError),
 }
 
 impl JobError {
@@ -53,6 +55,7 @@ impl JobError {
             Self::Audio(err) => err.is_transient(),
             Self::Engine(err) => matches!(err, EngineError::Transient(_)),
             Self::Ehr(err) => matches!(err, EhrError::Transient { .. }),
+            Self::Notify(err) => matches!(err, NotifyError::Transient { .. }),
             Self::Unreadable
             | Self::WrongQueue { .. }
             | Self::NoEngine(_)
@@ -65,7 +68,8 @@ impl JobError {
     /// What the other side asked us to wait (an EHR's `Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Ehr(EhrError::Transient { retry_after, .. }) => *retry_after,
+            Self::Ehr(EhrError::Transient { retry_after, .. })
+            | Self::Notify(NotifyError::Transient { retry_after, .. }) => *retry_after,
             _ => None,
         }
     }

@@ -8,6 +8,7 @@ pub mod edits;
 pub mod errors;
 pub mod heartbeats;
 pub mod keys;
+pub mod notify;
 pub mod rate_limit;
 pub mod records;
 pub mod retention;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub scale_in_protection: Option<Arc<dyn ScaleInProtection>>,
     /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
+    /// Sends notifications (`WEBHOOK_URL`); `None` when none is configured.
+    pub notifier: Option<Arc<dyn crate::ports::Notifier>>,
     /// Patient and encounter look-ups per user (`EHR_LOOKUPS_PER_MINUTE`); `None` without EHR.
     pub ehr_lookups: Option<Arc<rate_limit::RateLimiter>>,
     /// Locks an account out after too many failed sign-ins (shared across processes).

@@ -9,8 +9,8 @@ use tracing::Instrument;
 use super::{AppState, Engines, errors::JobError};
 use crate::{
     domain::{
-        NoteTemplate, Transcript, TranscriptionId, TranscriptionRecord, Vocabulary, compose_prompt,
-        split_by_headings,
+        EventKind, NoteTemplate, Notification, Transcript, TranscriptionId, TranscriptionRecord,
+        Vocabulary, compose_prompt, split_by_headings,
     },
     metrics::Metrics,
     ports::{
@@ -35,6 +35,7 @@ pub struct Transcriptions {
     lease: Duration,
     /// Without it, the transcript is all the product keeps.
     store_phi: bool,
+    notifications: super::notify::Notifications,
 }
 
 impl AppState {
@@ -49,6 +50,7 @@ impl AppState {
             metrics: self.metrics.clone(),
             lease: self.config.queue.processing_lease(),
             store_phi: self.config.retention.store_phi,
+            notifications: self.notifications(),
         }
     }
 }
@@ -143,6 +145,15 @@ impl Transcriptions {
             "transcription completed"
         );
         self.forget_audio(&record).await;
+        if stored {
+            self.notifications
+                .emit(Notification::new(
+                    EventKind::TranscriptionCompleted,
+                    *id,
+                    self.clock.now(),
+                ))
+                .await;
+        }
         Ok(Processed::Completed(transcript))
     }
 
@@ -180,10 +191,21 @@ impl Transcriptions {
 
     /// Fails the record with the error's reason. `false` when it was already final or gone.
     pub async fn fail(&self, id: &TranscriptionId, reason: &str) -> Result<bool, JobError> {
-        self.records
+        let failed = self
+            .records
             .fail(id, reason, self.clock.now())
             .await
-            .map_err(JobError::Records)
+            .map_err(JobError::Records)?;
+        if failed {
+            self.notifications
+                .emit(Notification::new(
+                    EventKind::TranscriptionFailed,
+                    *id,
+                    self.clock.now(),
+                ))
+                .await;
+        }
+        Ok(failed)
     }
 
     /// A record `processing` since before this instant was abandoned.

@@ -10,6 +10,7 @@ mod ehr;
 mod engines;
 mod http;
 mod limits;
+mod notify;
 #[cfg(test)]
 mod production_tests;
 mod queue;
@@ -28,6 +29,7 @@ pub use engines::{
     AudioDecoder, CloudEngineConfig, EnginesConfig, LocalEngineConfig, VoiceDetection,
 };
 pub use http::{HttpConfig, WebConfig};
+pub use notify::WebhookConfig;
 pub use queue::{QueueBackend, QueueConfig};
 pub use retention::RetentionConfig;
 pub use source::{ConfigError, SECRET_KEYS, resolve_secret_parameters};
@@ -90,6 +92,8 @@ pub struct Config {
     pub engines: EnginesConfig,
     /// `Some` when `EHR_TARGET` is set.
     pub ehr: Option<EhrConfig>,
+    /// `Some` when `WEBHOOK_URL` is set.
+    pub webhook: Option<notify::WebhookConfig>,
     pub retention: RetentionConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -130,6 +134,7 @@ impl Config {
             http: HttpConfig::parse(&src, environment)?,
             auth: AuthConfig::parse(&src, environment.is_production())?,
             ehr: ehr::parse_ehr(&src, &queue.backend, &storage.record_backend)?,
+            webhook: notify::WebhookConfig::parse(&src)?,
             engines: EnginesConfig::parse(&src)?,
             retention: RetentionConfig::parse(&src)?,
             telemetry: TelemetryConfig::parse(&src, environment)?,
@@ -157,6 +162,9 @@ impl Config {
         self.storage.check_for_production()?;
         if let Some(ehr) = &self.ehr {
             ehr.check_for_production()?;
+        }
+        if let Some(webhook) = &self.webhook {
+            webhook.check_for_production()?;
         }
         self.telemetry.check_for_production()?;
         // STORE_PHI=false keeps the prompt and file name out, but the transcript is PHI too.

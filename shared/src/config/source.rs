@@ -44,6 +44,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "OPENEMR_CLIENT_SECRET",
     "OPENEMR_REFRESH_TOKEN",
     "FHIR_BEARER_TOKEN",
+    "WEBHOOK_SECRET",
     "SENTRY_DSN",
 ];
 

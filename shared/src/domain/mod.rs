@@ -6,6 +6,7 @@ mod ehr;
 mod ids;
 mod languages;
 mod note_structure;
+mod notify;
 mod phi_mask;
 mod retry;
 mod transcript;
@@ -25,6 +26,9 @@ pub use ids::{BlobKey, InvalidId, JobId, OwnerId, PARTS_SUFFIX, TranscriptionId}
 pub use languages::{language_code, language_name};
 pub use note_structure::{
     NoteTemplate, SectionSpec, SectionText, StructureError, StructuredNote, split_by_headings,
+};
+pub use notify::{
+    EventKind, Notification, WEBHOOK_REPLAY_WINDOW_SECS, verify_webhook, webhook_signature,
 };
 pub use phi_mask::mask_phi;
 pub use retry::{Backoff, MAX_BACKOFF};

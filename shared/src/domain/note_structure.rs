@@ -596,9 +596,16 @@ mod tests {
             let expected = fixture["expected"].as_object().unwrap();
             let found = split_by_headings(text, template);
             let found = found.as_ref().map_or(&[][..], |n| n.sections.as_slice());
-            total += expected.len() + found.iter().filter(|s| !expected.contains_key(&s.key)).count();
+            total += expected.len()
+                + found
+                    .iter()
+                    .filter(|s| !expected.contains_key(&s.key))
+                    .count();
             for (key, want) in expected {
-                let got = found.iter().find(|s| &s.key == key).map(|s| s.text.as_str());
+                let got = found
+                    .iter()
+                    .find(|s| &s.key == key)
+                    .map(|s| s.text.as_str());
                 if got == want.as_str() {
                     right += 1;
                 } else {

@@ -27,6 +27,12 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
                 queue: "EHR",
             });
         }
+        Some(Job::Notify { .. }) => {
+            return settle::dead_letter(JobError::WrongQueue {
+                found: "notification",
+                queue: "EHR",
+            });
+        }
         None => return settle::dead_letter(JobError::Unreadable),
     };
     let mut attempt = Attempt {

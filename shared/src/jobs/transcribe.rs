@@ -5,7 +5,7 @@ use tracing::Instrument;
 use super::{Disposition, JobKind, settle};
 use crate::{
     app::{AppState, JobError, transcriptions::Processed},
-    domain::{Backoff, TranscriptionId},
+    domain::{Backoff, Notification, TranscriptionId},
     ports::{Job, ReceivedJob},
     telemetry,
 };
@@ -26,6 +26,7 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
                 queue: "transcribe",
             });
         }
+        Some(Job::Notify { notification }) => return notify(state, message, &notification).await,
         None => return settle::dead_letter(JobError::Unreadable),
     };
     match state
@@ -50,6 +51,30 @@ async fn handle(state: &AppState, message: &ReceivedJob) -> Disposition {
             }
             settle::Decision::GiveUp(reason) => give_up(state, &id, reason).await,
         },
+    }
+}
+
+/// Sends a notification; a receiver that is down gets it again after the backoff, until the
+/// queue's last attempt.
+async fn notify(
+    state: &AppState,
+    message: &ReceivedJob,
+    notification: &Notification,
+) -> Disposition {
+    let Err(err) = state.send_notification(notification).await else {
+        return Disposition::Ack;
+    };
+    match settle::decide(
+        Backoff::new(state.config.queue.retry_base_delay),
+        message.receive_count,
+        state.config.queue.max_receive_count,
+        &err,
+    ) {
+        settle::Decision::Retry(disposition) => {
+            tracing::warn!(notification_id = %notification.id, error.cause_chain = %err.reason(), "notification not accepted; will retry");
+            disposition
+        }
+        settle::Decision::GiveUp(reason) => settle::dead_letter_with(reason),
     }
 }
 

@@ -42,3 +42,4 @@ mod telemetry;
 mod transcriptions;
 mod upload;
 mod vocabulary;
+mod webhooks;
