@@ -425,6 +425,230 @@ function show(record) {
   );
   current = Object.assign(current || {}, { id: record.id });
   $("ehr-status").textContent = "";
+  showEditor(record);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Correcting and structuring: every save is a new version on the server; the editor sends the
+// version it started from, so a concurrent save is refused rather than overwritten.
+// ---------------------------------------------------------------------------------------------
+
+function showEditor(record) {
+  const masked = $("mask-phi").checked;
+  current.version = record.version;
+  current.savedText = record.text || "";
+  current.note = record.note || null;
+  $("editor").value = current.savedText;
+  for (const id of ["editor", "save-edit", "undo-edit", "structure", "template", "save-sections"]) $(id).disabled = masked;
+  $("edit-status").textContent = masked ? "Untick “Mask PHI” to edit: the text shown is masked." : "";
+  $("version-info").textContent = record.edited_by
+    ? `Version ${record.version}, saved by ${record.edited_by} at ${new Date(record.edited_at).toLocaleString()}.`
+    : `Version ${record.version || 1}, as transcribed.`;
+  if (record.note) $("template").value = record.note.template;
+  renderSections(record.note);
+  refreshVersions();
+}
+
+function renderSections(note) {
+  const sections = (note && note.sections) || [];
+  $("save-sections").hidden = sections.length === 0;
+  $("sections").replaceChildren(
+    ...(sections.length === 0
+      ? [Object.assign(document.createElement("p"), { textContent: "No sections yet: dictate headings (“Subjective … Plan …”) or split the text at them." })]
+      : sections.map((section) => {
+          const box = document.createElement("div");
+          box.className = "section";
+          const label = document.createElement("label");
+          label.htmlFor = `section-${section.key}`;
+          label.textContent = `${section.title} `;
+          const field = document.createElement("span");
+          field.className = "field";
+          field.textContent = `(EHR field: ${section.field})`;
+          label.append(field);
+          const text = document.createElement("textarea");
+          text.id = `section-${section.key}`;
+          text.dataset.key = section.key;
+          text.value = section.text;
+          text.disabled = $("mask-phi").checked;
+          box.append(label, text);
+          return box;
+        })),
+  );
+}
+
+/// The first words that differ between two texts, for "who changed what".
+function changeBetween(before, after) {
+  const a = (before || "").split(/\s+/).filter(Boolean);
+  const b = (after || "").split(/\s+/).filter(Boolean);
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  let endA = a.length;
+  let endB = b.length;
+  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+    endA--;
+    endB--;
+  }
+  const removed = a.slice(start, endA).join(" ");
+  const added = b.slice(start, endB).join(" ");
+  if (!removed && !added) return "sections changed";
+  const cut = (words) => (words.length > 60 ? words.slice(0, 60) + "…" : words);
+  return `“${cut(removed)}” → “${cut(added)}”`;
+}
+
+async function refreshVersions() {
+  const response = await call(`/v1/transcriptions/${current.id}/versions?${maskQuery()}`);
+  if (!response.ok) return;
+  const { versions } = await response.json();
+  current.versions = versions;
+  $("versions").replaceChildren(
+    ...versions.map((version, index) => {
+      const item = document.createElement("li");
+      const who = version.author || "the transcription engine";
+      item.textContent = `Version ${version.version} by ${who}, ${new Date(version.at).toLocaleString()}`;
+      if (index > 0) {
+        const change = document.createElement("span");
+        change.className = "change";
+        change.textContent = ` — ${changeBetween(versions[index - 1].text, version.text)}`;
+        item.append(change);
+      }
+      return item;
+    }),
+  );
+}
+
+/// Saves an edit; on a conflict, reloads the latest version and says so.
+async function saveEdit(body, done) {
+  const response = await call(`/v1/transcriptions/${current.id}`, {
+    method: "PATCH",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(Object.assign({ version: current.version }, body)),
+  });
+  if (response.status === 409) {
+    const reason = await problem(response);
+    await reopen();
+    $("edit-status").textContent = `Not saved: ${reason}. The latest version is shown.`;
+    return;
+  }
+  if (!response.ok) {
+    $("edit-status").textContent = `Not saved: ${await problem(response)}`;
+    return;
+  }
+  show(await response.json());
+  $("edit-status").textContent = done;
+}
+
+async function reopen() {
+  const response = await call(`/v1/transcriptions/${current.id}?${maskQuery()}`);
+  if (response.ok) show(await response.json());
+}
+
+function noteInput(note) {
+  if (!note) return null;
+  return {
+    template: note.template,
+    sections: note.sections.map((s) => ({ key: s.key, text: s.text })),
+    preamble: note.preamble || "",
+  };
+}
+
+async function undoEdit() {
+  if ($("editor").value !== current.savedText) {
+    $("editor").value = current.savedText;
+    $("edit-status").textContent = "Unsaved changes undone.";
+    return;
+  }
+  const versions = current.versions || [];
+  if (versions.length < 2) {
+    $("edit-status").textContent = "Nothing to undo: this is the transcript as transcribed.";
+    return;
+  }
+  const previous = versions[versions.length - 2];
+  await saveEdit({ text: previous.text, note: noteInput(previous.note) }, `Version ${previous.version} restored as a new version.`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The EHR push: find the patient by typing part of a name, pick the encounter, push, and
+// follow the delivery until the EHR holds the note.
+// ---------------------------------------------------------------------------------------------
+
+let searchTimer = null;
+
+function searchPatients() {
+  clearTimeout(searchTimer);
+  const q = $("patient-search").value.trim();
+  if (q.length < 2) {
+    $("patient-results").replaceChildren();
+    $("patient-search").setAttribute("aria-expanded", "false");
+    return;
+  }
+  searchTimer = setTimeout(async () => {
+    const response = await call(`/v1/ehr/patients?q=${encodeURIComponent(q)}`);
+    if (!response.ok) {
+      $("patient-chosen").textContent = `Search failed: ${await problem(response)}`;
+      return;
+    }
+    const { patients } = await response.json();
+    if ($("patient-search").value.trim() !== q) return; // typed on meanwhile
+    $("patient-search").setAttribute("aria-expanded", String(patients.length > 0));
+    $("patient-results").replaceChildren(
+      ...(patients.length === 0
+        ? [Object.assign(document.createElement("li"), { textContent: "No patient matches." })]
+        : patients.map((patient) => {
+            const item = document.createElement("li");
+            item.setAttribute("role", "option");
+            const pick = document.createElement("button");
+            pick.type = "button";
+            pick.textContent = [patient.name, patient.birth_date, patient.record_number].filter(Boolean).join(" — ");
+            pick.addEventListener("click", () => choosePatient(patient));
+            item.append(pick);
+            return item;
+          })),
+    );
+  }, 250);
+}
+
+async function choosePatient(patient) {
+  $("patient-id").value = patient.id;
+  $("patient-search").value = patient.name;
+  $("patient-results").replaceChildren();
+  $("patient-search").setAttribute("aria-expanded", "false");
+  $("patient-chosen").textContent = `Patient: ${patient.name}${patient.birth_date ? ", born " + patient.birth_date : ""}.`;
+  const select = $("encounter-select");
+  select.replaceChildren();
+  select.disabled = true;
+  const response = await call(`/v1/ehr/patients/${encodeURIComponent(patient.id)}/encounters`);
+  if (!response.ok) {
+    $("patient-chosen").textContent = `Could not list encounters: ${await problem(response)}`;
+    return;
+  }
+  const { encounters } = await response.json();
+  select.replaceChildren(
+    ...encounters.map((encounter) => {
+      const option = document.createElement("option");
+      option.value = encounter.id;
+      option.textContent = [encounter.date && encounter.date.slice(0, 10), encounter.reason, encounter.number && `#${encounter.number}`]
+        .filter(Boolean)
+        .join(" — ");
+      return option;
+    }),
+  );
+  select.disabled = encounters.length === 0;
+  if (encounters.length === 0) $("patient-chosen").textContent += " No encounters: open one in the EHR first.";
+}
+
+async function followDelivery(deliveryId) {
+  for (let i = 0; i < 90; i++) {
+    const response = await call(`/v1/transcriptions/${current.id}/ehr`);
+    if (!response.ok) break;
+    const { deliveries } = await response.json();
+    const delivery = deliveries.find((d) => d.id === deliveryId);
+    if (delivery && delivery.status !== "pending") {
+      $("ehr-status").textContent =
+        delivery.status === "delivered" ? "EHR delivery delivered." : `EHR delivery failed: ${delivery.error || "no reason given"}`;
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 
 async function download(format) {
@@ -603,10 +827,16 @@ function wire() {
   });
   $("ehr-form").addEventListener("submit", async (event) => {
     event.preventDefault();
+    const patientId = $("patient-id").value;
+    const encounterId = $("encounter-select").value;
+    if (!patientId || !encounterId) {
+      $("ehr-status").textContent = "Pick the patient and the encounter first.";
+      return;
+    }
     const response = await call(`/v1/transcriptions/${current.id}/ehr`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ patient_id: $("patient-id").value.trim(), encounter_id: $("encounter-id").value.trim() }),
+      body: JSON.stringify({ patient_id: patientId, encounter_id: encounterId }),
     });
     if (!response.ok) {
       $("ehr-status").textContent = `Not sent: ${await problem(response)}`;
@@ -614,6 +844,28 @@ function wire() {
     }
     const delivery = await response.json();
     $("ehr-status").textContent = `EHR delivery ${delivery.status}.`;
+    followDelivery(delivery.id);
+  });
+  $("patient-search").addEventListener("input", searchPatients);
+  $("save-edit").addEventListener("click", () => saveEdit({ text: $("editor").value }, "Saved."));
+  $("undo-edit").addEventListener("click", undoEdit);
+  $("structure").addEventListener("click", async () => {
+    const response = await call(`/v1/transcriptions/${current.id}/structure`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ template: $("template").value }),
+    });
+    if (!response.ok) {
+      $("edit-status").textContent = `Not split: ${await problem(response)}`;
+      return;
+    }
+    show(await response.json());
+    $("edit-status").textContent = "Split into sections.";
+  });
+  $("save-sections").addEventListener("click", () => {
+    const sections = [...document.querySelectorAll("#sections textarea")].map((t) => ({ key: t.dataset.key, text: t.value }));
+    const note = { template: current.note.template, sections, preamble: current.note.preamble || "" };
+    saveEdit({ note }, "Sections saved.");
   });
 }
 

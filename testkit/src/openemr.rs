@@ -320,6 +320,8 @@ fn router(shared: Shared) -> Router {
         )
         .route("/apis/{site}/fhir/Patient", get(fhir_patients))
         .route("/apis/{site}/fhir/Encounter", get(fhir_encounters))
+        // Not OpenEMR: lets a browser test look at the chart as the fake holds it.
+        .route("/__fake/notes", get(inspect_notes))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
 }
@@ -667,6 +669,19 @@ async fn post_note(
         tokio::time::sleep(stall).await;
     }
     (StatusCode::CREATED, Json(json!({"sid": sid, "fid": fid}))).into_response()
+}
+
+async fn inspect_notes(State(shared): State<Shared>) -> Json<Value> {
+    let inner = shared.0.lock().unwrap();
+    Json(json!(
+        inner
+            .notes
+            .iter()
+            .map(
+                |n| json!({"id": n.id, "pid": n.pid, "encounter": n.encounter, "fields": n.fields})
+            )
+            .collect::<Vec<_>>()
+    ))
 }
 
 fn bundle(entries: Vec<Value>) -> Response {

@@ -3,7 +3,9 @@
 // Environment (set by scripts/web-check.sh): MMT_DEMO (a demo-mode server with local Whisper,
 // serving the page), MMT_PROD (a production-mode API that allows the demo's origin), MMT_DOWN
 // (an address nothing listens on), CLIP (an espeak-ng WAV), BIG_CLIP (the same speech at 48 kHz
-// stereo, repeated past the page's resumable-upload threshold), ARTIFACTS (screenshots go here).
+// stereo, repeated past the page's resumable-upload threshold), ARTIFACTS (screenshots go here),
+// DICTATION (espeak-ng speaking SOAP headings), EMR (the fake OpenEMR the demo server pushes
+// to; its /__fake/notes shows the chart), USER_NAME and USER_PASSWORD (a local clinician).
 
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
@@ -14,6 +16,8 @@ const DOWN = process.env.MMT_DOWN;
 const CLIP = process.env.CLIP;
 const BIG_CLIP = process.env.BIG_CLIP;
 const ARTIFACTS = process.env.ARTIFACTS;
+const DICTATION = process.env.DICTATION;
+const EMR = process.env.EMR;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -249,6 +253,65 @@ await check("guest → upload a WAV → progress → transcript → SRT → dele
     return response.status;
   }, copied);
   assert(afterwards === 401, `the signed-out token still works: ${afterwards}`);
+  await context.close();
+});
+
+await check("dictate with spoken headings → edit a word → sections → pick patient and encounter → push → delivered", async () => {
+  const { page, context, consoleErrors } = await open(browser, "/");
+  await bannerOf(page, "demo");
+  await page.fill("#username", process.env.USER_NAME);
+  await page.fill("#password", process.env.USER_PASSWORD);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#workspace:not([hidden])");
+  await page.setInputFiles("#file", DICTATION);
+  await page.waitForSelector("#result:not([hidden])", { timeout: 180000 });
+  await page.waitForSelector("#section-plan");
+  const keys = await page.$$eval("#sections textarea", (areas) => areas.map((a) => a.dataset.key));
+  assert(keys.join() === "subjective,objective,assessment,plan", `sections from the spoken headings: ${keys}`);
+
+  // One word corrected: a new version by the signed-in clinician; the sections follow.
+  const original = await page.inputValue("#editor");
+  assert(/headache/i.test(original), original);
+  await page.fill("#editor", original.replace(/headache/i, "migraine"));
+  await page.click("#save-edit");
+  await page.waitForFunction(() => document.getElementById("version-info").textContent.startsWith("Version 2"));
+  const subjective = await page.inputValue("#section-subjective");
+  assert(subjective.includes("migraine"), `the edit reached its section: ${subjective}`);
+  await page.waitForFunction(() => document.querySelectorAll("#versions li").length === 2);
+  const history = await page.textContent("#versions");
+  assert(history.includes("user:ana") && history.includes("→ “migraine”"), `who changed what: ${history}`);
+
+  // Undo of unsaved typing restores the saved text.
+  await page.fill("#editor", "scribble");
+  await page.click("#undo-edit");
+  assert((await page.inputValue("#editor")).includes("migraine"), "undo restored the saved version");
+
+  // The patient by part of a name, then the encounter (newest first).
+  await page.type("#patient-search", "orte", { delay: 60 });
+  await page.waitForSelector("#patient-results li button");
+  const found = await page.$$eval("#patient-results li button", (buttons) => buttons.map((b) => b.textContent));
+  assert(found.length === 1 && found[0].startsWith("Ortega, Valentina"), `patients: ${found}`);
+  await page.click("#patient-results li button");
+  await page.waitForFunction(() => {
+    const select = document.getElementById("encounter-select");
+    return !select.disabled && select.options.length === 2;
+  });
+  const newest = await page.$eval("#encounter-select", (s) => s.options[0].textContent);
+  assert(newest.includes("Follow-up headache") && newest.includes("2026-12-05"), `newest first: ${newest}`);
+  await page.screenshot({ path: `${ARTIFACTS}/ehr-picker.png`, fullPage: true });
+  await page.click("#push");
+  await page.waitForFunction(() => document.getElementById("ehr-status").textContent === "EHR delivery delivered.", null, { timeout: 60000 });
+
+  // The chart: one note, in that encounter, each section in its own SOAP field, with the edit.
+  const notes = await (await fetch(`${EMR}/__fake/notes`)).json();
+  assert(notes.length === 1, `one note: ${JSON.stringify(notes)}`);
+  const fields = notes[0].fields;
+  assert(notes[0].encounter === 45, `encounter 45: ${notes[0].encounter}`);
+  assert(fields.subjective.toLowerCase().includes("migraine"), `subjective: ${fields.subjective}`);
+  assert(/blood pressure/i.test(fields.objective), `objective: ${fields.objective}`);
+  assert(/tension headache/i.test(fields.assessment), `assessment: ${fields.assessment}`);
+  assert(/rest at home/i.test(fields.plan) && fields.plan.includes("[MMT delivery"), `plan: ${fields.plan}`);
+  assert(consoleErrors.length === 0, `console errors: ${consoleErrors.join(" | ")}`);
   await context.close();
 });
 
