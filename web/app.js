@@ -164,6 +164,7 @@ async function refreshStatus() {
   const prod = validApi(config.PRODUCTION_API_BASE_URL || "");
   $("connect-prod").hidden = !(status && status.demo_mode && prod && prod !== api.base);
   $("ehr-form").hidden = !(status && status.ehr_enabled);
+  $("draft").hidden = !(status && status.note_drafts);
   renderSignedIn();
 }
 
@@ -439,7 +440,7 @@ function showEditor(record) {
   current.savedText = record.text || "";
   current.note = record.note || null;
   $("editor").value = current.savedText;
-  for (const id of ["editor", "save-edit", "undo-edit", "structure", "template", "save-sections"]) $(id).disabled = masked;
+  for (const id of ["editor", "save-edit", "undo-edit", "structure", "draft", "template", "save-sections"]) $(id).disabled = masked;
   $("edit-status").textContent = masked ? "Untick “Mask PHI” to edit: the text shown is masked." : "";
   $("version-info").textContent = record.edited_by
     ? `Version ${record.version}, saved by ${record.edited_by} at ${new Date(record.edited_at).toLocaleString()}.`
@@ -849,19 +850,22 @@ function wire() {
   $("patient-search").addEventListener("input", searchPatients);
   $("save-edit").addEventListener("click", () => saveEdit({ text: $("editor").value }, "Saved."));
   $("undo-edit").addEventListener("click", undoEdit);
-  $("structure").addEventListener("click", async () => {
+  const structure = async (method, done) => {
+    $("edit-status").textContent = method === "draft" ? "Drafting…" : "";
     const response = await call(`/v1/transcriptions/${current.id}/structure`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ template: $("template").value }),
+      body: JSON.stringify({ template: $("template").value, method }),
     });
     if (!response.ok) {
       $("edit-status").textContent = `Not split: ${await problem(response)}`;
       return;
     }
     show(await response.json());
-    $("edit-status").textContent = "Split into sections.";
-  });
+    $("edit-status").textContent = done;
+  };
+  $("structure").addEventListener("click", () => structure("headings", "Split into sections."));
+  $("draft").addEventListener("click", () => structure("draft", "Drafted: review each section before pushing."));
   $("save-sections").addEventListener("click", () => {
     const sections = [...document.querySelectorAll("#sections textarea")].map((t) => ({ key: t.dataset.key, text: t.value }));
     const note = { template: current.note.template, sections, preamble: current.note.preamble || "" };

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrReceipt,
-    EncounterSummary, EngineKind, JobId, NoteDelivery, Notification, OwnerId, PatientQuery,
-    PatientSummary, Task, Transcript, TranscriptionId, TranscriptionRecord, UploadPlan, Vocabulary,
-    estimated_tokens,
+    EncounterSummary, EngineKind, JobId, NoteDelivery, NoteTemplate, Notification, OwnerId,
+    PatientQuery, PatientSummary, StructuredNote, Task, Transcript, TranscriptionId,
+    TranscriptionRecord, UploadPlan, Vocabulary, estimated_tokens,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -295,6 +295,35 @@ pub trait AuditLog: Send + Sync {
     async fn append(&self, event: &AuditEvent) -> Result<(), AuditError>;
     /// Events matching `query`, newest first, at most `query.limit`.
     async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Note drafts
+// ---------------------------------------------------------------------------------------------
+
+/// Why a draft could not be made. Reasons never carry the transcript.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DraftError {
+    /// The model's service is busy or down (429, 5xx, timeouts, after retries).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The service refused (a bad key, a model it does not know): retrying will not help.
+    #[error("{0}")]
+    Refused(String),
+    /// The model answered something that is not the sections asked for.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+/// Drafts a note's sections from an unstructured transcript (a conversation, a dictation
+/// without headings). The clinician reviews the draft; it is never pushed unread.
+#[async_trait]
+pub trait NoteDrafter: Send + Sync {
+    async fn draft(
+        &self,
+        transcript: &str,
+        template: NoteTemplate,
+    ) -> Result<StructuredNote, DraftError>;
 }
 
 // ---------------------------------------------------------------------------------------------

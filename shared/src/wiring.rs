@@ -118,6 +118,12 @@ impl AppState {
             ) as Arc<dyn Transcriber>),
             None => None,
         };
+        let drafter = match &config.engines.cloud {
+            Some(cloud) => crate::adapters::openai_chat::OpenAiNoteDrafter::new(cloud.clone())
+                .map_err(StartupError::CloudClient)?
+                .map(|d| Arc::new(d) as Arc<dyn crate::ports::NoteDrafter>),
+            None => None,
+        };
         let local = if config.engines.local_engine_enabled {
             Some(load_local_engine(&config)?)
         } else {
@@ -150,6 +156,7 @@ impl AppState {
                     access.clone(),
                 ))
             }),
+            drafter,
             notifier: match &config.webhook {
                 Some(webhook) => Some(Arc::new(
                     crate::adapters::webhook::WebhookNotifier::new(webhook.clone())

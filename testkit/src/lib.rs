@@ -9,6 +9,13 @@
 //! real service fails (429 with `Retry-After`, `insufficient_quota`, 5xx, 401, hanging past a
 //! client's timeout). It cannot understand speech: a successful answer describes the audio it
 //! received (size and SHA-256), so a test can prove the whole file arrived intact.
+//!
+//! It also serves `POST /v1/chat/completions` as OpenAI's API reference ("Create chat
+//! completion") documents it: JSON `model` and non-empty `messages` required (400
+//! `invalid_request_error` otherwise), `response_format: {"type": "json_object"}` refused with
+//! 400 unless a message contains the word "json", the `chat.completion` object on success,
+//! and the same scripted failures. It cannot write notes: its reply is what a test set, or a
+//! JSON object putting the user's message into `subjective`.
 
 pub mod fhir;
 pub mod hostile_audio;
@@ -84,6 +91,9 @@ struct Behaviour {
     /// Fixed transcript text; `None` describes the received audio.
     transcript: Option<String>,
     requests: Vec<RecordedRequest>,
+    /// The assistant's reply to chat completions, and its `finish_reason`.
+    chat_reply: Option<(String, &'static str)>,
+    chat_requests: Vec<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -154,6 +164,16 @@ impl OpenAiContractServer {
         self.behaviour().transcript = Some(text.into());
     }
 
+    /// What the next chat completions answer (and their `finish_reason`: `stop`, `length`).
+    pub fn set_chat_reply(&self, content: impl Into<String>, finish_reason: &'static str) {
+        self.behaviour().chat_reply = Some((content.into(), finish_reason));
+    }
+
+    /// The JSON bodies of the chat completion requests received.
+    pub fn chat_requests(&self) -> Vec<serde_json::Value> {
+        self.behaviour().chat_requests.clone()
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.behaviour().requests.clone()
     }
@@ -173,6 +193,7 @@ fn router(shared: Shared) -> Router {
     Router::new()
         .route("/v1/audio/transcriptions", post(transcribe))
         .route("/v1/audio/translations", post(translate))
+        .route("/v1/chat/completions", post(chat_completion))
         .layer(DefaultBodyLimit::max(MAX_FILE_BYTES + 1024 * 1024))
         .with_state(shared)
 }
@@ -183,6 +204,123 @@ fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> R
 }
 
 type Form = Result<Multipart, axum::extract::multipart::MultipartRejection>;
+
+/// The scripted failure for one request, as the transcription endpoints serve it.
+fn scripted_failure(failure: Option<Failure>) -> Option<Response> {
+    match failure? {
+        Failure::RateLimited { retry_after_s } => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit reached for requests.",
+                "requests",
+                Some("rate_limit_exceeded"),
+            );
+            if let Some(s) = retry_after_s {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            Some(response)
+        }
+        Failure::QuotaExhausted => Some(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "You exceeded your current quota, please check your plan and billing details.",
+            "insufficient_quota",
+            Some("insufficient_quota"),
+        )),
+        Failure::ServerError(status) => Some(error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "The server had an error while processing your request.",
+            "server_error",
+            None,
+        )),
+        Failure::Unauthorized => Some(error(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided.",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        )),
+        Failure::Stall(_) => None,
+    }
+}
+
+async fn chat_completion(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {}", shared.api_key));
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let (failure, reply) = {
+        let mut b = shared.behaviour.lock().expect("behaviour lock");
+        b.chat_requests.push(request.clone());
+        let failure = b.scripted.pop_front().or_else(|| b.always.clone());
+        (failure, b.chat_reply.clone())
+    };
+    if !authorized {
+        return scripted_failure(Some(Failure::Unauthorized)).expect("a 401");
+    }
+    if let Some(Failure::Stall(duration)) = failure {
+        tokio::time::sleep(duration).await;
+    } else if let Some(response) = scripted_failure(failure) {
+        return response;
+    }
+    let Some(model) = request["model"].as_str() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "you must provide a model parameter",
+            "invalid_request_error",
+            None,
+        );
+    };
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    if messages.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "'messages' is a required property",
+            "invalid_request_error",
+            None,
+        );
+    }
+    let says_json = messages.iter().any(|m| {
+        m["content"]
+            .as_str()
+            .is_some_and(|c| c.to_lowercase().contains("json"))
+    });
+    if request["response_format"]["type"] == "json_object" && !says_json {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+            "invalid_request_error",
+            None,
+        );
+    }
+    let user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    let (content, finish_reason) =
+        reply.unwrap_or_else(|| (json!({"subjective": user}).to_string(), "stop"));
+    Json(json!({
+        "id": "chatcmpl-contract",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": null},
+            "logprobs": null,
+            "finish_reason": finish_reason,
+        }],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }))
+    .into_response()
+}
 
 async fn transcribe(State(shared): State<Shared>, headers: HeaderMap, form: Form) -> Response {
     answer(shared, headers, form, "transcriptions").await

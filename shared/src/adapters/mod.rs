@@ -22,6 +22,7 @@ pub mod fhir;
 #[cfg(feature = "audio")]
 pub mod isolated_decoder;
 pub mod openai;
+pub mod openai_chat;
 pub mod openemr;
 #[cfg(feature = "aws")]
 pub mod s3;

@@ -32,17 +32,17 @@ pub struct OpenAiTranscriber {
 
 /// How one HTTP attempt ended, when it did not succeed.
 #[derive(Debug)]
-struct AttemptFailure {
-    reason: String,
+pub(super) struct AttemptFailure {
+    pub(super) reason: String,
     /// Worth repeating within this job attempt (after `retry_after` if the server said).
-    retry_here: bool,
-    retry_after: Option<Duration>,
+    pub(super) retry_here: bool,
+    pub(super) retry_after: Option<Duration>,
     /// Worth another job attempt later, once retries here are spent.
-    transient: bool,
+    pub(super) transient: bool,
 }
 
 impl AttemptFailure {
-    fn retryable(reason: String, retry_after: Option<Duration>) -> Self {
+    pub(super) fn retryable(reason: String, retry_after: Option<Duration>) -> Self {
         Self {
             reason,
             retry_here: true,
@@ -51,7 +51,7 @@ impl AttemptFailure {
         }
     }
 
-    fn permanent(reason: String) -> Self {
+    pub(super) fn permanent(reason: String) -> Self {
         Self {
             reason,
             retry_here: false,
@@ -198,7 +198,7 @@ impl OpenAiTranscriber {
 }
 
 /// What an error answer means: whether to retry, and after how long.
-async fn failure_of(response: reqwest::Response) -> AttemptFailure {
+pub(super) async fn failure_of(response: reqwest::Response) -> AttemptFailure {
     let status = response.status();
     let retry_after = response
         .headers()

@@ -10,7 +10,7 @@ use crate::{
         AuditAction, AuditEvent, AuditOutcome, NoteTemplate, OwnerId, Segment, Status,
         StructuredNote, TranscriptEdit, TranscriptionRecord, carry_segments, split_by_headings,
     },
-    ports::{Clock, RecordStore, StoreError},
+    ports::{Clock, DraftError, NoteDrafter, RecordStore, StoreError},
 };
 
 /// The longest transcript text an edit may save (a long dictation is far shorter).
@@ -21,6 +21,7 @@ pub struct Edits {
     records: Arc<dyn RecordStore>,
     audit: AuditTrail,
     clock: Arc<dyn Clock>,
+    drafter: Option<Arc<dyn NoteDrafter>>,
 }
 
 impl AppState {
@@ -29,6 +30,7 @@ impl AppState {
             records: self.records.clone(),
             audit: self.audit_trail(),
             clock: self.clock.clone(),
+            drafter: self.drafter.clone(),
         }
     }
 }
@@ -44,6 +46,10 @@ pub enum EditError {
     Invalid(String),
     #[error("could not save the edit")]
     Store(#[from] StoreError),
+    #[error("note drafts are not configured on this deployment (NOTE_DRAFT_MODEL)")]
+    NoDrafter,
+    #[error("the note could not be drafted: {0}")]
+    Draft(#[from] DraftError),
 }
 
 /// An edit as a client asks for it.
@@ -153,6 +159,38 @@ impl Edits {
                 template.sections()[0].title
             ))
         })?;
+        self.revise(
+            record,
+            author,
+            EditRequest {
+                base_version: None,
+                text: None,
+                segments: None,
+                note: Some(Some(note)),
+            },
+        )
+        .await
+    }
+
+    /// Has the draft model split the latest version into `template`'s sections (for a
+    /// conversation or a dictation without headings), saved as a new version for the
+    /// clinician to review and correct.
+    pub async fn draft(
+        &self,
+        record: TranscriptionRecord,
+        author: &OwnerId,
+        template: NoteTemplate,
+    ) -> Result<TranscriptionRecord, EditError> {
+        let drafter = self.drafter.as_ref().ok_or(EditError::NoDrafter)?;
+        let text = record
+            .transcript
+            .as_ref()
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        if text.trim().is_empty() {
+            return Err(EditError::Invalid("the transcript is empty".into()));
+        }
+        let note = drafter.draft(&text, template).await?;
         self.revise(
             record,
             author,

@@ -29,6 +29,9 @@ pub struct CloudEngineConfig {
     pub request_timeout: Duration,
     pub max_retries: u32,
     pub retry_base_delay: Duration,
+    /// `NOTE_DRAFT_MODEL`: the chat-completions model that drafts a note's sections from an
+    /// unstructured transcript; unset, no drafts are offered.
+    pub draft_model: Option<String>,
 }
 
 /// The local Whisper engine (whisper.cpp).
@@ -211,6 +214,7 @@ impl CloudEngineConfig {
             request_timeout: Duration::from_secs(src.parse("OPENAI_TIMEOUT_SECS", 120u64)?),
             max_retries: src.parse("OPENAI_MAX_RETRIES", 3u32)?,
             retry_base_delay: Duration::from_millis(src.parse("OPENAI_RETRY_BASE_MS", 500u64)?),
+            draft_model: src.raw("NOTE_DRAFT_MODEL"),
         }))
     }
 }

@@ -50,6 +50,9 @@ pub enum ApiError {
     EhrNeedsLogin(String),
     #[error("{0}")]
     EhrNotFound(String),
+    /// The draft model refused or answered something that is not a note.
+    #[error("{0}")]
+    DraftFailed(String),
     #[error("the request headers exceed {limit} bytes")]
     HeadersTooLarge { limit: usize },
     #[error("too many requests; retry in {retry_after_s} s")]
@@ -107,6 +110,7 @@ impl ApiError {
             Self::EhrUnavailable(_) => (StatusCode::BAD_GATEWAY, "ehr_unavailable"),
             Self::EhrNeedsLogin(_) => (StatusCode::BAD_GATEWAY, "ehr_needs_login"),
             Self::EhrNotFound(_) => (StatusCode::NOT_FOUND, "ehr_not_found"),
+            Self::DraftFailed(_) => (StatusCode::BAD_GATEWAY, "draft_failed"),
             Self::HeadersTooLarge { .. } => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",

@@ -297,3 +297,138 @@ async fn an_empty_transcript_is_not_pushed() {
     assert_eq!(body["error"]["code"], "empty_transcript", "{body}");
     assert!(emr.notes().is_empty());
 }
+
+const CONVERSATION: &str = "What brings you in today? I have had a cough for a week and a bit of a \
+    fever. Let me listen to your chest. Your chest sounds clear. It looks like a viral bronchitis, \
+    so drink plenty of fluids and come back if it lasts another week.";
+
+async fn structure(app: &TestApp, token: &str, id: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/transcriptions/{id}/structure")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_draft_model_sorts_a_conversation_into_sections_for_review() {
+    let app = spawn_app_with(&[("NOTE_DRAFT_MODEL", "gpt-4o-mini")]).await;
+    app.openai.set_transcript(CONVERSATION);
+    let ana = app.clinician_token("ana");
+    let id = app.upload_wav(&ana).await;
+    app.drain_jobs().await;
+    app.openai.set_chat_reply(
+        json!({"subjective": "Cough for a week with a mild fever.", "objective": "Chest clear.",
+               "assessment": "Viral bronchitis.", "plan": "Fluids; return if it lasts another week."})
+        .to_string(),
+        "stop",
+    );
+    // One 429 first: retried after its Retry-After, as the transcription engine is.
+    app.openai.script([mmt_testkit::Failure::RateLimited {
+        retry_after_s: Some(0),
+    }]);
+    let (status, view) = structure(&app, &ana, &id, json!({"method": "draft"})).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["version"], 2);
+    assert_eq!(view["edited_by"], "user:ana");
+    assert_eq!(section(&view, "assessment"), "Viral bronchitis.");
+    assert_eq!(
+        view["text"], CONVERSATION,
+        "the transcript itself is unchanged"
+    );
+
+    // What the model was sent: the documented request shape.
+    let sent = app.openai.chat_requests();
+    assert_eq!(sent.len(), 2, "the 429, then the retry");
+    let request = &sent[1];
+    assert_eq!(request["model"], "gpt-4o-mini");
+    assert_eq!(request["response_format"]["type"], "json_object");
+    assert_eq!(request["temperature"], 0);
+    assert_eq!(request["messages"][0]["role"], "system");
+    assert!(
+        request["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("subjective, objective, assessment, plan")
+    );
+    assert_eq!(request["messages"][1]["content"], CONVERSATION);
+}
+
+#[tokio::test]
+async fn draft_failures_are_told_apart_and_nothing_is_saved() {
+    let app = spawn_app_with(&[("NOTE_DRAFT_MODEL", "gpt-4o-mini")]).await;
+    app.openai.set_transcript(CONVERSATION);
+    let ana = app.clinician_token("ana");
+    let id = app.upload_wav(&ana).await;
+    app.drain_jobs().await;
+    let draft = json!({"method": "draft"});
+    use mmt_testkit::Failure;
+    // 5xx on every try (the first and OPENAI_MAX_RETRIES=2 more): busy, try again later.
+    app.openai.script([
+        Failure::ServerError(500),
+        Failure::ServerError(502),
+        Failure::ServerError(503),
+    ]);
+    let (status, body) = structure(&app, &ana, &id, draft.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("engine_unavailable")),
+        "{body}"
+    );
+    // A rejected key: not retried, a gateway error that says why.
+    app.openai.script([Failure::Unauthorized]);
+    let before = app.openai.chat_requests().len();
+    let (status, body) = structure(&app, &ana, &id, draft.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("draft_failed")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API key")
+    );
+    assert_eq!(
+        app.openai.chat_requests().len(),
+        before + 1,
+        "a 401 is not retried"
+    );
+    // Cut off, or not JSON: unusable.
+    app.openai
+        .set_chat_reply("{\"subjective\": \"Cough for a", "length");
+    assert_eq!(structure(&app, &ana, &id, draft.clone()).await.0, 502);
+    app.openai
+        .set_chat_reply("Here is your note: cough.", "stop");
+    let (status, body) = structure(&app, &ana, &id, draft.clone()).await;
+    assert_eq!(status, 502);
+    assert!(body["error"]["message"].as_str().unwrap().contains("JSON"));
+    // Nothing was saved by any of them.
+    let (_, view) = app
+        .get_json(&ana, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(view["version"], 1);
+    // Guests' transcripts do not go to the draft model.
+    let guest = app.guest_token().await;
+    let guest_id = app.upload_wav(&guest).await;
+    app.drain_jobs().await;
+    assert_eq!(structure(&app, &guest, &guest_id, draft).await.0, 403);
+
+    // Without NOTE_DRAFT_MODEL there are no drafts.
+    let plain = spawn_app_with(&[]).await;
+    plain.openai.set_transcript(CONVERSATION);
+    let bo = plain.clinician_token("bo");
+    let id = plain.upload_wav(&bo).await;
+    plain.drain_jobs().await;
+    let (status, body) = structure(&plain, &bo, &id, json!({"method": "draft"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("drafts_not_configured"))
+    );
+}

@@ -24,6 +24,8 @@ pub struct DemoStatus {
     default_engine: Option<EngineKind>,
     /// Whether `POST /v1/transcriptions/{id}/ehr` is configured.
     ehr_enabled: bool,
+    /// Whether `POST /v1/transcriptions/{id}/structure` can draft with a model.
+    note_drafts: bool,
 }
 
 /// What this deployment is: demo or production, which engines and sign-in methods are on.
@@ -40,5 +42,6 @@ async fn status(State(state): State<AppState>) -> Json<DemoStatus> {
         local_login: c.auth.allow_local_login,
         default_engine: c.engines.default_engine,
         ehr_enabled: c.ehr.is_some(),
+        note_drafts: state.drafter.is_some(),
     })
 }

@@ -25,6 +25,7 @@ use crate::{
         ApiError, ErrorBody,
         extract::{ApiJson, ApiQuery, Caller},
     },
+    ports::DraftError,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -40,6 +41,13 @@ impl From<EditError> for ApiError {
             EditError::NotCompleted(_) | EditError::Stale { .. } => Self::Conflict(err.to_string()),
             EditError::Invalid(message) => Self::bad_request("invalid_request", message),
             EditError::Store(err) => err.into(),
+            EditError::NoDrafter => Self::bad_request("drafts_not_configured", err.to_string()),
+            EditError::Draft(DraftError::Unavailable(_)) => {
+                Self::EngineUnavailable(err.to_string())
+            }
+            EditError::Draft(DraftError::Refused(_) | DraftError::Unusable(_)) => {
+                Self::DraftFailed(err.to_string())
+            }
         }
     }
 }
@@ -138,10 +146,22 @@ pub struct StructureBody {
     /// `soap` (default), `history_and_physical` or `progress_note`.
     #[schema(value_type = Option<String>)]
     template: Option<NoteTemplate>,
+    /// `headings` (default): split at the headings spoken; `draft`: have the draft model
+    /// (`NOTE_DRAFT_MODEL`) sort an unstructured transcript into the sections, for review.
+    method: Option<StructureMethod>,
 }
 
-/// Splits the latest version into a template's sections at the headings the clinician spoke
-/// ("Subjective ... Objective ..."), as a new version.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StructureMethod {
+    Headings,
+    Draft,
+}
+
+/// Splits the latest version into a template's sections, as a new version: at the headings
+/// the clinician spoke ("Subjective ... Objective ..."), or, with `method: draft`, by the
+/// draft model for a transcript without headings (signed-in users only: the text goes to the
+/// cloud model).
 #[utoipa::path(
     post,
     path = "/v1/transcriptions/{id}/structure",
@@ -151,10 +171,13 @@ pub struct StructureBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The transcription with its sections, at a new version", body = TranscriptionView),
-        (status = 400, description = "No heading of the template was spoken", body = ErrorBody),
+        (status = 400, description = "No heading of the template was spoken, or drafts are not configured", body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 403, description = "Guests may not send a transcript to the draft model", body = ErrorBody),
         (status = 404, description = "No such transcription (or not the caller's)", body = ErrorBody),
-        (status = 409, description = "Not completed", body = ErrorBody)
+        (status = 409, description = "Not completed", body = ErrorBody),
+        (status = 502, description = "The draft model refused or answered something unusable", body = ErrorBody),
+        (status = 503, description = "The draft model is busy or down; try again", body = ErrorBody)
     )
 )]
 async fn structure_transcription(
@@ -166,10 +189,19 @@ async fn structure_transcription(
     let principal = caller.require(Scope::Write)?;
     let record = load_owned(&state, principal, &id, AuditAction::Edit).await?;
     let template = body.template.unwrap_or(NoteTemplate::Soap);
-    let saved = state
-        .edits()
-        .structure(record, &principal.owner, template)
-        .await?;
+    let edits = state.edits();
+    let saved = match body.method.unwrap_or(StructureMethod::Headings) {
+        StructureMethod::Headings => edits.structure(record, &principal.owner, template).await?,
+        StructureMethod::Draft => {
+            if principal.owner.is_guest() {
+                return Err(ApiError::Forbidden(
+                    "forbidden",
+                    "sign in to have a note drafted: guests' transcripts stay out of the cloud model",
+                ));
+            }
+            edits.draft(record, &principal.owner, template).await?
+        }
+    };
     Ok(Json(saved.into()))
 }
 
