@@ -107,6 +107,7 @@ impl AppState {
         let vocabularies = backends.vocabulary_store()?;
         let access = backends.access_ledger()?;
         let (ehr, ehr_sealed) = backends.ehr_services()?;
+        let notifier = backends.notifier()?;
         let (records, blobs, key_rotation) = backends.sealed_stores(&vocabularies, ehr_sealed)?;
         // Every event this process writes is linked into its own hash chain.
         let audit: Arc<dyn AuditLog> = Arc::new(crate::app::audit::ChainedAuditLog::new(
@@ -157,13 +158,7 @@ impl AppState {
                 ))
             }),
             drafter,
-            notifier: match &config.webhook {
-                Some(webhook) => Some(Arc::new(
-                    crate::adapters::webhook::WebhookNotifier::new(webhook.clone())
-                        .map_err(StartupError::WebhookClient)?,
-                ) as Arc<dyn crate::ports::Notifier>),
-                None => None,
-            },
+            notifier,
             ehr_lookups: config.ehr.as_ref().map(|ehr| {
                 Arc::new(crate::app::rate_limit::RateLimiter::for_scope(
                     "ehr-lookup",
@@ -400,6 +395,28 @@ impl Backends<'_> {
             #[cfg(not(feature = "aws"))]
             RecordBackend::DynamoDb { .. } => Err(StartupError::NoAwsSupport),
         }
+    }
+
+    /// Where notifications go (`WEBHOOK_URL`, `EVENT_BUS_NAME`), if anywhere.
+    fn notifier(&self) -> Result<Option<Arc<dyn crate::ports::Notifier>>, StartupError> {
+        Ok(match &self.config.notify {
+            None => None,
+            Some(crate::config::NotifyConfig::Webhook(webhook)) => Some(Arc::new(
+                crate::adapters::webhook::WebhookNotifier::new(webhook.clone())
+                    .map_err(StartupError::WebhookClient)?,
+            )),
+            #[cfg(feature = "aws")]
+            Some(crate::config::NotifyConfig::EventBridge { bus }) => Some(Arc::new(
+                crate::adapters::eventbridge::EventBridgeNotifier::new(
+                    aws_sdk_eventbridge::Client::new(self.aws()?),
+                    bus.clone(),
+                ),
+            )),
+            #[cfg(not(feature = "aws"))]
+            Some(crate::config::NotifyConfig::EventBridge { .. }) => {
+                return Err(StartupError::NoAwsSupport);
+            }
+        })
     }
 
     /// The EHR services, and the stores among them that seal (for key rotation).

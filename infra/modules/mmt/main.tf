@@ -77,7 +77,20 @@ locals {
   # transcribe function does (cloud engine).
   gpu_worker = var.gpu_worker != null
 
-  environment = merge(local.ehr_environment, local.telemetry_environment, local.token_environment, {
+  # Notifications travel as jobs on the transcribe queue (queued by whoever sees the event,
+  # sent by its consumer) and end as events on the bus.
+  notify_environment = merge(
+    var.event_bus ? { EVENT_BUS_NAME = aws_cloudwatch_event_bus.events[0].name } : {},
+    var.note_draft_model != null ? { NOTE_DRAFT_MODEL = var.note_draft_model } : {},
+  )
+  queue_notifications = var.event_bus ? [
+    { sid = "QueueNotifications", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },
+  ] : []
+  publish_events = var.event_bus ? [
+    { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [aws_cloudwatch_event_bus.events[0].arn] },
+  ] : []
+
+  environment = merge(local.ehr_environment, local.telemetry_environment, local.token_environment, local.notify_environment, {
     ENV                               = "prod"
     LOG_FORMAT                        = "json"
     DEMO_MODE                         = "false"
@@ -213,32 +226,35 @@ locals {
       ]
     }
     transcriptions = {
-      description          = "GET /v1/transcriptions[/{id}[/transcript]], DELETE /v1/transcriptions/{id}, GET|PUT /v1/vocabulary"
-      memory_mb            = 256
-      timeout_s            = 10
+      description = "GET /v1/transcriptions[/{id}[/transcript|/versions]], PATCH|DELETE /v1/transcriptions/{id}, POST /v1/transcriptions/{id}/structure, GET|PUT /v1/vocabulary"
+      memory_mb   = 256
+      # A drafted note waits on the chat model.
+      timeout_s            = var.note_draft_model != null ? 60 : 10
       reserved_concurrency = var.reserved_concurrency ? 50 : null
       statements = [
-        { sid = "ReadRecords", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.table_arns },
+        # UpdateItem: an edit is a conditional write of the transcript (a new version).
+        { sid = "ReadRecords", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], resources = local.table_arns },
         { sid = "ForgetDeliveries", actions = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"], resources = local.ehr_table },
         # Deleting an unfinished resumable upload aborts its S3 multipart upload (the parts are
         # PHI); the sweep leaves that to the bucket's one-day lifecycle rule.
         { sid = "DeleteAudio", actions = ["s3:DeleteObject", "s3:AbortMultipartUpload"], resources = local.audio_paths },
         { sid = "FindUploads", actions = ["s3:ListBucketMultipartUploads"], resources = [local.bucket_arn] },
-        local.read_phi_secrets,
+        # The draft model is reached with the OpenAI key.
+        { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.field_keys], var.note_draft_model != null ? [local.openai_key] : [], local.hs256_secret_arns, local.sentry_secret_arns) },
         local.write_audit,
         local.access_ledger,
         local.use_key,
       ]
     }
     ehr-push = {
-      description          = "POST|GET /v1/transcriptions/{id}/ehr, and the EHR queue's deliveries"
+      description          = "POST|GET /v1/transcriptions/{id}/ehr, GET /v1/ehr/patients[/{id}/encounters], and the EHR queue's deliveries"
       memory_mb            = 256
       timeout_s            = 60
       reserved_concurrency = var.reserved_concurrency ? 10 : null
       environment = {
         for name in local.ehr_secrets : "${upper(replace(name, "-", "_"))}_SSM_PARAMETER" => module.secrets.parameter_names[name]
       }
-      statements = [
+      statements = concat([
         { sid = "ReadRecords", actions = ["dynamodb:GetItem"], resources = [module.storage.table_arn] },
         { sid = "Outbox", actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"], resources = local.ehr_table },
         { sid = "EhrQueue", actions = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.ehr_queue.arn] },
@@ -247,7 +263,7 @@ locals {
         local.write_audit,
         local.access_ledger,
         local.use_key,
-      ]
+      ], local.queue_notifications)
     }
     docs = {
       description          = "GET /openapi.json, /docs"
@@ -263,14 +279,14 @@ locals {
       memory_mb            = 1024
       timeout_s            = var.transcribe_timeout_s
       reserved_concurrency = var.reserved_concurrency ? var.transcribe_concurrency : null
-      statements = [
+      statements = concat([
         { sid = "ReadAudio", actions = ["s3:GetObject", "s3:DeleteObject"], resources = local.audio_paths },
         { sid = "UpdateRecords", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem"], resources = [module.storage.table_arn] },
         { sid = "ConsumeQueue", actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn] },
         { sid = "DeadLetter", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.dead_letter_arn] },
         { sid = "ReadSecrets", actions = ["ssm:GetParameter"], resources = concat([local.field_keys, local.openai_key], local.hs256_secret_arns, local.sentry_secret_arns) },
         local.use_key,
-      ]
+      ], local.queue_notifications, local.publish_events)
     }
     retention-sweep = {
       description          = "Deletes recordings and records past RETENTION_DAYS"
@@ -433,7 +449,7 @@ module "gpu_worker" {
     { for arn in local.hs256_secret_arns : "INTERNAL_JWT_SECRET" => arn },
     { for arn in local.sentry_secret_arns : "SENTRY_DSN" => arn },
   )
-  statements = [
+  statements = concat([
     { sid = "ReadAudio", actions = ["s3:GetObject", "s3:DeleteObject"], resources = local.audio_paths },
     { sid = "UpdateRecords", actions = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"], resources = [module.storage.table_arn] },
     { sid = "ConsumeQueue", actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"], resources = [module.transcribe_queue.arn] },
@@ -442,5 +458,12 @@ module "gpu_worker" {
     # The worker protects its own task from scale-in while it holds a job (ECS_AGENT_URI).
     { sid = "ScaleInProtection", actions = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"], resources = ["arn:${data.aws_partition.current.partition}:ecs:${var.region}:${data.aws_caller_identity.current.account_id}:task/${var.name}-gpu/*"] },
     local.use_key,
-  ]
+  ], local.queue_notifications, local.publish_events)
+}
+
+# Transcription and EHR-delivery events (ids and status only): an integration adds its own
+# rule on this bus (an SQS queue, an API destination that signs, a Lambda function).
+resource "aws_cloudwatch_event_bus" "events" {
+  count = var.event_bus ? 1 : 0
+  name  = "${var.name}-events"
 }

@@ -36,3 +36,8 @@ output "alarm_topic_arn" {
   description = "The SNS topic of the operational alarms."
   value       = aws_sns_topic.alarms.arn
 }
+
+output "event_bus" {
+  description = "The EventBridge bus of transcription and EHR-delivery events (null when event_bus is off)."
+  value       = var.event_bus ? aws_cloudwatch_event_bus.events[0].name : null
+}

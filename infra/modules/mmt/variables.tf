@@ -99,6 +99,18 @@ variable "allow_guest_auth" {
   default     = false
 }
 
+variable "event_bus" {
+  description = "Publish transcription and EHR-delivery events (ids and status, no PHI) on an EventBridge bus that integrations route with their own rules."
+  type        = bool
+  default     = true
+}
+
+variable "note_draft_model" {
+  description = "A chat-completions model (e.g. gpt-4o-mini) that drafts a note's sections from an unstructured transcript on request; null: no drafts."
+  type        = string
+  default     = null
+}
+
 variable "openai_base_url" {
   type    = string
   default = "https://api.openai.com/v1"

@@ -18,6 +18,8 @@ pub mod dynamodb_vocabulary;
 pub mod ecs_task_protection;
 pub mod encrypted_blobs;
 pub mod encrypted_records;
+#[cfg(feature = "aws")]
+pub mod eventbridge;
 pub mod fhir;
 #[cfg(feature = "audio")]
 pub mod isolated_decoder;

@@ -33,7 +33,11 @@ impl AppState {
         let Some(notifier) = &self.notifier else {
             return Ok(());
         };
-        let include_text = self.config.webhook.as_ref().is_some_and(|w| w.include_text);
+        let include_text = self
+            .config
+            .notify
+            .as_ref()
+            .is_some_and(|n| n.include_text());
         let text = if include_text {
             text_of(self.records.as_ref(), notification).await?
         } else {

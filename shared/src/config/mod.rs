@@ -29,7 +29,7 @@ pub use engines::{
     AudioDecoder, CloudEngineConfig, EnginesConfig, LocalEngineConfig, VoiceDetection,
 };
 pub use http::{HttpConfig, WebConfig};
-pub use notify::WebhookConfig;
+pub use notify::{NotifyConfig, WebhookConfig};
 pub use queue::{QueueBackend, QueueConfig};
 pub use retention::RetentionConfig;
 pub use source::{ConfigError, SECRET_KEYS, resolve_secret_parameters};
@@ -92,8 +92,8 @@ pub struct Config {
     pub engines: EnginesConfig,
     /// `Some` when `EHR_TARGET` is set.
     pub ehr: Option<EhrConfig>,
-    /// `Some` when `WEBHOOK_URL` is set.
-    pub webhook: Option<notify::WebhookConfig>,
+    /// `Some` when `WEBHOOK_URL` or `EVENT_BUS_NAME` is set.
+    pub notify: Option<NotifyConfig>,
     pub retention: RetentionConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -134,7 +134,7 @@ impl Config {
             http: HttpConfig::parse(&src, environment)?,
             auth: AuthConfig::parse(&src, environment.is_production())?,
             ehr: ehr::parse_ehr(&src, &queue.backend, &storage.record_backend)?,
-            webhook: notify::WebhookConfig::parse(&src)?,
+            notify: NotifyConfig::parse(&src)?,
             engines: EnginesConfig::parse(&src)?,
             retention: RetentionConfig::parse(&src)?,
             telemetry: TelemetryConfig::parse(&src, environment)?,
@@ -163,8 +163,8 @@ impl Config {
         if let Some(ehr) = &self.ehr {
             ehr.check_for_production()?;
         }
-        if let Some(webhook) = &self.webhook {
-            webhook.check_for_production()?;
+        if let Some(notify) = &self.notify {
+            notify.check_for_production()?;
         }
         self.telemetry.check_for_production()?;
         // STORE_PHI=false keeps the prompt and file name out, but the transcript is PHI too.
@@ -186,6 +186,7 @@ impl Config {
         matches!(self.storage.blob_backend, BlobBackend::S3 { .. })
             || matches!(self.storage.record_backend, RecordBackend::DynamoDb { .. })
             || matches!(self.queue.backend, QueueBackend::Sqs { .. })
+            || matches!(self.notify, Some(NotifyConfig::EventBridge { .. }))
     }
 
     /// Whether any adapter lives in the SQLite file.

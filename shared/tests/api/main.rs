@@ -16,6 +16,8 @@ mod ehr_lookup;
 mod ehr_push;
 #[cfg(feature = "aws")]
 mod emulator;
+#[cfg(feature = "aws")]
+mod events_aws;
 mod encryption;
 mod health;
 mod helpers;
