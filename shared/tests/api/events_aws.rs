@@ -57,8 +57,7 @@ fn events_in(messages: &[aws_sdk_sqs::types::Message]) -> Vec<Value> {
 async fn a_notification_is_an_eventbridge_event_a_rule_can_route() {
     let aws = Emulator::start().await;
     let queue = bus_to_queue(&aws).await;
-    let notifier =
-        EventBridgeNotifier::new(aws_sdk_eventbridge::Client::new(&aws.sdk), BUS.into());
+    let notifier = EventBridgeNotifier::new(aws_sdk_eventbridge::Client::new(&aws.sdk), BUS.into());
     let id = TranscriptionId::new();
     let notification = Notification::new(EventKind::TranscriptionCompleted, id, chrono::Utc::now());
     let body = notification.body(None).to_string();
@@ -70,7 +69,10 @@ async fn a_notification_is_an_eventbridge_event_a_rule_can_route() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["source"], EVENT_SOURCE);
     assert_eq!(events[0]["detail-type"], "transcription.completed");
-    assert_eq!(events[0]["detail"]["data"]["transcription_id"], id.to_string());
+    assert_eq!(
+        events[0]["detail"]["data"]["transcription_id"],
+        id.to_string()
+    );
     assert_eq!(events[0]["detail"]["id"], notification.id.to_string());
 }
 
@@ -88,7 +90,10 @@ async fn a_completed_transcription_reaches_the_bus_without_its_text() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["detail-type"], "transcription.completed");
     assert_eq!(events[0]["detail"]["data"]["transcription_id"], id.as_str());
-    assert!(!events[0].to_string().contains("Ortega"), "no PHI on the bus");
+    assert!(
+        !events[0].to_string().contains("Ortega"),
+        "no PHI on the bus"
+    );
     // Both destinations at once is refused: one place to listen.
     let both = mmt_core::config::Config::from_map(
         &[

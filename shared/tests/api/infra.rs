@@ -60,6 +60,26 @@ fn string(expr: &Expression) -> String {
     }
 }
 
+/// A role's statements: a list, `concat(...)` of lists, locals naming lists, and both branches
+/// of a condition (`var.x ? [...] : []`), so a check sees everything a role may be granted.
+fn statements(expr: &Expression, locals: &BTreeMap<String, Expression>) -> Vec<Expression> {
+    match resolve(expr, locals) {
+        Expression::Array(items) => items,
+        Expression::FuncCall(call) if call.name.name.as_str() == "concat" => call
+            .args
+            .iter()
+            .flat_map(|arg| statements(arg, locals))
+            .collect(),
+        Expression::Conditional(c) => {
+            let mut both = statements(&c.true_expr, locals);
+            both.extend(statements(&c.false_expr, locals));
+            both
+        }
+        Expression::Parenthesis(inner) => statements(&inner, locals),
+        other => panic!("expected a list of statements, got {other:?}"),
+    }
+}
+
 /// `local.<name>` → the local it names; anything else as is.
 fn resolve(expr: &Expression, locals: &BTreeMap<String, Expression>) -> Expression {
     if let Expression::Traversal(t) = expr
@@ -112,7 +132,7 @@ fn audit_table_grants(
     for (name, function) in functions {
         let function = object(function);
         let mut actions = BTreeSet::new();
-        for statement in array(&function["statements"]) {
+        for statement in statements(&function["statements"], locals) {
             let statement = object(&resolve(&statement, locals));
             if format!("{:?}", statement["resources"]).contains("audit_table_arn") {
                 actions.extend(array(&statement["actions"]).iter().map(string));
@@ -190,10 +210,10 @@ fn every_function_and_the_worker_get_a_least_privilege_role() {
     let mut touched = BTreeMap::new();
     for (name, function) in &functions {
         let function = object(function);
-        let statements = array(&function["statements"]);
+        let granted = statements(&function["statements"], &locals);
         touched.insert(
             name.clone(),
-            assert_least_privilege(name, &statements, &locals),
+            assert_least_privilege(name, &granted, &locals),
         );
     }
     // The functions that serve no data touch none; auth reads and appends the audit trail
@@ -207,8 +227,8 @@ fn every_function_and_the_worker_get_a_least_privilege_role() {
         );
     }
     for name in ["demo-status", "docs"] {
-        let statements = array(&object(&functions[name])["statements"]);
-        for statement in statements.iter().map(|s| object(&resolve(s, &locals))) {
+        let granted = statements(&object(&functions[name])["statements"], &locals);
+        for statement in granted.iter().map(|s| object(&resolve(s, &locals))) {
             let actions: Vec<String> = array(&statement["actions"]).iter().map(string).collect();
             if actions.iter().any(|a| a.starts_with("dynamodb:")) {
                 assert_eq!(string(&statement["sid"]), "AccessLedger", "{name}");
@@ -254,7 +274,11 @@ fn every_function_and_the_worker_get_a_least_privilege_role() {
         .attributes()
         .find(|a| a.key() == "statements")
         .expect("gpu_worker statements");
-    assert_least_privilege("gpu_worker", &array(statements.expr()), &locals);
+    assert_least_privilege(
+        "gpu_worker",
+        &self::statements(statements.expr(), &locals),
+        &locals,
+    );
 
     // The functions module grants a role per function and nothing beyond its statements but
     // its own logs and tracing (the only "*": X-Ray, which has no resource-level scoping).
@@ -319,12 +343,16 @@ fn every_function_serving_an_ehr_route_can_read_the_ehr_table() {
             continue;
         }
         let function = object(&functions[group.function_name()]);
-        let reaches_ehr_table = array(&function["statements"]).iter().any(|statement| {
-            let statement = object(&resolve(statement, &locals));
-            let actions: Vec<String> = array(&statement["actions"]).iter().map(string).collect();
-            format!("{:?}", statement["resources"]).contains("ehr_table")
-                && actions.iter().any(|a| a == "dynamodb:GetItem")
-        });
+        let reaches_ehr_table =
+            statements(&function["statements"], &locals)
+                .iter()
+                .any(|statement| {
+                    let statement = object(&resolve(statement, &locals));
+                    let actions: Vec<String> =
+                        array(&statement["actions"]).iter().map(string).collect();
+                    format!("{:?}", statement["resources"]).contains("ehr_table")
+                        && actions.iter().any(|a| a == "dynamodb:GetItem")
+                });
         assert!(
             reaches_ehr_table,
             "{} serves {ehr_paths:?} but its role cannot read the EHR table",
@@ -511,8 +539,7 @@ fn only_auth_signs_and_only_record_functions_hold_field_keys() {
     let functions = object(&locals["functions"]);
     // What each function may read from Parameter Store, as the references it names.
     let secrets_read = |name: &str| -> String {
-        let statements = array(&object(&functions[name])["statements"]);
-        statements
+        statements(&object(&functions[name])["statements"], &locals)
             .iter()
             .map(|s| object(&resolve(s, &locals)))
             .filter(|s| {
@@ -597,4 +624,77 @@ fn keys_metadata_and_the_web_edge_are_scoped() {
         r#"minimum_protocol_version       = var.certificate == null ? "TLSv1" : "TLSv1.2_2021""#
     ));
     assert!(web.contains(r#"dynamic "logging_config""#));
+}
+
+/// Notifications (issue 18): whoever sees an event queues it on the transcribe queue, its
+/// consumers publish it on the bus, and an edit may rewrite a record's transcript; each role
+/// has exactly the grant it needs for that.
+#[test]
+fn notifications_and_edits_have_the_grants_they_need() {
+    let main = parse("modules/mmt/main.tf");
+    let locals = locals(&main);
+    let functions = object(&locals["functions"]);
+    let grants = |granted: Vec<Expression>| -> Vec<(String, String)> {
+        granted
+            .iter()
+            .map(|s| object(&resolve(s, &locals)))
+            .flat_map(|s| {
+                let resources = format!("{:?}", resolve(&s["resources"], &locals));
+                array(&s["actions"])
+                    .iter()
+                    .map(|a| (string(a), resources.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let of = |name: &str| grants(statements(&object(&functions[name])["statements"], &locals));
+    let has = |granted: &[(String, String)], action: &str, resource: &str| {
+        granted
+            .iter()
+            .any(|(a, r)| a == action && r.contains(resource))
+    };
+    for name in ["transcribe", "ehr-push"] {
+        assert!(
+            has(&of(name), "sqs:SendMessage", "transcribe_queue"),
+            "{name} queues notifications"
+        );
+    }
+    assert!(has(
+        &of("transcribe"),
+        "events:PutEvents",
+        "aws_cloudwatch_event_bus"
+    ));
+    assert!(has(&of("transcriptions"), "dynamodb:UpdateItem", "table"));
+    for name in [
+        "upload",
+        "auth",
+        "health",
+        "docs",
+        "demo-status",
+        "transcriptions",
+    ] {
+        assert!(
+            !of(name).iter().any(|(a, _)| a == "events:PutEvents"),
+            "{name} publishes nothing"
+        );
+    }
+    let worker = main
+        .blocks()
+        .find(|b| {
+            b.identifier() == "module"
+                && b.labels().first().map(|l| l.as_str()) == Some("gpu_worker")
+        })
+        .expect("module gpu_worker");
+    let statements_expr = worker
+        .body()
+        .attributes()
+        .find(|a| a.key() == "statements")
+        .expect("gpu_worker statements")
+        .expr()
+        .clone();
+    assert!(has(
+        &grants(statements(&statements_expr, &locals)),
+        "events:PutEvents",
+        "aws_cloudwatch_event_bus"
+    ));
 }

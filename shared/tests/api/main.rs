@@ -16,9 +16,9 @@ mod ehr_lookup;
 mod ehr_push;
 #[cfg(feature = "aws")]
 mod emulator;
+mod encryption;
 #[cfg(feature = "aws")]
 mod events_aws;
-mod encryption;
 mod health;
 mod helpers;
 mod hostile;
