@@ -58,7 +58,7 @@ impl AppState {
 /// What processing did.
 #[derive(Debug)]
 pub enum Processed {
-    Completed(Transcript),
+    Completed(Box<Transcript>),
     /// Nothing to do: the record is gone, already final, or in the hands of other live work
     /// (a duplicate message).
     Skipped(&'static str),
@@ -154,7 +154,7 @@ impl Transcriptions {
                 ))
                 .await;
         }
-        Ok(Processed::Completed(transcript))
+        Ok(Processed::Completed(Box::new(transcript)))
     }
 
     /// What the owner asked for, with the prompt made from the deployment's vocabulary, the

@@ -312,7 +312,7 @@ async fn transcribe_now(state: AppState, id: TranscriptionId) -> Result<Transcri
         .process(&id, &format!("request:{id}"))
         .await
     {
-        Ok(Processed::Completed(transcript)) => return Ok(transcript),
+        Ok(Processed::Completed(transcript)) => return Ok(*transcript),
         Ok(Processed::Skipped(why)) => Err(JobError::Records(StoreError::Corrupt(format!(
             "the new record could not be processed: {why}"
         )))),
