@@ -10,11 +10,12 @@
 #   * Lambda: arm64 zip size per function (target < 5 MB) and cold-start init time (median)
 #   * mixed load: 200 clients for 30 s, valid and hostile requests, with rate limiting on:
 #     no 5xx, no lost upload, no caller past its limit (BENCH_LOAD_CLIENTS, BENCH_LOAD_SECONDS)
-#   BENCH_SECTIONS="http load whisper lambda" (default: all) picks sections.
+#   * note sections: how many spoken-heading sections of the dictation fixtures are found
+#   BENCH_SECTIONS="http load whisper lambda notes" (default: all) picks sections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-SECTIONS=" ${BENCH_SECTIONS:-http load whisper lambda} "
+SECTIONS=" ${BENCH_SECTIONS:-http load whisper lambda notes} "
 section() { [[ "$SECTIONS" == *" $1 "* ]]; }
 
 DURATION=${BENCH_DURATION:-10s}
@@ -316,4 +317,11 @@ env $(cat "$work/aws.env") ENV=prod DEMO_MODE=false LOG_FORMAT=json RUST_LOG=war
   BLOB_STORE=s3 S3_BUCKET=mmt-bench S3_KMS_KEY_ID=alias/mmt-bench RECORD_STORE=dynamodb DYNAMODB_TABLE=mmt-bench AUDIT_TABLE=mmt-bench-audit JOB_QUEUE=sqs \
   ENABLE_FIELD_ENCRYPTION=1 ENCRYPTION_KEYS="k1:$(head -c 32 /dev/urandom | base64)" PRIMARY_ENCRYPTION_KEY_ID=k1 \
   python3 scripts/lambda-cold-start.py "${BENCH_COLD_STARTS:-7}" "${specs[@]}"
+fi
+
+if section notes; then
+echo
+echo "== Note sections: spoken headings in the dictation fixtures =="
+cargo test -q -p mmt-core --lib sections_are_found_in_the_dictation_fixtures -- --nocapture 2>/dev/null \
+  | grep -E "^(section splitting|  missed)"
 fi
