@@ -14,6 +14,7 @@ use crate::{
     },
     app::{
         AppState, EHR_QUEUE, EhrServices, Engines, KeyRotation, TRANSCRIBE_QUEUE, WorkerHeartbeats,
+        rate_limit::RateLimiter,
     },
     auth::{TokenKeys, TokenService},
     config::{AuditBackend, BlobBackend, Config, QueueBackend, RecordBackend},
@@ -119,12 +120,6 @@ impl AppState {
             ) as Arc<dyn Transcriber>),
             None => None,
         };
-        let drafter = match &config.engines.cloud {
-            Some(cloud) => crate::adapters::openai_chat::OpenAiNoteDrafter::new(cloud.clone())
-                .map_err(StartupError::CloudClient)?
-                .map(|d| Arc::new(d) as Arc<dyn crate::ports::NoteDrafter>),
-            None => None,
-        };
         let local = if config.engines.local_engine_enabled {
             Some(load_local_engine(&config)?)
         } else {
@@ -152,15 +147,15 @@ impl AppState {
                 )) as Arc<dyn crate::ports::ScaleInProtection>
             }),
             rate_limiter: (config.http.rate_limit_per_minute > 0).then(|| {
-                Arc::new(crate::app::rate_limit::RateLimiter::new(
+                Arc::new(RateLimiter::new(
                     config.http.rate_limit_per_minute,
                     access.clone(),
                 ))
             }),
-            drafter,
+            drafter: note_drafter(&config)?,
             notifier,
             ehr_lookups: config.ehr.as_ref().map(|ehr| {
-                Arc::new(crate::app::rate_limit::RateLimiter::for_scope(
+                Arc::new(RateLimiter::for_scope(
                     "ehr-lookup",
                     ehr.lookups_per_minute,
                     access.clone(),
@@ -576,6 +571,20 @@ impl Backends<'_> {
             QueueBackend::Sqs { .. } => Err(StartupError::NoAwsSupport),
         }
     }
+}
+
+/// The chat model that drafts note sections, where the cloud engine names one.
+fn note_drafter(
+    config: &Config,
+) -> Result<Option<Arc<dyn crate::ports::NoteDrafter>>, StartupError> {
+    let Some(cloud) = &config.engines.cloud else {
+        return Ok(None);
+    };
+    Ok(
+        crate::adapters::openai_chat::OpenAiNoteDrafter::new(cloud.clone())
+            .map_err(StartupError::CloudClient)?
+            .map(|d| Arc::new(d) as Arc<dyn crate::ports::NoteDrafter>),
+    )
 }
 
 #[cfg(feature = "whisper")]

@@ -128,6 +128,21 @@ impl Transcriptions {
             .complete(id, &transcript, self.clock.now())
             .await
             .map_err(JobError::Records)?;
+        self.completed(&record, engine.as_ref(), &transcript, stored, started)
+            .await;
+        Ok(Processed::Completed(Box::new(transcript)))
+    }
+
+    /// Counts, logs and announces a transcript just stored, and forgets the audio where the
+    /// deployment keeps none.
+    async fn completed(
+        &self,
+        record: &TranscriptionRecord,
+        engine: &dyn Transcriber,
+        transcript: &Transcript,
+        stored: bool,
+        started: std::time::Instant,
+    ) {
         let elapsed_s = started.elapsed().as_secs_f64();
         self.metrics.record_transcription(
             record.engine.as_str(),
@@ -136,7 +151,7 @@ impl Transcriptions {
             elapsed_s,
         );
         tracing::info!(
-            transcription_id = %id,
+            transcription_id = %record.id,
             engine = %record.engine,
             model = %engine.describe(),
             elapsed_s,
@@ -144,17 +159,16 @@ impl Transcriptions {
             stored,
             "transcription completed"
         );
-        self.forget_audio(&record).await;
+        self.forget_audio(record).await;
         if stored {
             self.notifications
                 .emit(Notification::new(
                     EventKind::TranscriptionCompleted,
-                    *id,
+                    record.id,
                     self.clock.now(),
                 ))
                 .await;
         }
-        Ok(Processed::Completed(Box::new(transcript)))
     }
 
     /// What the owner asked for, with the prompt made from the deployment's vocabulary, the
