@@ -15,6 +15,42 @@ use crate::{
 
 /// The longest transcript text an edit may save (a long dictation is far shorter).
 pub const MAX_EDIT_BYTES: usize = 512 * 1024;
+/// The most segments an edit may send (a three-hour recording has a few thousand).
+pub const MAX_EDIT_SEGMENTS: usize = 20_000;
+
+/// Checks what a client sent before anything is saved: sizes, and segment times that are
+/// numbers, in order within each segment.
+fn check(request: &EditRequest) -> Result<(), EditError> {
+    let note_bytes = request
+        .note
+        .as_ref()
+        .and_then(Option::as_ref)
+        .map_or(0, |n| {
+            n.preamble.len() + n.sections.iter().map(|s| s.text.len()).sum::<usize>()
+        });
+    let text_bytes = request.text.as_ref().map_or(0, String::len);
+    if text_bytes > MAX_EDIT_BYTES || note_bytes > MAX_EDIT_BYTES {
+        return Err(EditError::Invalid(format!(
+            "the text and the sections may each be at most {MAX_EDIT_BYTES} bytes"
+        )));
+    }
+    if let Some(segments) = &request.segments {
+        if segments.len() > MAX_EDIT_SEGMENTS {
+            return Err(EditError::Invalid(format!(
+                "at most {MAX_EDIT_SEGMENTS} segments"
+            )));
+        }
+        let sane = |s: &Segment| {
+            s.start.is_finite() && s.end.is_finite() && s.start >= 0.0 && s.start <= s.end
+        };
+        if !segments.iter().all(sane) {
+            return Err(EditError::Invalid(
+                "each segment needs 0 <= start <= end, in seconds".into(),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// What editing needs.
 pub struct Edits {
@@ -76,6 +112,7 @@ impl Edits {
         if record.status != Status::Completed {
             return Err(EditError::NotCompleted(record.status.as_str()));
         }
+        check(&request)?;
         let read_at = record.updated_at;
         let transcript = record
             .transcript
@@ -88,11 +125,6 @@ impl Edits {
             return Err(EditError::Stale { expected, current });
         }
         let text = request.text.unwrap_or_else(|| transcript.text.clone());
-        if text.len() > MAX_EDIT_BYTES {
-            return Err(EditError::Invalid(format!(
-                "the text is longer than {MAX_EDIT_BYTES} bytes"
-            )));
-        }
         let segments = match request.segments {
             Some(segments) => Some(segments),
             None if text != transcript.text => Some(

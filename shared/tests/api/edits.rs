@@ -136,6 +136,21 @@ async fn an_edit_is_a_new_version_and_the_original_is_kept() {
     .await;
     assert_eq!(status, 400, "{bad}");
     assert!(bad["error"]["message"].as_str().unwrap().contains("hpi"));
+    // Segments whose times are not times, and text past the limit: refused, nothing saved.
+    let (status, _) = patch(
+        &app,
+        &ana,
+        &id,
+        json!({"text": "x y", "segments": [{"start": 5.0, "end": 1.0, "text": "x y"}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let huge = "a".repeat(600 * 1024);
+    assert_eq!(patch(&app, &ana, &id, json!({"text": huge})).await.0, 400);
+    let (_, after) = app
+        .get_json(&ana, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(after["version"], 3, "the refused edits saved nothing");
 }
 
 #[tokio::test]
