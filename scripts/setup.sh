@@ -129,6 +129,12 @@ if [[ ! -d web/tests/node_modules/playwright-core ]]; then
   PATH=$TOOLS_DIR/bin:$PATH npm ci --prefix web/tests --no-audit --no-fund || fail "npm ci in web/tests failed"
 fi
 
+# oidc-provider (OpenID-certified) for the sign-in tests: a real identity provider on loopback.
+if [[ ! -d testkit/oidc/node_modules/oidc-provider ]]; then
+  log "installing oidc-provider for the sign-in tests"
+  PATH=$TOOLS_DIR/bin:$PATH npm ci --prefix testkit/oidc --no-audit --no-fund || fail "npm ci in testkit/oidc failed"
+fi
+
 command -v cargo >/dev/null || fail "cargo is not on PATH: install Rust with rustup (https://rustup.rs)"
 for component in fmt clippy; do
   cargo "$component" --version >/dev/null 2>&1 \

@@ -153,14 +153,9 @@ impl AppState {
                 ))
             }),
             drafter: note_drafter(&config)?,
+            oidc: oidc_verifier(&config)?,
             notifier,
-            ehr_lookups: config.ehr.as_ref().map(|ehr| {
-                Arc::new(RateLimiter::for_scope(
-                    "ehr-lookup",
-                    ehr.lookups_per_minute,
-                    access.clone(),
-                ))
-            }),
+            ehr_lookups: ehr_lookup_limiter(&config, &access),
             sign_in_guard: Arc::new(crate::app::rate_limit::SignInGuard::new(
                 config.auth.limits.max_failed_sign_ins,
                 config.auth.limits.lockout_window,
@@ -571,6 +566,30 @@ impl Backends<'_> {
             QueueBackend::Sqs { .. } => Err(StartupError::NoAwsSupport),
         }
     }
+}
+
+/// Patient look-ups per user, counted in the shared ledger, where an EHR is configured.
+fn ehr_lookup_limiter(config: &Config, access: &Arc<dyn AccessLedger>) -> Option<Arc<RateLimiter>> {
+    config.ehr.as_ref().map(|ehr| {
+        Arc::new(RateLimiter::for_scope(
+            "ehr-lookup",
+            ehr.lookups_per_minute,
+            access.clone(),
+        ))
+    })
+}
+
+/// The verifier of the clinic's identity providers' tokens, where any is configured.
+fn oidc_verifier(
+    config: &Config,
+) -> Result<Option<Arc<crate::auth::oidc::OidcVerifier>>, StartupError> {
+    if config.oidc_issuers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(
+        crate::auth::oidc::OidcVerifier::new(&config.oidc_issuers)
+            .map_err(StartupError::WebhookClient)?,
+    )))
 }
 
 /// The chat model that drafts note sections, where the cloud engine names one.

@@ -82,6 +82,8 @@ pub struct AppState {
     pub scale_in_protection: Option<Arc<dyn ScaleInProtection>>,
     /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
+    /// Verifies access tokens from the clinic's identity providers (`OIDC_ISSUERS`).
+    pub oidc: Option<Arc<crate::auth::oidc::OidcVerifier>>,
     /// Drafts a note's sections with a chat model (`NOTE_DRAFT_MODEL`, cloud engine only).
     pub drafter: Option<Arc<dyn crate::ports::NoteDrafter>>,
     /// Sends notifications (`WEBHOOK_URL`); `None` when none is configured.

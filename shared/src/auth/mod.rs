@@ -1,5 +1,6 @@
 //! Who is calling: signed access tokens, scopes, and local password sign-in.
 
+pub mod oidc;
 mod passwords;
 mod tokens;
 

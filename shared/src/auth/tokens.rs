@@ -33,7 +33,7 @@ impl Scope {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         [Self::Read, Self::Write, Self::EhrPush, Self::Admin]
             .into_iter()
             .find(|scope| scope.as_str() == s)

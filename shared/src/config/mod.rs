@@ -11,6 +11,7 @@ mod engines;
 mod http;
 mod limits;
 mod notify;
+mod oidc;
 #[cfg(test)]
 mod production_tests;
 mod queue;
@@ -30,6 +31,7 @@ pub use engines::{
 };
 pub use http::{HttpConfig, WebConfig};
 pub use notify::{NotifyConfig, WebhookConfig};
+pub use oidc::OidcIssuer;
 pub use queue::{QueueBackend, QueueConfig};
 pub use retention::RetentionConfig;
 pub use source::{ConfigError, SECRET_KEYS, resolve_secret_parameters};
@@ -94,6 +96,8 @@ pub struct Config {
     pub ehr: Option<EhrConfig>,
     /// `Some` when `WEBHOOK_URL` or `EVENT_BUS_NAME` is set.
     pub notify: Option<NotifyConfig>,
+    /// The clinic's identity providers whose access tokens are accepted (`OIDC_ISSUERS`).
+    pub oidc_issuers: Vec<OidcIssuer>,
     pub retention: RetentionConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -135,6 +139,7 @@ impl Config {
             auth: AuthConfig::parse(&src, environment.is_production())?,
             ehr: ehr::parse_ehr(&src, &queue.backend, &storage.record_backend)?,
             notify: NotifyConfig::parse(&src)?,
+            oidc_issuers: oidc::parse_issuers(&src, environment.is_production())?,
             engines: EnginesConfig::parse(&src)?,
             retention: RetentionConfig::parse(&src)?,
             telemetry: TelemetryConfig::parse(&src, environment)?,

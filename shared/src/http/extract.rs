@@ -55,10 +55,7 @@ impl FromRequestParts<AppState> for Caller {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or(ApiError::Unauthorized)?;
-        let principal = state
-            .tokens
-            .verify(token)
-            .map_err(|_| ApiError::Unauthorized)?;
+        let principal = verify(state, token).await?;
         // A signed-out token is refused everywhere at once; when the list cannot be read, a
         // token is not taken on trust (503, the caller retries).
         let revoked = state
@@ -69,6 +66,27 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::Unauthorized);
         }
         Ok(Self(principal))
+    }
+}
+
+/// A token is verified by the issuer it names and by no other: MMT's own keys for MMT's
+/// tokens, a configured identity provider's for its own; any other issuer is refused.
+async fn verify(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let claimed = crate::auth::oidc::claimed_issuer(token);
+    let provider = claimed
+        .as_deref()
+        .filter(|iss| *iss != state.config.auth.jwt_issuer)
+        .and_then(|iss| state.oidc.as_ref()?.for_issuer(iss));
+    match provider {
+        None => state
+            .tokens
+            .verify(token)
+            .map_err(|_| ApiError::Unauthorized),
+        Some(issuer) => issuer
+            .verify(token)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.into()))?
+            .map_err(|_| ApiError::Unauthorized),
     }
 }
 

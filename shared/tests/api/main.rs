@@ -30,6 +30,7 @@ mod lambda;
 #[cfg(feature = "whisper")]
 mod local_engine;
 mod metrics;
+mod oidc;
 mod openapi;
 mod pipeline;
 mod process;
