@@ -55,4 +55,7 @@ module "mmt" {
   telemetry                 = var.telemetry
   web_page                  = var.web_page
   web_certificate           = var.web_certificate
+  oidc_issuers              = var.oidc_issuers
+  event_bus                 = var.event_bus
+  note_draft_model          = var.note_draft_model
 }

@@ -178,3 +178,30 @@ variable "web_page" {
   type        = bool
   default     = true
 }
+
+variable "oidc_issuers" {
+  description = "The clinic's identity providers (see modules/mmt): name, issuer, audience, roles_claim, role_scopes."
+  type = list(object({
+    name            = string
+    issuer          = string
+    audience        = string
+    audience_claim  = optional(string, "aud")
+    roles_claim     = optional(string, "roles")
+    role_scopes     = optional(map(list(string)))
+    algorithms      = optional(list(string), ["RS256"])
+    jwks_cache_secs = optional(number, 300)
+  }))
+  default = []
+}
+
+variable "event_bus" {
+  description = "Publish transcription and EHR-delivery events on an EventBridge bus."
+  type        = bool
+  default     = true
+}
+
+variable "note_draft_model" {
+  description = "A chat model that drafts note sections on request (null: no drafts)."
+  type        = string
+  default     = null
+}

@@ -82,6 +82,8 @@ locals {
   notify_environment = merge(
     var.event_bus ? { EVENT_BUS_NAME = aws_cloudwatch_event_bus.events[0].name } : {},
     var.note_draft_model != null ? { NOTE_DRAFT_MODEL = var.note_draft_model } : {},
+    # Unset role maps stay out of the JSON: MMT's default (clinician) applies.
+    length(var.oidc_issuers) > 0 ? { OIDC_ISSUERS = jsonencode([for i in var.oidc_issuers : { for k, v in i : k => v if v != null }]) } : {},
   )
   queue_notifications = var.event_bus ? [
     { sid = "QueueNotifications", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },

@@ -99,6 +99,21 @@ variable "allow_guest_auth" {
   default     = false
 }
 
+variable "oidc_issuers" {
+  description = "The clinic's OpenID Connect providers whose access tokens the API accepts (see the README's \"Sign in with your identity provider\"); every function verifies them with the JWKS it caches per cold start."
+  type = list(object({
+    name            = string
+    issuer          = string
+    audience        = string
+    audience_claim  = optional(string, "aud")
+    roles_claim     = optional(string, "roles")
+    role_scopes     = optional(map(list(string)))
+    algorithms      = optional(list(string), ["RS256"])
+    jwks_cache_secs = optional(number, 300)
+  }))
+  default = []
+}
+
 variable "event_bus" {
   description = "Publish transcription and EHR-delivery events (ids and status, no PHI) on an EventBridge bus that integrations route with their own rules."
   type        = bool

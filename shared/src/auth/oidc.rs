@@ -26,8 +26,11 @@ pub struct OidcIssuer {
     /// Exactly the `iss` its tokens carry; its discovery document is at
     /// `<issuer>/.well-known/openid-configuration`.
     pub issuer: String,
-    /// The `aud` MMT's tokens must carry (the API's identifier at the provider).
+    /// The audience MMT's tokens must carry (the API's identifier at the provider).
     pub audience: String,
+    /// The claim that carries it: `aud` (default), or `client_id` for providers whose access
+    /// tokens have no `aud` (Amazon Cognito).
+    pub audience_claim: String,
     /// The JWS algorithms accepted from this issuer (default RS256), pinned: a token signed
     /// any other way is refused even with a valid signature.
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
@@ -177,13 +180,23 @@ impl IssuerVerifier {
         let mut validation = Validation::new(header.alg);
         validation.algorithms = self.config.algorithms.clone();
         validation.set_issuer(&[&self.config.issuer, &format!("{}/", self.config.issuer)]);
-        validation.set_audience(&[&self.config.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        if self.config.audience_claim == "aud" {
+            validation.set_audience(&[&self.config.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        } else {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        }
         validation.validate_nbf = true;
         validation.leeway = self.config.leeway.as_secs();
         let Ok(data) = jsonwebtoken::decode::<Value>(token, &key, &validation) else {
             return Ok(Err(AuthError::InvalidToken));
         };
+        if self.config.audience_claim != "aud"
+            && data.claims[&self.config.audience_claim].as_str() != Some(&self.config.audience)
+        {
+            return Ok(Err(AuthError::InvalidToken));
+        }
         Ok(self.principal(&data.claims))
     }
 

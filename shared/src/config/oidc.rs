@@ -15,6 +15,8 @@ struct RawIssuer {
     issuer: String,
     audience: String,
     #[serde(default)]
+    audience_claim: Option<String>,
+    #[serde(default)]
     algorithms: Option<Vec<String>>,
     #[serde(default)]
     roles_claim: Option<String>,
@@ -94,10 +96,21 @@ impl OidcIssuer {
                 })
                 .collect::<Result<_, ConfigError>>()?,
         };
+        let audience_claim = match raw.audience_claim.as_deref() {
+            None | Some("aud") => "aud".to_owned(),
+            Some("client_id") => "client_id".to_owned(),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "{}: audience_claim {other} is neither aud nor client_id",
+                    raw.name
+                )));
+            }
+        };
         Ok(Self {
             name: raw.name,
             issuer: raw.issuer.trim_end_matches('/').to_owned(),
             audience: raw.audience,
+            audience_claim,
             algorithms,
             roles_claim: raw.roles_claim.unwrap_or_else(|| "roles".into()),
             role_scopes,

@@ -114,6 +114,19 @@ async fn a_providers_tokens_are_verified_by_its_keys_and_mapped_by_its_roles() {
     );
     let foreign = stranger.token("ana", "urn:mmt:api").await.unwrap();
     assert_eq!(app.get(&foreign, "/v1/transcriptions").await.status(), 401);
+    // Cognito's layout: no `aud` in access tokens, the app client in `client_id`.
+    let cognito = app_trusting(&[json!({"name": "cognito", "issuer": keycloak.issuer(),
+        "audience": "ana", "audience_claim": "client_id", "roles_claim": "realm_access.roles"})])
+    .await;
+    assert_eq!(cognito.get(&ana, "/v1/transcriptions").await.status(), 200);
+    let other_client = keycloak.token("porter", "urn:mmt:api").await.unwrap();
+    assert_eq!(
+        cognito
+            .get(&other_client, "/v1/transcriptions")
+            .await
+            .status(),
+        401
+    );
     // A token one issuer signed, presented as another's (its `iss` rewritten): refused.
     let forged = {
         let parts: Vec<&str> = ana.split('.').collect();
