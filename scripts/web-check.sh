@@ -32,6 +32,7 @@ sox "$work/raw.wav" -r 48000 -c 2 -b 16 "$work/big.wav" repeat 16
 
 demo_port=$(free_port)
 emr_port=$(free_port)
+idp_port=$(free_port)
 prod_port=$(free_port)
 down_port=$(free_port)
 secret=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
@@ -40,10 +41,20 @@ password="dictate-$(head -c 12 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')"
 hash=$(printf '%s' "$password" | target/debug/mmt hash-password)
 env PORT="$emr_port" OPENEMR_REFRESH_TOKEN=web-check-refresh target/debug/fake-openemr >"$work/emr.log" 2>&1 &
 pids+=($!)
+# A real OpenID Provider (oidc-provider, testkit/oidc) for "Sign in with your organisation":
+# its own login and consent pages, a public client for the page, PKCE.
+node -e "const k = require('node:crypto').generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  process.stdout.write(JSON.stringify([Object.assign(k, { kid: 'web-check', alg: 'RS256', use: 'sig' })]));" >"$work/idp-keys.json"
+env PORT="$idp_port" KEYS="$work/idp-keys.json" \
+  WEB_CLIENT="{\"client_id\":\"mmt-web\",\"redirect_uri\":\"http://127.0.0.1:$demo_port/\",\"claims\":{\"realm_access\":{\"roles\":[\"clinician\"]}}}" \
+  node testkit/oidc/provider.mjs >"$work/idp.log" 2>&1 &
+pids+=($!)
+oidc_issuers="[{\"name\":\"clinic\",\"issuer\":\"http://127.0.0.1:$idp_port\",\"audience\":\"mmt-api\",\"roles_claim\":\"realm_access.roles\"}]"
 env ENV=dev DEMO_MODE=true HOST=127.0.0.1 PORT="$demo_port" DATA_DIR="$work/demo" LOG_FORMAT=json \
   INTERNAL_JWT_SECRET="$secret" ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH="$model" \
   ALLOW_LOCAL_LOGIN=true LOCAL_LOGIN_USERS="ana:$hash" EHR_TARGET=openemr OPENEMR_BASE_URL="http://127.0.0.1:$emr_port" \
   OPENEMR_CLIENT_ID=mmt-client OPENEMR_REFRESH_TOKEN=web-check-refresh \
+  OIDC_ISSUERS="$oidc_issuers" WEB_OIDC_ISSUER=clinic WEB_OIDC_CLIENT_ID=mmt-web WEB_OIDC_RESOURCE=urn:mmt:api \
   target/debug/mmt serve >"$work/demo.log" 2>&1 &
 pids+=($!)
 env ENV=dev DEMO_MODE=false HOST=127.0.0.1 PORT="$prod_port" DATA_DIR="$work/prod" LOG_FORMAT=json \
@@ -51,6 +62,7 @@ env ENV=dev DEMO_MODE=false HOST=127.0.0.1 PORT="$prod_port" DATA_DIR="$work/pro
   target/debug/mmt serve >"$work/prod.log" 2>&1 &
 pids+=($!)
 wait_for_http "http://127.0.0.1:$emr_port/__fake/notes" 30 "the fake OpenEMR" "$work/emr.log"
+wait_for_http "http://127.0.0.1:$idp_port/.well-known/openid-configuration" 30 "the OpenID Provider" "$work/idp.log"
 wait_for_http "http://127.0.0.1:$demo_port/health/live" 60 "the demo server" "$work/demo.log"
 wait_for_http "http://127.0.0.1:$prod_port/health/live" 60 "the production-mode server" "$work/prod.log"
 
@@ -58,6 +70,7 @@ mkdir -p target/web-artifacts
 if MMT_DEMO="http://127.0.0.1:$demo_port" MMT_PROD="http://127.0.0.1:$prod_port" \
    MMT_DOWN="http://127.0.0.1:$down_port" CLIP="$work/clip.wav" BIG_CLIP="$work/big.wav" ARTIFACTS="$PWD/target/web-artifacts" \
    DICTATION="$work/dictation.wav" EMR="http://127.0.0.1:$emr_port" USER_NAME=ana USER_PASSWORD="$password" \
+   IDP="http://127.0.0.1:$idp_port" \
    node web/tests/flow.mjs; then
   exit 0
 fi

@@ -79,8 +79,10 @@ function loadToken() {
   return null;
 }
 
-function saveToken(value) {
-  token = { origin: originOf(api.base), value };
+/// `extra`: what a sign-in through the identity provider keeps beside the access token (its
+/// refresh token, ID token, expiry and endpoints), for the silent renewal and the sign-out.
+function saveToken(value, extra = {}) {
+  token = Object.assign({ origin: originOf(api.base), value }, extra);
   sessionStorage.setItem(STORAGE_TOKEN, JSON.stringify(token));
 }
 
@@ -210,6 +212,8 @@ function renderSignedIn() {
   $("workspace").hidden = !signedIn;
   $("signout").hidden = !signedIn;
   $("guest-signin").hidden = signedIn || !(status && status.guest_auth);
+  $("oidc-signin").hidden = signedIn || !(status && status.oidc_sign_in);
+  if (status && status.oidc_sign_in) $("oidc-signin").textContent = `Sign in with ${status.oidc_sign_in.name}`;
   $("login-form").hidden = signedIn || !(status && status.local_login);
   $("who").textContent = signedIn ? "Signed in." : "Not signed in.";
   if (signedIn) refreshList();
@@ -224,6 +228,148 @@ async function signedIn(response) {
   saveToken(body.access_token);
   renderSignedIn();
   $("who").textContent = `Signed in as ${body.subject}.`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in through the clinic's identity provider: the authorization-code flow with PKCE
+// (RFC 7636) as a public client, so nothing secret lives in the page. The request's verifier
+// and state wait in this tab's sessionStorage while the provider's own login page is shown.
+// ---------------------------------------------------------------------------------------------
+
+const STORAGE_OIDC = "mmt.oidc";
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function randomString(length) {
+  const bytes = new Uint8Array(length);
+  crypto.getRandomValues(bytes);
+  return base64url(bytes);
+}
+
+async function pkceChallenge(verifier) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  return base64url(new Uint8Array(digest));
+}
+
+/// The provider's endpoints, from its discovery document (which must name the same issuer).
+async function providerMetadata(issuer) {
+  const response = await fetch(`${issuer}/.well-known/openid-configuration`);
+  if (!response.ok) throw new Error(`the identity provider answered ${response.status}`);
+  const metadata = await response.json();
+  if ((metadata.issuer || "").replace(/\/$/, "") !== issuer) throw new Error("the identity provider names another issuer");
+  return metadata;
+}
+
+async function startProviderSignIn() {
+  const settings = status.oidc_sign_in;
+  let metadata;
+  try {
+    metadata = await providerMetadata(settings.issuer);
+  } catch (err) {
+    $("who").textContent = `Sign-in failed: ${err.message || err}`;
+    return;
+  }
+  const verifier = randomString(48);
+  const state = randomString(16);
+  const redirect = location.origin + location.pathname;
+  sessionStorage.setItem(STORAGE_OIDC, JSON.stringify({
+    verifier, state, redirect, api: api.base, settings,
+    token_endpoint: metadata.token_endpoint,
+    end_session_endpoint: metadata.end_session_endpoint || null,
+  }));
+  const query = new URLSearchParams({
+    response_type: "code", client_id: settings.client_id, redirect_uri: redirect, scope: settings.scope,
+    state, nonce: randomString(16), code_challenge: await pkceChallenge(verifier), code_challenge_method: "S256",
+  });
+  if (settings.resource) query.set("resource", settings.resource);
+  if (settings.scope.split(" ").includes("offline_access")) query.set("prompt", "consent");
+  location.assign(`${metadata.authorization_endpoint}?${query}`);
+}
+
+/// Keeps what the provider's token endpoint answered, and plans the silent renewal.
+function keepProviderTokens(tokens, pending) {
+  saveToken(tokens.access_token, {
+    provider: {
+      name: pending.settings.name,
+      client_id: pending.settings.client_id,
+      resource: pending.settings.resource || null,
+      token_endpoint: pending.token_endpoint,
+      end_session_endpoint: pending.end_session_endpoint,
+      redirect: pending.redirect,
+      refresh_token: tokens.refresh_token || null,
+      id_token: tokens.id_token || null,
+      expires_at: Date.now() + (tokens.expires_in || 300) * 1000,
+    },
+  });
+  scheduleRenewal();
+}
+
+/// The page comes back from the provider with `?code=&state=`: exchange the code (with the
+/// verifier only this tab holds) and take the code out of the address bar and history.
+async function finishProviderSignIn() {
+  const query = new URLSearchParams(location.search);
+  const pendingRaw = sessionStorage.getItem(STORAGE_OIDC);
+  if (!pendingRaw || !(query.has("code") || query.has("error"))) return;
+  sessionStorage.removeItem(STORAGE_OIDC);
+  history.replaceState(null, "", location.pathname);
+  const pending = JSON.parse(pendingRaw);
+  if (query.get("state") !== pending.state || !query.get("code")) {
+    $("who").textContent = `Sign-in failed: ${query.get("error_description") || query.get("error") || "the answer did not match the request"}`;
+    return;
+  }
+  const body = new URLSearchParams({
+    grant_type: "authorization_code", code: query.get("code"), redirect_uri: pending.redirect,
+    client_id: pending.settings.client_id, code_verifier: pending.verifier,
+  });
+  if (pending.settings.resource) body.set("resource", pending.settings.resource);
+  const response = await fetch(pending.token_endpoint, { method: "POST", body });
+  if (!response.ok) {
+    $("who").textContent = `Sign-in failed: the identity provider answered ${response.status}`;
+    return;
+  }
+  keepProviderTokens(await response.json(), pending);
+  renderSignedIn();
+  $("who").textContent = `Signed in with ${pending.settings.name} as ${subjectOf(token.value)}.`;
+}
+
+function subjectOf(jwt) {
+  try {
+    return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+  } catch {
+    return "you";
+  }
+}
+
+let renewalTimer = null;
+
+/// A minute before the access token expires, a new one from the refresh token, unseen.
+function scheduleRenewal() {
+  clearTimeout(renewalTimer);
+  const provider = token && token.provider;
+  if (!provider || !provider.refresh_token) return;
+  const wait = Math.max(5000, provider.expires_at - Date.now() - 60000);
+  renewalTimer = setTimeout(renewProviderToken, wait);
+}
+
+async function renewProviderToken() {
+  const provider = token && token.provider;
+  if (!provider) return;
+  const body = new URLSearchParams({ grant_type: "refresh_token", refresh_token: provider.refresh_token, client_id: provider.client_id });
+  if (provider.resource) body.set("resource", provider.resource);
+  const response = await fetch(provider.token_endpoint, { method: "POST", body });
+  if (!response.ok) {
+    $("who").textContent = "Your session with the identity provider ended: sign in again.";
+    forgetToken();
+    renderSignedIn();
+    return;
+  }
+  const tokens = await response.json();
+  keepProviderTokens(Object.assign({ refresh_token: provider.refresh_token, id_token: provider.id_token }, tokens), {
+    settings: { name: provider.name, client_id: provider.client_id, resource: provider.resource },
+    token_endpoint: provider.token_endpoint, end_session_endpoint: provider.end_session_endpoint, redirect: provider.redirect,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -746,9 +892,18 @@ function wire() {
     } catch {
       showError("Signed out here; the server could not be reached to revoke the token.");
     }
+    const provider = token && token.provider;
     forgetToken();
     renderSignedIn();
+    clearTimeout(renewalTimer);
+    // Signed out at the provider too (RP-initiated logout), back to this page afterwards.
+    if (provider && provider.end_session_endpoint) {
+      const query = new URLSearchParams({ client_id: provider.client_id, post_logout_redirect_uri: provider.redirect });
+      if (provider.id_token) query.set("id_token_hint", provider.id_token);
+      location.assign(`${provider.end_session_endpoint}?${query}`);
+    }
   });
+  $("oidc-signin").addEventListener("click", startProviderSignIn);
   $("mask-phi").addEventListener("change", async () => {
     if (!current || !current.id) return;
     const response = await call(`/v1/transcriptions/${current.id}?${maskQuery()}`);
@@ -875,6 +1030,8 @@ function wire() {
 
 wire();
 renderSignedIn();
+finishProviderSignIn();
+scheduleRenewal();
 refreshStatus();
 refreshHealth();
 setInterval(refreshHealth, 15000);

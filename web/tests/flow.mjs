@@ -5,7 +5,8 @@
 // (an address nothing listens on), CLIP (an espeak-ng WAV), BIG_CLIP (the same speech at 48 kHz
 // stereo, repeated past the page's resumable-upload threshold), ARTIFACTS (screenshots go here),
 // DICTATION (espeak-ng speaking SOAP headings), EMR (the fake OpenEMR the demo server pushes
-// to; its /__fake/notes shows the chart), USER_NAME and USER_PASSWORD (a local clinician).
+// to; its /__fake/notes shows the chart), USER_NAME and USER_PASSWORD (a local clinician),
+// IDP (oidc-provider, the clinic's identity provider the page signs in with).
 
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
@@ -18,6 +19,7 @@ const BIG_CLIP = process.env.BIG_CLIP;
 const ARTIFACTS = process.env.ARTIFACTS;
 const DICTATION = process.env.DICTATION;
 const EMR = process.env.EMR;
+const IDP = process.env.IDP;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -41,16 +43,23 @@ function assert(condition, message) {
 
 /// Every request a page makes, to check no other host is ever contacted.
 const seenOrigins = new Set();
-const allowedOrigins = new Set([DEMO, PROD, DOWN].map((u) => new URL(u).origin));
+const allowedOrigins = new Set([DEMO, PROD, DOWN, IDP].map((u) => new URL(u).origin));
 
 async function open(browser, path, { config, saved } = {}) {
   const context = await browser.newContext({ acceptDownloads: true });
   const page = await context.newPage();
   const consoleErrors = [];
-  page.on("console", (msg) => msg.type() === "error" && consoleErrors.push(msg.text()));
+  // The identity provider's own pages (login, consent) load what they load; this page's
+  // requests and console are what is checked.
+  const onProvider = (where) => Boolean(IDP && where && where.startsWith(IDP));
+  page.on("console", (msg) => {
+    const fromProvider = onProvider(page.url()) || onProvider(msg.location().url);
+    if (msg.type() === "error" && !fromProvider) consoleErrors.push(msg.text());
+  });
   page.on("pageerror", (err) => consoleErrors.push(String(err)));
   page.on("request", (request) => {
     const target = new URL(request.url());
+    if (onProvider(request.frame().url())) return;
     if (target.protocol.startsWith("http")) seenOrigins.add(target.origin);
   });
   if (config !== undefined) {
@@ -253,6 +262,53 @@ await check("guest → upload a WAV → progress → transcript → SRT → dele
     return response.status;
   }, copied);
   assert(afterwards === 401, `the signed-out token still works: ${afterwards}`);
+  await context.close();
+});
+
+await check("sign in through the identity provider's own login page (PKCE) → upload → sign out there too", async () => {
+  const { page, context, consoleErrors } = await open(browser, "/");
+  await bannerOf(page, "demo");
+  await page.waitForSelector("#oidc-signin:not([hidden])");
+  const toProvider = [];
+  page.on("request", (request) => request.url().startsWith(IDP) && toProvider.push(request.url()));
+  await page.click("#oidc-signin");
+  // The provider's own login page, then its consent page.
+  await page.waitForURL((u) => u.href.startsWith(IDP), { timeout: 15000 });
+  await page.fill("input[name=login]", "dr-lee");
+  await page.fill("input[name=password]", "any password: a test provider");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("button[type=submit]");
+  await page.click("button[type=submit]");
+  await page.waitForURL((u) => u.href.startsWith(DEMO), { timeout: 15000 });
+  await page.waitForSelector("#workspace:not([hidden])");
+  const who = await page.textContent("#who");
+  assert(who.includes("Signed in with clinic as dr-lee"), who);
+  assert(!page.url().includes("code="), `the code left the address bar: ${page.url()}`);
+  const authorize = toProvider.find((u) => u.includes("/auth?"));
+  const query = new URL(authorize).searchParams;
+  assert(query.get("code_challenge_method") === "S256" && query.get("code_challenge").length >= 43, authorize);
+  assert(!query.has("client_secret"), "a public client sends no secret");
+  // The provider's token works against the API: the upload belongs to oidc:clinic:dr-lee.
+  await page.setInputFiles("#file", CLIP);
+  await page.waitForSelector("#result:not([hidden])", { timeout: 180000 });
+  const text = (await page.textContent("#transcript-text")).toLowerCase();
+  assert(text.includes("headache"), text);
+  const accessToken = await page.evaluate(() => token.value);
+  await page.screenshot({ path: `${ARTIFACTS}/oidc-signed-in.png`, fullPage: true });
+  // Sign out: revoked at MMT, then signed out at the provider (its confirmation page), back here.
+  await page.click("#signout");
+  await page.waitForURL((u) => u.href.startsWith(IDP), { timeout: 15000 });
+  await page.click("button[autofocus], button[type=submit]");
+  await page.waitForURL((u) => u.href.startsWith(DEMO), { timeout: 15000 });
+  await bannerOf(page, "demo");
+  assert(await page.isHidden("#workspace"), "signed out");
+  const errorsBefore = [...consoleErrors];
+  const afterwards = await page.evaluate(async (copy) => {
+    const response = await fetch("/v1/transcriptions", { headers: { Authorization: "Bearer " + copy } });
+    return response.status;
+  }, accessToken);
+  assert(afterwards === 401, `the provider's token still works after sign-out: ${afterwards}`);
+  assert(errorsBefore.length === 0, `console errors: ${errorsBefore.join(" | ")}`);
   await context.close();
 });
 

@@ -56,12 +56,14 @@ impl WebConfig {
     /// The page's `connect-src`: its own server and the APIs its configuration names. Only a
     /// demo may point the page at any API (its "Change API" box); a deployed page cannot be
     /// turned against its users by a link naming someone else's.
-    pub fn connect_sources(&self, demo_mode: bool) -> String {
+    /// `identity_provider` is the issuer the page signs in with, if any.
+    pub fn connect_sources(&self, demo_mode: bool, identity_provider: Option<&str>) -> String {
         if demo_mode {
             return "'self' http: https:".into();
         }
         let mut sources = vec!["'self'".to_owned()];
-        for url in [&self.api_base_url, &self.production_api_base_url]
+        let provider = identity_provider.map(str::to_owned);
+        for url in [&self.api_base_url, &self.production_api_base_url, &provider]
             .into_iter()
             .flatten()
         {

@@ -31,7 +31,7 @@ pub use engines::{
 };
 pub use http::{HttpConfig, WebConfig};
 pub use notify::{NotifyConfig, WebhookConfig};
-pub use oidc::OidcIssuer;
+pub use oidc::{OidcIssuer, WebSignIn};
 pub use queue::{QueueBackend, QueueConfig};
 pub use retention::RetentionConfig;
 pub use source::{ConfigError, SECRET_KEYS, resolve_secret_parameters};
@@ -98,6 +98,8 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
     /// The clinic's identity providers whose access tokens are accepted (`OIDC_ISSUERS`).
     pub oidc_issuers: Vec<OidcIssuer>,
+    /// The web page's sign-in through one of them (`WEB_OIDC_ISSUER`).
+    pub web_sign_in: Option<WebSignIn>,
     pub retention: RetentionConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -139,13 +141,17 @@ impl Config {
             auth: AuthConfig::parse(&src, environment.is_production())?,
             ehr: ehr::parse_ehr(&src, &queue.backend, &storage.record_backend)?,
             notify: NotifyConfig::parse(&src)?,
-            oidc_issuers: oidc::parse_issuers(&src, environment.is_production())?,
+            oidc_issuers: Vec::new(),
+            web_sign_in: None,
             engines: EnginesConfig::parse(&src)?,
             retention: RetentionConfig::parse(&src)?,
             telemetry: TelemetryConfig::parse(&src, environment)?,
             storage,
             queue,
         };
+        let mut config = config;
+        config.oidc_issuers = oidc::parse_issuers(&src, environment.is_production())?;
+        config.web_sign_in = oidc::parse_web_sign_in(&src, &config.oidc_issuers)?;
         config.refuse_unsafe_production()?;
         Ok(config)
     }

@@ -147,3 +147,48 @@ pub(super) fn parse_issuers(
     }
     Ok(issuers)
 }
+
+/// The web page's own sign-in through one of the issuers: a public client with PKCE.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct WebSignIn {
+    /// The issuer's name in `OIDC_ISSUERS` (`WEB_OIDC_ISSUER`).
+    pub name: String,
+    pub issuer: String,
+    /// `WEB_OIDC_CLIENT_ID`: a public client (no secret) registered with the page's address
+    /// as its redirect URI.
+    pub client_id: String,
+    /// `WEB_OIDC_SCOPE` (default `openid offline_access`: a refresh token for silent renewal).
+    pub scope: String,
+    /// `WEB_OIDC_RESOURCE`: the resource indicator (RFC 8707) that makes the provider issue
+    /// an access token for MMT's API, where the provider needs one.
+    pub resource: Option<String>,
+}
+
+pub(super) fn parse_web_sign_in(
+    src: &Source<'_>,
+    issuers: &[OidcIssuer],
+) -> Result<Option<WebSignIn>, ConfigError> {
+    let Some(name) = src.raw("WEB_OIDC_ISSUER") else {
+        return Ok(None);
+    };
+    let issuer = issuers
+        .iter()
+        .find(|i| i.name == name)
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "WEB_OIDC_ISSUER",
+            reason: format!("{name} is not an issuer of OIDC_ISSUERS"),
+        })?;
+    let client_id = src.raw("WEB_OIDC_CLIENT_ID").ok_or(ConfigError::Missing {
+        key: "WEB_OIDC_CLIENT_ID",
+        reason: "WEB_OIDC_ISSUER is set".into(),
+    })?;
+    Ok(Some(WebSignIn {
+        name,
+        issuer: issuer.issuer.clone(),
+        client_id,
+        scope: src
+            .raw("WEB_OIDC_SCOPE")
+            .unwrap_or_else(|| "openid offline_access".into()),
+        resource: src.raw("WEB_OIDC_RESOURCE"),
+    }))
+}

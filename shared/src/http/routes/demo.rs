@@ -26,6 +26,8 @@ pub struct DemoStatus {
     ehr_enabled: bool,
     /// Whether `POST /v1/transcriptions/{id}/structure` can draft with a model.
     note_drafts: bool,
+    /// The page's sign-in through the clinic's identity provider (public client, PKCE).
+    oidc_sign_in: Option<crate::config::WebSignIn>,
 }
 
 /// What this deployment is: demo or production, which engines and sign-in methods are on.
@@ -43,5 +45,6 @@ async fn status(State(state): State<AppState>) -> Json<DemoStatus> {
         default_engine: c.engines.default_engine,
         ehr_enabled: c.ehr.is_some(),
         note_drafts: state.drafter.is_some(),
+        oidc_sign_in: c.web_sign_in.clone(),
     })
 }

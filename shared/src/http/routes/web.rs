@@ -19,11 +19,10 @@ const DEFAULT_CONFIG_JS: &str = include_str!("../../../../web/config.js");
 /// The page's own policy: its files from here, API calls to the APIs it is configured for
 /// (any, in a demo), audio from the page's own recordings; nothing else, and never in a frame.
 fn page_policy(state: &AppState) -> String {
-    let connect = state
-        .config
-        .http
-        .web
-        .connect_sources(state.config.demo_mode);
+    let connect = state.config.http.web.connect_sources(
+        state.config.demo_mode,
+        state.config.web_sign_in.as_ref().map(|s| s.issuer.as_str()),
+    );
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; \
          media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
