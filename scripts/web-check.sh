@@ -53,6 +53,7 @@ oidc_issuers="[{\"name\":\"clinic\",\"issuer\":\"http://127.0.0.1:$idp_port\",\"
 env ENV=dev DEMO_MODE=true HOST=127.0.0.1 PORT="$demo_port" DATA_DIR="$work/demo" LOG_FORMAT=json \
   INTERNAL_JWT_SECRET="$secret" ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH="$model" \
   ALLOW_LOCAL_LOGIN=true LOCAL_LOGIN_USERS="ana:$hash" EHR_TARGET=openemr OPENEMR_BASE_URL="http://127.0.0.1:$emr_port" \
+  EHR_LOGIN=per-clinician OPENEMR_REDIRECT_URI="http://127.0.0.1:$demo_port/" \
   OPENEMR_CLIENT_ID=mmt-client OPENEMR_REFRESH_TOKEN=web-check-refresh \
   OIDC_ISSUERS="$oidc_issuers" WEB_OIDC_ISSUER=clinic WEB_OIDC_CLIENT_ID=mmt-web WEB_OIDC_RESOURCE=urn:mmt:api \
   target/debug/mmt serve >"$work/demo.log" 2>&1 &

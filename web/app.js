@@ -217,6 +217,8 @@ function renderSignedIn() {
   $("login-form").hidden = signedIn || !(status && status.local_login);
   $("who").textContent = signedIn ? "Signed in." : "Not signed in.";
   if (signedIn) refreshList();
+  if (signedIn && status && status.ehr_enabled) refreshEhrLink();
+  if (!signedIn) $("ehr-link").hidden = true;
 }
 
 async function signedIn(response) {
@@ -309,6 +311,10 @@ function keepProviderTokens(tokens, pending) {
 /// The page comes back from the provider with `?code=&state=`: exchange the code (with the
 /// verifier only this tab holds) and take the code out of the address bar and history.
 async function finishProviderSignIn() {
+  if (await finishEhrLink()) {
+    refreshEhrLink();
+    return;
+  }
   const query = new URLSearchParams(location.search);
   const pendingRaw = sessionStorage.getItem(STORAGE_OIDC);
   if (!pendingRaw || !(query.has("code") || query.has("error"))) return;
@@ -573,6 +579,7 @@ function show(record) {
   current = Object.assign(current || {}, { id: record.id });
   $("ehr-status").textContent = "";
   showEditor(record);
+
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -717,6 +724,55 @@ async function undoEdit() {
 // The EHR push: find the patient by typing part of a name, pick the encounter, push, and
 // follow the delivery until the EHR holds the note.
 // ---------------------------------------------------------------------------------------------
+
+// Each clinician pushes with their own EHR login where the deployment says so: the link is
+// made once, through the EHR's own sign-in, and the page offers it again when it lapses.
+const STORAGE_EHR_LINK = "mmt.ehr-link";
+
+async function refreshEhrLink() {
+  const response = await call("/v1/ehr/link");
+  if (!response.ok) {
+    $("ehr-link").hidden = true;
+    return;
+  }
+  const link = await response.json();
+  $("ehr-link").hidden = link.mode !== "per-clinician" || !link.may_push;
+  const lapsed = link.state && link.state.state === "needs_login";
+  $("ehr-link-status").textContent = !link.linked
+    ? "Notes are written with your own EHR login: link your account once."
+    : lapsed
+      ? `Your EHR link needs renewing: ${link.state.reason}`
+      : "Your EHR account is linked: notes are written under your name.";
+  $("ehr-link-start").hidden = link.linked && !lapsed;
+  $("ehr-link-start").textContent = lapsed ? "Link your EHR account again" : "Link your EHR account";
+}
+
+async function startEhrLink() {
+  const response = await call("/v1/ehr/link", { method: "POST" });
+  if (!response.ok) {
+    $("ehr-link-status").textContent = `Could not start linking: ${await problem(response)}`;
+    return;
+  }
+  const { authorization_url } = await response.json();
+  sessionStorage.setItem(STORAGE_EHR_LINK, "pending");
+  location.assign(authorization_url);
+}
+
+/// Back from the EHR's sign-in with `?code=&state=`: MMT checks the state against the link it
+/// started and exchanges the code with the verifier it kept.
+async function finishEhrLink() {
+  const query = new URLSearchParams(location.search);
+  if (sessionStorage.getItem(STORAGE_EHR_LINK) !== "pending" || !(query.has("code") || query.has("error"))) return false;
+  sessionStorage.removeItem(STORAGE_EHR_LINK);
+  history.replaceState(null, "", location.pathname);
+  const response = await call("/v1/ehr/link/complete", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ code: query.get("code") || "", state: query.get("state") || "" }),
+  });
+  $("ehr-link-status").textContent = response.ok ? "Your EHR account is linked." : `Linking failed: ${await problem(response)}`;
+  return true;
+}
 
 let searchTimer = null;
 
@@ -1003,6 +1059,7 @@ function wire() {
     followDelivery(delivery.id);
   });
   $("patient-search").addEventListener("input", searchPatients);
+  $("ehr-link-start").addEventListener("click", startEhrLink);
   $("save-edit").addEventListener("click", () => saveEdit({ text: $("editor").value }, "Saved."));
   $("undo-edit").addEventListener("click", undoEdit);
   const structure = async (method, done) => {

@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrReceipt,
+    AudioFormat, AuditEvent, AuditQuery, BlobKey, EhrDelivery, EhrError, EhrLogin, EhrReceipt,
     EncounterSummary, EngineKind, JobId, NoteDelivery, NoteTemplate, Notification, OwnerId,
     PatientQuery, PatientSummary, StructuredNote, Task, Transcript, TranscriptionId,
     TranscriptionRecord, UploadPlan, Vocabulary, estimated_tokens,
@@ -361,14 +361,46 @@ pub trait Notifier: Send + Sync {
 pub trait EhrClient: Send + Sync {
     /// Writes the note, or (with `check_existing`) returns the one an earlier attempt wrote.
     async fn deliver(&self, note: &NoteDelivery) -> Result<EhrReceipt, EhrError>;
-    /// Patients matching a name, birth date or record number (at most [`crate::domain::MAX_PATIENT_RESULTS`]).
-    async fn find_patients(&self, query: &PatientQuery) -> Result<Vec<PatientSummary>, EhrError>;
+    /// Patients matching a name, birth date or record number (at most
+    /// [`crate::domain::MAX_PATIENT_RESULTS`]), as `login` may see them.
+    async fn find_patients(
+        &self,
+        query: &PatientQuery,
+        login: &EhrLogin,
+    ) -> Result<Vec<PatientSummary>, EhrError>;
     /// A patient's encounters, newest first. `Permanent` when the EHR does not know the patient.
-    async fn encounters(&self, patient_ref: &str) -> Result<Vec<EncounterSummary>, EhrError>;
+    async fn encounters(
+        &self,
+        patient_ref: &str,
+        login: &EhrLogin,
+    ) -> Result<Vec<EncounterSummary>, EhrError>;
     /// Names the EHR in logs and status answers (no secrets).
     fn describe(&self) -> String;
-    /// The state of the login this client uses; `None` before any login was stored.
-    async fn connection_state(&self) -> Result<Option<ConnectionState>, EhrError>;
+    /// The state of a login; `None` before any was stored (or where the EHR needs none).
+    async fn connection_state(&self, login: &EhrLogin)
+    -> Result<Option<ConnectionState>, EhrError>;
+    /// Where a clinician signs in to the EHR to link their account (OAuth2 authorization code
+    /// with PKCE): the authorization URL for `state` and the S256 `challenge`.
+    fn link_url(&self, _state: &str, _challenge: &str) -> Result<String, EhrError> {
+        Err(EhrError::Permanent(
+            "this EHR offers no per-clinician sign-in".into(),
+        ))
+    }
+    /// Exchanges the code the EHR sent back for the clinician's own tokens, and keeps them.
+    async fn complete_link(
+        &self,
+        _login: &EhrLogin,
+        _code: &str,
+        _verifier: &str,
+    ) -> Result<(), EhrError> {
+        Err(EhrError::Permanent(
+            "this EHR offers no per-clinician sign-in".into(),
+        ))
+    }
+    /// Forgets a clinician's link.
+    async fn unlink(&self, _login: &EhrLogin) -> Result<bool, EhrError> {
+        Ok(false)
+    }
 }
 
 /// The EHR outbox: one row per delivery, written before its job is queued. Status changes
@@ -434,6 +466,8 @@ pub trait EhrConnectionStore: Send + Sync {
         new: &str,
     ) -> Result<bool, StoreError>;
     async fn set_state(&self, connection: &str, state: &ConnectionState) -> Result<(), StoreError>;
+    /// Removes a login (a clinician unlinks their EHR account). `false` when none was stored.
+    async fn forget(&self, connection: &str) -> Result<bool, StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------

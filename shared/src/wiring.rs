@@ -421,7 +421,7 @@ impl Backends<'_> {
         let (deliveries, connections, sealed) = self.ehr_stores(ehr, keys)?;
         let client: Arc<dyn EhrClient> = match &ehr.target {
             crate::config::EhrTarget::OpenEmr(openemr) => Arc::new(
-                crate::adapters::openemr::OpenEmrClient::new(openemr.clone(), connections)
+                crate::adapters::openemr::OpenEmrClient::new(openemr.clone(), connections.clone())
                     .map_err(StartupError::EhrClient)?,
             ),
             crate::config::EhrTarget::Fhir(fhir) => Arc::new(
@@ -436,6 +436,7 @@ impl Backends<'_> {
                 client,
                 deliveries,
                 queue,
+                connections,
             }),
             sealed,
         ))

@@ -40,6 +40,13 @@
 //!   `GET /fhir/Encounter?patient=<uuid>` answers Encounters with `period.start` and
 //!   `reasonCode[].text`.
 //!
+//! * `GET /oauth2/{site}/authorize` and the `authorization_code` grant (league/oauth2-server's
+//!   `AuthCodeGrant` behind `AuthorizationController`): a clinician signed in to OpenEMR in
+//!   the browser (`sign_in_as`) is sent back to `redirect_uri` with `code` and `state`; the
+//!   code is exchanged once, with the PKCE `code_verifier` (S256) that matches its challenge
+//!   (400 `invalid_grant` otherwise), for that clinician's access and refresh tokens. A note
+//!   is written as the user whose token wrote it (`form_soap.user`).
+//!
 //! Faults apply to the next SOAP-note POSTs, in order: commit then stall, 500, 429 with
 //! `Retry-After`, connection reset before commit.
 
@@ -101,8 +108,10 @@ pub struct SoapNote {
     pub encounter: u64,
     /// The SOAP fields the POST carried (absent ones are `NULL` in OpenEMR).
     pub fields: HashMap<String, String>,
-    /// The access token it was written with (whose user OpenEMR records as the author).
+    /// The access token it was written with.
     pub written_with: String,
+    /// The OpenEMR user that token belongs to (the note's `user`).
+    pub author: String,
 }
 
 /// A patient in the fake's chart.
@@ -128,6 +137,17 @@ pub struct FakeEncounter {
     pub reason: String,
 }
 
+/// A pending authorization code: who, for which redirect URI, with which PKCE challenge.
+#[derive(Debug)]
+struct Code {
+    user: String,
+    redirect_uri: String,
+    challenge: String,
+}
+
+/// The user of the deployment's shared login (its refresh token is `refresh_token`).
+pub const SERVICE_USER: &str = "mmt-service";
+
 #[derive(Debug)]
 struct Inner {
     version: OpenEmrVersion,
@@ -135,7 +155,13 @@ struct Inner {
     client_id: String,
     refresh_token: Option<String>,
     password: Option<(String, String)>,
-    access_tokens: HashMap<String, Instant>,
+    /// Access token → (expiry, user).
+    access_tokens: HashMap<String, (Instant, String)>,
+    /// Clinicians' refresh tokens → user.
+    user_refresh: HashMap<String, String>,
+    codes: HashMap<String, Code>,
+    /// Who is signed in to OpenEMR in the browser that meets `/authorize`.
+    browser_user: Option<String>,
     token_lifetime: Duration,
     patients: Vec<FakePatient>,
     notes: Vec<SoapNote>,
@@ -199,6 +225,9 @@ impl FakeOpenEmr {
             refresh_token: Some(refresh_token.to_owned()),
             password: None,
             access_tokens: HashMap::new(),
+            user_refresh: HashMap::new(),
+            codes: HashMap::new(),
+            browser_user: None,
             token_lifetime: Duration::from_secs(3600),
             patients: Vec::new(),
             notes: Vec::new(),
@@ -270,6 +299,18 @@ impl FakeOpenEmr {
         self.shared.0.lock().unwrap().refresh_token = None;
     }
 
+    /// A clinician signs in to OpenEMR in the browser: `/authorize` answers for them.
+    pub fn sign_in_as(&self, user: &str) {
+        self.shared.0.lock().unwrap().browser_user = Some(user.to_owned());
+    }
+
+    /// An administrator revokes one clinician's grant: their refresh and access tokens die.
+    pub fn revoke_user(&self, user: &str) {
+        let mut inner = self.shared.0.lock().unwrap();
+        inner.user_refresh.retain(|_, u| u != user);
+        inner.access_tokens.retain(|_, (_, u)| u != user);
+    }
+
     /// A note already in the chart (written by hand in OpenEMR, not by MMT).
     pub fn add_note(&self, pid: u64, encounter: u64, fields: &[(&str, &str)]) {
         let mut inner = self.shared.0.lock().unwrap();
@@ -284,6 +325,7 @@ impl FakeOpenEmr {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             written_with: String::new(),
+            author: "nurse".into(),
         });
     }
 
@@ -309,6 +351,7 @@ impl Drop for FakeOpenEmr {
 fn router(shared: Shared) -> Router {
     Router::new()
         .route("/oauth2/{site}/token", post(token_endpoint))
+        .route("/oauth2/{site}/authorize", get(authorize))
         .route("/apis/{site}/api/patient/{puuid}", get(patient))
         .route(
             "/apis/{site}/api/patient/{puuid}/encounter",
@@ -384,7 +427,7 @@ fn authorized(shared: &Shared, site: &str, headers: &HeaderMap) -> Option<String
         && inner
             .access_tokens
             .get(token)
-            .is_some_and(|expires| *expires > Instant::now()))
+            .is_some_and(|(expires, _)| *expires > Instant::now()))
     .then(|| token.to_owned())
 }
 
@@ -396,6 +439,100 @@ struct TokenForm {
     username: Option<String>,
     password: Option<String>,
     scope: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AuthorizeQuery {
+    response_type: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+}
+
+/// The authorization endpoint, for a browser already signed in to OpenEMR.
+async fn authorize(
+    State(shared): State<Shared>,
+    Path(site): Path<String>,
+    Query(query): Query<AuthorizeQuery>,
+) -> Response {
+    let mut inner = shared.0.lock().unwrap();
+    let client_ok =
+        site == inner.site && query.client_id.as_deref() == Some(inner.client_id.as_str());
+    let (Some(redirect_uri), true) = (query.redirect_uri.clone(), client_ok) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed",
+            "",
+        );
+    };
+    if query.response_type.as_deref() != Some("code")
+        || query.code_challenge_method.as_deref() != Some("S256")
+        || query.code_challenge.is_none()
+    {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request is missing a required parameter, includes an invalid parameter value, includes a parameter more than once, or is otherwise malformed.",
+            "Check the `code_challenge` parameter",
+        );
+    }
+    let Some(user) = inner.browser_user.clone() else {
+        return (
+            StatusCode::OK,
+            axum::response::Html("<form>OpenEMR login</form>"),
+        )
+            .into_response();
+    };
+    let code = format!("c{}", token());
+    inner.codes.insert(
+        code.clone(),
+        Code {
+            user,
+            redirect_uri: redirect_uri.clone(),
+            challenge: query.code_challenge.unwrap_or_default(),
+        },
+    );
+    let mut target = format!(
+        "{redirect_uri}{}code={code}",
+        if redirect_uri.contains('?') { '&' } else { '?' }
+    );
+    if let Some(state) = query.state {
+        target.push_str(&format!("&state={}", urlencode(&state)));
+    }
+    (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
+}
+
+fn urlencode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// PKCE S256: base64url(SHA-256(verifier)) without padding.
+fn s256(verifier: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(verifier.as_bytes());
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in digest.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(table[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// league/oauth2-server's error body (`OAuthServerException::generateHttpResponse`).
@@ -422,9 +559,14 @@ async fn token_endpoint(
             "",
         );
     }
-    match form.grant_type.as_str() {
+    let user = match form.grant_type.as_str() {
         "refresh_token" => {
-            if form.refresh_token.is_none() || form.refresh_token != inner.refresh_token {
+            let given = form.refresh_token.clone().unwrap_or_default();
+            if form.refresh_token.is_some() && form.refresh_token == inner.refresh_token {
+                SERVICE_USER.to_owned()
+            } else if let Some(user) = inner.user_refresh.remove(&given) {
+                user
+            } else {
                 return oauth_error(
                     StatusCode::UNAUTHORIZED,
                     "invalid_request",
@@ -432,6 +574,30 @@ async fn token_endpoint(
                     "Token has been revoked",
                 );
             }
+        }
+        "authorization_code" => {
+            let code = form.code.as_deref().and_then(|c| inner.codes.remove(c));
+            let Some(code) = code else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The provided authorization grant (e.g., authorization code, resource owner credentials) or refresh token is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.",
+                    "Authorization code has been revoked",
+                );
+            };
+            let verifier_ok = form
+                .code_verifier
+                .as_deref()
+                .is_some_and(|v| s256(v) == code.challenge);
+            if form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) || !verifier_ok {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The provided authorization grant (e.g., authorization code, resource owner credentials) or refresh token is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.",
+                    "Failed to verify `code_verifier`.",
+                );
+            }
+            code.user
         }
         "password" => {
             let given = form.username.clone().zip(form.password.clone());
@@ -443,6 +609,7 @@ async fn token_endpoint(
                     "",
                 );
             }
+            SERVICE_USER.to_owned()
         }
         _ => {
             return oauth_error(
@@ -452,15 +619,19 @@ async fn token_endpoint(
                 "Check that all required parameters have been provided",
             );
         }
-    }
+    };
     let access = token();
     let refresh = format!("r{}", token());
     let lifetime = inner.token_lifetime;
     inner
         .access_tokens
-        .insert(access.clone(), Instant::now() + lifetime);
+        .insert(access.clone(), (Instant::now() + lifetime, user.clone()));
     // Rotation: the refresh token just used is dead from now on.
-    inner.refresh_token = Some(refresh.clone());
+    if user == SERVICE_USER {
+        inner.refresh_token = Some(refresh.clone());
+    } else {
+        inner.user_refresh.insert(refresh.clone(), user);
+    }
     Json(json!({
         "token_type": "Bearer",
         "expires_in": lifetime.as_secs(),
@@ -566,7 +737,7 @@ async fn list_notes(
         .map(|n| {
             let mut row = json!({
                 "id": n.id.to_string(), "date": "2026-12-06 10:00:00", "pid": n.pid.to_string(),
-                "user": "clinician", "groupname": "Default", "authorized": "1", "activity": "1",
+                "user": n.author, "groupname": "Default", "authorized": "1", "activity": "1",
             });
             for field in ["subjective", "objective", "assessment", "plan"] {
                 row[field] = n.fields.get(field).map_or(Value::Null, |v| json!(v));
@@ -656,12 +827,17 @@ async fn post_note(
         let mut inner = shared.0.lock().unwrap();
         let sid = inner.next_id;
         inner.next_id += 2;
+        let author = inner
+            .access_tokens
+            .get(&access)
+            .map_or_else(String::new, |(_, user)| user.clone());
         inner.notes.push(SoapNote {
             id: sid,
             pid: numeric(&pid),
             encounter: numeric(&eid),
             fields: stored,
             written_with: access,
+            author,
         });
         (sid, sid + 1)
     };
@@ -678,7 +854,7 @@ async fn inspect_notes(State(shared): State<Shared>) -> Json<Value> {
             .notes
             .iter()
             .map(
-                |n| json!({"id": n.id, "pid": n.pid, "encounter": n.encounter, "fields": n.fields})
+                |n| json!({"id": n.id, "pid": n.pid, "encounter": n.encounter, "fields": n.fields, "author": n.author})
             )
             .collect::<Vec<_>>()
     ))
@@ -776,4 +952,15 @@ async fn fhir_encounters(
         })
         .collect();
     bundle(found)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pkce_s256_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            super::s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
 }

@@ -43,7 +43,8 @@ function assert(condition, message) {
 
 /// Every request a page makes, to check no other host is ever contacted.
 const seenOrigins = new Set();
-const allowedOrigins = new Set([DEMO, PROD, DOWN, IDP].map((u) => new URL(u).origin));
+// The identity provider and the EHR are visited for their own sign-in pages.
+const allowedOrigins = new Set([DEMO, PROD, DOWN, IDP, EMR].map((u) => new URL(u).origin));
 
 async function open(browser, path, { config, saved } = {}) {
   const context = await browser.newContext({ acceptDownloads: true });
@@ -319,6 +320,11 @@ await check("dictate with spoken headings → edit a word → sections → pick 
   await page.fill("#password", process.env.USER_PASSWORD);
   await page.click("#login-form button[type=submit]");
   await page.waitForSelector("#workspace:not([hidden])");
+  // Notes go in under the clinician's own EHR login: link it once, through the EHR's sign-in.
+  await page.waitForSelector("#ehr-link:not([hidden]) #ehr-link-start:not([hidden])");
+  await page.click("#ehr-link-start");
+  await page.waitForURL((u) => u.href.startsWith(DEMO) && !u.href.includes("code="), { timeout: 15000 });
+  await page.waitForFunction(() => document.getElementById("ehr-link-status").textContent.includes("linked"));
   await page.setInputFiles("#file", DICTATION);
   await page.waitForSelector("#result:not([hidden])", { timeout: 180000 });
   await page.waitForSelector("#section-plan");
@@ -363,6 +369,7 @@ await check("dictate with spoken headings → edit a word → sections → pick 
   assert(notes.length === 1, `one note: ${JSON.stringify(notes)}`);
   const fields = notes[0].fields;
   assert(notes[0].encounter === 45, `encounter 45: ${notes[0].encounter}`);
+  assert(notes[0].author === "dr-lee", `written with the clinician's own EHR login: ${notes[0].author}`);
   assert(fields.subjective.toLowerCase().includes("migraine"), `subjective: ${fields.subjective}`);
   assert(/blood pressure/i.test(fields.objective), `objective: ${fields.objective}`);
   assert(/tension headache/i.test(fields.assessment), `assessment: ${fields.assessment}`);

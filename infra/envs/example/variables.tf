@@ -133,13 +133,15 @@ variable "deletion_protection" {
 variable "ehr" {
   description = "EHR push; null turns it off (the EHR routes answer 501). target = \"openemr\" (openemr_base_url, openemr_client_id; secrets openemr-client-secret and openemr-refresh-token in secret_values) or \"fhir\" (fhir_base_url)."
   type = object({
-    target            = string
-    openemr_base_url  = optional(string)
-    openemr_site      = optional(string, "default")
-    openemr_client_id = optional(string)
-    fhir_base_url     = optional(string)
-    note_section      = optional(string, "subjective")
-    max_attempts      = optional(number, 5)
+    target               = string
+    login                = string
+    openemr_redirect_uri = optional(string)
+    openemr_base_url     = optional(string)
+    openemr_site         = optional(string, "default")
+    openemr_client_id    = optional(string)
+    fhir_base_url        = optional(string)
+    note_section         = optional(string, "subjective")
+    max_attempts         = optional(number, 5)
   })
   default = null
 

@@ -30,7 +30,9 @@ locals {
       SQS_EHR_DLQ_URL   = module.ehr_queue.dead_letter_url
       EHR_NOTE_SECTION  = var.ehr.note_section
       EHR_MAX_ATTEMPTS  = tostring(var.ehr.max_attempts)
+      EHR_LOGIN         = var.ehr.login
     },
+    var.ehr.openemr_redirect_uri != null ? { OPENEMR_REDIRECT_URI = var.ehr.openemr_redirect_uri } : {},
     local.ehr_openemr ? {
       OPENEMR_BASE_URL  = var.ehr.openemr_base_url
       OPENEMR_SITE      = var.ehr.openemr_site

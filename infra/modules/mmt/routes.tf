@@ -38,6 +38,10 @@ locals {
     "GET /v1/transcriptions/{id}/ehr"        = { function = "ehr-push", public = false }
     "GET /v1/ehr/patients"                   = { function = "ehr-push", public = false }
     "GET /v1/ehr/patients/{id}/encounters"   = { function = "ehr-push", public = false }
+    "GET /v1/ehr/link"                       = { function = "ehr-push", public = false }
+    "POST /v1/ehr/link"                      = { function = "ehr-push", public = false }
+    "DELETE /v1/ehr/link"                    = { function = "ehr-push", public = false }
+    "POST /v1/ehr/link/complete"             = { function = "ehr-push", public = false }
     "GET /openapi.json"                      = { function = "docs", public = true }
     "GET /docs"                              = { function = "docs", public = true }
   }

@@ -167,21 +167,28 @@ variable "deletion_protection" {
 }
 
 variable "ehr" {
-  description = "EHR push; null turns it off (the EHR routes answer 501). target = \"openemr\" (openemr_base_url, openemr_client_id; secrets openemr-client-secret and openemr-refresh-token in secret_values) or \"fhir\" (fhir_base_url)."
+  description = "EHR push; null turns it off (the EHR routes answer 501). target = \"openemr\" (openemr_base_url, openemr_client_id; secrets openemr-client-secret and openemr-refresh-token in secret_values) or \"fhir\" (fhir_base_url). login names whose EHR login writes notes: \"per-clinician\" (each clinician links their own OpenEMR account; openemr_redirect_uri is the page's address) or \"shared\" (one service login)."
   type = object({
-    target            = string
-    openemr_base_url  = optional(string)
-    openemr_site      = optional(string, "default")
-    openemr_client_id = optional(string)
-    fhir_base_url     = optional(string)
-    note_section      = optional(string, "subjective")
-    max_attempts      = optional(number, 5)
+    target               = string
+    login                = string
+    openemr_redirect_uri = optional(string)
+    openemr_base_url     = optional(string)
+    openemr_site         = optional(string, "default")
+    openemr_client_id    = optional(string)
+    fhir_base_url        = optional(string)
+    note_section         = optional(string, "subjective")
+    max_attempts         = optional(number, 5)
   })
   default = null
 
   validation {
     condition     = var.ehr == null || contains(["openemr", "fhir"], try(var.ehr.target, ""))
     error_message = "ehr.target must be openemr or fhir."
+  }
+
+  validation {
+    condition     = var.ehr == null || contains(["per-clinician", "shared"], try(var.ehr.login, ""))
+    error_message = "ehr.login must be per-clinician or shared."
   }
 }
 

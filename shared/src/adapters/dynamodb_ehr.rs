@@ -403,6 +403,16 @@ impl EhrConnectionStore for DynamoEhrStore {
             .expression_attribute_values(":now", n(Utc::now().timestamp_micros()));
         written(update.send().await).map(|_| ())
     }
+
+    async fn forget(&self, connection: &str) -> Result<bool, StoreError> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", connection_pk(connection))
+            .condition_expression("attribute_exists(pk)");
+        written(delete.send().await)
+    }
 }
 
 /// Key rotation: every delivery's patient and encounter ids and the connection's refresh token

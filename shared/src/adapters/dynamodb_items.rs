@@ -65,6 +65,12 @@ impl ConditionFailed for PutItemError {
     }
 }
 
+impl ConditionFailed for aws_sdk_dynamodb::operation::delete_item::DeleteItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
 /// The outcome of a conditional write: `Ok(true)` written, `Ok(false)` when its condition did
 /// not hold, an error otherwise.
 pub(crate) fn written<T, E>(result: Result<T, SdkError<E>>) -> Result<bool, StoreError>

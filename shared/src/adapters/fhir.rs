@@ -21,8 +21,8 @@ use tracing::Instrument;
 pub use crate::config::FhirConfig;
 use crate::{
     domain::{
-        EhrError, EhrReceipt, EncounterSummary, MAX_PATIENT_RESULTS, NoteDelivery, PatientQuery,
-        PatientSummary, newest_first,
+        EhrError, EhrLogin, EhrReceipt, EncounterSummary, MAX_PATIENT_RESULTS, NoteDelivery,
+        PatientQuery, PatientSummary, newest_first,
     },
     ports::{ConnectionState, EhrClient},
 };
@@ -296,12 +296,20 @@ impl EhrClient for FhirClient {
         })
     }
 
-    async fn find_patients(&self, query: &PatientQuery) -> Result<Vec<PatientSummary>, EhrError> {
+    async fn find_patients(
+        &self,
+        query: &PatientQuery,
+        _login: &EhrLogin,
+    ) -> Result<Vec<PatientSummary>, EhrError> {
         let bundle = self.search("Patient", &patient_search(query)).await?;
         Ok(patients_in(&bundle, query))
     }
 
-    async fn encounters(&self, patient_ref: &str) -> Result<Vec<EncounterSummary>, EhrError> {
+    async fn encounters(
+        &self,
+        patient_ref: &str,
+        _login: &EhrLogin,
+    ) -> Result<Vec<EncounterSummary>, EhrError> {
         let params = [
             ("patient", patient_ref.to_owned()),
             ("_sort", "-date".to_owned()),
@@ -313,7 +321,10 @@ impl EhrClient for FhirClient {
         format!("FHIR R4 server at {}", self.config.base_url)
     }
 
-    async fn connection_state(&self) -> Result<Option<ConnectionState>, EhrError> {
+    async fn connection_state(
+        &self,
+        _login: &EhrLogin,
+    ) -> Result<Option<ConnectionState>, EhrError> {
         Ok(None)
     }
 }

@@ -41,7 +41,7 @@ pub use crate::config::OpenEmrConfig;
 use crate::{
     adapters::fhir::{patient_search, patients_in},
     domain::{
-        EhrError, EhrReceipt, EncounterSummary, NoteDelivery, NoteSection, PatientQuery,
+        EhrError, EhrLogin, EhrReceipt, EncounterSummary, NoteDelivery, NoteSection, PatientQuery,
         PatientSummary, newest_first,
     },
     ports::{ConnectionState, EhrClient, EhrConnectionStore},
@@ -59,7 +59,8 @@ pub struct OpenEmrClient {
     http: reqwest::Client,
     config: OpenEmrConfig,
     connections: Arc<dyn EhrConnectionStore>,
-    token: tokio::sync::Mutex<Option<CachedToken>>,
+    /// Access tokens by connection (the shared login, or a clinician's).
+    tokens: tokio::sync::Mutex<std::collections::HashMap<String, CachedToken>>,
 }
 
 #[derive(Deserialize)]
@@ -170,7 +171,7 @@ impl OpenEmrClient {
             http,
             config,
             connections,
-            token: tokio::sync::Mutex::new(None),
+            tokens: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -191,10 +192,10 @@ impl OpenEmrClient {
         )
     }
 
-    async fn state(&self) -> Result<Option<ConnectionState>, EhrError> {
+    async fn state(&self, login: &EhrLogin) -> Result<Option<ConnectionState>, EhrError> {
         let stored = self
             .connections
-            .load(CONNECTION)
+            .load(&login.connection(CONNECTION))
             .await
             .map_err(|e| EhrError::Transient {
                 reason: format!("EHR connection store: {e}"),
@@ -236,26 +237,20 @@ impl OpenEmrClient {
 
     /// A fresh access token: from the refresh token (rotated and stored first), or from the
     /// password grant in development.
-    async fn fetch_token(&self) -> Result<TokenAnswer, EhrError> {
-        if let Some((username, password)) = &self.config.password_login {
+    async fn fetch_token(&self, login: &EhrLogin) -> Result<TokenAnswer, EhrError> {
+        let shared = *login == EhrLogin::Shared;
+        if shared && let Some((username, password)) = &self.config.password_login {
             return self.password_grant(username, password).await;
         }
+        let connection = login.connection(CONNECTION);
         // A rotation by another process between our read and our refresh shows up as
         // invalid_grant with a different token in the store: try once more with that one.
         for _ in 0..2 {
-            let stored = match self.connections.load(CONNECTION).await {
+            let stored = match self.connections.load(&connection).await {
                 Ok(stored) => stored,
                 Err(err) => return Err(self.store_error(err)),
             };
-            let current = match (&stored, &self.config.initial_refresh_token) {
-                (Some((token, _)), _) => token.clone(),
-                (None, Some(initial)) => initial.expose_secret().to_owned(),
-                (None, None) => {
-                    return Err(EhrError::NeedsLogin(
-                        "no OpenEMR login is configured (OPENEMR_REFRESH_TOKEN)".into(),
-                    ));
-                }
-            };
+            let current = self.current_refresh(shared, stored.as_ref())?;
             let response = self
                 .token_request(vec![
                     ("grant_type", "refresh_token".into()),
@@ -265,25 +260,18 @@ impl OpenEmrClient {
             let status = response.status();
             if status.is_success() {
                 let answer: TokenAnswer = response.json().await.map_err(|e| transport(&e, true))?;
-                return self.keep_rotated(stored.as_ref(), answer).await;
+                return self
+                    .keep_rotated(&connection, stored.as_ref(), answer)
+                    .await;
             }
             let body: Value = response.json().await.unwrap_or(Value::Null);
             if refresh_token_refused(status, &body) {
-                if self.rotated_elsewhere(&current).await {
+                if self.rotated_elsewhere(&connection, &current).await {
                     continue;
                 }
-                let reason = "OpenEMR refused the refresh token (revoked or expired): an \
-                              administrator must sign in to OpenEMR again"
-                    .to_owned();
-                if stored.is_some() {
-                    let state = ConnectionState::NeedsLogin {
-                        reason: reason.clone(),
-                    };
-                    if let Err(err) = self.connections.set_state(CONNECTION, &state).await {
-                        tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not record the EHR connection state");
-                    }
-                }
-                return Err(EhrError::NeedsLogin(reason));
+                return Err(self
+                    .login_refused(&connection, shared, stored.is_some())
+                    .await);
             }
             return Err(match status {
                 StatusCode::UNAUTHORIZED => EhrError::NeedsLogin(
@@ -296,6 +284,51 @@ impl OpenEmrClient {
             reason: "the OpenEMR refresh token kept changing; will retry".into(),
             retry_after: None,
         })
+    }
+
+    /// The refresh token to use: the stored one, else (shared login only) the configured one.
+    fn current_refresh(
+        &self,
+        shared: bool,
+        stored: Option<&(String, ConnectionState)>,
+    ) -> Result<String, EhrError> {
+        let initial = self
+            .config
+            .initial_refresh_token
+            .as_ref()
+            .filter(|_| shared);
+        match (stored, initial) {
+            (Some((token, _)), _) => Ok(token.clone()),
+            (None, Some(initial)) => Ok(initial.expose_secret().to_owned()),
+            (None, None) if shared => Err(EhrError::NeedsLogin(
+                "no OpenEMR login is configured (OPENEMR_REFRESH_TOKEN)".into(),
+            )),
+            (None, None) => Err(EhrError::NeedsLogin(
+                "link your OpenEMR account first: your notes are written with your own login"
+                    .into(),
+            )),
+        }
+    }
+
+    /// A refused refresh token: the login needs renewing, recorded on that login alone.
+    async fn login_refused(&self, connection: &str, shared: bool, stored: bool) -> EhrError {
+        let reason = if shared {
+            "OpenEMR refused the refresh token (revoked or expired): an administrator must sign \
+             in to OpenEMR again"
+        } else {
+            "OpenEMR refused your linked login (revoked or expired): link your OpenEMR account \
+             again"
+        }
+        .to_owned();
+        if stored {
+            let state = ConnectionState::NeedsLogin {
+                reason: reason.clone(),
+            };
+            if let Err(err) = self.connections.set_state(connection, &state).await {
+                tracing::error!(error.cause_chain = %crate::telemetry::error_chain(&err), "could not record the EHR connection state");
+            }
+        }
+        EhrError::NeedsLogin(reason)
     }
 
     /// Development and tests only: the password grant.
@@ -326,6 +359,7 @@ impl OpenEmrClient {
     /// meanwhile; ours is the newest OpenEMR issued, so it must win, or the next refresh fails.
     async fn keep_rotated(
         &self,
+        connection: &str,
         stored: Option<&(String, ConnectionState)>,
         answer: TokenAnswer,
     ) -> Result<TokenAnswer, EhrError> {
@@ -333,12 +367,12 @@ impl OpenEmrClient {
             return Ok(answer);
         };
         let expected = stored.map(|(token, _)| token.as_str());
-        match self.connections.rotate(CONNECTION, expected, next).await {
+        match self.connections.rotate(connection, expected, next).await {
             Ok(true) => Ok(answer),
             Ok(false) => {
-                let latest = self.connections.load(CONNECTION).await.ok().flatten();
+                let latest = self.connections.load(connection).await.ok().flatten();
                 let latest = latest.as_ref().map(|(t, _)| t.as_str());
-                if let Err(err) = self.connections.rotate(CONNECTION, latest, next).await {
+                if let Err(err) = self.connections.rotate(connection, latest, next).await {
                     return Err(self.store_error(err));
                 }
                 Ok(answer)
@@ -350,9 +384,9 @@ impl OpenEmrClient {
     /// Whether another process rotated the refresh token away from `used`: OpenEMR answers
     /// `invalid_grant` the moment it rotates, a little before the winner has stored the new
     /// token, so this waits up to two seconds for it to appear.
-    async fn rotated_elsewhere(&self, used: &str) -> bool {
+    async fn rotated_elsewhere(&self, connection: &str, used: &str) -> bool {
         for _ in 0..10 {
-            if let Ok(Some((stored, _))) = self.connections.load(CONNECTION).await
+            if let Ok(Some((stored, _))) = self.connections.load(connection).await
                 && stored != used
             {
                 return true;
@@ -363,26 +397,31 @@ impl OpenEmrClient {
     }
 
     /// The cached access token, or a new one (one refresh at a time).
-    async fn access_token(&self, renew: bool) -> Result<String, EhrError> {
-        let mut cached = self.token.lock().await;
+    async fn access_token(&self, login: &EhrLogin, renew: bool) -> Result<String, EhrError> {
+        let connection = login.connection(CONNECTION);
+        let mut cached = self.tokens.lock().await;
         if !renew
-            && let Some(token) = cached.as_ref()
+            && let Some(token) = cached.get(&connection)
             && token.refresh_at > Instant::now()
         {
             return Ok(token.value.clone());
         }
-        let answer = self.fetch_token().await?;
+        let answer = self.fetch_token(login).await?;
         let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
-        *cached = Some(CachedToken {
-            value: answer.access_token.clone(),
-            refresh_at: Instant::now() + lifetime.saturating_sub(Duration::from_secs(60)),
-        });
+        cached.insert(
+            connection,
+            CachedToken {
+                value: answer.access_token.clone(),
+                refresh_at: Instant::now() + lifetime.saturating_sub(Duration::from_secs(60)),
+            },
+        );
         Ok(answer.access_token)
     }
 
     /// Sends an API request with the access token; a 401 renews it and retries once.
     async fn call(
         &self,
+        login: &EhrLogin,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
         action: &str,
     ) -> Result<reqwest::Response, EhrError> {
@@ -395,7 +434,7 @@ impl OpenEmrClient {
         async {
             let mut renew = false;
             for _ in 0..2 {
-                let token = self.access_token(renew).await?;
+                let token = self.access_token(login, renew).await?;
                 let response = build(&token)
                     .send()
                     .await
@@ -415,10 +454,19 @@ impl OpenEmrClient {
     }
 
     /// A GET answer's status and JSON body (`Null` when it has none, as OpenEMR's 404s may).
-    async fn get_json(&self, path: &str, action: &str) -> Result<(StatusCode, Value), EhrError> {
+    async fn get_json(
+        &self,
+        login: &EhrLogin,
+        path: &str,
+        action: &str,
+    ) -> Result<(StatusCode, Value), EhrError> {
         let url = self.api(path);
         let response = self
-            .call(|token| self.http.get(&url).bearer_auth(token), action)
+            .call(
+                login,
+                |token| self.http.get(&url).bearer_auth(token),
+                action,
+            )
             .await?;
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -439,6 +487,7 @@ impl OpenEmrClient {
         }
         let (status, patient) = self
             .get_json(
+                &note.login,
                 &format!("/patient/{}", note.patient_ref),
                 "look up the patient",
             )
@@ -451,6 +500,7 @@ impl OpenEmrClient {
         .ok_or_else(|| EhrError::Permanent("OpenEMR does not know this patient".into()))?;
         let (status, encounters) = self
             .get_json(
+                &note.login,
                 &format!("/patient/{}/encounter", note.patient_ref),
                 "list the patient's encounters",
             )
@@ -485,6 +535,7 @@ impl OpenEmrClient {
     ) -> Result<Option<EhrReceipt>, EhrError> {
         let (status, notes) = self
             .get_json(
+                &note.login,
                 &format!("/patient/{pid}/encounter/{encounter}/soap_note"),
                 "list the encounter's notes",
             )
@@ -534,6 +585,7 @@ impl EhrClient for OpenEmrClient {
             .collect();
         let response = self
             .call(
+                &note.login,
                 |token| self.http.post(&url).bearer_auth(token).json(&body),
                 "write the note",
             )
@@ -567,11 +619,16 @@ impl EhrClient for OpenEmrClient {
 
     /// Through OpenEMR's FHIR API: its standard `GET /api/patient` matches whole fields, and
     /// a picker needs "begins with" on any name part, which FHIR's `name` search defines.
-    async fn find_patients(&self, query: &PatientQuery) -> Result<Vec<PatientSummary>, EhrError> {
+    async fn find_patients(
+        &self,
+        query: &PatientQuery,
+        login: &EhrLogin,
+    ) -> Result<Vec<PatientSummary>, EhrError> {
         let url = reqwest::Url::parse_with_params(&self.fhir("Patient"), patient_search(query))
             .map_err(|_| EhrError::Permanent("OPENEMR_BASE_URL is not a URL".into()))?;
         let response = self
             .call(
+                login,
                 |token| self.http.get(url.clone()).bearer_auth(token),
                 "search patients",
             )
@@ -586,7 +643,11 @@ impl EhrClient for OpenEmrClient {
 
     /// Through the standard API, whose rows carry the encounter number (`eid`) the push
     /// resolves, its uuid (`euuid`), date and reason.
-    async fn encounters(&self, patient_ref: &str) -> Result<Vec<EncounterSummary>, EhrError> {
+    async fn encounters(
+        &self,
+        patient_ref: &str,
+        login: &EhrLogin,
+    ) -> Result<Vec<EncounterSummary>, EhrError> {
         if !looks_like_uuid(patient_ref) {
             return Err(EhrError::Permanent(
                 "a patient id is an OpenEMR uuid".into(),
@@ -594,6 +655,7 @@ impl EhrClient for OpenEmrClient {
         }
         let (status, body) = self
             .get_json(
+                login,
                 &format!("/patient/{patient_ref}/encounter"),
                 "list the patient's encounters",
             )
@@ -635,7 +697,101 @@ impl EhrClient for OpenEmrClient {
         )
     }
 
-    async fn connection_state(&self) -> Result<Option<ConnectionState>, EhrError> {
-        self.state().await
+    async fn connection_state(
+        &self,
+        login: &EhrLogin,
+    ) -> Result<Option<ConnectionState>, EhrError> {
+        self.state(login).await
+    }
+
+    fn link_url(&self, state: &str, challenge: &str) -> Result<String, EhrError> {
+        let redirect = self
+            .config
+            .redirect_uri
+            .as_deref()
+            .ok_or_else(|| EhrError::Permanent("linking needs OPENEMR_REDIRECT_URI".into()))?;
+        let url = reqwest::Url::parse_with_params(
+            &format!(
+                "{}/oauth2/{}/authorize",
+                self.config.base_url.trim_end_matches('/'),
+                self.config.site
+            ),
+            [
+                ("response_type", "code"),
+                ("client_id", self.config.client_id.as_str()),
+                ("redirect_uri", redirect),
+                ("scope", self.config.scopes.as_str()),
+                ("state", state),
+                ("code_challenge", challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .map_err(|_| EhrError::Permanent("OPENEMR_BASE_URL is not a URL".into()))?;
+        Ok(url.into())
+    }
+
+    async fn complete_link(
+        &self,
+        login: &EhrLogin,
+        code: &str,
+        verifier: &str,
+    ) -> Result<(), EhrError> {
+        let redirect = self
+            .config
+            .redirect_uri
+            .clone()
+            .ok_or_else(|| EhrError::Permanent("linking needs OPENEMR_REDIRECT_URI".into()))?;
+        let response = self
+            .token_request(vec![
+                ("grant_type", "authorization_code".into()),
+                ("code", code.to_owned()),
+                ("redirect_uri", redirect),
+                ("code_verifier", verifier.to_owned()),
+            ])
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                    refused(status, &Default::default(), "link the account")
+                } else {
+                    EhrError::Permanent(format!(
+                        "OpenEMR did not accept the sign-in ({}): start the link again",
+                        status.as_u16()
+                    ))
+                },
+            );
+        }
+        let answer: TokenAnswer = response.json().await.map_err(|e| transport(&e, true))?;
+        let refresh = answer.refresh_token.clone().ok_or_else(|| {
+            EhrError::Permanent(
+                "OpenEMR gave no refresh token: the client needs the offline_access scope".into(),
+            )
+        })?;
+        let connection = login.connection(CONNECTION);
+        // A new link replaces an old one (and a needs-login state) outright.
+        let _ = self.connections.forget(&connection).await;
+        self.connections
+            .rotate(&connection, None, &refresh)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3600));
+        self.tokens.lock().await.insert(
+            connection,
+            CachedToken {
+                value: answer.access_token,
+                refresh_at: Instant::now() + lifetime.saturating_sub(Duration::from_secs(60)),
+            },
+        );
+        Ok(())
+    }
+
+    async fn unlink(&self, login: &EhrLogin) -> Result<bool, EhrError> {
+        let connection = login.connection(CONNECTION);
+        self.tokens.lock().await.remove(&connection);
+        self.connections
+            .forget(&connection)
+            .await
+            .map_err(|e| self.store_error(e))
     }
 }

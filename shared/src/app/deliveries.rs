@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use sha2::Digest;
+
 use super::{AppState, EhrServices, audit::AuditTrail, errors::JobError};
 use crate::{
-    config::EhrConfig,
+    config::{EhrConfig, EhrLoginMode},
     domain::{
-        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, EhrError,
+        AuditAction, AuditEvent, AuditOutcome, DeliveryStatus, EhrDelivery, EhrError, EhrLogin,
         EncounterSummary, EventKind, NoteDelivery, NoteError, NoteSection, Notification, OwnerId,
         PatientQuery, PatientSummary, Status, Transcript, TranscriptionRecord, delivery_marker,
         note_fields,
@@ -55,6 +57,25 @@ pub enum RequestError {
     Queue(#[from] QueueError),
 }
 
+/// Where a clinician's link waits for the EHR's answer.
+fn pending_link(owner: &OwnerId) -> String {
+    format!("link-pending:{owner}")
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Ehr(#[from] EhrError),
+    #[error("could not keep the link")]
+    Store(#[from] StoreError),
+    #[error("no link was started for this answer: start linking again")]
+    NoPendingLink,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error(transparent)]
@@ -95,9 +116,95 @@ impl Deliveries {
         self.ehr.client.describe()
     }
 
-    /// The state of the EHR login (`None` where the EHR needs none).
+    /// The state of the deployment's shared EHR login (`None` where the EHR needs none).
     pub async fn connection(&self) -> Result<Option<ConnectionState>, EhrError> {
-        self.ehr.client.connection_state().await
+        self.ehr.client.connection_state(&EhrLogin::Shared).await
+    }
+
+    /// Whose login acts for `owner`: their own where clinicians link their accounts.
+    pub fn login_for(&self, owner: &OwnerId) -> EhrLogin {
+        match self.config.login {
+            EhrLoginMode::Shared => EhrLogin::Shared,
+            EhrLoginMode::PerClinician => EhrLogin::Clinician(owner.clone()),
+        }
+    }
+
+    pub fn login_mode(&self) -> EhrLoginMode {
+        self.config.login
+    }
+
+    /// The state of `owner`'s own link: `None` before they linked.
+    pub async fn link_state(&self, owner: &OwnerId) -> Result<Option<ConnectionState>, EhrError> {
+        self.ehr
+            .client
+            .connection_state(&self.login_for(owner))
+            .await
+    }
+
+    /// Starts a clinician's link: a fresh state and PKCE verifier, kept sealed server-side
+    /// (never in the browser's address bar), and the EHR's sign-in URL to send them to.
+    pub async fn start_link(&self, owner: &OwnerId) -> Result<String, LinkError> {
+        use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+        use rand::RngCore;
+        let mut random = [0u8; 48];
+        rand::rng().fill_bytes(&mut random);
+        let verifier = URL_SAFE_NO_PAD.encode(&random[..32]);
+        let state = URL_SAFE_NO_PAD.encode(&random[32..]);
+        let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let pending = pending_link(owner);
+        let _ = self.ehr.connections.forget(&pending).await;
+        self.ehr
+            .connections
+            .rotate(&pending, None, &format!("{state} {verifier}"))
+            .await?;
+        Ok(self.ehr.client.link_url(&state, &challenge)?)
+    }
+
+    /// Finishes a clinician's link with the code the EHR sent back: only for the state this
+    /// clinician's own pending link holds, once.
+    pub async fn complete_link(
+        &self,
+        owner: &OwnerId,
+        code: &str,
+        state: &str,
+    ) -> Result<(), LinkError> {
+        let pending = pending_link(owner);
+        let stored = self.ehr.connections.load(&pending).await?;
+        let Some((held, _)) = stored else {
+            return Err(LinkError::NoPendingLink);
+        };
+        // One answer per started link, right or wrong: a wrong state (a forged or replayed
+        // answer) uses it up too.
+        self.ehr.connections.forget(&pending).await?;
+        let Some((expected, verifier)) = held.split_once(' ') else {
+            return Err(LinkError::NoPendingLink);
+        };
+        if !constant_time_eq(expected.as_bytes(), state.as_bytes()) {
+            return Err(LinkError::NoPendingLink);
+        }
+        self.ehr
+            .client
+            .complete_link(&self.login_for(owner), code, verifier)
+            .await?;
+        self.audit
+            .record(
+                AuditEvent::now(AuditAction::EhrLink, AuditOutcome::Success, owner.as_str())
+                    .detail("linked their EHR account".to_owned()),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Forgets a clinician's link.
+    pub async fn unlink(&self, owner: &OwnerId) -> Result<bool, LinkError> {
+        let removed = self.ehr.client.unlink(&self.login_for(owner)).await?;
+        self.audit
+            .record(
+                AuditEvent::now(AuditAction::EhrLink, AuditOutcome::Success, owner.as_str())
+                    .detail("unlinked their EHR account".to_owned()),
+            )
+            .await;
+        Ok(removed)
     }
 
     /// A transcription's deliveries, oldest first.
@@ -117,7 +224,11 @@ impl Deliveries {
         caller: &OwnerId,
         query: &PatientQuery,
     ) -> Result<Vec<PatientSummary>, LookupError> {
-        let found = self.ehr.client.find_patients(query).await?;
+        let found = self
+            .ehr
+            .client
+            .find_patients(query, &self.login_for(caller))
+            .await?;
         self.audit
             .record_disclosure(
                 caller,
@@ -136,7 +247,11 @@ impl Deliveries {
         caller: &OwnerId,
         patient_ref: &str,
     ) -> Result<Vec<EncounterSummary>, LookupError> {
-        let found = self.ehr.client.encounters(patient_ref).await?;
+        let found = self
+            .ehr
+            .client
+            .encounters(patient_ref, &self.login_for(caller))
+            .await?;
         self.audit
             .record_disclosure(
                 caller,
@@ -253,7 +368,8 @@ impl Deliveries {
         {
             return Ok(());
         }
-        let note = Self::note_for(delivery, &transcript, check_existing)
+        let login = self.login_for(&delivery.owner);
+        let note = Self::note_for(delivery, &transcript, check_existing, login)
             .map_err(|e| JobError::Ehr(EhrError::Permanent(e.to_string())))?;
         let correlation = message.origin.correlation_id.as_deref();
         let receipt = match self.ehr.client.deliver(&note).await {
@@ -288,6 +404,7 @@ impl Deliveries {
         delivery: &EhrDelivery,
         transcript: &Transcript,
         check_existing: bool,
+        login: EhrLogin,
     ) -> Result<NoteDelivery, NoteError> {
         let marker = delivery_marker(&delivery.id.to_string());
         Ok(NoteDelivery {
@@ -302,6 +419,7 @@ impl Deliveries {
             )?,
             marker,
             check_existing,
+            login,
         })
     }
 

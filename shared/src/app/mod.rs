@@ -102,4 +102,6 @@ pub struct EhrServices {
     pub client: Arc<dyn EhrClient>,
     pub deliveries: Arc<dyn DeliveryStore>,
     pub queue: Arc<dyn JobQueue>,
+    /// The logins (and clinicians' pending links), sealed.
+    pub connections: Arc<dyn crate::ports::EhrConnectionStore>,
 }

@@ -45,6 +45,21 @@ pub struct EhrConfig {
     /// Patient and encounter look-ups per user per minute (`EHR_LOOKUPS_PER_MINUTE`): a
     /// picker types a few letters at a time; a script walking the directory is stopped.
     pub lookups_per_minute: u32,
+    /// `EHR_LOGIN`: whose EHR login pushes a note.
+    pub login: EhrLoginMode,
+    /// Whether `EHR_LOGIN` was set (production must choose).
+    pub login_named: bool,
+}
+
+/// Whose EHR login pushes a clinician's note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EhrLoginMode {
+    /// `shared`: the deployment's one service login (for EHRs without per-user OAuth2); every
+    /// note is written as that user. Production must name it explicitly.
+    Shared,
+    /// `per-clinician`: each clinician links their own EHR account once; their notes are
+    /// written with their own token, under their own name and permissions.
+    PerClinician,
 }
 
 #[derive(Clone)]
@@ -61,6 +76,9 @@ pub struct OpenEmrConfig {
     pub initial_refresh_token: Option<SecretString>,
     /// Development and tests only: `(username, password)` for the password grant.
     pub password_login: Option<(String, SecretString)>,
+    /// `OPENEMR_REDIRECT_URI`: where OpenEMR sends a clinician back after they sign in to link
+    /// their account (the page's address, registered with the client).
+    pub redirect_uri: Option<String>,
     pub timeout: Duration,
 }
 
@@ -151,7 +169,7 @@ pub(super) fn parse_ehr(
             reason,
         })?
         .unwrap_or(crate::domain::NoteSection::Subjective);
-    Ok(Some(EhrConfig {
+    let config = EhrConfig {
         target,
         default_section,
         max_attempts: src.parse("EHR_MAX_ATTEMPTS", 5u32)?.clamp(1, 20),
@@ -163,7 +181,38 @@ pub(super) fn parse_ehr(
         sqs_queue,
         table,
         lookups_per_minute: src.parse("EHR_LOOKUPS_PER_MINUTE", 60u32)?.clamp(1, 600),
-    }))
+        login: parse_login(src)?,
+        login_named: src.raw("EHR_LOGIN").is_some(),
+    };
+    config.check_login()?;
+    Ok(Some(config))
+}
+
+/// `EHR_LOGIN`: `shared` (the default outside production) or `per-clinician`.
+fn parse_login(src: &Source<'_>) -> Result<EhrLoginMode, ConfigError> {
+    match src.raw("EHR_LOGIN").as_deref() {
+        None | Some("shared") => Ok(EhrLoginMode::Shared),
+        Some("per-clinician") => Ok(EhrLoginMode::PerClinician),
+        Some(other) => Err(ConfigError::Invalid {
+            key: "EHR_LOGIN",
+            reason: format!("expected per-clinician or shared, got {other:?}"),
+        }),
+    }
+}
+
+impl EhrConfig {
+    /// Linking clinicians' accounts needs OpenEMR and the page's address to come back to.
+    fn check_login(&self) -> Result<(), ConfigError> {
+        if self.login == EhrLoginMode::PerClinician
+            && !matches!(&self.target, EhrTarget::OpenEmr(o) if o.redirect_uri.is_some())
+        {
+            return Err(ConfigError::Missing {
+                key: "OPENEMR_REDIRECT_URI",
+                reason: "EHR_LOGIN=per-clinician links clinicians' OpenEMR accounts".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn ehr_timeout(src: &Source<'_>) -> Result<Duration, ConfigError> {
@@ -204,6 +253,7 @@ fn parse_openemr(src: &Source<'_>) -> Result<OpenEmrConfig, ConfigError> {
         }),
         initial_refresh_token: src.secret("OPENEMR_REFRESH_TOKEN"),
         password_login,
+        redirect_uri: src.raw("OPENEMR_REDIRECT_URI"),
         timeout: ehr_timeout(src)?,
     })
 }
@@ -217,6 +267,13 @@ impl EhrConfig {
             EhrTarget::Fhir(fhir) => {
                 super::source::require_tls_unless_loopback("FHIR_BASE_URL", &fhir.base_url)?
             }
+        }
+        if !self.login_named {
+            return Err(ConfigError::unsafe_setting(
+                "EHR_LOGIN",
+                "must be named in production: per-clinician (each clinician's own EHR login), \
+                 or shared (one service login writes every note)",
+            ));
         }
         if matches!(&self.target, EhrTarget::OpenEmr(openemr) if openemr.password_login.is_some()) {
             return Err(ConfigError::unsafe_setting(

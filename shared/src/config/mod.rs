@@ -25,7 +25,7 @@ mod tests;
 use std::{collections::HashMap, str::FromStr};
 
 pub use auth::{AuthConfig, LocalUser, RsaJwtConfig};
-pub use ehr::{EhrConfig, EhrTarget, FhirConfig, OpenEmrConfig};
+pub use ehr::{EhrConfig, EhrLoginMode, EhrTarget, FhirConfig, OpenEmrConfig};
 pub use engines::{
     AudioDecoder, CloudEngineConfig, EnginesConfig, LocalEngineConfig, VoiceDetection,
 };

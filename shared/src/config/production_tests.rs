@@ -74,6 +74,7 @@ fn production_refuses_unsealed_storage_no_limit_and_plain_http_services() {
         ("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"),
         ("EHR_TARGET", "fhir"),
         ("FHIR_BASE_URL", "https://fhir.clinic.example/r4"),
+        ("EHR_LOGIN", "shared"),
         ("BLOB_STORE", "s3"),
         ("S3_BUCKET", "recordings"),
         ("S3_KMS_KEY_ID", "alias/mmt"),
@@ -82,6 +83,33 @@ fn production_refuses_unsealed_storage_no_limit_and_plain_http_services() {
     if let Err(err) = config(&passes) {
         panic!("a safe production configuration was refused: {err}");
     }
+}
+
+/// One shared EHR login writes every clinician's note under one name: production must say so
+/// (`EHR_LOGIN=shared`) or link each clinician's own login (`per-clinician`).
+#[test]
+fn production_names_whose_ehr_login_writes_notes() {
+    let mut ehr = safe_production();
+    ehr.extend([
+        ("EHR_TARGET", "openemr"),
+        ("OPENEMR_BASE_URL", "https://emr.clinic.example"),
+        ("OPENEMR_CLIENT_ID", "mmt"),
+    ]);
+    assert!(config(&ehr).unwrap_err().to_string().contains("EHR_LOGIN"));
+    let mut per_clinician = ehr.clone();
+    per_clinician.push(("EHR_LOGIN", "per-clinician"));
+    assert!(
+        config(&per_clinician)
+            .unwrap_err()
+            .to_string()
+            .contains("OPENEMR_REDIRECT_URI"),
+        "linking needs the page's address"
+    );
+    per_clinician.push(("OPENEMR_REDIRECT_URI", "https://mmt.clinic.example/"));
+    config(&per_clinician).unwrap();
+    let mut shared = ehr;
+    shared.push(("EHR_LOGIN", "shared"));
+    config(&shared).unwrap();
 }
 
 #[test]

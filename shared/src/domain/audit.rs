@@ -30,10 +30,12 @@ pub enum AuditAction {
     Edit,
     /// A search or read in the EHR's patient directory (the detail counts results only).
     EhrLookup,
+    /// A clinician linked or unlinked their own EHR account.
+    EhrLink,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 13] = [
+    pub const ALL: [AuditAction; 14] = [
         Self::Create,
         Self::Read,
         Self::Download,
@@ -47,6 +49,7 @@ impl AuditAction {
         Self::VocabularyChange,
         Self::Edit,
         Self::EhrLookup,
+        Self::EhrLink,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl AuditAction {
             Self::VocabularyChange => "vocabulary_change",
             Self::Edit => "edit",
             Self::EhrLookup => "ehr_lookup",
+            Self::EhrLink => "ehr_link",
         }
     }
 

@@ -72,6 +72,26 @@ impl fmt::Display for NoteSection {
     }
 }
 
+/// Whose EHR login a call uses: the deployment's one service login, or a clinician's own
+/// (linked once through the EHR's sign-in), so that the EHR records them as the author and
+/// applies their own permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EhrLogin {
+    Shared,
+    Clinician(OwnerId),
+}
+
+impl EhrLogin {
+    /// The name of this login's refresh token in the connection store: `base` for the shared
+    /// login, `base:<owner>` for a clinician's.
+    pub fn connection(&self, base: &str) -> String {
+        match self {
+            Self::Shared => base.to_owned(),
+            Self::Clinician(owner) => format!("{base}:{owner}"),
+        }
+    }
+}
+
 /// One note to write: where, what, and the marker that identifies it afterwards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoteDelivery {
@@ -90,6 +110,8 @@ pub struct NoteDelivery {
     pub marker: String,
     /// Look for the marker before writing (every attempt after the first).
     pub check_existing: bool,
+    /// Whose login writes it.
+    pub login: EhrLogin,
 }
 
 impl NoteDelivery {

@@ -18,7 +18,7 @@ pub use audit::{
     AuditAction, AuditEvent, AuditOutcome, AuditQuery, ChainLink, ChainReport, verify_chains,
 };
 pub use ehr::{
-    DeliveryStatus, EhrDelivery, EhrError, EhrReceipt, EncounterSummary, MAX_NOTE_BYTES,
+    DeliveryStatus, EhrDelivery, EhrError, EhrLogin, EhrReceipt, EncounterSummary, MAX_NOTE_BYTES,
     MAX_PATIENT_RESULTS, MIN_NOTE_BYTES, NoteDelivery, NoteError, NoteSection, PatientQuery,
     PatientSummary, delivery_marker, newest_first, note_fields,
 };

@@ -10,8 +10,8 @@ use mmt_core::{
         openemr::{CONNECTION, OpenEmrClient, OpenEmrConfig},
     },
     domain::{
-        EhrError, MAX_NOTE_BYTES, NoteDelivery, NoteSection, TranscriptionId, delivery_marker,
-        note_fields,
+        EhrError, EhrLogin, MAX_NOTE_BYTES, NoteDelivery, NoteSection, TranscriptionId,
+        delivery_marker, note_fields,
     },
     ports::{ConnectionState, EhrClient, EhrConnectionStore},
 };
@@ -69,6 +69,7 @@ fn config(emr: &FakeOpenEmr, timeout: Duration) -> OpenEmrConfig {
         scopes: "openid offline_access api:oemr user/soap_note.crus".into(),
         initial_refresh_token: Some(SecretString::from(FIRST_REFRESH)),
         password_login: None,
+        redirect_uri: None,
         timeout,
     }
 }
@@ -108,6 +109,7 @@ fn note_of(
         fields: note_fields(&content, &TranscriptionId::new(), &marker).unwrap(),
         marker,
         check_existing,
+        login: EhrLogin::Shared,
     }
 }
 
@@ -206,7 +208,13 @@ async fn a_revoked_refresh_token_marks_the_connection_as_needing_a_login() {
             matches!(state, ConnectionState::NeedsLogin { .. }),
             "{state:?}"
         );
-        assert_eq!(emr_client.connection_state().await.unwrap(), Some(state));
+        assert_eq!(
+            emr_client
+                .connection_state(&EhrLogin::Shared)
+                .await
+                .unwrap(),
+            Some(state)
+        );
         assert_eq!(s.emr.notes().len(), 1);
     }
 }

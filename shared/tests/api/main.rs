@@ -12,6 +12,7 @@ mod edits;
 mod ehr_aws;
 mod ehr_client;
 mod ehr_fhir;
+mod ehr_link;
 mod ehr_lookup;
 mod ehr_push;
 #[cfg(feature = "aws")]

@@ -50,6 +50,10 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/v1/transcriptions/{id}/structure"),
     ("get", "/v1/ehr/patients"),
     ("get", "/v1/ehr/patients/{id}/encounters"),
+    ("get", "/v1/ehr/link"),
+    ("post", "/v1/ehr/link"),
+    ("delete", "/v1/ehr/link"),
+    ("post", "/v1/ehr/link/complete"),
 ];
 
 #[tokio::test]

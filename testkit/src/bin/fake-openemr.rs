@@ -3,7 +3,9 @@
 //!
 //! Environment: `PORT` (default 8091), `OPENEMR_VERSION` (`7` or `8`, default 7),
 //! `OPENEMR_CLIENT_ID` (default `mmt-client`), `OPENEMR_REFRESH_TOKEN` (the refresh token it
-//! issued to MMT, default `fake-refresh-token`). `GET /__fake/notes` shows the notes written.
+//! issued to MMT, default `fake-refresh-token`), `OPENEMR_BROWSER_USER` (who is signed in to
+//! OpenEMR in the browser that meets `/oauth2/{site}/authorize`, default `dr-lee`).
+//! `GET /__fake/notes` shows the notes written.
 
 use std::net::SocketAddr;
 
@@ -91,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         "1955-01-30",
         Vec::new(),
     ));
+    emr.sign_in_as(&env("OPENEMR_BROWSER_USER", "dr-lee"));
     tracing::info!(base_url = %emr.base_url(), ?version, "fake OpenEMR listening");
     tokio::signal::ctrl_c().await?;
     Ok(())

@@ -130,6 +130,19 @@ impl EhrConnectionStore for SqliteEhrConnectionStore {
             .await
             .map_err(unavailable)
     }
+
+    async fn forget(&self, connection: &str) -> Result<bool, StoreError> {
+        let name = connection.to_owned();
+        self.db
+            .call(move |conn| {
+                Ok(
+                    conn.execute("DELETE FROM ehr_connections WHERE name = ?1", params![name])?
+                        == 1,
+                )
+            })
+            .await
+            .map_err(unavailable)
+    }
 }
 
 /// [`DeliveryStore`] on SQLite.

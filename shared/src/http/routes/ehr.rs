@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::transcriptions::load_owned;
+use crate::config::EhrLoginMode;
 use crate::{
     app::{
         AppState,
@@ -37,6 +38,177 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ehr_connection))
         .routes(routes!(find_patients))
         .routes(routes!(patient_encounters))
+        .routes(routes!(link_state, start_link, unlink))
+        .routes(routes!(complete_link))
+}
+
+impl From<deliveries::LinkError> for ApiError {
+    fn from(err: deliveries::LinkError) -> Self {
+        match err {
+            deliveries::LinkError::NoPendingLink => {
+                Self::bad_request("invalid_request", err.to_string())
+            }
+            deliveries::LinkError::Store(err) => err.into(),
+            deliveries::LinkError::Ehr(err) => deliveries::LookupError::Ehr(err).into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkView {
+    /// `per-clinician`: notes are written with the clinician's own EHR login, linked here;
+    /// `shared`: with the deployment's one login (nothing to link).
+    mode: &'static str,
+    /// Whether the caller has linked their account.
+    linked: bool,
+    /// `connected`, or `needs_login` with the reason (link again).
+    state: Option<crate::ports::ConnectionState>,
+    /// Whether the caller may push to the EHR at all (`ehr:push`; guests may not).
+    may_push: bool,
+}
+
+/// The caller's own EHR link (any signed-in caller may ask; only `ehr:push` may link).
+#[utoipa::path(
+    get,
+    path = "/v1/ehr/link",
+    tag = "ehr",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = LinkView),
+        (status = 401, body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody)
+    )
+)]
+async fn link_state(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<LinkView>, ApiError> {
+    let principal = caller.require(Scope::Read)?;
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    let may_push = principal.has(Scope::EhrPush);
+    if deliveries.login_mode() == EhrLoginMode::Shared || !may_push {
+        let mode = match deliveries.login_mode() {
+            EhrLoginMode::Shared => "shared",
+            EhrLoginMode::PerClinician => "per-clinician",
+        };
+        return Ok(Json(LinkView {
+            mode,
+            linked: false,
+            state: None,
+            may_push,
+        }));
+    }
+    let link = deliveries
+        .link_state(&principal.owner)
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    Ok(Json(LinkView {
+        mode: "per-clinician",
+        linked: link.is_some(),
+        state: link,
+        may_push,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkStart {
+    /// Send the clinician's browser here: the EHR's own sign-in; it comes back to the page
+    /// with `code` and `state`.
+    authorization_url: String,
+}
+
+/// Starts linking the caller's own EHR account (OAuth2 authorization code with PKCE; the
+/// verifier stays on the server).
+#[utoipa::path(
+    post,
+    path = "/v1/ehr/link",
+    tag = "ehr",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = LinkStart),
+        (status = 400, description = "This deployment uses one shared EHR login", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The token lacks the ehr:push scope", body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody)
+    )
+)]
+async fn start_link(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<LinkStart>, ApiError> {
+    let principal = caller.require(Scope::EhrPush)?;
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    if deliveries.login_mode() == EhrLoginMode::Shared {
+        return Err(ApiError::bad_request(
+            "shared_ehr_login",
+            "this deployment writes every note with one shared EHR login (EHR_LOGIN=shared)",
+        ));
+    }
+    let authorization_url = deliveries.start_link(&principal.owner).await?;
+    Ok(Json(LinkStart { authorization_url }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkAnswer {
+    /// The `code` the EHR sent back.
+    code: String,
+    /// The `state` it sent back.
+    state: String,
+}
+
+/// Finishes the link with the EHR's answer: the caller's notes are written with their own
+/// login from now on.
+#[utoipa::path(
+    post,
+    path = "/v1/ehr/link/complete",
+    tag = "ehr",
+    request_body = LinkAnswer,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = LinkView),
+        (status = 400, description = "No link was started for this state, or the EHR refused the code", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The token lacks the ehr:push scope", body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody)
+    )
+)]
+async fn complete_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(answer): ApiJson<LinkAnswer>,
+) -> Result<Json<LinkView>, ApiError> {
+    let principal = caller.require(Scope::EhrPush)?;
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    deliveries
+        .complete_link(&principal.owner, &answer.code, &answer.state)
+        .await?;
+    Ok(Json(LinkView {
+        mode: "per-clinician",
+        linked: true,
+        state: None,
+        may_push: true,
+    }))
+}
+
+/// Forgets the caller's EHR link (their pushes then ask for a new one).
+#[utoipa::path(
+    delete,
+    path = "/v1/ehr/link",
+    tag = "ehr",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Unlinked (or nothing was linked)"),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The token lacks the ehr:push scope", body = ErrorBody),
+        (status = 501, description = "EHR push is not configured (EHR_TARGET)", body = ErrorBody)
+    )
+)]
+async fn unlink(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    let principal = caller.require(Scope::EhrPush)?;
+    let deliveries = state.deliveries().ok_or(ApiError::EhrNotConfigured)?;
+    deliveries.unlink(&principal.owner).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
