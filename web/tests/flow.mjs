@@ -294,6 +294,15 @@ await check("sign in through the identity provider's own login page (PKCE) → u
   await page.waitForSelector("#result:not([hidden])", { timeout: 180000 });
   const text = (await page.textContent("#transcript-text")).toLowerCase();
   assert(text.includes("headache"), text);
+  // The silent renewal (due a minute before expiry), run now: a new access token from the
+  // refresh token, without the login page, and it works.
+  const renewed = await page.evaluate(async () => {
+    const before = token.value;
+    await renewProviderToken();
+    const response = await call("/v1/transcriptions");
+    return { changed: token.value !== before, status: response.status, refresh: Boolean(token.provider.refresh_token) };
+  });
+  assert(renewed.changed && renewed.status === 200 && renewed.refresh, JSON.stringify(renewed));
   const accessToken = await page.evaluate(() => token.value);
   await page.screenshot({ path: `${ARTIFACTS}/oidc-signed-in.png`, fullPage: true });
   // Sign out: revoked at MMT, then signed out at the provider (its confirmation page), back here.
