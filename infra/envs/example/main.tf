@@ -56,6 +56,7 @@ module "mmt" {
   web_page                  = var.web_page
   web_certificate           = var.web_certificate
   oidc_issuers              = var.oidc_issuers
+  web_sign_in               = var.web_sign_in
   event_bus                 = var.event_bus
   note_draft_model          = var.note_draft_model
 }

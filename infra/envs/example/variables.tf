@@ -207,3 +207,14 @@ variable "note_draft_model" {
   type        = string
   default     = null
 }
+
+variable "web_sign_in" {
+  description = "The page's sign-in through one of oidc_issuers (see modules/mmt)."
+  type = object({
+    issuer_name = string
+    client_id   = string
+    scope       = optional(string, "openid offline_access")
+    resource    = optional(string)
+  })
+  default = null
+}

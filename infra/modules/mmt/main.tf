@@ -86,7 +86,16 @@ locals {
     var.note_draft_model != null ? { NOTE_DRAFT_MODEL = var.note_draft_model } : {},
     # Unset role maps stay out of the JSON: MMT's default (clinician) applies.
     length(var.oidc_issuers) > 0 ? { OIDC_ISSUERS = jsonencode([for i in var.oidc_issuers : { for k, v in i : k => v if v != null }]) } : {},
+    var.web_sign_in != null ? merge(
+      {
+        WEB_OIDC_ISSUER    = var.web_sign_in.issuer_name
+        WEB_OIDC_CLIENT_ID = var.web_sign_in.client_id
+        WEB_OIDC_SCOPE     = var.web_sign_in.scope
+      },
+      var.web_sign_in.resource != null ? { WEB_OIDC_RESOURCE = var.web_sign_in.resource } : {},
+    ) : {},
   )
+  web_identity_provider = var.web_sign_in == null ? null : one([for i in var.oidc_issuers : i.issuer if i.name == var.web_sign_in.issuer_name])
   queue_notifications = var.event_bus ? [
     { sid = "QueueNotifications", actions = ["sqs:SendMessage"], resources = [module.transcribe_queue.arn] },
   ] : []
@@ -399,6 +408,7 @@ module "web" {
   name               = var.name
   web_dir            = "${path.root}/../../../web"
   api_base_url       = module.http_api.url
+  identity_provider  = local.web_identity_provider
   kms_key_arn        = aws_kms_key.data.arn
   certificate        = var.web_certificate
   log_retention_days = var.log_retention_days

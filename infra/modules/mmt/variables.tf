@@ -114,6 +114,22 @@ variable "oidc_issuers" {
   default = []
 }
 
+variable "web_sign_in" {
+  description = "The page's sign-in through one of oidc_issuers (by name): a public client with PKCE. null: no such button."
+  type = object({
+    issuer_name = string
+    client_id   = string
+    scope       = optional(string, "openid offline_access")
+    resource    = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.web_sign_in == null || contains([for i in var.oidc_issuers : i.name], try(var.web_sign_in.issuer_name, ""))
+    error_message = "web_sign_in.issuer_name must name one of oidc_issuers."
+  }
+}
+
 variable "event_bus" {
   description = "Publish transcription and EHR-delivery events (ids and status, no PHI) on an EventBridge bus that integrations route with their own rules."
   type        = bool

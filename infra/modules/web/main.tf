@@ -6,6 +6,8 @@
 locals {
   # scheme://host[:port] of the API, as a CSP source.
   api_origin = regex("^https?://[^/]+", var.api_base_url)
+  # The page's identity provider (discovery and token endpoints), when it signs in with one.
+  idp_origin = var.identity_provider != null ? " ${regex("^https://[^/]+", var.identity_provider)}" : ""
 }
 
 resource "aws_s3_bucket" "web" {
@@ -100,7 +102,7 @@ resource "aws_cloudfront_response_headers_policy" "web" {
     content_security_policy {
       # connect-src names this deployment's API and nothing else: a link naming another API
       # cannot make the browser send it a password, a token or a recording.
-      content_security_policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ${local.api_origin}; media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+      content_security_policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ${local.api_origin}${local.idp_origin}; media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
       override                = true
     }
     strict_transport_security {

@@ -38,3 +38,9 @@ variable "log_retention_days" {
   type        = number
   default     = 90
 }
+
+variable "identity_provider" {
+  description = "The issuer URL the page signs in with (PKCE), if any: named in connect-src beside the API."
+  type        = string
+  default     = null
+}

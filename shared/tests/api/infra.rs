@@ -524,8 +524,16 @@ fn the_deployed_page_connects_to_its_own_api_only() {
         .and_then(|rest| rest.split(';').next())
         .unwrap()
         .trim();
-    assert_eq!(connect, "'self' ${local.api_origin}", "{policy}");
+    // The API, and the identity provider the page signs in with (nothing when it has none).
+    assert_eq!(
+        connect,
+        "'self' ${local.api_origin}${local.idp_origin}",
+        "{policy}"
+    );
     assert!(web.contains(r#"api_origin = regex("^https?://[^/]+", var.api_base_url)"#));
+    assert!(web.contains(
+        r#"idp_origin = var.identity_provider != null ? " ${regex("^https://[^/]+", var.identity_provider)}" : """#
+    ));
 }
 
 /// Least-privilege keys (security review, item 3): the RS256 private key is readable by the
