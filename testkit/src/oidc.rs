@@ -137,6 +137,11 @@ impl OidcProvider {
         Ok(())
     }
 
+    /// The provider goes down (an outage); `restart_with_keys` brings it back.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        self.child.kill().await
+    }
+
     /// An access token for `client_id` from the client-credentials grant, for `resource`
     /// (`urn:mmt:api`; `urn:mmt:api:short` lives one second; `urn:other:api` is another API).
     pub async fn token(&self, client_id: &str, resource: &str) -> Result<String, String> {

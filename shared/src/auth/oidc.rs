@@ -148,11 +148,20 @@ impl IssuerVerifier {
         let stale = age.is_none_or(|a| a >= self.config.jwks_cache);
         let may_refetch = age.is_none_or(|a| a >= self.config.jwks_refetch_floor);
         if stale || (!known && may_refetch) {
-            let set = self.fetch().await?;
-            *cached = Some(Keys {
-                set,
-                fetched: Instant::now(),
-            });
+            match self.fetch().await {
+                Ok(set) => {
+                    *cached = Some(Keys {
+                        set,
+                        fetched: Instant::now(),
+                    })
+                }
+                // The provider is down: keys it published keep verifying until it answers
+                // again (a withdrawn key is dropped at the next successful fetch).
+                Err(err) if known => {
+                    tracing::warn!(issuer = %self.config.name, error = %err, "identity provider keys could not be refreshed; using the cached set");
+                }
+                Err(err) => return Err(err),
+            }
         }
         Ok(cached
             .as_ref()

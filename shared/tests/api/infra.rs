@@ -526,8 +526,7 @@ fn the_deployed_page_connects_to_its_own_api_only() {
         .trim();
     // The API, and the identity provider the page signs in with (nothing when it has none).
     assert_eq!(
-        connect,
-        "'self' ${local.api_origin}${local.idp_origin}",
+        connect, "'self' ${local.api_origin}${local.idp_origin}",
         "{policy}"
     );
     assert!(web.contains(r#"api_origin = regex("^https?://[^/]+", var.api_base_url)"#));

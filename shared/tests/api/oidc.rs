@@ -185,6 +185,12 @@ async fn a_key_rotation_is_followed_without_a_restart() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(app.get(&before, "/v1/transcriptions").await.status(), 401);
     assert_eq!(app.get(&after, "/v1/transcriptions").await.status(), 200);
+
+    // The provider goes down: the keys it published keep verifying from the cache after it
+    // has aged out, rather than every user being refused during the outage.
+    provider.stop().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(app.get(&after, "/v1/transcriptions").await.status(), 200);
 }
 
 #[tokio::test]
