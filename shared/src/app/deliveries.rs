@@ -229,16 +229,27 @@ impl Deliveries {
             .client
             .find_patients(query, &self.login_for(caller))
             .await?;
+        self.audit_lookup(caller, "patient search", found.len())
+            .await?;
+        Ok(found)
+    }
+
+    /// A look-up in the EHR's directory, audited by what it was and how many it found.
+    async fn audit_lookup(
+        &self,
+        caller: &OwnerId,
+        what: &str,
+        found: usize,
+    ) -> Result<(), LookupError> {
         self.audit
             .record_disclosure(
                 caller,
                 AuditAction::EhrLookup,
                 None,
-                Some(format!("patient search: {} found", found.len())),
+                Some(format!("{what}: {found} found")),
             )
             .await
-            .map_err(|e| LookupError::Audit(e.into()))?;
-        Ok(found)
+            .map_err(|e| LookupError::Audit(e.into()))
     }
 
     /// A patient's encounters, newest first; audited by count only.
@@ -252,15 +263,8 @@ impl Deliveries {
             .client
             .encounters(patient_ref, &self.login_for(caller))
             .await?;
-        self.audit
-            .record_disclosure(
-                caller,
-                AuditAction::EhrLookup,
-                None,
-                Some(format!("encounter list: {} found", found.len())),
-            )
-            .await
-            .map_err(|e| LookupError::Audit(e.into()))?;
+        self.audit_lookup(caller, "encounter list", found.len())
+            .await?;
         Ok(found)
     }
 

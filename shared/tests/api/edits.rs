@@ -12,16 +12,9 @@ const DICTATION: &str = "Subjective: headache for two days, worse in the morning
     Assessment, tension headache. Plan: ibuprofin 400 milligrams and review in a week.";
 
 async fn patch(app: &TestApp, token: &str, id: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .patch(app.url(&format!("/v1/transcriptions/{id}")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
+    let path = format!("/v1/transcriptions/{id}");
+    app.send_json(reqwest::Method::PATCH, token, &path, &body)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 fn section<'a>(view: &'a Value, key: &str) -> &'a str {
@@ -318,16 +311,9 @@ const CONVERSATION: &str = "What brings you in today? I have had a cough for a w
     so drink plenty of fluids and come back if it lasts another week.";
 
 async fn structure(app: &TestApp, token: &str, id: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(app.url(&format!("/v1/transcriptions/{id}/structure")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
+    let path = format!("/v1/transcriptions/{id}/structure");
+    app.send_json(reqwest::Method::POST, token, &path, &body)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]

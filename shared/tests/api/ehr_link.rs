@@ -31,16 +31,8 @@ async fn stack() -> (FakeOpenEmr, TestApp) {
 }
 
 async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
+    app.send_json(reqwest::Method::POST, token, path, &body)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// What the clinician's browser does: follow the authorization URL to OpenEMR (signed in
