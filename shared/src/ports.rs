@@ -805,6 +805,26 @@ pub trait Transcriber: Send + Sync {
     ) -> Result<Transcript, EngineError>;
 }
 
+/// Live dictation's engine: one decoder per session, re-transcribing a window of the newest
+/// audio as it arrives (the policy that settles words is [`crate::domain::live`]).
+pub trait LiveEngine: Send + Sync {
+    /// A short label for logs, e.g. the model name.
+    fn describe(&self) -> String;
+    /// A decoder for one session, in `language` (or the engine's default).
+    fn open(&self, language: Option<&str>) -> Result<Box<dyn LiveDecoder>, EngineError>;
+}
+
+/// One session's decoder: its own engine state, used by one thread at a time.
+pub trait LiveDecoder: Send {
+    /// Transcribes `samples` (16 kHz mono), with `prompt` as the text said before them: the
+    /// words, timed in seconds from the first sample.
+    fn decode(
+        &mut self,
+        samples: &[f32],
+        prompt: &str,
+    ) -> Result<Vec<crate::domain::Word>, EngineError>;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Time
 // ---------------------------------------------------------------------------------------------

@@ -120,10 +120,10 @@ impl AppState {
             ) as Arc<dyn Transcriber>),
             None => None,
         };
-        let local = if config.engines.local_engine_enabled {
-            Some(load_local_engine(&config)?)
+        let (local, live) = if config.engines.local_engine_enabled {
+            load_local_engine(&config)?
         } else {
-            None
+            (None, None)
         };
         let tokens = token_service(&config);
         Ok(Self {
@@ -137,6 +137,7 @@ impl AppState {
             metrics: Arc::default(),
             worker_heartbeats: Arc::new(WorkerHeartbeats::new(clock.clone())),
             engines: Engines { cloud, local },
+            live,
             tokens: Arc::new(tokens),
             clock,
             key_rotation,
@@ -607,14 +608,28 @@ fn note_drafter(
     )
 }
 
+/// The local engine, and live dictation on the same model where it is on.
+type LocalEngines = (
+    Option<Arc<dyn Transcriber>>,
+    Option<Arc<crate::app::live::LiveDictation>>,
+);
+
 #[cfg(feature = "whisper")]
-fn load_local_engine(config: &Config) -> Result<Arc<dyn Transcriber>, StartupError> {
-    let engine = crate::adapters::whisper::WhisperTranscriber::load(&config.engines.local)?;
+fn load_local_engine(config: &Config) -> Result<LocalEngines, StartupError> {
+    let engine = Arc::new(crate::adapters::whisper::WhisperTranscriber::load(
+        &config.engines.local,
+    )?);
     tracing::info!(engine = %engine.describe(), threads = config.engines.local.threads, "local engine loaded");
-    Ok(Arc::new(engine))
+    let live = config.live.enabled.then(|| {
+        Arc::new(crate::app::live::LiveDictation::new(
+            engine.clone(),
+            config.live.clone(),
+        ))
+    });
+    Ok((Some(engine), live))
 }
 
 #[cfg(not(feature = "whisper"))]
-fn load_local_engine(_config: &Config) -> Result<Arc<dyn Transcriber>, StartupError> {
+fn load_local_engine(_config: &Config) -> Result<LocalEngines, StartupError> {
     Err(StartupError::NoLocalEngine)
 }

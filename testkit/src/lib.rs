@@ -19,6 +19,7 @@
 
 pub mod fhir;
 pub mod hostile_audio;
+pub mod live;
 pub mod oidc;
 pub mod openemr;
 pub mod telemetry;

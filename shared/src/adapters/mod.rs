@@ -39,6 +39,8 @@ pub mod sqs;
 pub mod webhook;
 #[cfg(feature = "whisper")]
 pub mod whisper;
+#[cfg(feature = "whisper")]
+pub mod whisper_live;
 
 pub use disk_blob::DiskBlobStore;
 pub use openai::OpenAiTranscriber;

@@ -50,10 +50,10 @@ pub enum LoadError {
 }
 
 pub struct WhisperTranscriber {
-    context: Arc<WhisperContext>,
-    config: LocalEngineConfig,
-    label: String,
-    multilingual: bool,
+    pub(super) context: Arc<WhisperContext>,
+    pub(super) config: LocalEngineConfig,
+    pub(super) label: String,
+    pub(super) multilingual: bool,
 }
 
 impl WhisperTranscriber {
@@ -569,7 +569,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// whisper.cpp marks non-speech with bracketed labels such as `[BLANK_AUDIO]`: not words.
-fn is_annotation(text: &str) -> bool {
+pub(super) fn is_annotation(text: &str) -> bool {
     let t = text.trim();
     t.is_empty()
         || (t.starts_with('[') && t.ends_with(']'))

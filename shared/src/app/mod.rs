@@ -8,6 +8,7 @@ pub mod edits;
 pub mod errors;
 pub mod heartbeats;
 pub mod keys;
+pub mod live;
 pub mod notify;
 pub mod rate_limit;
 pub mod records;
@@ -74,6 +75,8 @@ pub struct AppState {
     /// The in-process consumers' heartbeats, read by `/health/ready`.
     pub worker_heartbeats: Arc<WorkerHeartbeats>,
     pub engines: Engines,
+    /// Live dictation (`GET /v1/stream`); `None` where it is off or there is no local engine.
+    pub live: Option<Arc<live::LiveDictation>>,
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
     /// `Some` when field encryption is on: re-seals what older keys sealed.

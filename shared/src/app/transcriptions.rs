@@ -133,6 +133,30 @@ impl Transcriptions {
         Ok(Processed::Completed(Box::new(transcript)))
     }
 
+    /// Stores the transcript of a live dictation, whose record was just accepted: the same
+    /// sections, counting, notification and audio policy as a transcribed upload.
+    pub async fn complete_live(
+        &self,
+        record: &TranscriptionRecord,
+        mut transcript: Transcript,
+        started: std::time::Instant,
+    ) -> Result<bool, JobError> {
+        let engine = self
+            .engines
+            .get(record.engine)
+            .cloned()
+            .ok_or(JobError::NoEngine(record.engine))?;
+        transcript.note = split_by_headings(&transcript.text, NoteTemplate::Soap);
+        let stored = self
+            .records
+            .complete(&record.id, &transcript, self.clock.now())
+            .await
+            .map_err(JobError::Records)?;
+        self.completed(record, engine.as_ref(), &transcript, stored, started)
+            .await;
+        Ok(stored)
+    }
+
     /// Counts, logs and announces a transcript just stored, and forgets the audio where the
     /// deployment keeps none.
     async fn completed(

@@ -10,6 +10,7 @@ mod ehr;
 mod engines;
 mod http;
 mod limits;
+mod live;
 mod notify;
 mod oidc;
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use engines::{
     AudioDecoder, CloudEngineConfig, EnginesConfig, LocalEngineConfig, VoiceDetection,
 };
 pub use http::{HttpConfig, WebConfig};
+pub use live::LiveConfig;
 pub use notify::{NotifyConfig, WebhookConfig};
 pub use oidc::{OidcIssuer, WebSignIn};
 pub use queue::{QueueBackend, QueueConfig};
@@ -92,6 +94,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub queue: QueueConfig,
     pub engines: EnginesConfig,
+    /// Live dictation on the local engine.
+    pub live: LiveConfig,
     /// `Some` when `EHR_TARGET` is set.
     pub ehr: Option<EhrConfig>,
     /// `Some` when `WEBHOOK_URL` or `EVENT_BUS_NAME` is set.
@@ -132,6 +136,7 @@ impl Config {
         let environment: Environment = src.parse("ENV", Environment::Dev)?;
         let storage = StorageConfig::parse(&src)?;
         let queue = QueueConfig::parse(&src)?;
+        let engines = EnginesConfig::parse(&src)?;
         let config = Config {
             environment,
             demo_mode: src.flag("DEMO_MODE", environment == Environment::Dev)?,
@@ -143,7 +148,8 @@ impl Config {
             notify: NotifyConfig::parse(&src)?,
             oidc_issuers: Vec::new(),
             web_sign_in: None,
-            engines: EnginesConfig::parse(&src)?,
+            live: LiveConfig::parse(&src, engines.local_engine_enabled)?,
+            engines,
             retention: RetentionConfig::parse(&src)?,
             telemetry: TelemetryConfig::parse(&src, environment)?,
             storage,

@@ -5,6 +5,7 @@ mod audit;
 mod ehr;
 mod ids;
 mod languages;
+pub mod live;
 mod note_structure;
 mod notify;
 mod phi_mask;

@@ -30,7 +30,7 @@ pub struct TokenScore {
 }
 
 /// A word with its time span: its tokens joined.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Word {
     pub word: String,
     pub start: f64,

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::AppState,
-    http::{RouteGroup, full_router, router},
+    http::{full_router, worker_router},
     jobs::{run_job_consumers, run_retention_timer},
 };
 
@@ -38,6 +38,7 @@ impl Application {
         let grace = state.config.http.shutdown_grace;
         let workers = tokio::spawn(run_job_consumers(state.clone(), shutdown.clone()));
         let retention = tokio::spawn(run_retention_timer(state.clone(), shutdown.clone()));
+        let live = tokio::spawn(close_live_dictations(state.clone(), shutdown.clone()));
         tracing::info!(port = self.listener.local_addr()?.port(), "MMT listening");
 
         let server = axum::serve(
@@ -55,6 +56,7 @@ impl Application {
         };
         let _ = workers.await;
         let _ = retention.await;
+        let _ = live.await;
         tracing::info!("MMT stopped");
         served
     }
@@ -70,15 +72,29 @@ pub async fn run_worker_until_stopped(
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(
         port = listener.local_addr()?.port(),
-        "MMT worker running (health routes only)"
+        "MMT worker running (health routes and live dictation)"
     );
     let workers = tokio::spawn(run_job_consumers(state.clone(), shutdown.clone()));
-    let health = axum::serve(listener, router(&[RouteGroup::Health], state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let live = tokio::spawn(close_live_dictations(state.clone(), shutdown.clone()));
+    let health = axum::serve(
+        listener,
+        worker_router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let served = health.await;
     let _ = workers.await;
+    let _ = live.await;
     tracing::info!("MMT worker stopped");
     served
+}
+
+/// On shutdown, live dictations save what was said and close (1012) within the grace period:
+/// their connections are upgraded, so the server's own drain does not wait for them.
+async fn close_live_dictations(state: AppState, shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    if let Some(live) = &state.live {
+        live.close_all(state.config.http.shutdown_grace).await;
+    }
 }
 
 /// A token cancelled on SIGTERM or Ctrl-C.

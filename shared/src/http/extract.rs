@@ -55,6 +55,14 @@ impl FromRequestParts<AppState> for Caller {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or(ApiError::Unauthorized)?;
+        Self::from_token(state, token).await
+    }
+}
+
+impl Caller {
+    /// The caller a bearer token names, wherever it arrived (a header, or the first message
+    /// of a live dictation's WebSocket).
+    pub(crate) async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let principal = verify(state, token).await?;
         // A signed-out token is refused everywhere at once; when the list cannot be read, a
         // token is not taken on trust (503, the caller retries).

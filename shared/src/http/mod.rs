@@ -206,7 +206,21 @@ pub fn full_router(state: AppState) -> Router {
         true => metrics.merge(routes::web::routes()),
         false => metrics,
     };
-    with_middleware(&RouteGroup::ALL, Some(pages), state)
+    with_middleware(&RouteGroup::ALL, Some(pages.merge(live_routes())), state)
+}
+
+/// The GPU worker's server: `/health/*` and live dictation, which needs a decoder that stays
+/// with its connection (not a Lambda function's work).
+pub fn worker_router(state: AppState) -> Router {
+    with_middleware(&[RouteGroup::Health], Some(live_routes()), state)
+}
+
+/// `GET /v1/stream`, where the local engine is built in.
+fn live_routes() -> Router<AppState> {
+    #[cfg(feature = "whisper")]
+    return routes::live::routes();
+    #[cfg(not(feature = "whisper"))]
+    Router::new()
 }
 
 /// A Lambda function may be frozen once it has answered: its spans and error reports are sent

@@ -29,6 +29,8 @@ mod infra;
 mod isolation;
 mod lambda;
 #[cfg(feature = "whisper")]
+mod live;
+#[cfg(feature = "whisper")]
 mod local_engine;
 mod metrics;
 mod oidc;

@@ -7,6 +7,8 @@ pub mod docs;
 pub mod edits;
 pub mod ehr;
 pub mod health;
+#[cfg(feature = "whisper")]
+pub mod live;
 pub mod metrics;
 pub mod openai_compat;
 pub mod resumable_upload;

@@ -232,7 +232,7 @@ fn upload_request(
 }
 
 /// A prompt field: blank means none; at most MAX_PROMPT_CHARS characters.
-fn parse_prompt(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(crate) fn parse_prompt(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     let prompt = raw.map(str::to_owned).filter(|p| !p.trim().is_empty());
     if prompt
         .as_ref()

@@ -1,0 +1,120 @@
+//! [`LiveEngine`] on whisper.cpp: the model the batch engine loaded, with a decoder state of
+//! its own per live session.
+
+use std::sync::Arc;
+
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperState};
+
+use super::whisper::{WhisperTranscriber, is_annotation};
+use crate::{
+    domain::{Segment, TokenScore, Word},
+    ports::{EngineError, LiveDecoder, LiveEngine},
+};
+
+/// The shortest encoder context a window is given: tiny models repeat themselves in a context
+/// cut close to short audio (see the batch engine's fitted context).
+const MIN_CONTEXT_SECS: f64 = 10.0;
+const CONTEXT_MARGIN_SECS: f64 = 2.0;
+const FRAMES_PER_SEC: f64 = 50.0;
+/// Fast speech is about 3 words, 4 tokens, a second.
+const TOKENS_PER_SECOND: f64 = 6.0;
+/// Whisper reads at most 30 s at once.
+const MAX_FRAMES: i32 = 1500;
+
+impl LiveEngine for WhisperTranscriber {
+    fn describe(&self) -> String {
+        format!("whisper.cpp {}", self.label)
+    }
+
+    fn open(&self, language: Option<&str>) -> Result<Box<dyn LiveDecoder>, EngineError> {
+        let state = self.context.create_state().map_err(|e| {
+            EngineError::Transient(format!("the local engine could not start: {e}"))
+        })?;
+        let language = language
+            .map(str::to_owned)
+            .or_else(|| self.config.language.clone())
+            .unwrap_or_else(|| if self.multilingual { "auto" } else { "en" }.to_owned());
+        Ok(Box::new(WhisperLiveDecoder {
+            context: self.context.clone(),
+            state,
+            threads: self.config.threads.max(1),
+            language,
+        }))
+    }
+}
+
+struct WhisperLiveDecoder {
+    context: Arc<WhisperContext>,
+    state: WhisperState,
+    threads: usize,
+    language: String,
+}
+
+impl LiveDecoder for WhisperLiveDecoder {
+    fn decode(&mut self, samples: &[f32], prompt: &str) -> Result<Vec<Word>, EngineError> {
+        let seconds = samples.len() as f64 / 16_000.0;
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads as i32);
+        params.set_no_context(true);
+        params.set_token_timestamps(true);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        // No temperature fallback: a live decode must take a predictable time; the next
+        // window gets another chance.
+        params.set_temperature(0.0);
+        params.set_temperature_inc(0.0);
+        params.set_language(Some(&self.language));
+        if !prompt.is_empty() {
+            params.set_initial_prompt(prompt);
+        }
+        // Dictation is at most a few tokens a second: a window that decodes to far more is the
+        // model repeating itself, which costs time and is never right.
+        params.set_max_tokens((seconds * TOKENS_PER_SECOND) as i32 + 8);
+        let context_s = (seconds + CONTEXT_MARGIN_SECS).max(MIN_CONTEXT_SECS);
+        params.set_audio_ctx(((context_s * FRAMES_PER_SEC).ceil() as i32).min(MAX_FRAMES));
+        self.state
+            .full(params, samples)
+            .map_err(|e| EngineError::Transient(format!("the local engine failed: {e}")))?;
+        Ok(self.words(seconds))
+    }
+}
+
+impl WhisperLiveDecoder {
+    /// The decoded words, from the tokens' own times (whisper.cpp's segment times are coarser).
+    fn words(&self, seconds: f64) -> Vec<Word> {
+        let last_text_token = self.context.token_eot();
+        let at = |centiseconds: i64| (centiseconds.max(0) as f64 / 100.0).min(seconds);
+        let mut words = Vec::new();
+        for segment in self.state.as_iter() {
+            let text = segment.to_str_lossy().unwrap_or_default();
+            if is_annotation(&text) {
+                continue;
+            }
+            let token_scores = (0..segment.n_tokens())
+                .filter_map(|i| segment.get_token(i))
+                .filter_map(|token| {
+                    let data = token.token_data();
+                    (data.id < last_text_token).then(|| TokenScore {
+                        text: token
+                            .to_str_lossy()
+                            .map(|t| t.into_owned())
+                            .unwrap_or_default(),
+                        start: at(data.t0),
+                        end: at(data.t1),
+                        logprob: f64::from(data.plog),
+                    })
+                })
+                .collect();
+            let segment = Segment {
+                token_scores,
+                ..Segment::new(0.0, 0.0, text.trim())
+            };
+            words.extend(segment.words());
+        }
+        words
+    }
+}
