@@ -11,11 +11,13 @@
 #   * mixed load: 200 clients for 30 s, valid and hostile requests, with rate limiting on:
 #     no 5xx, no lost upload, no caller past its limit (BENCH_LOAD_CLIENTS, BENCH_LOAD_SECONDS)
 #   * note sections: how many spoken-heading sections of the dictation fixtures are found
-#   BENCH_SECTIONS="http load whisper lambda notes" (default: all) picks sections.
+#   * live dictation: lag from a spoken word to its partial and to its commit (median, p95),
+#     how many real-time streams one process sustains, memory per stream (BENCH_LIVE_STREAMS)
+#   BENCH_SECTIONS="http load whisper lambda notes live" (default: all) picks sections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-SECTIONS=" ${BENCH_SECTIONS:-http load whisper lambda notes} "
+SECTIONS=" ${BENCH_SECTIONS:-http load whisper lambda notes live} "
 section() { [[ "$SECTIONS" == *" $1 "* ]]; }
 
 DURATION=${BENCH_DURATION:-10s}
@@ -27,7 +29,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 cargo build -q --release -p mmt-core --bin mmt
-cargo build -q --release -p mmt-testkit --bin openai-contract-server --bin mixed-load --bin limits-load
+cargo build -q --release -p mmt-testkit --bin openai-contract-server --bin mixed-load --bin limits-load --bin live-load
 PORT=18390 OPENAI_API_KEY=sk-bench target/release/openai-contract-server >/dev/null 2>&1 &
 pids+=($!)
 
@@ -268,6 +270,32 @@ fi
 # starts of the native release binaries against a local Lambda Runtime API, configured as in
 # AWS (S3, DynamoDB, SQS; played by the emulator).
 # ---------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# Live dictation: a dictation of several sentences with pauses, streamed in real time over
+# /v1/stream; one stream, then more at once until lag grows or the server refuses.
+# ---------------------------------------------------------------------------------------------
+if section live; then
+live_quant=${MODEL_QUANT:-q4_0}
+live_model=$(MODEL=tiny.en QUANT=$live_quant scripts/model.sh)
+echo
+echo "== Live dictation: tiny.en $live_quant, $(nproc) cores, WHISPER_THREADS=${BENCH_THREADS:-2}, real-time streams =="
+# The server's own admission limit is lifted so the rounds show where lag grows.
+SERVER_ENV=(ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH="$live_model" WHISPER_THREADS="${BENCH_THREADS:-2}"
+  LIVE_MAX_STREAMS=64 LIVE_STREAMS_PER_USER=1 RUST_LOG=warn,mmt_core::app::live=info)
+start_server "$work/live" $((10 * 1024 * 1024))
+target/release/live-load "http://127.0.0.1:$SERVER_PORT" "$SERVER_PID" "${BENCH_LIVE_STREAMS:-6}" \
+  || echo "live dictation: FAILED (see above)"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+SERVER_ENV=(ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH="$live_model" WHISPER_THREADS="${BENCH_THREADS:-2}"
+  RUST_LOG=warn,mmt_core::app::live=info)
+start_server "$work/live-admit" $((10 * 1024 * 1024))
+target/release/live-load "http://127.0.0.1:$SERVER_PORT" "$SERVER_PID" 1 >/dev/null || true
+printf '%-48s %s\n' "admission limit the server measured" \
+  "$(grep -o '"capacity":[0-9]*' "$work/live-admit.log" | tail -n 1 | cut -d: -f2) streams (LIVE_MAX_STREAMS=0: from its own decode cost)"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+SERVER_ENV=()
+fi
+
 if section lambda; then
 echo
 echo "== Lambda functions (arm64 zips; cold starts of native release binaries, $(nproc) cores) =="

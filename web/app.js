@@ -167,6 +167,7 @@ async function refreshStatus() {
   $("connect-prod").hidden = !(status && status.demo_mode && prod && prod !== api.base);
   $("ehr-form").hidden = !(status && status.ehr_enabled);
   $("draft").hidden = !(status && status.note_drafts);
+  $("dictate").hidden = !(status && status.live_dictation);
   renderSignedIn();
 }
 
@@ -524,6 +525,111 @@ function sendPart(part, bytes, onProgress) {
 /// downloads only; the record and the EHR keep the transcript as spoken.
 function maskQuery() {
   return `mask=${$("mask-phi").checked ? "phi" : "none"}`;
+}
+
+// Live dictation over /v1/stream (README "Live dictation"): the microphone goes through an
+// AudioWorklet to 16 kHz PCM16 frames; committed words show in black, the partial in grey.
+let live = null;
+
+function liveUrl() {
+  if (status && status.live_dictation_url) return status.live_dictation_url;
+  const target = new URL(url("/v1/stream"));
+  target.protocol = target.protocol === "https:" ? "wss:" : "ws:";
+  return target.toString();
+}
+
+async function startDictation() {
+  showError("");
+  if (!token) return;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
+  } catch (err) {
+    showError(`The microphone is not available: ${err.message || err}`);
+    return;
+  }
+  const context = new AudioContext();
+  await context.audioWorklet.addModule("pcm-worklet.js");
+  const node = new AudioWorkletNode(context, "pcm16-downsampler");
+  context.createMediaStreamSource(stream).connect(node);
+  const socket = new WebSocket(liveUrl());
+  socket.binaryType = "arraybuffer";
+  live = { socket, context, stream, ready: false, waiting: [], saved: null };
+  $("live-committed").textContent = "";
+  $("live-partial").textContent = "";
+  $("live").hidden = false;
+  $("dictate").disabled = true;
+  $("record").disabled = true;
+  $("stop").disabled = false;
+  $("job-status").textContent = "Connecting…";
+  // The token travels in the first message, never in the URL.
+  socket.onopen = () => socket.send(JSON.stringify({ type: "start", token: token.value }));
+  node.port.onmessage = ({ data }) => {
+    $("level").value = Math.min(1, data.level * 4);
+    if (!live || live.socket !== socket || socket.readyState !== WebSocket.OPEN) return;
+    if (live.ready) socket.send(data.pcm.buffer);
+    else live.waiting.push(data.pcm.buffer);
+  };
+  socket.onmessage = (event) => onLiveMessage(socket, JSON.parse(event.data));
+  socket.onclose = (event) => endDictation(socket, event);
+}
+
+function onLiveMessage(socket, message) {
+  if (!live || live.socket !== socket) return;
+  switch (message.type) {
+    case "ready":
+      live.ready = true;
+      live.waiting.forEach((buffer) => socket.send(buffer));
+      live.waiting = [];
+      $("job-status").textContent = "Listening: speak, then press Stop.";
+      break;
+    case "partial":
+      $("live-partial").textContent = message.text;
+      break;
+    case "final": {
+      const committed = $("live-committed");
+      const text = message.segments.map((s) => s.text).join(" ");
+      committed.textContent = committed.textContent ? `${committed.textContent} ${text}` : text;
+      break;
+    }
+    case "error":
+      showError(`Live dictation: ${message.message}`);
+      break;
+    case "saved":
+      live.saved = message.id;
+      break;
+  }
+}
+
+function releaseMicrophone() {
+  if (!live) return;
+  live.stream.getTracks().forEach((track) => track.stop());
+  live.context.close();
+  $("level").value = 0;
+}
+
+function stopDictation() {
+  if (!live) return;
+  releaseMicrophone();
+  if (live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify({ type: "stop" }));
+  $("stop").disabled = true;
+  $("job-status").textContent = "Finishing the transcript…";
+}
+
+function endDictation(socket, event) {
+  if (!live || live.socket !== socket) return;
+  releaseMicrophone();
+  const saved = live.saved;
+  live = null;
+  $("dictate").disabled = false;
+  $("record").disabled = false;
+  $("stop").disabled = true;
+  $("live-partial").textContent = "";
+  if (event.code !== 1000 && !$("error").textContent) {
+    showError(`Live dictation ended (${event.code}${event.reason ? `: ${event.reason}` : ""}).`);
+  }
+  if (saved) follow(saved);
+  else $("job-status").textContent = "";
 }
 
 async function follow(id) {
@@ -1010,7 +1116,12 @@ function wire() {
       showError(`The microphone is not available: ${err.message || err}`);
     }
   });
+  $("dictate").addEventListener("click", startDictation);
   $("stop").addEventListener("click", () => {
+    if (live) {
+      stopDictation();
+      return;
+    }
     if (recorder && recorder.state === "recording") recorder.stop();
     $("record").disabled = false;
     $("stop").disabled = true;

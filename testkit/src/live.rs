@@ -107,12 +107,46 @@ impl Run {
             .collect()
     }
 
-    /// Each committed word's lag: the audio was sent in real time from the first frame, so
-    /// the word was spoken by `end` seconds after it.
-    pub fn word_lags(&self) -> Vec<WordLag> {
+    /// Each committed word's lag against `reference`: the words spoken, each with the second
+    /// of the audio at which it ends. The audio was sent in real time from the first frame, so
+    /// a word ending at `end_s` had been spoken `end_s` seconds after it. Committed words are
+    /// matched to the reference in order (longest common subsequence); a misheard word has no
+    /// lag.
+    pub fn word_lags(&self, reference: &[SpokenWord]) -> Vec<WordLag> {
         let committed = self.committed_words();
-        // What the page would show after each message: the committed words, then the partial.
-        let mut shown: Vec<(Duration, Vec<String>)> = Vec::new();
+        let shown = self.views();
+        let heard: Vec<String> = committed
+            .iter()
+            .map(|(w, _)| plain(w["word"].as_str().unwrap_or_default()))
+            .collect();
+        let spoken: Vec<String> = reference.iter().map(|(w, _)| plain(w)).collect();
+        aligned(&heard, &spoken)
+            .into_iter()
+            .map(|(index, spoken_index)| {
+                let committed_at = committed[index].1;
+                // Shown where it ends up, give or take two places: an earlier partial may
+                // still have had a word more or less before it.
+                let near = |(place, word): (usize, &String)| {
+                    place.abs_diff(index) <= 2 && *word == heard[index]
+                };
+                let first_shown = shown
+                    .iter()
+                    .find(|(_, view)| view.iter().enumerate().any(near))
+                    .map_or(committed_at, |(at, _)| (*at).min(committed_at));
+                let end_s = reference[spoken_index].1;
+                WordLag {
+                    word: reference[spoken_index].0.clone(),
+                    end_s,
+                    shown_after_s: first_shown.as_secs_f64() - end_s,
+                    committed_after_s: committed_at.as_secs_f64() - end_s,
+                }
+            })
+            .collect()
+    }
+
+    /// What a page shows after each `partial`: the committed words, then the partial's.
+    fn views(&self) -> Vec<(Duration, Vec<String>)> {
+        let mut views = Vec::new();
         let mut done: Vec<String> = Vec::new();
         for event in &self.events {
             match event.message["type"].as_str() {
@@ -132,30 +166,39 @@ impl Run {
                             .split_whitespace()
                             .map(plain),
                     );
-                    shown.push((event.at, view));
+                    views.push((event.at, view));
                 }
                 _ => {}
             }
         }
-        committed
-            .iter()
-            .enumerate()
-            .map(|(index, (word, committed_at))| {
-                let text = word["word"].as_str().unwrap_or_default().to_owned();
-                let end_s = word["end"].as_f64().unwrap_or_default();
-                let first_shown = shown
-                    .iter()
-                    .find(|(_, view)| view.get(index) == Some(&plain(&text)))
-                    .map_or(*committed_at, |(at, _)| (*at).min(*committed_at));
-                WordLag {
-                    word: text,
-                    end_s,
-                    shown_after_s: first_shown.as_secs_f64() - end_s,
-                    committed_after_s: committed_at.as_secs_f64() - end_s,
-                }
-            })
-            .collect()
+        views
     }
+}
+
+/// Pairs of indexes `(i, j)` with `a[i] == b[j]`, in order, as many as possible.
+fn aligned(a: &[String], b: &[String]) -> Vec<(usize, usize)> {
+    let mut table = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            table[i][j] = match a[i] == b[j] {
+                true => table[i + 1][j + 1] + 1,
+                false => table[i + 1][j].max(table[i][j + 1]),
+            };
+        }
+    }
+    let (mut i, mut j, mut pairs) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        if a[i] == b[j] {
+            pairs.push((i, j));
+            i += 1;
+            j += 1;
+        } else if table[i + 1][j] >= table[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    pairs
 }
 
 fn plain(word: &str) -> String {
@@ -227,6 +270,56 @@ pub async fn dictate(
     let _ = tokio::time::timeout(wait, reader).await;
     let run = std::mem::take(&mut *run.lock().unwrap());
     Ok(run)
+}
+
+/// A word spoken, and the second of the audio at which it ends.
+pub type SpokenWord = (String, f64);
+
+/// Speaks `sentences` with espeak-ng word by word (each word's leading and trailing silence
+/// cut by sox, `WORD_GAP_S` between words, `pause_s` after each sentence), as 16 kHz PCM16:
+/// the audio, and every word with the second at which it ends — exact, not estimated.
+pub fn spoken_words(
+    dir: &std::path::Path,
+    sentences: &[&str],
+    pause_s: f64,
+) -> anyhow::Result<(Vec<i16>, Vec<SpokenWord>)> {
+    const WORD_GAP_S: f64 = 0.08;
+    let mut samples: Vec<i16> = Vec::new();
+    let mut words = Vec::new();
+    let silence = |seconds: f64| std::iter::repeat_n(0i16, (seconds * 16_000.0) as usize);
+    for (s, sentence) in sentences.iter().enumerate() {
+        for (w, word) in sentence.split_whitespace().enumerate() {
+            let raw = dir.join(format!("word-{s}-{w}.wav"));
+            let trimmed = dir.join(format!("word-{s}-{w}.trimmed.wav"));
+            run(std::process::Command::new("espeak-ng")
+                .args(["-v", "en-us", "-s", "160", "-w"])
+                .arg(&raw)
+                .arg(word))?;
+            run(std::process::Command::new("sox")
+                .arg(&raw)
+                .args(["-r", "16000", "-c", "1", "-b", "16"])
+                .arg(&trimmed)
+                .args([
+                    "silence", "1", "0.01", "0.5%", "reverse", "silence", "1", "0.01", "0.5%",
+                    "reverse",
+                ]))?;
+            samples.extend(pcm16_of(&trimmed)?);
+            words.push((word.to_owned(), samples.len() as f64 / 16_000.0));
+            samples.extend(silence(WORD_GAP_S));
+        }
+        samples.extend(silence(pause_s));
+    }
+    Ok((samples, words))
+}
+
+fn run(command: &mut std::process::Command) -> anyhow::Result<()> {
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
 
 /// Reads a WAV (or any file ffmpeg reads) as 16 kHz mono PCM16, with ffmpeg's resampler.

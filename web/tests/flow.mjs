@@ -460,6 +460,54 @@ await check("record from the microphone (fake capture fed with the WAV) → tran
   await micBrowser.close();
 });
 
+await check("dictate live (fake microphone): words appear while speaking, then the saved record", async () => {
+  const micBrowser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [...ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-audio-capture=${CLIP}`],
+  });
+  const context = await micBrowser.newContext({ permissions: ["microphone"] });
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on("console", (msg) => msg.type() === "error" && consoleErrors.push(msg.text()));
+  page.on("request", (request) => seenOrigins.add(new URL(request.url()).origin));
+  await page.goto(DEMO + "/");
+  await bannerOf(page, "demo");
+  await page.click("#guest-signin");
+  await page.waitForSelector("#dictate:not([hidden])");
+  // Remember every partial the page shows, and its colour, as the words arrive.
+  await page.evaluate(() => {
+    window.__partials = [];
+    const partial = document.querySelector("#live-partial");
+    new MutationObserver(() => {
+      if (partial.textContent) window.__partials.push({ text: partial.textContent, color: getComputedStyle(partial).color });
+    }).observe(partial, { childList: true, characterData: true, subtree: true });
+  });
+  await page.click("#dictate");
+  // The fake microphone plays the clip in a loop: its words appear before Stop is pressed.
+  await page.waitForFunction(() => {
+    const committed = document.querySelector("#live-committed").textContent.toLowerCase();
+    return /headache|water|patient|drink/.test(committed);
+  }, null, { timeout: 60000 });
+  const level = await page.evaluate(() => document.querySelector("#level").value);
+  const partials = await page.evaluate(() => window.__partials);
+  assert(partials.length > 0, "no partial was shown");
+  assert(partials.every((p) => p.color === "rgb(118, 118, 118)"), `partials not grey: ${JSON.stringify(partials[0])}`);
+  const committedColor = await page.evaluate(() => getComputedStyle(document.querySelector("#live-committed")).color);
+  assert(committedColor === "rgb(17, 17, 17)", `committed text is ${committedColor}`);
+  assert(level > 0, "the level meter did not move");
+  const live = await page.textContent("#live-committed");
+  await page.screenshot({ path: `${ARTIFACTS}/dictating.png`, fullPage: true });
+  await page.click("#stop");
+  await page.waitForSelector("#result:not([hidden])", { timeout: 60000 });
+  const text = await page.textContent("#transcript-text");
+  assert(text.startsWith(live.trim().split(" ")[0]), `the saved transcript ${JSON.stringify(text)} does not begin as dictated ${JSON.stringify(live)}`);
+  assert(/headache|water|patient|drink/i.test(text), text);
+  await page.screenshot({ path: `${ARTIFACTS}/dictated.png`, fullPage: true });
+  assert(consoleErrors.length === 0, `console errors: ${consoleErrors.join(" | ")}`);
+  await micBrowser.close();
+});
+
 await check("keyboard only, on a phone-sized screen", async () => {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
   const page = await context.newPage();

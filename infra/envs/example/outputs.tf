@@ -27,3 +27,7 @@ output "alarm_topic_arn" {
   description = "The SNS topic of the operational alarms (subscribe more endpoints to it)."
   value       = module.mmt.alarm_topic_arn
 }
+
+output "live_dictation" {
+  value = module.mmt.live_dictation
+}

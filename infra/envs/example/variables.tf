@@ -115,6 +115,15 @@ variable "gpu_worker" {
     max_instances        = optional(number, 2)
     vpc_id               = string
     subnet_ids           = list(string)
+    # Live dictation (GET /v1/stream) from the workers, behind a load balancer with TLS.
+    live_dictation = optional(object({
+      certificate_arn   = string
+      domain_name       = string
+      public_subnet_ids = list(string)
+      allowed_cidrs     = optional(list(string), ["0.0.0.0/0"])
+      min_workers       = optional(number, 1)
+      idle_timeout_secs = optional(number, 120)
+    }))
   })
   default = null
 }

@@ -41,6 +41,7 @@ resource "aws_iam_instance_profile" "instance" {
   role = aws_iam_role.instance.name
 }
 
+# Inbound: nothing, except from the live dictation balancer when there is one (live.tf).
 resource "aws_security_group" "worker" {
   name        = "${var.name}-worker"
   description = "GPU worker: no inbound; HTTPS out to AWS APIs and the model registry"
@@ -291,6 +292,16 @@ resource "aws_ecs_service" "worker" {
     assign_public_ip = false
   }
 
+  # Live dictation (live.tf): the load balancer sends WebSocket sessions to the workers.
+  dynamic "load_balancer" {
+    for_each = local.live ? [1] : []
+    content {
+      target_group_arn = aws_lb_target_group.live[0].arn
+      container_name   = "worker"
+      container_port   = 8080
+    }
+  }
+
   lifecycle {
     ignore_changes = [desired_count]
   }
@@ -304,8 +315,9 @@ resource "aws_appautoscaling_target" "worker" {
   service_namespace  = "ecs"
   resource_id        = "service/${aws_ecs_cluster.worker.name}/${aws_ecs_service.worker.name}"
   scalable_dimension = "ecs:service:DesiredCount"
-  min_capacity       = 0
-  max_capacity       = var.max_instances
+  # Queue work alone scales to zero; live dictation keeps workers ready for a clinician.
+  min_capacity = local.live ? var.live_dictation.min_workers : 0
+  max_capacity = var.max_instances
 }
 
 # One more task per `messages_per_task` waiting messages, up to max_instances. Scaling in never

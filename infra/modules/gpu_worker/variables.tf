@@ -91,3 +91,18 @@ variable "log_retention_days" {
   type    = number
   default = 365
 }
+
+variable "live_dictation" {
+  description = "Serve live dictation (GET /v1/stream, a WebSocket) from the worker behind an Application Load Balancer: certificate_arn (ACM, for domain_name), public_subnet_ids (two AZs at least), allowed_cidrs (who may connect), min_workers (tasks kept running so a clinician can always dictate). null = queue work only, scaling to zero."
+  type = object({
+    certificate_arn   = string
+    domain_name       = string
+    public_subnet_ids = list(string)
+    allowed_cidrs     = optional(list(string), ["0.0.0.0/0"])
+    min_workers       = optional(number, 1)
+    # Longer than the worker's ping interval (LIVE_IDLE_TIMEOUT_SECS / 4), so an open session's
+    # pings keep the connection.
+    idle_timeout_secs = optional(number, 120)
+  })
+  default = null
+}

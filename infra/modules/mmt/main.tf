@@ -78,9 +78,13 @@ locals {
   # With a GPU worker, the worker consumes the transcribe queue (both engines); otherwise the
   # transcribe function does (cloud engine).
   gpu_worker = var.gpu_worker != null
+  # The page and demo-status learn where to dictate; the workers serve it (live.tf).
+  live_dictation     = var.gpu_worker == null ? null : var.gpu_worker.live_dictation
+  live_dictation_url = local.live_dictation == null ? null : "wss://${local.live_dictation.domain_name}/v1/stream"
 
   # Notifications travel as jobs on the transcribe queue (queued by whoever sees the event,
   # sent by its consumer) and end as events on the bus.
+  live_environment = local.live_dictation_url != null ? { LIVE_DICTATION_URL = local.live_dictation_url } : {}
   notify_environment = merge(
     var.event_bus ? { EVENT_BUS_NAME = aws_cloudwatch_event_bus.events[0].name } : {},
     var.note_draft_model != null ? { NOTE_DRAFT_MODEL = var.note_draft_model } : {},
@@ -103,7 +107,7 @@ locals {
     { sid = "PublishEvents", actions = ["events:PutEvents"], resources = [aws_cloudwatch_event_bus.events[0].arn] },
   ] : []
 
-  environment = merge(local.ehr_environment, local.telemetry_environment, local.token_environment, local.notify_environment, {
+  environment = merge(local.ehr_environment, local.telemetry_environment, local.token_environment, local.notify_environment, local.live_environment, {
     ENV                               = "prod"
     LOG_FORMAT                        = "json"
     DEMO_MODE                         = "false"
@@ -409,6 +413,7 @@ module "web" {
   web_dir            = "${path.root}/../../../web"
   api_base_url       = module.http_api.url
   identity_provider  = local.web_identity_provider
+  live_dictation_url = local.live_dictation_url
   kms_key_arn        = aws_kms_key.data.arn
   certificate        = var.web_certificate
   log_retention_days = var.log_retention_days
@@ -445,6 +450,7 @@ module "gpu_worker" {
   max_instances        = var.gpu_worker.max_instances
   vpc_id               = var.gpu_worker.vpc_id
   subnet_ids           = var.gpu_worker.subnet_ids
+  live_dictation       = var.gpu_worker.live_dictation
   queue_name           = module.transcribe_queue.name
   kms_key_arn          = aws_kms_key.data.arn
   log_retention_days   = var.log_retention_days

@@ -41,3 +41,11 @@ output "event_bus" {
   description = "The EventBridge bus of transcription and EHR-delivery events (null when event_bus is off)."
   value       = var.event_bus ? aws_cloudwatch_event_bus.events[0].name : null
 }
+
+output "live_dictation" {
+  description = "Live dictation's WebSocket URL and the balancer's DNS name to point its domain at (CNAME or alias); null without gpu_worker.live_dictation."
+  value = local.live_dictation_url == null ? null : {
+    url      = local.live_dictation_url
+    dns_name = module.gpu_worker[0].live_dictation_dns_name
+  }
+}

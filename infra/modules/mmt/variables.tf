@@ -159,7 +159,7 @@ variable "reserved_concurrency" {
 }
 
 variable "gpu_worker" {
-  description = "Run local Whisper on GPU instances (ECS). null = cloud engine only, in Lambda."
+  description = "Run local Whisper on GPU instances (ECS). null = cloud engine only, in Lambda. live_dictation also serves GET /v1/stream from the workers behind a load balancer (Lambda cannot hold a live decoder)."
   type = object({
     image                = string
     image_repository_arn = string
@@ -167,6 +167,15 @@ variable "gpu_worker" {
     max_instances        = optional(number, 2)
     vpc_id               = string
     subnet_ids           = list(string)
+    # Live dictation from the worker (modules/gpu_worker/live.tf); null = none.
+    live_dictation = optional(object({
+      certificate_arn   = string
+      domain_name       = string
+      public_subnet_ids = list(string)
+      allowed_cidrs     = optional(list(string), ["0.0.0.0/0"])
+      min_workers       = optional(number, 1)
+      idle_timeout_secs = optional(number, 120)
+    }))
   })
   default = null
 }

@@ -8,6 +8,8 @@ locals {
   api_origin = regex("^https?://[^/]+", var.api_base_url)
   # The page's identity provider (discovery and token endpoints), when it signs in with one.
   idp_origin = var.identity_provider != null ? " ${regex("^https://[^/]+", var.identity_provider)}" : ""
+  # Where the page dictates live (the GPU worker's balancer), when it does.
+  live_origin = var.live_dictation_url != null ? " ${regex("^wss://[^/]+", var.live_dictation_url)}" : ""
 }
 
 resource "aws_s3_bucket" "web" {
@@ -102,7 +104,7 @@ resource "aws_cloudfront_response_headers_policy" "web" {
     content_security_policy {
       # connect-src names this deployment's API and nothing else: a link naming another API
       # cannot make the browser send it a password, a token or a recording.
-      content_security_policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ${local.api_origin}${local.idp_origin}; media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+      content_security_policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ${local.api_origin}${local.idp_origin}${local.live_origin}; media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
       override                = true
     }
     strict_transport_security {
@@ -243,6 +245,8 @@ locals {
     "index.html" = "text/html; charset=utf-8"
     "app.js"     = "text/javascript; charset=utf-8"
     "app.css"    = "text/css; charset=utf-8"
+    # Live dictation's AudioWorklet (the microphone to 16 kHz PCM16).
+    "pcm-worklet.js" = "text/javascript; charset=utf-8"
   }
 }
 

@@ -44,3 +44,9 @@ variable "identity_provider" {
   type        = string
   default     = null
 }
+
+variable "live_dictation_url" {
+  description = "The WebSocket URL the page dictates live at (wss://…/v1/stream), if any: named in connect-src."
+  type        = string
+  default     = null
+}

@@ -179,12 +179,13 @@ impl LiveDictation {
         })
         .await
         .map_err(|e| EngineError::Transient(format!("the live engine stopped: {e}")))??;
+        self.record_cost(cost);
         tracing::info!(
             decode_s = cost.as_secs_f64(),
+            capacity = self.capacity().unwrap_or(0),
             engine = %self.engine.describe(),
             "live dictation calibrated"
         );
-        self.record_cost(cost);
         Ok(())
     }
 
@@ -289,7 +290,7 @@ impl LiveSession {
         if frame.len() > config.max_frame_bytes {
             return Err(Limit::FrameTooLarge);
         }
-        if frame.len() % 2 != 0 {
+        if !frame.len().is_multiple_of(2) {
             return Err(Limit::OddFrame);
         }
         let max_samples = config.max_session.as_secs() * u64::from(SAMPLE_RATE);

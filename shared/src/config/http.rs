@@ -56,17 +56,18 @@ impl WebConfig {
     /// The page's `connect-src`: its own server and the APIs its configuration names. Only a
     /// demo may point the page at any API (its "Change API" box); a deployed page cannot be
     /// turned against its users by a link naming someone else's.
-    /// `identity_provider` is the issuer the page signs in with, if any.
-    pub fn connect_sources(&self, demo_mode: bool, identity_provider: Option<&str>) -> String {
+    /// `others` are further services the page talks to: the identity provider it signs in
+    /// with, where it dictates live.
+    pub fn connect_sources(&self, demo_mode: bool, others: &[&str]) -> String {
         if demo_mode {
-            return "'self' http: https:".into();
+            return "'self' http: https: ws: wss:".into();
         }
         let mut sources = vec!["'self'".to_owned()];
-        let provider = identity_provider.map(str::to_owned);
-        for url in [&self.api_base_url, &self.production_api_base_url, &provider]
+        let configured = [&self.api_base_url, &self.production_api_base_url]
             .into_iter()
             .flatten()
-        {
+            .map(String::as_str);
+        for url in configured.chain(others.iter().copied()) {
             if let Ok(url) = reqwest::Url::parse(url) {
                 let origin = url.origin().ascii_serialization();
                 if !sources.contains(&origin) {

@@ -30,6 +30,9 @@ pub struct LiveConfig {
     pub step: Duration,
     /// `LIVE_DECODERS`: decodes run at once, each with all `WHISPER_THREADS`.
     pub decoders: usize,
+    /// `LIVE_DICTATION_URL`: where the web page dictates when another service runs it (on
+    /// AWS, the GPU worker's load balancer: `wss://…/v1/stream`); the page's own API when unset.
+    pub public_url: Option<String>,
 }
 
 impl LiveConfig {
@@ -40,6 +43,17 @@ impl LiveConfig {
             ))
         };
         let enabled = src.flag("ENABLE_LIVE_DICTATION", local_engine)?;
+        let public_url = src
+            .raw("LIVE_DICTATION_URL")
+            .filter(|u| !u.trim().is_empty());
+        if let Some(url) = &public_url
+            && !(url.starts_with("wss://") || url.starts_with("ws://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "LIVE_DICTATION_URL",
+                reason: "must be a WebSocket URL (wss://host/v1/stream)".into(),
+            });
+        }
         if enabled && !local_engine {
             return Err(ConfigError::Invalid {
                 key: "ENABLE_LIVE_DICTATION",
@@ -60,6 +74,22 @@ impl LiveConfig {
             max_streams: src.parse("LIVE_MAX_STREAMS", 0usize)?,
             step: Duration::from_millis(src.parse("LIVE_STEP_MS", 1000u64)?.clamp(200, 10_000)),
             decoders: src.parse("LIVE_DECODERS", 1usize)?.max(1),
+            public_url,
         })
+    }
+
+    /// Dictation leaves the machine only over TLS.
+    pub(super) fn check_for_production(&self) -> Result<(), ConfigError> {
+        match &self.public_url {
+            Some(url) if url.starts_with("ws://") && !super::source::is_loopback_url(url) => Err(
+                ConfigError::unsafe_setting("LIVE_DICTATION_URL", "must be wss:// (TLS)"),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the web page can dictate live: here, or at `LIVE_DICTATION_URL`.
+    pub fn offered(&self) -> bool {
+        self.enabled || self.public_url.is_some()
     }
 }

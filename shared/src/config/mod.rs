@@ -176,6 +176,7 @@ impl Config {
         self.auth.check_demo_sign_in()?;
         self.http.check_for_production()?;
         self.engines.check_for_production()?;
+        self.live.check_for_production()?;
         self.storage.check_for_production()?;
         if let Some(ehr) = &self.ehr {
             ehr.check_for_production()?;

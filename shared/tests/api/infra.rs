@@ -524,11 +524,15 @@ fn the_deployed_page_connects_to_its_own_api_only() {
         .and_then(|rest| rest.split(';').next())
         .unwrap()
         .trim();
-    // The API, and the identity provider the page signs in with (nothing when it has none).
+    // The API, the identity provider the page signs in with and where it dictates live
+    // (nothing for either when it has none).
     assert_eq!(
-        connect, "'self' ${local.api_origin}${local.idp_origin}",
+        connect, "'self' ${local.api_origin}${local.idp_origin}${local.live_origin}",
         "{policy}"
     );
+    assert!(web.contains(
+        r#"live_origin = var.live_dictation_url != null ? " ${regex("^wss://[^/]+", var.live_dictation_url)}" : """#
+    ));
     assert!(web.contains(r#"api_origin = regex("^https?://[^/]+", var.api_base_url)"#));
     assert!(web.contains(
         r#"idp_origin = var.identity_provider != null ? " ${regex("^https://[^/]+", var.identity_provider)}" : """#
@@ -704,4 +708,77 @@ fn notifications_and_edits_have_the_grants_they_need() {
         "events:PutEvents",
         "aws_cloudwatch_event_bus"
     ));
+}
+
+/// Live dictation runs on the GPU worker, not in Lambda: an HTTPS (TLS 1.2+) listener on an
+/// Application Load Balancer, sticky, with an idle timeout longer than the worker's pings,
+/// forwarding to the worker service; the worker admits only the balancer; the page and
+/// demo-status learn the wss:// URL.
+#[test]
+fn live_dictation_is_served_by_the_worker_behind_a_tls_balancer() {
+    let live = std::fs::read_to_string(infra("modules/gpu_worker/live.tf")).unwrap();
+    let body = parse("modules/gpu_worker/live.tf");
+    let block = |kind: &str, name: &str| {
+        body.blocks()
+            .find(|b| {
+                b.identifier() == "resource"
+                    && b.labels().len() == 2
+                    && b.labels()[0].as_str() == kind
+                    && b.labels()[1].as_str() == name
+            })
+            .unwrap_or_else(|| panic!("resource {kind}.{name}"))
+            .body()
+            .clone()
+    };
+    let attribute = |body: &Body, key: &str| {
+        body.attributes()
+            .find(|a| a.key() == key)
+            .map(|a| a.expr().clone())
+            .unwrap_or_else(|| panic!("{key}"))
+    };
+    let listener = block("aws_lb_listener", "live");
+    assert_eq!(string(&attribute(&listener, "protocol")), "HTTPS");
+    assert_eq!(attribute(&listener, "port"), Expression::from(443));
+    assert!(string(&attribute(&listener, "ssl_policy")).starts_with("ELBSecurityPolicy-TLS13-1-2"));
+    let balancer = block("aws_lb", "live");
+    assert_eq!(
+        string(&attribute(&balancer, "load_balancer_type")),
+        "application"
+    );
+    assert_eq!(
+        attribute(&balancer, "drop_invalid_header_fields"),
+        Expression::Bool(true)
+    );
+    let group = block("aws_lb_target_group", "live");
+    let stickiness = group
+        .blocks()
+        .find(|b| b.identifier() == "stickiness")
+        .expect("sticky sessions");
+    assert_eq!(
+        attribute(stickiness.body(), "enabled"),
+        Expression::Bool(true)
+    );
+    assert!(live.contains("path                = \"/health/ready\""));
+    let worker = std::fs::read_to_string(infra("modules/gpu_worker/main.tf")).unwrap();
+    assert!(
+        worker.contains("target_group_arn = aws_lb_target_group.live[0].arn"),
+        "the service registers with the balancer"
+    );
+    assert!(worker.contains("min_capacity = local.live ? var.live_dictation.min_workers : 0"));
+    // Only the balancer reaches the worker's port.
+    let rule = block("aws_security_group_rule", "worker_from_live");
+    assert_eq!(
+        attribute(&rule, "source_security_group_id")
+            .to_string()
+            .trim(),
+        "aws_security_group.live[0].id"
+    );
+    let variables = std::fs::read_to_string(infra("modules/gpu_worker/variables.tf")).unwrap();
+    assert!(variables.contains("idle_timeout_secs = optional(number, 120)"));
+    let mmt = std::fs::read_to_string(infra("modules/mmt/main.tf")).unwrap();
+    assert!(mmt.contains("LIVE_DICTATION_URL = local.live_dictation_url"));
+    assert!(
+        mmt.contains("live_dictation_url = local.live_dictation_url"),
+        "the page's CSP names it"
+    );
 }

@@ -28,6 +28,10 @@ pub struct DemoStatus {
     note_drafts: bool,
     /// The page's sign-in through the clinic's identity provider (public client, PKCE).
     oidc_sign_in: Option<crate::config::WebSignIn>,
+    /// Whether live dictation (`GET /v1/stream`) is offered.
+    live_dictation: bool,
+    /// Where to dictate, when not at this API (`LIVE_DICTATION_URL`).
+    live_dictation_url: Option<String>,
 }
 
 /// What this deployment is: demo or production, which engines and sign-in methods are on.
@@ -46,5 +50,7 @@ async fn status(State(state): State<AppState>) -> Json<DemoStatus> {
         ehr_enabled: c.ehr.is_some(),
         note_drafts: state.drafter.is_some(),
         oidc_sign_in: c.web_sign_in.clone(),
+        live_dictation: c.live.offered(),
+        live_dictation_url: c.live.public_url.clone(),
     })
 }

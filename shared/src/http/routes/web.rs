@@ -14,15 +14,24 @@ use crate::app::AppState;
 const INDEX: &str = include_str!("../../../../web/index.html");
 const APP_JS: &str = include_str!("../../../../web/app.js");
 const APP_CSS: &str = include_str!("../../../../web/app.css");
+const PCM_WORKLET_JS: &str = include_str!("../../../../web/pcm-worklet.js");
 const DEFAULT_CONFIG_JS: &str = include_str!("../../../../web/config.js");
 
 /// The page's own policy: its files from here, API calls to the APIs it is configured for
 /// (any, in a demo), audio from the page's own recordings; nothing else, and never in a frame.
 fn page_policy(state: &AppState) -> String {
-    let connect = state.config.http.web.connect_sources(
-        state.config.demo_mode,
+    let others: Vec<&str> = [
         state.config.web_sign_in.as_ref().map(|s| s.issuer.as_str()),
-    );
+        state.config.live.public_url.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let connect = state
+        .config
+        .http
+        .web
+        .connect_sources(state.config.demo_mode, &others);
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; \
          media-src 'self' blob:; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
@@ -40,6 +49,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/app.css",
             get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/pcm-worklet.js",
+            get(|| async { asset(PCM_WORKLET_JS, "text/javascript; charset=utf-8") }),
         )
         .route("/config.js", get(config_js))
 }
