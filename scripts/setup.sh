@@ -25,7 +25,7 @@ APT_PACKAGES=(ca-certificates curl git jq procps time wrk espeak-ng sox ffmpeg c
   libopus-dev pkg-config python3 python3-venv zip unzip)
 # name==version: pinned so a new release cannot change what the tests see (moto before 5.2.5
 # answers CompleteMultipartUpload with an XML root the AWS SDK rejects).
-PY_TOOLS="cargo-lambda==1.9.2 openai==3.57.0 moto[server]==5.2.5"
+PY_TOOLS="cargo-lambda==1.9.2 openai==3.57.0 moto[server]==5.2.5 websockets==15.0.1"
 CHECKOV="checkov==3.2.533"
 # OpenAPI (OpenEMR's published description), Prometheus text (the official client's parser)
 # and FHIR R4 (fhir.resources 6.1.x models FHIR 4.0.1 and needs pydantic 1).

@@ -384,25 +384,34 @@ impl LiveSession {
             paused = decoded.paused,
             "live window decoded"
         );
+        let end_s = (self.window_start + self.window.len() as u64) as f64 / f64::from(SAMPLE_RATE);
+        // Past its longest, a window moves on: its words up to the newest second are committed
+        // whether or not two guesses agreed, so nothing said is cut away uncommitted.
+        let too_long = end_s - offset > WindowPolicy::default().max_s;
         let update = if decoded.paused {
             self.transcript.settle(words)
+        } else if too_long {
+            self.transcript.settle_until(words, end_s - 1.0)
         } else {
             self.transcript.update(words)
         };
-        let end_s = (self.window_start + self.window.len() as u64) as f64 / f64::from(SAMPLE_RATE);
-        let cut = match decoded.paused {
-            // Everything before the pause is settled: the next window starts after its last word.
-            true => Some(
-                self.transcript
-                    .committed()
-                    .last()
-                    .map_or(end_s - PAUSE_S, |w| w.end)
-                    .max(offset),
-            ),
-            false => self
-                .transcript
-                .window_cut(WindowPolicy::default(), offset, end_s)
-                .map(|cut| cut.0),
+        // After a pause, or past its longest, the next window starts after the last committed
+        // word; without one in the window, it keeps only the newest audio.
+        let last_committed = self
+            .transcript
+            .committed()
+            .last()
+            .map(|w| w.end)
+            .filter(|end| *end > offset);
+        let policy = WindowPolicy::default();
+        let cut = if decoded.paused {
+            Some(last_committed.unwrap_or(end_s - PAUSE_S))
+        } else if too_long {
+            Some(last_committed.unwrap_or(end_s - policy.trim_after_s))
+        } else {
+            self.transcript
+                .window_cut(policy, offset, end_s)
+                .map(|cut| cut.0)
         };
         if let Some(cut_s) = cut {
             let cut_at = (cut_s * f64::from(SAMPLE_RATE)) as u64;

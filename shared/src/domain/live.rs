@@ -93,6 +93,21 @@ impl LiveTranscript {
         }
     }
 
+    /// Takes a guess of a window that has grown too long without agreement: the words ending
+    /// by `until_s` are committed (the window must move on without losing them), the rest stay
+    /// the partial.
+    pub fn settle_until(&mut self, guess: Vec<Word>, until_s: f64) -> Update {
+        let mut committed = self.without_committed(guess);
+        let settled = committed.iter().take_while(|w| w.end <= until_s).count();
+        let rest = committed.split_off(settled);
+        self.committed.extend(committed.iter().cloned());
+        self.pending = rest.clone();
+        Update {
+            committed,
+            partial: rest,
+        }
+    }
+
     /// The words committed so far.
     pub fn committed(&self) -> &[Word] {
         &self.committed
@@ -300,6 +315,17 @@ mod tests {
         let next = live.update(words("Take two tablets daily. Rest", 0.0));
         assert!(next.committed.is_empty());
         assert_eq!(text(&next.partial), "Rest");
+    }
+
+    #[test]
+    fn a_window_too_long_to_agree_commits_all_but_its_newest_words() {
+        let mut live = LiveTranscript::new();
+        live.update(words("alpha beta gamma", 0.0));
+        let update = live.settle_until(words("alfa beta gamma delta", 0.0), 1.0);
+        assert_eq!(text(&update.committed), "alfa beta");
+        assert_eq!(text(&update.partial), "gamma delta");
+        let next = live.update(words("alfa beta gamma delta epsilon", 0.0));
+        assert_eq!(text(&next.committed), "gamma delta");
     }
 
     #[test]

@@ -332,3 +332,58 @@ async fn live_dictation_is_off_without_the_local_engine() {
         "{body}"
     );
 }
+
+/// The README's client example, run as written against the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_client_example_dictates_and_gets_the_saved_record() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let example = readme
+        .split("<!-- live-client-example -->\n```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the README's live client example");
+    assert!(example.lines().count() <= 22, "a short example");
+    let _one_at_a_time = WHISPER.lock().await;
+    let app = local_app(&[]).await;
+    let token = app.guest_token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("dictate.py");
+    std::fs::write(&script, example).unwrap();
+    let wav = dir.path().join("sentence.wav");
+    run_tool(
+        Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&wav)
+            .arg(SENTENCES[1]),
+    );
+    let output = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(ws_url(&app))
+        .arg(&token)
+        .arg(&wav)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("closed 1000"), "{stdout}");
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("saved "))
+        .expect("the saved record's id")
+        .trim();
+    let (status, record) = app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    let text = record["text"].as_str().unwrap().to_lowercase();
+    assert!(
+        text.contains("chest") && text.contains("breathing"),
+        "{text}"
+    );
+}

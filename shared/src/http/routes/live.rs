@@ -156,7 +156,8 @@ async fn upgrade(
     let origin_allowed = origin_allowed(&headers, &state.config.http.cors_allow_origins);
     // Frames over the limit are read and refused with 1009; far over it, the connection drops.
     let readable = (live.config().max_frame_bytes * 4).max(1 << 20);
-    let span = tracing::info_span!("live_dictation", owner = tracing::field::Empty);
+    // No owner in the span: who dictates is the audit trail's business, not the logs'.
+    let span = tracing::info_span!("live_dictation", transcription_id = tracing::field::Empty);
     ws.max_message_size(readable)
         .max_frame_size(readable)
         .on_upgrade(move |socket| {
@@ -207,7 +208,6 @@ async fn serve(mut socket: WebSocket, state: AppState, live: std::sync::Arc<Live
                 return close(socket, 4401, "unauthorized", &message).await;
             }
         };
-    tracing::Span::current().record("owner", caller.owner.to_string());
     let session = match live.admit(&caller.owner).await {
         Ok(slot) => LiveSession::start(slot, options).map_err(Refusal::Engine),
         Err(refusal) => Err(refusal),
@@ -359,6 +359,9 @@ async fn finish(
     let (code, reason) = ending.close();
     let message = ending.message(idle);
     let saved = session.save(state).await;
+    if let Ok(Some(id)) = &saved {
+        tracing::Span::current().record("transcription_id", id.to_string());
+    }
     tracing::info!(
         ending = reason,
         audio_s = session.received_s(),
