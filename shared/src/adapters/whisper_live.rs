@@ -16,6 +16,9 @@ use crate::{
 const MIN_CONTEXT_SECS: f64 = 10.0;
 const CONTEXT_MARGIN_SECS: f64 = 2.0;
 const FRAMES_PER_SEC: f64 = 50.0;
+/// A small model that loops starts the window's text over: a run of this many words equal
+/// to the guess's first marks where.
+const LOOP_WORDS: usize = 3;
 /// Fast speech is about 3 words, 4 tokens, a second.
 const TOKENS_PER_SECOND: f64 = 6.0;
 /// Whisper reads at most 30 s at once.
@@ -115,6 +118,46 @@ impl WhisperLiveDecoder {
             };
             words.extend(segment.words());
         }
-        words
+        without_loop(words)
+    }
+}
+
+/// The words before the model started the window's text over, if it did.
+fn without_loop(mut words: Vec<Word>) -> Vec<Word> {
+    let plain = |w: &Word| {
+        w.word
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let restart = (1..words.len().saturating_sub(LOOP_WORDS - 1))
+        .find(|&at| (0..LOOP_WORDS).all(|i| plain(&words[at + i]) == plain(&words[i])));
+    if let Some(at) = restart {
+        words.truncate(at);
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<Word> {
+        text.split_whitespace()
+            .map(|w| Word {
+                word: w.to_owned(),
+                start: 0.0,
+                end: 0.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_read_twice_over_is_cut_where_it_starts_again() {
+        let looped = without_loop(words("We will rest. We will rest. We will"));
+        assert_eq!(looped.len(), 3);
+        let plain = without_loop(words("the patient and the patient"));
+        assert_eq!(plain.len(), 5, "two words repeated are speech");
     }
 }

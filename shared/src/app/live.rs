@@ -32,6 +32,12 @@ const TARGET_UTILISATION: f64 = 0.8;
 const SILENCE_RMS: f32 = 0.004;
 /// The newest audio this long and much quieter than the window's speech is a pause.
 const PAUSE_S: f64 = 0.6;
+/// 20 ms, the frame loudness is measured on.
+const FRAME_SAMPLES: usize = 320;
+/// The silence kept before the first speech of a window.
+const LEAD_IN_S: f64 = 0.3;
+/// How far past a committed word's end its sound may still run.
+const WORD_TAIL_S: f64 = 0.3;
 /// Words further apart than this start a new segment of the saved transcript.
 const SEGMENT_GAP_S: f64 = 1.5;
 /// The committed text given to the engine as what came before its window.
@@ -329,6 +335,7 @@ impl LiveSession {
     pub fn decode(&mut self) -> Option<tokio::task::JoinHandle<Decoded>> {
         let mut decoder = self.decoder.take()?;
         self.decoded_upto = self.received;
+        self.skip_leading_silence();
         let samples = self.window.clone();
         let window_start = self.window_start;
         let start_s = window_start as f64 / f64::from(SAMPLE_RATE);
@@ -358,6 +365,25 @@ impl LiveSession {
             .await;
             joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         }))
+    }
+
+    /// Drops the silence the window begins with, but the last `LEAD_IN_S` of it: a small
+    /// model misreads the first words of a sentence heard after a second of silence.
+    fn skip_leading_silence(&mut self) {
+        let frame = FRAME_SAMPLES;
+        let silent_frames = frame_rms(&self.window)
+            .take_while(|rms| *rms <= SILENCE_RMS)
+            .count();
+        let keep = (LEAD_IN_S * f64::from(SAMPLE_RATE)) as usize;
+        let drop = (silent_frames * frame)
+            .saturating_sub(keep)
+            .min(self.window.len());
+        if drop > 0 {
+            self.window.drain(..drop);
+            self.window_start += drop as u64;
+            self.transcript
+                .window_moved(self.window_start as f64 / f64::from(SAMPLE_RATE));
+        }
     }
 
     /// Applies a finished decode: the words it settles and the partial after them. The window
@@ -395,8 +421,8 @@ impl LiveSession {
         } else {
             self.transcript.update(words)
         };
-        // After a pause, or past its longest, the next window starts after the last committed
-        // word; without one in the window, it keeps only the newest audio.
+        // Past its longest, the next window starts after the last committed word; without one
+        // in the window, it keeps only the newest audio.
         let last_committed = self
             .transcript
             .committed()
@@ -405,7 +431,11 @@ impl LiveSession {
             .filter(|end| *end > offset);
         let policy = WindowPolicy::default();
         let cut = if decoded.paused {
-            Some(last_committed.unwrap_or(end_s - PAUSE_S))
+            // A little after the last committed word (word times can be early, and a tail left
+            // in the next window comes back as a word), never into the pause; but never past
+            // speech the guess left out either, which the next window must still hear.
+            let pause_start = (end_s - PAUSE_S).max(offset);
+            Some(last_committed.map_or(pause_start, |end| (end + WORD_TAIL_S).min(pause_start)))
         } else if too_long {
             Some(last_committed.unwrap_or(end_s - policy.trim_after_s))
         } else {
@@ -418,6 +448,8 @@ impl LiveSession {
             let drop = cut_at.saturating_sub(self.window_start) as usize;
             self.window.drain(..drop.min(self.window.len()));
             self.window_start += drop as u64;
+            self.transcript
+                .window_moved(self.window_start as f64 / f64::from(SAMPLE_RATE));
         }
         Ok(update)
     }

@@ -54,6 +54,8 @@ pub struct LiveTranscript {
     committed: Vec<Word>,
     /// The uncommitted words of the latest guess.
     pending: Vec<Word>,
+    /// Where the engine's window now begins, in session seconds.
+    window_start_s: f64,
 }
 
 impl LiveTranscript {
@@ -106,6 +108,11 @@ impl LiveTranscript {
             committed,
             partial: rest,
         }
+    }
+
+    /// Records that the window now begins at `start_s` (it was cut there).
+    pub fn window_moved(&mut self, start_s: f64) {
+        self.window_start_s = start_s;
     }
 
     /// The words committed so far.
@@ -180,9 +187,13 @@ impl LiveTranscript {
         let Some(last) = self.committed.last() else {
             return guess;
         };
+        // Only a window that still holds the last committed word can hear it again; in one cut
+        // after it, an early word time says nothing (the first word of a window is often
+        // dated to its very start).
+        let rereads = last.end > self.window_start_s;
         let mut guess: Vec<Word> = guess
             .into_iter()
-            .filter(|w| w.end > last.end - TIME_TOLERANCE_S)
+            .filter(|w| !rereads || w.end > last.end - TIME_TOLERANCE_S)
             .collect();
         let longest = MAX_REPEATED_WORDS
             .min(guess.len())
@@ -303,6 +314,17 @@ mod tests {
         let update = live.update(words("three four five six", 1.0));
         assert_eq!(text(&update.committed), "five");
         assert_eq!(text(live.committed()), "one two three four five");
+    }
+
+    #[test]
+    fn in_a_window_cut_after_the_committed_text_every_word_is_new() {
+        let mut live = LiveTranscript::new();
+        live.settle(words("rest.", 14.0));
+        // The window was cut at the pause; its first word is dated to its very start, before
+        // the committed word's (late) end.
+        live.window_moved(14.2);
+        let update = live.settle(words("We will", 14.2));
+        assert_eq!(text(&update.committed), "We will");
     }
 
     #[test]

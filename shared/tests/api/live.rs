@@ -152,6 +152,7 @@ async fn words_appear_while_speaking_and_the_session_becomes_a_record_as_good_as
         .get_json(&token, &format!("/v1/transcriptions/{batch_id}"))
         .await;
     let batch_wer = word_error_rate(&spoken, batch["text"].as_str().unwrap());
+    println!("live WER {live_wer:.3}, batch WER {batch_wer:.3}: {live_text}");
     assert!(
         live_wer <= batch_wer + 0.05,
         "live WER {live_wer:.3} vs batch {batch_wer:.3}: {live_text:?}"
@@ -383,7 +384,71 @@ async fn the_readme_client_example_dictates_and_gets_the_saved_record() {
     assert_eq!(status, 200);
     let text = record["text"].as_str().unwrap().to_lowercase();
     assert!(
-        text.contains("chest") && text.contains("breathing"),
+        text.contains("pain") && text.contains("breathing"),
         "{text}"
+    );
+}
+
+/// The GPU worker's role (`mmt worker`): it serves live dictation with the API's token
+/// verification, and a SIGTERM mid-dictation saves the session and closes it with 1012.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_serves_live_dictation_and_a_sigterm_saves_the_session() {
+    let _one_at_a_time = WHISPER.lock().await;
+    let app = crate::helpers::spawn_app().await;
+    let token = app.guest_token().await;
+    let (model, vad) = (
+        crate::local_engine::model_path(),
+        crate::local_engine::vad_model_path(),
+    );
+    let env = crate::helpers::test_env(
+        &app.dir,
+        &app.openai,
+        &[
+            ("ENABLE_LOCAL_TRANSCRIPTION", "true"),
+            ("WHISPER_MODEL_PATH", &model),
+            ("WHISPER_VAD_MODEL_PATH", &vad),
+            ("WHISPER_THREADS", "2"),
+            ("LIVE_MAX_STREAMS", "2"),
+            ("SHUTDOWN_GRACE_SECS", "10"),
+        ],
+    );
+    let log = app.dir.path().join("worker.log");
+    let mut worker = crate::process::start_mode("worker", &env, &log, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (speech, _) = dictation(dir.path());
+    let url = format!("{}/v1/stream", worker.base.replacen("http", "ws", 1));
+    let plan = Plan::real_time(&token);
+    let dictating = tokio::spawn(async move {
+        dictate(&url, &speech, &plan, Duration::from_secs(30))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    worker.sigterm();
+    let run = dictating.await.unwrap();
+    assert_eq!(
+        close_code(&run),
+        1012,
+        "{run:?}: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(worker.wait_exit(Duration::from_secs(20)).await.success());
+    let id = run
+        .saved_id()
+        .expect("the session is saved before the worker exits");
+    let (status, record) = app
+        .get_json(&token, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(record["status"], "completed");
+    assert_eq!(record["text"].as_str().unwrap(), run.committed_text());
+    let stranger = app.guest_token().await;
+    let (status, _) = app
+        .get_json(&stranger, &format!("/v1/transcriptions/{id}"))
+        .await;
+    assert_eq!(status, 404, "another user does not see it");
+    assert!(
+        run.committed_text().to_lowercase().contains("fever"),
+        "{run:?}"
     );
 }

@@ -112,10 +112,11 @@ fn speech_in(
 }
 
 /// Word error rate: word-level edit distance over the reference length, ignoring case and
-/// punctuation.
+/// punctuation; a hyphen or slash separates words ("follow-up" is "follow up"), as in
+/// Whisper's own text normalizer.
 pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
     let words = |s: &str| -> Vec<String> {
-        s.split_whitespace()
+        s.split(|c: char| c.is_whitespace() || c == '-' || c == '/')
             .map(|w| {
                 w.chars()
                     .filter(|c| c.is_alphanumeric())
@@ -198,6 +199,7 @@ fn word_error_rate_counts_edits() {
     assert_eq!(word_error_rate("a b c d", "a b c d"), 0.0);
     assert_eq!(word_error_rate("a b c d", "A, b. c d!"), 0.0);
     assert_eq!(word_error_rate("a b c d", "a x c"), 0.5);
+    assert_eq!(word_error_rate("a follow up", "A follow-up."), 0.0);
     assert_eq!(word_error_rate("a b", "a b c d"), 1.0);
 }
 

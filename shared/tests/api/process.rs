@@ -53,7 +53,7 @@ pub(crate) async fn start_with_address_space(
 }
 
 /// Runs `mmt <mode>` and waits until its `/health/live` answers.
-async fn start_mode(
+pub(crate) async fn start_mode(
     mode: &str,
     env: &HashMap<String, String>,
     log: &Path,
