@@ -201,3 +201,38 @@ fn production_retires_the_hs256_secret_and_lets_phi_free_functions_hold_no_keys(
     let err = config(&serving).unwrap_err().to_string();
     assert!(err.contains("ENABLE_FIELD_ENCRYPTION"), "{err}");
 }
+
+#[test]
+fn live_dictation_leaves_the_machine_only_over_tls_and_needs_the_local_engine() {
+    let safe = safe_production();
+    assert_refused(
+        &safe,
+        &[("LIVE_DICTATION_URL", "ws://live.clinic.example/v1/stream")],
+        &[],
+        "LIVE_DICTATION_URL",
+    );
+    assert_refused(
+        &safe,
+        &[(
+            "LIVE_DICTATION_URL",
+            "https://live.clinic.example/v1/stream",
+        )],
+        &[],
+        "LIVE_DICTATION_URL",
+    );
+    assert_refused(
+        &safe,
+        &[("ENABLE_LIVE_DICTATION", "true")],
+        &[],
+        "ENABLE_LIVE_DICTATION",
+    );
+    let mut with_url = safe.clone();
+    with_url.push(("LIVE_DICTATION_URL", "wss://live.clinic.example/v1/stream"));
+    let live = super::tests::config(&with_url)
+        .expect("wss:// is accepted")
+        .live;
+    assert!(
+        live.offered() && !live.enabled,
+        "offered there, not run here"
+    );
+}

@@ -332,6 +332,19 @@ async fn live_dictation_is_off_without_the_local_engine() {
             .contains("ENABLE_LIVE_DICTATION"),
         "{body}"
     );
+    let status: Value = app
+        .client
+        .get(app.url("/demo/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["live_dictation"], false,
+        "the page offers no Dictate button"
+    );
 }
 
 /// The README's client example, run as written against the server.

@@ -177,6 +177,7 @@ async fn the_web_page_is_served_with_its_own_policy_and_its_config() {
     let configured = crate::helpers::spawn_app_with(&[
         ("WEB_API_BASE_URL", "https://api.example.org"),
         ("WEB_PRODUCTION_API_BASE_URL", "https://prod.example.org"),
+        ("LIVE_DICTATION_URL", "wss://live.example.org/v1/stream"),
     ])
     .await;
     let policy = configured
@@ -189,8 +190,10 @@ async fn the_web_page_is_served_with_its_own_policy_and_its_config() {
         .to_str()
         .unwrap();
     assert!(
-        policy.contains("connect-src 'self' https://api.example.org https://prod.example.org;"),
-        "the configured APIs and nothing else: {policy}"
+        policy.contains(
+            "connect-src 'self' https://api.example.org https://prod.example.org wss://live.example.org;"
+        ),
+        "the configured APIs, where the page dictates live, and nothing else: {policy}"
     );
     // A demo's "Change API" box may point the page anywhere.
     let demo = crate::helpers::spawn_app_with(&[("DEMO_MODE", "true")]).await;
@@ -199,7 +202,7 @@ async fn the_web_page_is_served_with_its_own_policy_and_its_config() {
         .to_str()
         .unwrap();
     assert!(
-        policy.contains("connect-src 'self' http: https:;"),
+        policy.contains("connect-src 'self' http: https: ws: wss:;"),
         "{policy}"
     );
     let js = configured
