@@ -434,7 +434,8 @@ await check("a recording above the threshold goes up in parts; a part that fails
   await context.close();
 });
 
-await check("record from the microphone (fake capture fed with the WAV) → transcript", async () => {
+/// A browser whose microphone plays CLIP in a loop, on the demo page, signed in as a guest.
+async function withFakeMicrophone() {
   const micBrowser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [...ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -448,6 +449,11 @@ await check("record from the microphone (fake capture fed with the WAV) → tran
   await page.goto(DEMO + "/");
   await bannerOf(page, "demo");
   await page.click("#guest-signin");
+  return { micBrowser, page, consoleErrors };
+}
+
+await check("record from the microphone (fake capture fed with the WAV) → transcript", async () => {
+  const { micBrowser, page, consoleErrors } = await withFakeMicrophone();
   await page.waitForSelector("#workspace:not([hidden])");
   await page.click("#record");
   await page.waitForTimeout(6000);
@@ -461,19 +467,7 @@ await check("record from the microphone (fake capture fed with the WAV) → tran
 });
 
 await check("dictate live (fake microphone): words appear while speaking, then the saved record", async () => {
-  const micBrowser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [...ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-      `--use-file-for-fake-audio-capture=${CLIP}`],
-  });
-  const context = await micBrowser.newContext({ permissions: ["microphone"] });
-  const page = await context.newPage();
-  const consoleErrors = [];
-  page.on("console", (msg) => msg.type() === "error" && consoleErrors.push(msg.text()));
-  page.on("request", (request) => seenOrigins.add(new URL(request.url()).origin));
-  await page.goto(DEMO + "/");
-  await bannerOf(page, "demo");
-  await page.click("#guest-signin");
+  const { micBrowser, page, consoleErrors } = await withFakeMicrophone();
   await page.waitForSelector("#dictate:not([hidden])");
   // Remember every partial the page shows, and its colour, as the words arrive.
   await page.evaluate(() => {

@@ -479,22 +479,7 @@ impl Job {
             let at = |centiseconds: i64| {
                 piece.start_s + (centiseconds.max(0) as f64 / 100.0).min(piece_s)
             };
-            let token_scores = (0..segment.n_tokens())
-                .filter_map(|i| segment.get_token(i))
-                .filter_map(|token| {
-                    let data = token.token_data();
-                    // Ids from end-of-text up are control and timestamp tokens, not words.
-                    (data.id < last_text_token).then(|| TokenScore {
-                        text: token
-                            .to_str_lossy()
-                            .map(|t| t.into_owned())
-                            .unwrap_or_default(),
-                        start: at(data.t0),
-                        end: at(data.t1),
-                        logprob: f64::from(data.plog),
-                    })
-                })
-                .collect();
+            let token_scores = text_tokens(&segment, last_text_token, at);
             segments.push(Segment {
                 start: at(segment.start_timestamp()),
                 end: at(segment.end_timestamp()),
@@ -531,18 +516,8 @@ impl Job {
         } else {
             SamplingStrategy::Greedy { best_of: 1 }
         };
-        let mut params = FullParams::new(strategy);
-        params.set_n_threads(threads as i32);
+        let mut params = quiet_params(strategy, threads);
         params.set_translate(self.task == Task::Translate);
-        params.set_no_context(true);
-        // Per-token times, for word timestamps (OpenAI's `timestamp_granularities[]=word`).
-        params.set_token_timestamps(true);
-        params.set_print_special(false);
-        params.set_print_progress(false);
-        params.set_print_realtime(false);
-        params.set_print_timestamps(false);
-        params.set_suppress_blank(true);
-        params.set_suppress_nst(true);
         params.set_temperature(self.config.temperature);
         params.set_temperature_inc(self.config.temperature_increment);
         params.set_language(Some(language.unwrap_or("auto")));
@@ -566,6 +541,48 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Decoding settings both engines share: `threads`, each window decoded on its own (no text
+/// carried over from the last), per-token times (word timestamps), nothing printed, blank and
+/// non-speech tokens suppressed.
+pub(super) fn quiet_params<'a>(strategy: SamplingStrategy, threads: usize) -> FullParams<'a, 'a> {
+    let mut params = FullParams::new(strategy);
+    params.set_n_threads(threads as i32);
+    params.set_no_context(true);
+    params.set_token_timestamps(true);
+    params.set_print_special(false);
+    params.set_print_progress(false);
+    params.set_print_realtime(false);
+    params.set_print_timestamps(false);
+    params.set_suppress_blank(true);
+    params.set_suppress_nst(true);
+    params
+}
+
+/// The text tokens of a decoded segment, with their times (`at` turns whisper.cpp's
+/// centiseconds into seconds) and log-probabilities.
+pub(super) fn text_tokens(
+    segment: &whisper_rs::WhisperSegment<'_>,
+    last_text_token: whisper_rs::WhisperTokenId,
+    at: impl Fn(i64) -> f64,
+) -> Vec<TokenScore> {
+    (0..segment.n_tokens())
+        .filter_map(|i| segment.get_token(i))
+        .filter_map(|token| {
+            let data = token.token_data();
+            // Ids from end-of-text up are control and timestamp tokens, not words.
+            (data.id < last_text_token).then(|| TokenScore {
+                text: token
+                    .to_str_lossy()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default(),
+                start: at(data.t0),
+                end: at(data.t1),
+                logprob: f64::from(data.plog),
+            })
+        })
+        .collect()
 }
 
 /// whisper.cpp marks non-speech with bracketed labels such as `[BLANK_AUDIO]`: not words.

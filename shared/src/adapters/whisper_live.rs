@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperState};
+use whisper_rs::{SamplingStrategy, WhisperContext, WhisperState};
 
-use super::whisper::{WhisperTranscriber, is_annotation};
+use super::whisper::{WhisperTranscriber, is_annotation, quiet_params, text_tokens};
 use crate::{
-    domain::{Segment, TokenScore, Word},
+    domain::{Segment, Word},
     ports::{EngineError, LiveDecoder, LiveEngine},
 };
 
@@ -56,16 +56,7 @@ struct WhisperLiveDecoder {
 impl LiveDecoder for WhisperLiveDecoder {
     fn decode(&mut self, samples: &[f32], prompt: &str) -> Result<Vec<Word>, EngineError> {
         let seconds = samples.len() as f64 / 16_000.0;
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_n_threads(self.threads as i32);
-        params.set_no_context(true);
-        params.set_token_timestamps(true);
-        params.set_print_special(false);
-        params.set_print_progress(false);
-        params.set_print_realtime(false);
-        params.set_print_timestamps(false);
-        params.set_suppress_blank(true);
-        params.set_suppress_nst(true);
+        let mut params = quiet_params(SamplingStrategy::Greedy { best_of: 1 }, self.threads);
         // No temperature fallback: a live decode must take a predictable time; the next
         // window gets another chance.
         params.set_temperature(0.0);
@@ -97,21 +88,7 @@ impl WhisperLiveDecoder {
             if is_annotation(&text) {
                 continue;
             }
-            let token_scores = (0..segment.n_tokens())
-                .filter_map(|i| segment.get_token(i))
-                .filter_map(|token| {
-                    let data = token.token_data();
-                    (data.id < last_text_token).then(|| TokenScore {
-                        text: token
-                            .to_str_lossy()
-                            .map(|t| t.into_owned())
-                            .unwrap_or_default(),
-                        start: at(data.t0),
-                        end: at(data.t1),
-                        logprob: f64::from(data.plog),
-                    })
-                })
-                .collect();
+            let token_scores = text_tokens(&segment, last_text_token, at);
             let segment = Segment {
                 token_scores,
                 ..Segment::new(0.0, 0.0, text.trim())

@@ -332,15 +332,7 @@ async fn live_dictation_is_off_without_the_local_engine() {
             .contains("ENABLE_LIVE_DICTATION"),
         "{body}"
     );
-    let status: Value = app
-        .client
-        .get(app.url("/demo/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, status) = app.get_json("", "/demo/status").await;
     assert_eq!(
         status["live_dictation"], false,
         "the page offers no Dictate button"
