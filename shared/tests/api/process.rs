@@ -371,7 +371,7 @@ async fn sigterm_past_the_grace_period_releases_the_lease_for_an_immediate_retry
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_worker_mode_consumes_the_queue_and_serves_only_health() {
+async fn the_worker_mode_consumes_the_queue_and_serves_no_api_routes() {
     // The API in this process (no workers), the worker as a separate process on the same data.
     let app = crate::helpers::spawn_app().await;
     let token = app.guest_token().await;
