@@ -291,7 +291,7 @@ SERVER_ENV=(ENABLE_LOCAL_TRANSCRIPTION=true WHISPER_MODEL_PATH="$live_model" WHI
 start_server "$work/live-admit" $((10 * 1024 * 1024))
 target/release/live-load "http://127.0.0.1:$SERVER_PORT" "$SERVER_PID" 1 >/dev/null || true
 printf '%-48s %s\n' "admission limit the server measured" \
-  "$(grep -o '"capacity":[0-9]*' "$work/live-admit.log" | tail -n 1 | cut -d: -f2) streams (LIVE_MAX_STREAMS=0: from its own decode cost)"
+  "$({ grep -o '"capacity":[0-9]*' "$work/live-admit.log" || echo ':?'; } | tail -n 1 | cut -d: -f2) streams (LIVE_MAX_STREAMS=0: from its own decode cost)"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 SERVER_ENV=()
 fi

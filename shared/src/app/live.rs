@@ -463,7 +463,6 @@ impl LiveSession {
         {
             settled.committed.extend(update.committed);
         }
-        self.decoded_upto = 0; // whatever the step, decode once more
         if let Some(handle) = self.decode()
             && let Ok(mut decoded) = handle.await
         {
